@@ -1,0 +1,70 @@
+// Package backoff computes capped exponential retry delays with full jitter, so that no retry
+// loop in gatewayd can spin and a fleet of gateways does not retry in lock-step.
+package backoff
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// Policy describes a capped exponential back-off. The zero value is not useful; use Default or
+// fill every field.
+type Policy struct {
+	Initial time.Duration // delay before the first retry (before jitter)
+	Max     time.Duration // cap on any one delay
+	Factor  float64       // growth per attempt, e.g. 2
+	// Jitter is the fraction of each delay that is randomised: 0 gives fixed delays, 0.5 gives a
+	// delay uniformly spread over [d/2, d].
+	Jitter float64
+}
+
+// Default is the policy gatewayd uses for reconnects: 1 s, doubling, capped at 2 minutes, half jitter.
+var Default = Policy{Initial: time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 0.5}
+
+// Backoff tracks the attempts of one retry loop. It is not safe for concurrent use: each loop owns one.
+type Backoff struct {
+	p       Policy
+	attempt int
+	rnd     func() float64
+}
+
+// New returns a Backoff following p.
+func New(p Policy) *Backoff {
+	return &Backoff{p: p, rnd: rand.Float64}
+}
+
+// Next returns the delay before the next attempt and counts the attempt.
+func (b *Backoff) Next() time.Duration {
+	d := float64(b.p.Initial)
+	for i := 0; i < b.attempt && d < float64(b.p.Max); i++ {
+		d *= b.p.Factor
+	}
+	if d > float64(b.p.Max) {
+		d = float64(b.p.Max)
+	}
+	b.attempt++
+	d -= d * b.p.Jitter * b.rnd()
+	if d < float64(time.Millisecond) {
+		d = float64(time.Millisecond)
+	}
+	return time.Duration(d)
+}
+
+// Attempts reports how many delays Next has handed out since the last Reset.
+func (b *Backoff) Attempts() int { return b.attempt }
+
+// Reset starts the sequence again, after a success.
+func (b *Backoff) Reset() { b.attempt = 0 }
+
+// Wait sleeps for the next delay, or until ctx ends, in which case it returns ctx.Err().
+func (b *Backoff) Wait(ctx context.Context) error {
+	t := time.NewTimer(b.Next())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
