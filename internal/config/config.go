@@ -1,0 +1,363 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/internal/logging"
+)
+
+// Defaults.
+const (
+	DefaultPort            = "/dev/ec600-at" // the name deploy/udev gives the EC600's AT port
+	DefaultBaud            = 115200
+	DefaultPDPContext      = 1
+	DefaultSIMTimeout      = 30 * time.Second
+	DefaultRegisterTimeout = 180 * time.Second
+	DefaultMQTTPort        = 1883
+	DefaultKeepAlive       = 60 * time.Second
+	DefaultPacketTimeout   = 5 * time.Second
+	DefaultRetries         = 3
+	DefaultSignMethod      = aliyun.HMACSHA256
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = logging.FormatJSON
+)
+
+// PortAuto as serial.port asks the daemon to find the module's AT port itself.
+const PortAuto = "auto"
+
+// Limits on what the module is sent (EC600 limits are unpublished; these are the documented
+// limits of sibling modules, see the AT reference section 2.3).
+const (
+	MaxHost       = 100
+	MaxClientID   = 128
+	MaxUsername   = 256
+	MaxPassword   = 256
+	MaxTopic      = 256
+	MaxPayload    = 1024 // publish_on_connect payloads; EC600 maximum unconfirmed, 1 KiB is safe
+	MaxAPN        = 100
+	MaxAPNUser    = 127
+	MaxAPNPass    = 127
+	MaxFileSize   = 1 << 20 // the configuration file itself
+	MaxSecretFile = 4096    // a password or device-secret file
+)
+
+// Names of systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential= in the unit)
+// read when a secret is given neither inline nor as a file; see Options.
+const (
+	CredMQTTPassword       = "mqtt-password"        // mqtt.password, when mqtt.username is set
+	CredAliyunDeviceSecret = "aliyun-device-secret" // mqtt.aliyun.device_secret
+	CredAPNPassword        = "apn-password"         // module.apn_password, when module.apn_user is set
+)
+
+// CredPrefix in a *_file value names a systemd credential: "cred:mqtt-password" reads
+// $CREDENTIALS_DIRECTORY/mqtt-password.
+const CredPrefix = "cred:"
+
+// Config is a validated configuration with every default filled in.
+type Config struct {
+	File   string // the file it came from
+	Serial Serial
+	Module Module
+	MQTT   MQTT
+	LED    LED
+	Log    Log
+	// Sources says where each secret came from, by key: "inline", "file /etc/gatewayd/pw" or
+	// "systemd credential mqtt-password". It never holds a secret.
+	Sources map[string]string
+	// Warnings are problems that do not stop the daemon (a password file others can read, a QoS
+	// Alibaba Cloud downgrades), formatted like errors; log them at start-up.
+	Warnings []string
+}
+
+// Serial is the AT port.
+type Serial struct {
+	Port string // device path, or PortAuto
+	Baud int    // fixed line rate; irrelevant for USB ports, used by UARTs
+}
+
+// Module is the cellular side of the bring-up.
+type Module struct {
+	APN             string // empty: leave the module's / network's default PDP context settings
+	APNUser         string
+	APNPassword     Secret
+	PDPContext      int           // PDP context id 1–15, also the one MQTT uses
+	SIMTimeout      time.Duration // how long to wait for +CPIN: READY
+	RegisterTimeout time.Duration // how long to wait for network registration
+}
+
+// MQTT is the module's MQTT client and the session gatewayd keeps.
+type MQTT struct {
+	Host string // broker host: as configured, or derived from the Aliyun region / instance
+	// HostFrom says where Host came from: "mqtt.host", "mqtt.aliyun.region" or "mqtt.aliyun.instance_id".
+	HostFrom      string
+	Port          int
+	ClientID      string // literal credentials only; with Aliyun see Aliyun.ClientID
+	Username      string // literal credentials only
+	Password      Secret // literal credentials only
+	KeepAlive     time.Duration
+	CleanSession  bool
+	ClientIndex   int // the module's MQTT client 0–5
+	PacketTimeout time.Duration
+	Retries       int
+	// Aliyun is set when the client id, user name and password are signed for Alibaba Cloud IoT.
+	Aliyun           *Aliyun
+	Subscribe        []Subscription
+	PublishOnConnect []Publication
+}
+
+// Aliyun holds the device identity that Credentials signs.
+type Aliyun struct {
+	ProductKey   string
+	DeviceName   string
+	DeviceSecret Secret
+	ClientID     string // the device-chosen client id, before "|securemode=..."; default DeviceName
+	SignMethod   aliyun.SignMethod
+	Timestamp    bool // put the connect time in the client id and the signature
+	SecureMode   int  // 3 = plain TCP
+	Region       string
+	InstanceID   string
+}
+
+// Subscription is one topic filter subscribed after every connect.
+type Subscription struct {
+	Topic string // {product_key} and {device_name} expanded; {imei} and {iccid} left for bring-up
+	QoS   int
+}
+
+// Publication is one message published after every connect.
+type Publication struct {
+	Topic   string // placeholders as in Subscription
+	Payload string
+	QoS     int
+	Retain  bool
+}
+
+// LED is the GPIO line toggled by downlinks.
+type LED struct {
+	Chip      string // "gpiochip0" or "/dev/gpiochip0"; empty with an empty Name: a virtual LED
+	Offset    int    // line offset on Chip; -1 when the line is given by Name (or the LED is virtual)
+	Name      string // line name, e.g. "GPIO24", when the line is given by name
+	ActiveLow bool
+}
+
+// Virtual reports whether no GPIO line is configured, so the LED only logs.
+func (l LED) Virtual() bool { return l.Chip == "" && l.Name == "" && l.Offset < 0 }
+
+// Log is the logger's set-up, for logging.New.
+type Log struct {
+	Level  string // trace, debug, info, warn or error
+	Format string // json or console
+	// ATTrace logs every byte on the AT port (secrets masked); it shows only at level trace.
+	ATTrace bool
+}
+
+// Options change how a file is read. The zero value reads the process environment.
+type Options struct {
+	// Getenv looks up environment variables (only CREDENTIALS_DIRECTORY); nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Load reads and checks the file at path with the zero Options.
+func Load(path string) (*Config, error) { return Options{}.Load(path) }
+
+// Parse checks data with the zero Options; name is used in messages and relative *_file paths
+// are taken from its directory.
+func Parse(data []byte, name string) (*Config, error) { return Options{}.Parse(data, name) }
+
+// Load reads and checks the file at path. Relative *_file paths are taken from the file's
+// directory.
+func (o Options) Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &Problem{File: path, Msg: fmt.Sprintf("larger than %d bytes; is this the right file?", MaxFileSize)}
+	}
+	return o.Parse(data, path)
+}
+
+// Parse checks data, the contents of the file name. It reports every problem it finds, joined
+// with errors.Join, each a *Problem naming the file, line and key.
+func (o Options) Parse(data []byte, name string) (*Config, error) {
+	return o.parse(data, name, nil)
+}
+
+// parse is Parse; when known is not nil it receives every key path the builder asked about.
+func (o Options) parse(data []byte, name string, known map[string]bool) (*Config, error) {
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			line, col := syntaxPosition(data, pe.Position)
+			return nil, &Problem{File: name, Line: line, Col: col, Msg: pe.Message}
+		}
+		return nil, &Problem{File: name, Msg: err.Error()}
+	}
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	b := &builder{
+		ps:     &problems{file: name, loc: newLocator(string(data)), known: known},
+		getenv: getenv,
+		dir:    filepath.Dir(name),
+		cfg:    &Config{File: name, Sources: map[string]string{}},
+	}
+	b.build(newTable(b.ps, nil, raw))
+	if err := b.ps.err(); err != nil {
+		return nil, err
+	}
+	return b.cfg, nil
+}
+
+// syntaxPosition computes line and column from the byte offset of a TOML syntax error; the
+// library's own line number is one too high when the offending byte is a newline.
+func syntaxPosition(data []byte, p toml.Position) (line, col int) {
+	if p.Start < 0 || p.Start > len(data) {
+		return p.Line, p.Col
+	}
+	before := data[:p.Start]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	col = p.Start - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+// builder turns the decoded TOML tree into a Config, collecting problems.
+type builder struct {
+	ps     *problems
+	getenv func(string) string
+	dir    string
+	cfg    *Config
+}
+
+func (b *builder) warn(k keyPath, format string, args ...any) {
+	p := &Problem{File: b.ps.file, Line: b.ps.loc.line(k), Key: k.String(), Msg: fmt.Sprintf(format, args...)}
+	b.cfg.Warnings = append(b.cfg.Warnings, p.Error())
+}
+
+func (b *builder) build(root *table) {
+	b.serial(root.sub("serial"))
+	b.module(root.sub("module"))
+	b.mqtt(root.sub("mqtt"))
+	b.led(root.sub("led"))
+	b.log(root.sub("log"))
+	root.done()
+}
+
+func (b *builder) serial(t *table) {
+	s := &b.cfg.Serial
+	s.Port = t.str("port", DefaultPort)
+	if s.Port != PortAuto {
+		if !filepath.IsAbs(s.Port) {
+			t.fail("port", "%q is neither a device path (such as /dev/ttyUSB2 or /dev/ec600-at) nor %q", s.Port, PortAuto)
+		} else if i, c, bad := findControl(s.Port); bad {
+			t.fail("port", "control byte %q at offset %d", c, i)
+		}
+	}
+	s.Baud = t.integer("baud", DefaultBaud, 1, math.MaxInt32)
+	if !supportedBaud(s.Baud) {
+		t.fail("baud", "%d is not a supported rate (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600)", s.Baud)
+	}
+	t.done()
+}
+
+func supportedBaud(n int) bool {
+	switch n {
+	case 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600:
+		return true
+	}
+	return false
+}
+
+func (b *builder) module(t *table) {
+	m := &b.cfg.Module
+	m.APN = t.str("apn", "")
+	b.atString(t, "apn", m.APN, MaxAPN)
+	m.APNUser = t.str("apn_user", "")
+	b.atString(t, "apn_user", m.APNUser, MaxAPNUser)
+	m.APNPassword = b.secret(t, "apn_password", "apn_password_file", CredAPNPassword, m.APNUser != "")
+	b.atSecret(t, "apn_password", m.APNPassword, MaxAPNPass)
+	if m.APN == "" {
+		if m.APNUser != "" {
+			t.fail("apn_user", "needs module.apn")
+		}
+		if !m.APNPassword.IsZero() {
+			t.fail("apn_password", "needs module.apn")
+		}
+	}
+	if m.APNUser == "" && !m.APNPassword.IsZero() {
+		t.fail("apn_password", "needs module.apn_user")
+	}
+	m.PDPContext = t.integer("pdp_context", DefaultPDPContext, 1, 15)
+	m.SIMTimeout = t.duration("sim_timeout", DefaultSIMTimeout, time.Second, 10*time.Minute, false)
+	m.RegisterTimeout = t.duration("register_timeout", DefaultRegisterTimeout, 10*time.Second, time.Hour, false)
+	t.done()
+}
+
+func (b *builder) led(t *table) {
+	l := &b.cfg.LED
+	l.Offset = -1
+	l.Chip = t.str("chip", "")
+	if l.Chip != "" {
+		if i, c, bad := findControl(l.Chip); bad {
+			t.fail("chip", "control byte %q at offset %d", c, i)
+		} else if filepath.Base(l.Chip) != l.Chip && !filepath.IsAbs(l.Chip) {
+			t.fail("chip", "%q is neither a chip name (gpiochip0) nor an absolute path (/dev/gpiochip0)", l.Chip)
+		}
+	}
+	hasLine := false
+	if v, ok := t.lookup("line"); ok {
+		switch x := v.(type) {
+		case int64:
+			if x < 0 || x > 65535 {
+				t.fail("line", "offset %d is out of range 0–65535", x)
+			} else {
+				l.Offset, hasLine = int(x), true
+			}
+		case string:
+			if x == "" {
+				t.fail("line", "is empty; give an offset (24) or a line name (\"GPIO24\")")
+			} else if i, c, bad := findControl(x); bad {
+				t.fail("line", "control byte %q at offset %d", c, i)
+			} else {
+				l.Name, hasLine = x, true
+			}
+		default:
+			t.fail("line", "want an offset (24) or a line name (\"GPIO24\"), got %s", describeValue(v))
+		}
+	}
+	l.ActiveLow = t.boolean("active_low", false)
+	switch {
+	case l.Chip != "" && !hasLine && !t.has("line"):
+		t.fail("line", "required when led.chip is set (the line offset, or its name)")
+	case l.Chip == "" && l.Offset >= 0:
+		t.fail("line", "offset %d needs led.chip (or give the line by name)", l.Offset)
+	}
+	t.done()
+}
+
+func (b *builder) log(t *table) {
+	b.cfg.Log.Level = t.oneOf("level", DefaultLogLevel, "trace", "debug", "info", "warn", "error")
+	b.cfg.Log.Format = t.oneOf("format", DefaultLogFormat, logging.FormatJSON, logging.FormatConsole)
+	b.cfg.Log.ATTrace = t.boolean("at_trace", false)
+	if b.cfg.Log.ATTrace && b.cfg.Log.Level != "trace" {
+		b.warn(t.key("at_trace"), "has no effect unless log.level is \"trace\"")
+	}
+	t.done()
+}

@@ -1,0 +1,122 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/aliyun"
+)
+
+// Credentials are the client id, user name and password of one MQTT CONNECT.
+type Credentials struct {
+	ClientID string
+	Username string
+	Password Secret
+}
+
+// Credentials returns what to send in the next MQTT CONNECT: the literal mqtt.client_id,
+// mqtt.username and mqtt.password, or, with [mqtt.aliyun], the signed ones with now as the
+// timestamp (when mqtt.aliyun.timestamp is on). Call it at every connect.
+func (c *Config) Credentials(now time.Time) (Credentials, error) {
+	a := c.MQTT.Aliyun
+	if a == nil {
+		return Credentials{ClientID: c.MQTT.ClientID, Username: c.MQTT.Username, Password: c.MQTT.Password}, nil
+	}
+	if a.Timestamp && now.UnixMilli() <= 0 {
+		return Credentials{}, errors.New("config: the clock is not set (before 1970); cannot time-stamp the Alibaba Cloud signature")
+	}
+	cr, err := aliyun.Sign(a.params(now))
+	if err != nil {
+		return Credentials{}, fmt.Errorf("config: %w", err)
+	}
+	return Credentials{ClientID: cr.ClientID, Username: cr.Username, Password: NewSecret(cr.Password)}, nil
+}
+
+// Describe writes the settings the daemon will use, resolved: derived broker host, the client id
+// and user name it will send (signed at now for Alibaba Cloud), expanded topics, defaults filled
+// in. Secrets show as *** with where they came from. It is what `gatewayd check` prints.
+func (c *Config) Describe(w io.Writer, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, args...))
+	}
+	secret := func(key string, s Secret) string {
+		if s.IsZero() {
+			return "(none)"
+		}
+		return fmt.Sprintf("%v (%s)", s, c.Sources[key])
+	}
+	orNone := func(s string) string {
+		if s == "" {
+			return "(none)"
+		}
+		return s
+	}
+
+	line("config", "%s", c.File)
+	line("serial.port", "%s", c.Serial.Port)
+	line("serial.baud", "%d", c.Serial.Baud)
+	line("module.apn", "%s", orNone(c.Module.APN))
+	if c.Module.APNUser != "" {
+		line("module.apn_user", "%s", c.Module.APNUser)
+		line("module.apn_password", "%s", secret("module.apn_password", c.Module.APNPassword))
+	}
+	line("module.pdp_context", "%d", c.Module.PDPContext)
+	line("module.sim_timeout", "%s", fmtDuration(c.Module.SIMTimeout))
+	line("module.register_timeout", "%s", fmtDuration(c.Module.RegisterTimeout))
+
+	m := c.MQTT
+	line("mqtt.broker", "%s (host from %s)", net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), m.HostFrom)
+	cr, err := c.Credentials(now)
+	if err != nil {
+		line("mqtt.credentials", "cannot compute: %v", err)
+	} else {
+		line("mqtt.client_id", "%s", cr.ClientID)
+		line("mqtt.username", "%s", orNone(cr.Username))
+		if a := m.Aliyun; a != nil {
+			line("mqtt.password", "%v (%s of the device secret from %s)", cr.Password, a.SignMethod, c.Sources["mqtt.aliyun.device_secret"])
+			if a.Timestamp {
+				line("", "timestamp %d = %s; signed afresh at every connect", now.UnixMilli(), now.UTC().Format(time.RFC3339))
+			}
+		} else {
+			line("mqtt.password", "%s", secret("mqtt.password", cr.Password))
+		}
+	}
+	line("mqtt.keepalive", "%s", fmtDuration(m.KeepAlive))
+	line("mqtt.clean_session", "%t", m.CleanSession)
+	line("mqtt.client_index", "%d", m.ClientIndex)
+	line("mqtt.packet_timeout", "%s", fmtDuration(m.PacketTimeout))
+	line("mqtt.retries", "%d", m.Retries)
+	if len(m.Subscribe) == 0 {
+		line("mqtt.subscribe", "(none)")
+	}
+	for _, s := range m.Subscribe {
+		line("mqtt.subscribe", "qos %d  %s", s.QoS, s.Topic)
+	}
+	for _, p := range m.PublishOnConnect {
+		line("mqtt.publish_on_connect", "qos %d  retain %t  %s  (%d bytes)", p.QoS, p.Retain, p.Topic, len(p.Payload))
+	}
+
+	switch l := c.LED; {
+	case l.Virtual():
+		line("led", "virtual (only logged)")
+	case l.Name != "":
+		chip := l.Chip
+		if chip == "" {
+			chip = "whichever chip has it"
+		}
+		line("led", "line %q on %s, active_low %t", l.Name, chip, l.ActiveLow)
+	default:
+		line("led", "line %d on %s, active_low %t", l.Offset, l.Chip, l.ActiveLow)
+	}
+	line("log", "level %s, format %s, at_trace %t", c.Log.Level, c.Log.Format, c.Log.ATTrace)
+	for _, w := range c.Warnings {
+		line("warning", "%s", w)
+	}
+	return tw.Flush()
+}

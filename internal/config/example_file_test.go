@@ -1,0 +1,162 @@
+package config
+
+import (
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+const exampleFile = "../../deploy/gatewayd.example.toml"
+
+// aliyunVariant turns the example into its documented Alibaba Cloud variant, following the
+// instructions written in it: delete host, client_id and username of [mqtt], and uncomment the
+// settings between the ">>> Alibaba Cloud" and "<<< end" markers.
+func aliyunVariant(t *testing.T, src string) string {
+	t.Helper()
+	setting := regexp.MustCompile(`^#(\[|[a-z_]+ = )`)
+	var out []string
+	inBlock, inMQTT, found := false, false, false
+	for _, l := range strings.Split(src, "\n") {
+		switch {
+		case strings.HasPrefix(l, "# >>> Alibaba Cloud"):
+			inBlock, found = true, true
+		case strings.HasPrefix(l, "# <<< end"):
+			inBlock = false
+		case strings.HasPrefix(l, "["):
+			inMQTT = l == "[mqtt]"
+		}
+		if inMQTT && regexp.MustCompile(`^(host|client_id|username) = `).MatchString(l) {
+			continue
+		}
+		if inBlock && setting.MatchString(l) {
+			l = l[1:]
+		}
+		out = append(out, l)
+	}
+	if !found {
+		t.Fatal("the example has no Alibaba Cloud variant block")
+	}
+	return strings.Join(out, "\n")
+}
+
+// The example differs from the defaults only where it says so: every other key it sets must
+// equal what an absent key gives, or the comments ("default") would lie.
+func TestExampleFile(t *testing.T) {
+	src, err := os.ReadFile(exampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := t.TempDir()
+	writeFile(t, creds, CredMQTTPassword, "pw-from-credential\n", 0o400)
+	writeFile(t, creds, CredAliyunDeviceSecret, devSecret+"\n", 0o400)
+
+	c, err := envWith(creds).Load(exampleFile)
+	if err != nil {
+		t.Fatalf("the example does not parse:\n%v", err)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings: %v", c.Warnings)
+	}
+	if c.MQTT.Password.Reveal() != "pw-from-credential" {
+		t.Errorf("the example's documented implicit credential was not used: source %q", c.Sources["mqtt.password"])
+	}
+	def := mustParse(t, noEnv, minimal)
+	for _, ck := range []struct {
+		key             string
+		example, defval any
+	}{
+		{"serial.port", c.Serial.Port, def.Serial.Port},
+		{"serial.baud", c.Serial.Baud, def.Serial.Baud},
+		{"module.pdp_context", c.Module.PDPContext, def.Module.PDPContext},
+		{"module.sim_timeout", c.Module.SIMTimeout, def.Module.SIMTimeout},
+		{"module.register_timeout", c.Module.RegisterTimeout, def.Module.RegisterTimeout},
+		{"mqtt.port", c.MQTT.Port, def.MQTT.Port},
+		{"mqtt.keepalive", c.MQTT.KeepAlive, def.MQTT.KeepAlive},
+		{"mqtt.clean_session", c.MQTT.CleanSession, def.MQTT.CleanSession},
+		{"mqtt.client_index", c.MQTT.ClientIndex, def.MQTT.ClientIndex},
+		{"mqtt.packet_timeout", c.MQTT.PacketTimeout, def.MQTT.PacketTimeout},
+		{"mqtt.retries", c.MQTT.Retries, def.MQTT.Retries},
+		{"log.level", c.Log.Level, def.Log.Level},
+		{"log.format", c.Log.Format, def.Log.Format},
+		{"log.at_trace", c.Log.ATTrace, def.Log.ATTrace},
+		{"led.active_low", c.LED.ActiveLow, def.LED.ActiveLow},
+	} {
+		if ck.example != ck.defval {
+			t.Errorf("example sets %s = %v, but the default is %v", ck.key, ck.example, ck.defval)
+		}
+	}
+
+	// The Alibaba Cloud variant, as the file tells the reader to make it.
+	v := aliyunVariant(t, string(src))
+	a, err := envWith(creds).Parse([]byte(v), "variant.toml")
+	if err != nil {
+		t.Fatalf("the Alibaba Cloud variant does not parse:\n%v\n--- variant:\n%s", err, v)
+	}
+	if a.MQTT.Aliyun == nil || a.MQTT.Host != "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com" {
+		t.Fatalf("variant: aliyun %v host %q", a.MQTT.Aliyun, a.MQTT.Host)
+	}
+	if a.MQTT.Aliyun.SignMethod != DefaultSignMethod || !a.MQTT.Aliyun.Timestamp || a.MQTT.Aliyun.SecureMode != 3 {
+		t.Errorf("variant documents non-default values as defaults: %+v", *a.MQTT.Aliyun)
+	}
+	var topics []string
+	for _, s := range a.MQTT.Subscribe {
+		topics = append(topics, s.Topic)
+	}
+	if got := strings.Join(topics, " "); !strings.Contains(got, "/sys/a1B2c3D4e5F/pi-led-01/thing/service/property/set") {
+		t.Errorf("variant topics %s", got)
+	}
+	cr, err := a.Credentials(time.UnixMilli(1700000000000))
+	if err != nil || cr.Username != "pi-led-01&a1B2c3D4e5F" {
+		t.Errorf("variant credentials %q, %v", cr.Username, err)
+	}
+}
+
+// Every key the parser knows appears in the example, in its table (commented out or not).
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	src, err := os.ReadFile(exampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := t.TempDir()
+	writeFile(t, creds, CredAliyunDeviceSecret, devSecret, 0o400)
+
+	// Ask the parser which keys it reads, from both variants of the example.
+	known := map[string]bool{}
+	if _, err := envWith(creds).parse(src, "example", known); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envWith(creds).parse([]byte(aliyunVariant(t, string(src))), "variant", known); err != nil {
+		t.Fatal(err)
+	}
+
+	// Where the example mentions keys: every "key =" line, commented out or not, in its table.
+	uncommented := regexp.MustCompile(`(?m)^#\s*(\[|[a-z_]+ = )`).ReplaceAllString(string(src), "$1")
+	documented := map[string]bool{}
+	for _, e := range newLocator(uncommented).entries {
+		documented[e.path.schemaString()] = true
+	}
+
+	var missing []string
+	for k := range known {
+		if !documented[k] {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("keys the parser reads but the example does not document: %v", missing)
+	}
+	for _, k := range []string{"mqtt.password", "mqtt.aliyun.device_secret_file", "module.apn_password_file", "led.line"} {
+		if !known[k] {
+			t.Errorf("key %s not reported by the parser: the check above would be vacuous", k)
+		}
+	}
+	for k := range documented {
+		if !known[k] {
+			t.Errorf("the example documents %s, which the parser does not read", k)
+		}
+	}
+}

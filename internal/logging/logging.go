@@ -1,0 +1,149 @@
+package logging
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// Values of the stable `event` field. A log line that reports one of these happenings carries
+// Str(EventKey, Event...) so that operators, alerts and tests can match on it; the message text is
+// free to change, these are not.
+const (
+	EventKey = "event" // the field name
+
+	EventModule            = "module"              // a module was identified (model, revision, IMEI)
+	EventNetworkReady      = "network_ready"       // SIM ready, registered and PDP context active
+	EventMQTTConnected     = "mqtt_connected"      // CONNACK accepted
+	EventMQTTConnectFailed = "mqtt_connect_failed" // open or connect refused or failed
+	EventMQTTDisconnected  = "mqtt_disconnected"   // the link to the broker went down
+	EventSubscribed        = "subscribed"          // SUBACK received
+	EventPublished         = "published"           // a publish completed
+	EventDownlink          = "downlink"            // a message arrived from the broker
+	EventLED               = "led"                 // the LED changed state
+	EventModuleLost        = "module_lost"         // the AT port failed or stopped answering
+	EventModuleReplaced    = "module_replaced"     // a module with a different IMEI came back
+)
+
+// Output formats.
+const (
+	FormatJSON    = "json"    // one JSON object per line (the default)
+	FormatConsole = "console" // human-readable lines
+)
+
+// TimeLayout is the layout of the `time` field: RFC 3339 with exactly six fractional digits.
+const TimeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// ParseLevel accepts exactly trace, debug, info, warn or error.
+func ParseLevel(s string) (zerolog.Level, error) {
+	switch s {
+	case "trace":
+		return zerolog.TraceLevel, nil
+	case "debug":
+		return zerolog.DebugLevel, nil
+	case "info":
+		return zerolog.InfoLevel, nil
+	case "warn":
+		return zerolog.WarnLevel, nil
+	case "error":
+		return zerolog.ErrorLevel, nil
+	}
+	return zerolog.NoLevel, fmt.Errorf("log level %q: want trace, debug, info, warn or error", s)
+}
+
+// CheckFormat accepts FormatJSON and FormatConsole.
+func CheckFormat(s string) error {
+	if s == FormatJSON || s == FormatConsole {
+		return nil
+	}
+	return fmt.Errorf("log format %q: want json or console", s)
+}
+
+// New returns a logger writing to w at the given level ("" means info) in the given format
+// ("" means json).
+//
+// JSON lines always carry a `time` field in TimeLayout (microseconds). The console format shows the
+// time too, except when w is the stream systemd's journal reads (JOURNAL_STREAM names w's device
+// and inode), because the journal stamps every line itself. The console format is coloured only
+// when w is a terminal and NO_COLOR is unset.
+//
+// New changes none of zerolog's package-level settings: the time field is added by a hook of this
+// logger, not through zerolog.TimeFieldFormat.
+func New(w io.Writer, level, format string) (zerolog.Logger, error) {
+	return newLogger(w, level, format, os.Getenv, time.Now)
+}
+
+func newLogger(w io.Writer, level, format string, getenv func(string) string, now func() time.Time) (zerolog.Logger, error) {
+	if level == "" {
+		level = "info"
+	}
+	if format == "" {
+		format = FormatJSON
+	}
+	lvl, err := ParseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), err
+	}
+	if err := CheckFormat(format); err != nil {
+		return zerolog.Nop(), err
+	}
+	stamp := timeHook{now: now}
+
+	if format == FormatJSON {
+		return zerolog.New(w).Level(lvl).Hook(stamp), nil
+	}
+
+	cw := zerolog.ConsoleWriter{
+		Out:        w,
+		NoColor:    !isTerminal(w) || getenv("NO_COLOR") != "",
+		TimeFormat: "2006-01-02 15:04:05.000000",
+	}
+	if journalStream(w, getenv) {
+		cw.PartsExclude = []string{zerolog.TimestampFieldName}
+		return zerolog.New(cw).Level(lvl), nil
+	}
+	return zerolog.New(cw).Level(lvl).Hook(stamp), nil
+}
+
+// timeHook adds the `time` field to each event as it is written.
+type timeHook struct{ now func() time.Time }
+
+// Run implements zerolog.Hook.
+func (h timeHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, h.now().Format(TimeLayout))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
+// journalStream reports whether w is the file systemd connected to the journal: JOURNAL_STREAM
+// holds "<device>:<inode>" of that stream, and is inherited by children that may log elsewhere, so
+// the identity of w is compared rather than the variable merely tested.
+func journalStream(w io.Writer, getenv func(string) string) bool {
+	js := getenv("JOURNAL_STREAM")
+	if js == "" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	dev, ino, ok := strings.Cut(js, ":")
+	return ok && dev == fmt.Sprint(st.Dev) && ino == fmt.Sprint(st.Ino)
+}
