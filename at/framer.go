@@ -1,0 +1,498 @@
+package at
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync/atomic"
+)
+
+// token is one unit the framer cuts from the module's byte stream: a line
+// (possibly with a counted payload) or the data prompt.
+type token struct {
+	prompt  bool
+	text    []byte   // line without CR/LF; aliases the framer's memory until the next call to next
+	payload []byte   // counted payload, owned by the token; nil for a plain line
+	err     error    // ErrBadTrailer
+	spec    *urcSpec // the URC prefix the line starts with, or nil
+}
+
+type frameState uint8
+
+const (
+	stStart   frameState = iota // between tokens
+	stLine                      // inside a line
+	stDiscard                   // dropping the rest of a bad line up to its end
+	stPayload                   // reading the bytes of a counted payload
+	stTrailer                   // expecting `"` CRLF after a quoted counted payload
+	stEcho                      // matching the echo of a data command's payload
+)
+
+// frameCounts are the framer's counters. The atomic ones are read by
+// Conn.Stats from other goroutines; the plain ones account for every byte
+// and are read only in tests once the reader is idle.
+type frameCounts struct {
+	linesTooLong    atomic.Uint64
+	payloadsTooLong atomic.Uint64
+	badFrames       atomic.Uint64
+	noiseLines      atomic.Uint64
+	dropped         atomic.Uint64 // bytes discarded: over-long lines, bad trailers, noise, resets
+
+	fed     uint64 // bytes read into the buffer
+	framing uint64 // CR, LF, the prompt, the `,"` and `"` around counted payloads
+	tokens  uint64 // bytes handed out in token text and payloads
+	echoed  uint64 // bytes of data-command echo dropped
+	pending uint64 // bytes of the counted token in progress
+}
+
+// errBadReadCount is returned when a Reader reports an impossible count.
+var errBadReadCount = errors.New("at: Read returned impossible count")
+
+// framer splits the byte stream from the module into tokens: CR/LF
+// terminated lines (empty ones dropped; a lone CR also ends a line, which is
+// how a command echo ends), the unterminated data prompt "> " (only when
+// promptWanted says a command waits for it), and counted payloads announced
+// by a URC header whose PayloadFunc gives a length. It works like
+// bufio.Scanner: fill reads into buf, next cuts the next token from
+// buf[r:w] or reports that it needs more input. It never holds more than
+// MaxLine bytes of a line; longer lines and oversized payloads are dropped up
+// to the end of their line and counted.
+//
+// Only the reader goroutine uses a framer.
+type framer struct {
+	buf  []byte
+	r, w int
+
+	maxLine    int
+	maxPayload int
+
+	lookup       func(line []byte) *urcSpec // URC spec the line starts with, or nil
+	promptWanted func() bool                // a command waits for "> " now
+
+	st        frameState
+	scan      int      // stLine: bytes of buf[r:w] already searched
+	spec      *urcSpec // stLine: URC spec of the line, valid when specDone
+	specDone  bool
+	skipLF    bool // the last line ended in CR at the end of the input: a next LF belongs to it
+	skipSpace bool // a bare ">" was taken as the prompt: a next space belongs to it
+
+	head      []byte // header of the counted token in progress (reused)
+	payload   []byte
+	got       int
+	quoted    bool // the payload is inside quotes on the header's line
+	quoteSeen bool // stTrailer: the closing quote is consumed
+	pspec     *urcSpec
+
+	echo     []byte // expected echo of a data command's payload (ATE1)
+	echoPos  int    // bytes of echo matched and consumed
+	echoMin  int    // len(Data): a mismatch after this many bytes still ends the echo
+	echoSkip bool   // the last attempt failed: frame one token normally first
+
+	c frameCounts
+}
+
+// bufExtra is the room beyond MaxLine the buffer keeps for reading.
+const bufExtra = 4096
+
+func newFramer(maxLine, maxPayload int) *framer {
+	return &framer{
+		buf:        make([]byte, maxLine+1+bufExtra),
+		maxLine:    maxLine,
+		maxPayload: maxPayload,
+	}
+}
+
+// fill reads once from rd into the buffer and returns what Read returned.
+func (f *framer) fill(rd io.Reader) (int, error) {
+	if f.r > 0 {
+		f.w = copy(f.buf, f.buf[f.r:f.w])
+		f.r = 0
+	}
+	if f.w == len(f.buf) { // only after unread made the buffer hold more than a line
+		nb := make([]byte, 2*len(f.buf))
+		copy(nb, f.buf[:f.w])
+		f.buf = nb
+	}
+	n, err := rd.Read(f.buf[f.w:])
+	if n < 0 || n > len(f.buf)-f.w {
+		return 0, errBadReadCount
+	}
+	f.w += n
+	f.c.fed += uint64(n)
+	return n, err
+}
+
+// frame consumes n bytes of framing, drop n bytes of discarded input, take
+// n bytes into the token in progress.
+func (f *framer) frame(n int) { f.r += n; f.c.framing += uint64(n) }
+func (f *framer) drop(n int)  { f.r += n; f.c.dropped.Add(uint64(n)) }
+func (f *framer) take(n int)  { f.r += n; f.c.pending += uint64(n) }
+
+// emit hands out the token in progress.
+func (f *framer) emit(t token) token {
+	f.c.tokens += f.c.pending
+	f.c.pending = 0
+	f.echoSkip = false
+	return t
+}
+
+// payloadFunc returns the PayloadFunc of the line begun in line, if any.
+func (f *framer) payloadFunc(line []byte) PayloadFunc {
+	if !f.specDone {
+		f.specDone = true
+		if f.lookup != nil {
+			f.spec = f.lookup(line)
+		}
+	}
+	if f.spec == nil {
+		return nil
+	}
+	return f.spec.payload
+}
+
+// next returns the next token, or ok == false when buf[r:w] holds no
+// complete token and more input is needed. A line token's text is valid
+// until the next call to next, fill, unread or resetBefore.
+func (f *framer) next() (t token, ok bool) {
+	for {
+		d := f.buf[f.r:f.w]
+		switch f.st {
+		case stStart:
+			if len(d) == 0 {
+				return token{}, false
+			}
+			if f.skipLF {
+				f.skipLF = false
+				if d[0] == '\n' {
+					f.frame(1)
+					continue
+				}
+			}
+			if f.skipSpace {
+				f.skipSpace = false
+				if d[0] == ' ' {
+					f.frame(1)
+					continue
+				}
+			}
+			if f.echo != nil && !f.echoSkip {
+				f.st = stEcho
+				continue
+			}
+			switch d[0] {
+			case '\r', '\n':
+				f.frame(1) // line ends and empty lines
+				continue
+			case '>':
+				if f.promptWanted != nil && f.promptWanted() {
+					n := 1
+					if len(d) == 1 {
+						f.skipSpace = true
+					} else if d[1] == ' ' {
+						n = 2
+					}
+					f.frame(n)
+					return f.emit(token{prompt: true}), true
+				}
+			}
+			f.st, f.scan, f.spec, f.specDone = stLine, 0, nil, false
+
+		case stLine:
+			i, counted := f.scanLine(d)
+			if counted {
+				continue
+			}
+			if i < 0 {
+				if len(d) > f.maxLine {
+					f.c.linesTooLong.Add(1)
+					f.drop(len(d))
+					f.st = stDiscard
+					continue
+				}
+				f.scan = len(d)
+				return token{}, false
+			}
+			line := d[:i]
+			end := 1
+			if d[i] == '\r' {
+				if i+1 == len(d) {
+					f.skipLF = true
+				} else if d[i+1] == '\n' {
+					end = 2
+				}
+			}
+			f.st = stStart
+			switch {
+			case i > f.maxLine:
+				f.c.linesTooLong.Add(1)
+				f.drop(i)
+				f.frame(end)
+				f.echoSkip = false
+				continue
+			case isNoise(line):
+				f.c.noiseLines.Add(1)
+				f.drop(i)
+				f.frame(end)
+				f.echoSkip = false
+				continue
+			}
+			if pf := f.payloadFunc(line); pf != nil {
+				if n, ok := pf(line); ok && n >= 0 {
+					if n > f.maxPayload {
+						f.c.payloadsTooLong.Add(1)
+						f.drop(i)
+						f.frame(end)
+						f.echoSkip = false
+						continue
+					}
+					// The payload follows on the next line.
+					f.head = append(f.head[:0], line...)
+					f.take(i)
+					f.frame(end)
+					if n == 0 {
+						f.pspec = f.spec
+						f.payload = []byte{}
+						return f.emit(f.countedToken(nil)), true
+					}
+					f.payload, f.got, f.quoted, f.pspec = make([]byte, n), 0, false, f.spec
+					f.st = stPayload
+					continue
+				}
+			}
+			f.take(i)
+			f.frame(end)
+			return f.emit(token{text: line, spec: f.spec}), true
+
+		case stDiscard:
+			if len(d) == 0 {
+				return token{}, false
+			}
+			i := indexEOL(d)
+			if i < 0 {
+				f.drop(len(d))
+				return token{}, false
+			}
+			f.drop(i)
+			f.st = stStart
+			f.echoSkip = false
+
+		case stPayload:
+			if f.skipLF {
+				if len(d) == 0 {
+					return token{}, false
+				}
+				f.skipLF = false
+				if d[0] == '\n' {
+					f.frame(1)
+					continue
+				}
+			}
+			if f.got < len(f.payload) {
+				n := copy(f.payload[f.got:], d)
+				f.got += n
+				f.take(n)
+				if f.got < len(f.payload) {
+					return token{}, false
+				}
+			}
+			if f.quoted {
+				f.st, f.quoteSeen = stTrailer, false
+				continue
+			}
+			f.st = stStart
+			return f.emit(f.countedToken(nil)), true
+
+		case stTrailer:
+			if len(d) == 0 {
+				return token{}, false
+			}
+			if !f.quoteSeen {
+				if d[0] == '"' {
+					f.frame(1)
+					f.quoteSeen = true
+					continue
+				}
+				f.c.badFrames.Add(1)
+				f.st = stStart
+				if d[0] != '\r' && d[0] != '\n' {
+					f.st = stDiscard
+				}
+				return f.emit(f.countedToken(ErrBadTrailer)), true
+			}
+			switch d[0] {
+			case '\r':
+				end := 1
+				if len(d) == 1 {
+					f.skipLF = true
+				} else if d[1] == '\n' {
+					end = 2
+				}
+				f.frame(end)
+				f.st = stStart
+				return f.emit(f.countedToken(nil)), true
+			case '\n':
+				f.frame(1)
+				f.st = stStart
+				return f.emit(f.countedToken(nil)), true
+			}
+			f.c.badFrames.Add(1)
+			f.st = stDiscard
+			return f.emit(f.countedToken(ErrBadTrailer)), true
+
+		case stEcho:
+			if len(d) == 0 {
+				return token{}, false
+			}
+			want := f.echo[f.echoPos:]
+			n := min(len(d), len(want))
+			k := 0
+			for k < n && d[k] == want[k] {
+				k++
+			}
+			f.echoPos += k
+			f.r += k
+			f.c.echoed += uint64(k)
+			switch {
+			case f.echoPos == len(f.echo):
+				f.echo = nil
+			case k < n: // mismatch: give back what was matched, frame normally
+				m := f.echoPos
+				if m >= f.echoMin {
+					f.unread(f.echo[f.echoMin:m])
+					f.echo = nil
+				} else {
+					f.unread(f.echo[:m])
+					f.echoPos = 0
+					f.echoSkip = true
+				}
+			default:
+				return token{}, false
+			}
+			f.st = stStart
+		}
+	}
+}
+
+// scanLine searches the line at the start of d, from f.scan on, for its
+// end. It returns the index of the CR or LF that ends it, or -1. When the
+// line's PayloadFunc accepts the header read so far at a `,"`, it starts the
+// counted payload instead and reports counted.
+func (f *framer) scanLine(d []byte) (end int, counted bool) {
+	limit := min(len(d), f.maxLine+1)
+	for i := f.scan; i < len(d); i++ {
+		switch d[i] {
+		case '\r', '\n':
+			return i, false
+		case '"':
+			if i == 0 || d[i-1] != ',' || i >= limit {
+				continue
+			}
+			pf := f.payloadFunc(d[:i])
+			if pf == nil {
+				continue
+			}
+			n, ok := pf(d[:i+1])
+			if !ok || n < 0 {
+				continue
+			}
+			if n > f.maxPayload {
+				f.c.payloadsTooLong.Add(1)
+				f.drop(i + 1)
+				f.st = stDiscard
+				f.echoSkip = false
+				return -1, true
+			}
+			f.head = append(f.head[:0], d[:i-1]...)
+			f.take(i - 1)
+			f.frame(2)
+			f.payload, f.got, f.quoted, f.pspec = make([]byte, n), 0, true, f.spec
+			f.st = stPayload
+			return -1, true
+		}
+	}
+	return -1, false
+}
+
+func (f *framer) countedToken(err error) token {
+	t := token{text: f.head, payload: f.payload, err: err, spec: f.pspec}
+	f.payload, f.pspec = nil, nil
+	return t
+}
+
+// expectEcho makes the framer drop the echo of data (then end) that the
+// module sends back with ATE1 after the prompt, possibly after whole URC
+// lines.
+func (f *framer) expectEcho(data, end []byte) {
+	if len(data)+len(end) == 0 {
+		return
+	}
+	f.echo = append(append(make([]byte, 0, len(data)+len(end)), data...), end...)
+	f.echoPos, f.echoMin, f.echoSkip = 0, len(data), false
+}
+
+// clearEcho stops expecting a payload echo. It is called between tokens,
+// when no echo match can be under way.
+func (f *framer) clearEcho() {
+	f.echo, f.echoPos, f.echoSkip = nil, 0, false
+	if f.st == stEcho {
+		f.st = stStart
+	}
+}
+
+// unread puts p back in front of the unconsumed input.
+func (f *framer) unread(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	f.c.echoed -= uint64(len(p))
+	if f.r >= len(p) {
+		f.r -= len(p)
+		copy(f.buf[f.r:], p)
+		return
+	}
+	rest := f.w - f.r
+	nb := f.buf
+	if len(p)+rest > len(nb) {
+		nb = make([]byte, len(p)+rest+bufExtra)
+	}
+	copy(nb[len(p):], f.buf[f.r:f.w]) // copy handles the overlap
+	copy(nb, p)
+	f.buf, f.r, f.w = nb, 0, len(p)+rest
+}
+
+// resetBefore drops the token in progress and the unconsumed input before
+// buf[pos], as the resynchronisation after a timeout asks: a counted
+// payload that will never complete must not swallow the module's answers.
+func (f *framer) resetBefore(pos int) {
+	if pos > f.r {
+		f.drop(pos - f.r)
+	}
+	f.c.dropped.Add(f.c.pending)
+	f.c.pending = 0
+	f.payload, f.pspec = nil, nil
+	f.st, f.skipLF, f.skipSpace = stStart, false, false
+	f.clearEcho()
+}
+
+// indexEOL returns the index of the first CR or LF in d, or -1.
+func indexEOL(d []byte) int {
+	i := bytes.IndexByte(d, '\r')
+	if i < 0 {
+		return bytes.IndexByte(d, '\n')
+	}
+	if j := bytes.IndexByte(d[:i], '\n'); j >= 0 {
+		return j
+	}
+	return i
+}
+
+// isNoise reports whether line holds only NUL and 0xFF bytes, the noise a
+// UART shows while the module powers up.
+func isNoise(line []byte) bool {
+	for _, b := range line {
+		if b != 0 && b != 0xFF {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,269 @@
+package at
+
+import (
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// frameRun feeds everything r gives through a framer, as the reader
+// goroutine does, and renders the tokens. When prompt is set, one "> " is
+// wanted; after it, the framer expects echo (if not empty) as a data
+// command's payload echo.
+type frameRun struct {
+	f      *framer
+	prompt bool
+	echo   string
+	toks   []string
+}
+
+func newFrameRun(maxLine, maxPayload int, prompt bool, echo string) *frameRun {
+	fr := &frameRun{f: newFramer(maxLine, maxPayload), prompt: prompt, echo: echo}
+	specs := newSpecTable(BuiltinURCs(), testURCs())
+	fr.f.lookup = specs.lookup
+	fr.f.promptWanted = func() bool { return fr.prompt }
+	return fr
+}
+
+func renderToken(t token) string {
+	if t.prompt {
+		return ">"
+	}
+	var s string
+	if t.payload != nil {
+		s = "P:" + strconv.Quote(string(t.text)) + "|" + strconv.Quote(string(t.payload))
+	} else {
+		s = "L:" + strconv.Quote(string(t.text))
+	}
+	if t.err != nil {
+		s += " !" + t.err.Error()
+	}
+	return s
+}
+
+// drain takes every complete token from the buffer.
+func (fr *frameRun) drain(tb testing.TB) {
+	for i := 0; ; i++ {
+		if i > 1<<20 {
+			tb.Fatal("framer does not stop returning tokens")
+		}
+		t, ok := fr.f.next()
+		if !ok {
+			return
+		}
+		if t.prompt {
+			fr.prompt = false
+			if fr.echo != "" {
+				fr.f.expectEcho([]byte(fr.echo), nil)
+			}
+		}
+		fr.toks = append(fr.toks, renderToken(t))
+	}
+}
+
+// feed reads r to its end through the framer.
+func (fr *frameRun) feed(tb testing.TB, r io.Reader) {
+	for reads := 0; ; reads++ {
+		n, err := fr.f.fill(r)
+		fr.drain(tb)
+		if err != nil {
+			return
+		}
+		if n == 0 && reads > 1<<20 {
+			tb.Fatal("no progress")
+		}
+	}
+}
+
+// checkAccounting verifies that every byte read is in a token, framing,
+// dropped, echoed, or still waiting in the buffer or the token in progress.
+func (fr *frameRun) checkAccounting(tb testing.TB) {
+	tb.Helper()
+	c := &fr.f.c
+	sum := c.framing + c.tokens + c.dropped.Load() + c.echoed + c.pending + uint64(fr.f.w-fr.f.r)
+	if sum != c.fed {
+		tb.Fatalf("bytes unaccounted: fed %d, framing %d + tokens %d + dropped %d + echoed %d + pending %d + buffered %d = %d",
+			c.fed, c.framing, c.tokens, c.dropped.Load(), c.echoed, c.pending, fr.f.w-fr.f.r, sum)
+	}
+}
+
+var frameTests = []struct {
+	name   string
+	in     string
+	prompt bool   // a data command waits for "> "
+	echo   string // and expects this payload echo after it
+	want   []string
+}{
+	{name: "empty lines dropped", in: "\r\n\r\nOK\r\n\r\n", want: []string{`L:"OK"`}},
+	{name: "echo ends in CR only", in: "AT\r\r\nOK\r\n", want: []string{`L:"AT"`, `L:"OK"`}},
+	{name: "bare LF and lone CR end lines", in: "a\nb\rc\r\n", want: []string{`L:"a"`, `L:"b"`, `L:"c"`}},
+	{name: "ATI multi-line", in: "ATI\r\r\nQuectel\r\nEC600N\r\nRevision: R1\r\n\r\nOK\r\n",
+		want: []string{`L:"ATI"`, `L:"Quectel"`, `L:"EC600N"`, `L:"Revision: R1"`, `L:"OK"`}},
+	{name: "prompt with space", in: "AT+X\r\r\n> ", prompt: true, want: []string{`L:"AT+X"`, ">"}},
+	{name: "bare prompt", in: "\r\n>", prompt: true, want: []string{">"}},
+	{name: "prompt right after the echo CR", in: "AT+X\r> ", prompt: true, want: []string{`L:"AT+X"`, ">"}},
+	{name: "no prompt wanted: > starts a line", in: "\r\n> x\r\n>\r\n", want: []string{`L:"> x"`, `L:">"`}},
+	{name: "only one prompt", in: "\r\n> \r\n>x\r\n", prompt: true, want: []string{">", `L:">x"`}},
+	{name: "data echo with CRLF and OK dropped", in: "\r\n> a\r\nOK\r\nb\r\nOK\r\n", prompt: true, echo: "a\r\nOK\r\nb",
+		want: []string{">", `L:"OK"`}},
+	{name: "data echo after a URC", in: "\r\n> \r\n+QMTSTAT: 0,1\r\nab\r\nOK\r\n", prompt: true, echo: "ab",
+		want: []string{">", `L:"+QMTSTAT: 0,1"`, `L:"OK"`}},
+	{name: "no data echo (firmware without it)", in: "\r\n> \r\nOK\r\n", prompt: true, echo: "OK?",
+		want: []string{">", `L:"OK"`}},
+	{name: "partial data echo is framed normally", in: "\r\n> abX\r\nOK\r\n", prompt: true, echo: "abc",
+		want: []string{">", `L:"abX"`, `L:"OK"`}},
+	{name: "QMTRECV Aliyun example", in: "\r\n+QMTRECV: 0,0,\"" + aliTopic + "\",92,\"" + aliyun92 + "\"\r\n",
+		want: []string{`P:"+QMTRECV: 0,0,\"` + aliTopic + `\",92"|` + strconv.Quote(aliyun92)}},
+	{name: "QMTRECV payload with CRLF OK NUL and >", in: "+QMTRECV: 0,0,\"t\",12,\"\r\nOK\r\n\x00>\"\xff,\"\"\r\nOK\r\n",
+		want: []string{`P:"+QMTRECV: 0,0,\"t\",12"|"\r\nOK\r\n\x00>\"\xff,\""`, `L:"OK"`}},
+	{name: "QMTRECV empty payload", in: "+QMTRECV: 0,0,\"t\",0,\"\"\r\n", want: []string{`P:"+QMTRECV: 0,0,\"t\",0"|""`}},
+	{name: "QMTRECV payload on the next line", in: "+QMTRECV: 0,0,\"pump/01/cmd\",5\r\n\r\nOK\r\n\r\nOK\r\n",
+		want: []string{`P:"+QMTRECV: 0,0,\"pump/01/cmd\",5"|"\r\nOK\r"`, `L:"OK"`}},
+	{name: "QMTRECV next line, no CRLF after", in: "+QMTRECV: 0,0,\"t\",2\nabOK\r\n",
+		want: []string{`P:"+QMTRECV: 0,0,\"t\",2"|"ab"`, `L:"OK"`}},
+	{name: "QMTRECV without length is a line", in: "+QMTRECV: 0,0,\"t\",\"a,\"b\"\r\n", want: []string{`L:"+QMTRECV: 0,0,\"t\",\"a,\"b\""`}},
+	{name: "QMTRECV buffer-mode announcement", in: "+QMTRECV: 0,3\r\n", want: []string{`L:"+QMTRECV: 0,3"`}},
+	{name: "unregistered prefix is never counted", in: "+QMTFOO: 0,0,\"t\",2,\"a\r\n",
+		want: []string{`L:"+QMTFOO: 0,0,\"t\",2,\"a"`}},
+	{name: "bad trailer: length too short", in: "+QMTRECV: 0,0,\"t\",2,\"abc\"\r\nOK\r\n",
+		want: []string{`P:"+QMTRECV: 0,0,\"t\",2"|"ab" !` + ErrBadTrailer.Error(), `L:"OK"`}},
+	{name: "bad trailer: no line end after quote", in: "+QMTRECV: 0,0,\"t\",2,\"ab\"x\r\nOK\r\n",
+		want: []string{`P:"+QMTRECV: 0,0,\"t\",2"|"ab" !` + ErrBadTrailer.Error(), `L:"OK"`}},
+	{name: "bad trailer: line end instead of quote", in: "+QMTRECV: 0,0,\"t\",2,\"ab\r\nOK\r\n",
+		want: []string{`P:"+QMTRECV: 0,0,\"t\",2"|"ab" !` + ErrBadTrailer.Error(), `L:"OK"`}},
+	{name: "line too long dropped", in: strings.Repeat("x", 97) + "\r\nOK\r\n" + strings.Repeat("y", 96) + "\r\n",
+		want: []string{`L:"OK"`, `L:"` + strings.Repeat("y", 96) + `"`}},
+	{name: "payload too long dropped with its line", in: "+QMTRECV: 0,0,\"t\",129,\"" + strings.Repeat("p", 129) + "\"\r\nOK\r\n",
+		want: []string{`L:"OK"`}},
+	{name: "next-line payload too long dropped", in: "+QMTRECV: 0,0,\"t\",129\r\nOK\r\n", want: []string{`L:"OK"`}},
+	{name: "noise lines dropped", in: "\x00\x00\xff\r\n\xff\nOK\r\n\x00x\r\n", want: []string{`L:"OK"`, `L:"\x00x"`}},
+	{name: "garbage never wedges", in: "\r\r\r\x00\xfe\r\x1b\x1a\r\n\r\nOK\r\n",
+		want: []string{`L:"\x00\xfe"`, `L:"\x1b\x1a"`, `L:"OK"`}},
+}
+
+func TestFramer(t *testing.T) {
+	wraps := []struct {
+		name string
+		wrap func(io.Reader) io.Reader
+	}{
+		{"whole", func(r io.Reader) io.Reader { return r }},
+		{"OneByteReader", iotest.OneByteReader},
+		{"HalfReader", iotest.HalfReader},
+		{"halves", func(r io.Reader) io.Reader { return &halvesReader{r: r} }},
+		{"DataErrReader", iotest.DataErrReader},
+	}
+	for _, w := range wraps {
+		for _, tt := range frameTests {
+			t.Run(w.name+"/"+tt.name, func(t *testing.T) {
+				fr := newFrameRun(96, 128, tt.prompt, tt.echo)
+				fr.feed(t, w.wrap(strings.NewReader(tt.in)))
+				if !slices.Equal(fr.toks, tt.want) {
+					t.Errorf("tokens\n got %q\nwant %q", fr.toks, tt.want)
+				}
+				fr.checkAccounting(t)
+			})
+		}
+	}
+}
+
+func TestFramerCounters(t *testing.T) {
+	fr := newFrameRun(32, 64, false, "")
+	in := strings.Repeat("x", 40) + "\r\n" + "+QMTRECV: 0,0,\"t\",65,\"\r\n" + "\x00\r\n" +
+		"+QMTRECV: 0,0,\"t\",1,\"ab\r\n"
+	fr.feed(t, iotest.OneByteReader(strings.NewReader(in)))
+	c := &fr.f.c
+	if c.linesTooLong.Load() != 1 || c.payloadsTooLong.Load() != 1 || c.noiseLines.Load() != 1 || c.badFrames.Load() != 1 {
+		t.Errorf("counters: too long %d, payloads too long %d, noise %d, bad frames %d; want 1 each",
+			c.linesTooLong.Load(), c.payloadsTooLong.Load(), c.noiseLines.Load(), c.badFrames.Load())
+	}
+	fr.checkAccounting(t)
+}
+
+// TestFramerBufferBounded: endless input without a line end keeps the
+// buffer at its initial size.
+func TestFramerBufferBounded(t *testing.T) {
+	fr := newFrameRun(64, 64, false, "")
+	size := len(fr.f.buf)
+	fr.feed(t, io.LimitReader(neverEOL{}, 1<<20))
+	if len(fr.f.buf) != size || len(fr.toks) != 0 {
+		t.Errorf("buffer grew to %d (from %d), %d tokens", len(fr.f.buf), size, len(fr.toks))
+	}
+	if fr.f.c.linesTooLong.Load() != 1 {
+		t.Errorf("linesTooLong = %d, want 1", fr.f.c.linesTooLong.Load())
+	}
+	fr.checkAccounting(t)
+}
+
+type neverEOL struct{}
+
+func (neverEOL) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'z'
+	}
+	return len(p), nil
+}
+
+// TestFramerResetDropsTokenInProgress: a resync drops a counted payload
+// that would otherwise swallow the module's answers.
+func TestFramerResetDropsTokenInProgress(t *testing.T) {
+	fr := newFrameRun(64, 1000, false, "")
+	fr.feed(t, strings.NewReader("+QMTRECV: 0,0,\"t\",999,\"abc"))
+	if len(fr.toks) != 0 || fr.f.st != stPayload {
+		t.Fatalf("tokens %q, state %d", fr.toks, fr.f.st)
+	}
+	fr.f.resetBefore(fr.f.w)
+	fr.feed(t, strings.NewReader("\r\nOK\r\n"))
+	if !slices.Equal(fr.toks, []string{`L:"OK"`}) {
+		t.Errorf("tokens after reset = %q", fr.toks)
+	}
+	fr.checkAccounting(t)
+}
+
+func FuzzFramer(f *testing.F) {
+	for _, tt := range frameTests {
+		f.Add([]byte(tt.in), uint8(7), tt.prompt)
+	}
+	f.Add([]byte("+QMTRECV: 0,0,\"t\",3,\"\r\n\"\"\r\n+QMTRECV: 0,0,\"t\",2\r\n\r\n"), uint8(1), false)
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8, prompt bool) {
+		const maxLine, maxPayload = 48, 96
+		fr := newFrameRun(maxLine, maxPayload, prompt, "")
+		if chunk%3 == 0 {
+			fr.echo = "ab\r\n"
+		}
+		r := &chunkReader{data: in, size: int(chunk%16) + 1}
+		fr.feed(t, r)
+		fr.checkAccounting(t)
+		if fr.f.c.fed != uint64(len(in)) {
+			t.Fatalf("fed %d of %d bytes", fr.f.c.fed, len(in))
+		}
+		if len(fr.f.buf) > maxLine+1+bufExtra+len(fr.echo) {
+			t.Fatalf("buffer grew to %d", len(fr.f.buf))
+		}
+		for _, tok := range fr.toks {
+			if strings.HasPrefix(tok, "L:") {
+				s, err := strconv.Unquote(tok[2:])
+				if err != nil || len(s) > maxLine || strings.ContainsAny(s, "\r\n") {
+					t.Fatalf("bad line token %s", tok)
+				}
+			}
+		}
+	})
+}
+
+// chunkReader returns data in reads of at most size bytes.
+type chunkReader struct {
+	data []byte
+	size int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.data[:min(c.size, len(c.data))])
+	c.data = c.data[n:]
+	return n, nil
+}

@@ -1,0 +1,146 @@
+package at
+
+import (
+	"bytes"
+	"strings"
+	"sync/atomic"
+)
+
+// Line is one framed token: an information line or a URC.
+type Line struct {
+	// Text is the line without CR/LF. For a counted payload it is the header
+	// up to and including the length field, e.g. `+QMTRECV: 0,0,"t",5`
+	// (no trailing `,"`).
+	Text string
+	// Payload holds the counted payload bytes exactly as received; nil when
+	// the line was not length-framed. Every subscriber receives the same
+	// slice: treat it as read-only.
+	Payload []byte
+	// Err is non-nil when framing found a problem with this token (e.g.
+	// ErrBadTrailer: the bytes after the counted payload were not `"` CRLF);
+	// Text and Payload hold what was read.
+	Err error
+}
+
+// PayloadFunc is asked, by the reader, whether the line read so far (head,
+// starting at the prefix, no CR/LF) announces a counted payload that
+// follows. The reader calls it (a) each time it has just appended a '"'
+// that follows a ',' — e.g. head = `+QMTRECV: 0,0,"t",5,"` — and if ok,
+// reads exactly n bytes, then expects `"` and CRLF; (b) at the end of a line
+// — head = `+QMTRECV: 0,0,"t",5` — and if ok, reads exactly n bytes from
+// the next line (the unquoted "payload on the next line" variant), then an
+// optional CRLF. It must not retain head. It runs on the reader goroutine:
+// it must be quick and must not call the Conn.
+type PayloadFunc func(head []byte) (n int, ok bool)
+
+// URCSpec names a URC prefix the layer above knows, such as "+QMTRECV:".
+type URCSpec struct {
+	Prefix  string
+	Payload PayloadFunc // nil: plain line
+}
+
+// BuiltinURCs lists the module-level URC prefixes the engine always knows:
+// power, SIM and registration reports that are not specific to MQTT.
+func BuiltinURCs() []URCSpec {
+	return []URCSpec{
+		{Prefix: "RDY"},
+		{Prefix: "POWERED DOWN"},
+		{Prefix: "+CPIN:"},
+		{Prefix: "+CFUN:"},
+		{Prefix: "+QUSIM:"},
+		{Prefix: "+QIND:"},
+		{Prefix: "+CREG:"},
+		{Prefix: "+CGREG:"},
+		{Prefix: "+CEREG:"},
+		{Prefix: "+QIURC:"},
+	}
+}
+
+type urcSpec struct {
+	prefix  string
+	payload PayloadFunc
+}
+
+// specTable finds the URC spec a line starts with: "+NAME:" prefixes by a
+// map lookup on the text up to the first colon, others by comparison.
+type specTable struct {
+	colon map[string]*urcSpec
+	other []*urcSpec
+}
+
+func newSpecTable(specs ...[]URCSpec) specTable {
+	t := specTable{colon: make(map[string]*urcSpec)}
+	for _, list := range specs {
+		for _, s := range list {
+			if s.Prefix == "" {
+				continue
+			}
+			u := &urcSpec{prefix: s.Prefix, payload: s.Payload}
+			if s.Prefix[0] == '+' && strings.IndexByte(s.Prefix, ':') == len(s.Prefix)-1 {
+				t.colon[s.Prefix] = u // a later spec replaces an earlier one
+				continue
+			}
+			replaced := false
+			for i, o := range t.other {
+				if o.prefix == s.Prefix {
+					t.other[i], replaced = u, true
+				}
+			}
+			if !replaced {
+				t.other = append(t.other, u)
+			}
+		}
+	}
+	return t
+}
+
+func (t *specTable) lookup(line []byte) *urcSpec {
+	if len(line) > 0 && line[0] == '+' {
+		if i := bytes.IndexByte(line, ':'); i > 0 {
+			if s, ok := t.colon[string(line[:i+1])]; ok {
+				return s
+			}
+		}
+	}
+	for _, s := range t.other {
+		if len(line) >= len(s.prefix) && string(line[:len(s.prefix)]) == s.prefix {
+			return s
+		}
+	}
+	return nil
+}
+
+// Subscription is a bounded, ordered queue of URCs. The reader never
+// blocks on it: when the queue is full a URC is dropped for this subscriber
+// and counted.
+type Subscription struct {
+	c       *Conn
+	ch      chan Line
+	dropped atomic.Uint64
+	closed  bool // guarded by c.subMu
+}
+
+// C returns the queue. It is closed when the Conn ends or the Subscription
+// is closed.
+func (s *Subscription) C() <-chan Line { return s.ch }
+
+// Dropped returns how many URCs were dropped because the queue was full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Close stops delivery to s and closes its channel. Lines already queued
+// can still be received.
+func (s *Subscription) Close() {
+	s.c.subMu.Lock()
+	defer s.c.subMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	close(s.ch)
+	for i, o := range s.c.subs {
+		if o == s {
+			s.c.subs = append(s.c.subs[:i], s.c.subs[i+1:]...)
+			break
+		}
+	}
+}

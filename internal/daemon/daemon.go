@@ -1,0 +1,145 @@
+// Package daemon wires a validated configuration to the parts that do the work: the AT port
+// (a path, or found by USB identity), the LED (a GPIO line or a virtual one), the credentials and
+// the supervisor. cmd/gatewayd and `gatewayd sim` both run the daemon through it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/gpio"
+	"github.com/gatewayd/gatewayd/internal/config"
+	"github.com/gatewayd/gatewayd/internal/port"
+	"github.com/gatewayd/gatewayd/internal/supervisor"
+	"github.com/gatewayd/gatewayd/qmt"
+)
+
+// Run runs the gateway described by cfg until ctx ends. notify may be nil.
+func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify supervisor.Notifier, watchdog time.Duration) error {
+	for _, w := range cfg.Warnings {
+		log.Warn().Str("config", cfg.File).Msg(w)
+	}
+	led, err := OpenLED(cfg.LED, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := led.Close(); err != nil {
+			log.Warn().Err(err).Msg("releasing the LED line")
+		}
+	}()
+	set, err := Settings(cfg, log)
+	if err != nil {
+		return err
+	}
+	set.WatchdogInterval = watchdog
+	return supervisor.New(set, log, led, notify).Run(ctx)
+}
+
+// OpenLED opens the configured LED line, or a virtual LED when none is configured.
+func OpenLED(c config.LED, log zerolog.Logger) (gpio.LED, error) {
+	g := gpio.Config{Chip: c.Chip, Line: c.Name, ActiveLow: c.ActiveLow, Initial: true}
+	if c.Offset >= 0 {
+		g.Line = fmt.Sprint(c.Offset)
+	}
+	led, err := gpio.Open(g, log)
+	if err != nil {
+		return nil, fmt.Errorf("LED: %w", err)
+	}
+	return led, nil
+}
+
+// Settings turns a validated configuration into the supervisor's settings.
+func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, error) {
+	m := cfg.MQTT
+	set := supervisor.Settings{
+		PortName:        cfg.Serial.Port,
+		APN:             cfg.Module.APN,
+		APNUser:         cfg.Module.APNUser,
+		APNPassword:     cfg.Module.APNPassword.Reveal(),
+		PDPContext:      cfg.Module.PDPContext,
+		SIMTimeout:      cfg.Module.SIMTimeout,
+		RegisterTimeout: cfg.Module.RegisterTimeout,
+		ClientIndex:     m.ClientIndex,
+		MQTT: qmt.Config{
+			Version:       4,
+			PDPCID:        cfg.Module.PDPContext,
+			KeepAlive:     m.KeepAlive,
+			CleanSession:  m.CleanSession,
+			PacketTimeout: m.PacketTimeout,
+			Retries:       m.Retries,
+			RecvMode:      qmt.RecvDirectLength,
+		},
+		Host: m.Host,
+		Port: m.Port,
+		Credentials: func(now time.Time) (string, string, string, error) {
+			c, err := cfg.Credentials(now)
+			if err != nil {
+				return "", "", "", err
+			}
+			return c.ClientID, c.Username, c.Password.Reveal(), nil
+		},
+		Trace: cfg.Log.ATTrace,
+	}
+	if m.KeepAlive == 0 {
+		set.MQTT.KeepAlive = -1 // 0 in the config means keep-alive off
+	}
+	for _, s := range m.Subscribe {
+		set.Subscribe = append(set.Subscribe, qmt.Subscription{Topic: s.Topic, QoS: s.QoS})
+	}
+	for _, p := range m.PublishOnConnect {
+		set.PublishOnConnect = append(set.PublishOnConnect, qmt.Message{Topic: p.Topic, Payload: []byte(p.Payload), QoS: p.QoS, Retain: p.Retain})
+	}
+	baud := cfg.Serial.Baud
+	if cfg.Serial.Port == port.Auto {
+		set.OpenPort = func(ctx context.Context) (io.ReadWriteCloser, error) { return openAuto(ctx, baud, log) }
+	} else {
+		path := cfg.Serial.Port
+		set.OpenPort = func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, path, baud) }
+	}
+	return set, nil
+}
+
+// openAuto finds the EC600 AT port by USB identity and opens the first candidate that answers AT.
+func openAuto(ctx context.Context, baud int, log zerolog.Logger) (io.ReadWriteCloser, error) {
+	cands, err := port.Find()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, c := range cands {
+		if err := probe(ctx, c.Path, baud); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Path, err))
+			continue
+		}
+		log.Info().Str("port", c.Path).Str("pid", c.PID).Str("interface", c.Interface).Msg("found the EC600 AT port")
+		return port.Open(ctx, c.Path, baud)
+	}
+	return nil, fmt.Errorf("no EC600 port answered AT: %w", errors.Join(errs...))
+}
+
+// probe opens path and asks AT; OK or any +CME ERROR proves a live AT port.
+func probe(ctx context.Context, path string, baud int) error {
+	p, err := port.Open(ctx, path, baud)
+	if err != nil {
+		return err
+	}
+	conn := at.New(p, at.Options{})
+	defer conn.Close()
+	for range 3 {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err = conn.Run(pctx, "AT")
+		cancel()
+		var cme *at.CMEError
+		if err == nil || errors.As(err, &cme) {
+			return nil
+		}
+	}
+	return err
+}

@@ -1,0 +1,473 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/backoff"
+	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/modem"
+	"github.com/gatewayd/gatewayd/qmt"
+)
+
+// session is one lifetime of the AT port. Its run loop is the only goroutine that changes its
+// state; each bring-up stage runs in a goroutine of its own so that the loop keeps handling
+// events (a downlink, RDY, a lost link) while a stage waits on the module.
+type session struct {
+	*Supervisor
+	conn   *at.Conn
+	client *qmt.Client
+	mod    *modem.Module
+	mqttBO *backoff.Backoff
+
+	id        modem.Identity
+	connected time.Time
+}
+
+type stageResult struct {
+	st  stage
+	err error
+}
+
+// maxHealthFailures is how many health checks in a row may fail before the module is reset.
+const maxHealthFailures = 3
+
+func (s *session) run(ctx context.Context) error {
+	events := s.client.Events()
+	st := stageModule
+	var (
+		stageCancel context.CancelFunc
+		stageDone   = make(chan stageResult, 1)
+		running     bool
+		restart     = stage(-1) // where to go once the running stage has stopped
+	)
+	start := func(st stage) {
+		var sctx context.Context
+		sctx, stageCancel = context.WithCancel(ctx)
+		running = true
+		go func() { stageDone <- stageResult{st, s.runStage(sctx, st)} }()
+	}
+	// fallBack sends the session back to stage to (never forward).
+	fallBack := func(to stage, why string) {
+		if st == stageConnected {
+			s.log.Warn().Str("event", logging.EventMQTTDisconnected).Str("reason", why).
+				Dur("connected_for", time.Since(s.connected)).Msg("MQTT session lost")
+			s.notify.Status("reconnecting: " + why)
+		}
+		if running {
+			if restart < 0 || to < restart {
+				restart = to
+			}
+			stageCancel()
+			return
+		}
+		if to < st {
+			st = to
+		}
+	}
+	defer func() {
+		if running {
+			stageCancel()
+			<-stageDone
+		}
+	}()
+
+	health := time.NewTicker(s.set.HealthInterval)
+	defer health.Stop()
+	beat := time.NewTicker(beatInterval)
+	defer beat.Stop()
+	healthDone := make(chan error, 1)
+	healthRunning := false
+	healthFailures := 0
+
+	for {
+		s.loops.Add(1)
+		if !running && st != stageConnected {
+			start(st)
+		}
+		select {
+		case <-ctx.Done():
+			if st == stageConnected {
+				s.shutdown()
+			}
+			return ctx.Err()
+
+		case <-s.conn.Done():
+			return s.conn.Err()
+
+		case ev, ok := <-events:
+			if !ok {
+				return fmt.Errorf("event stream ended: %w", s.conn.Err())
+			}
+			if to, why, ok := s.handleEvent(ev); ok {
+				fallBack(to, why)
+			}
+
+		case r := <-stageDone:
+			running = false
+			stageCancel()
+			switch {
+			case restart >= 0:
+				st, restart = restart, -1
+			case r.err == nil:
+				st = r.st + 1
+			default:
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if errors.Is(r.err, at.ErrPortGone) || errors.Is(r.err, at.ErrClosed) {
+					return r.err
+				}
+				var perm *PermanentError
+				if errors.As(r.err, &perm) {
+					return r.err
+				}
+				if errors.Is(r.err, at.ErrUnresponsive) {
+					return s.escalate(ctx, r.err)
+				}
+				// The stage logged its own failure; stage goroutines back off before retrying.
+				st = r.st
+				if r.st == stageNetwork || r.st == stageModule {
+					st = stageModule
+				}
+			}
+			if st == stageConnected {
+				s.connected = time.Now()
+				s.mqttBO.Reset()
+				if !s.ready {
+					s.ready = true
+					s.notify.Ready()
+				}
+				s.notify.Status(fmt.Sprintf("connected to %s:%d as module %s", s.set.Host, s.set.Port, s.id.IMEI))
+			}
+
+		case <-beat.C:
+			// The loop is alive; the watchdog counts s.loops.
+
+		case <-health.C:
+			if healthRunning || running {
+				continue
+			}
+			healthRunning = true
+			go func() {
+				hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				_, err := s.conn.Run(hctx, "AT")
+				healthDone <- err
+			}()
+
+		case err := <-healthDone:
+			healthRunning = false
+			if err == nil {
+				healthFailures = 0
+				continue
+			}
+			if errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+				return err
+			}
+			healthFailures++
+			s.log.Warn().Err(err).Int("failures", healthFailures).Msg("module did not answer the health check")
+			if healthFailures >= maxHealthFailures {
+				return s.escalate(ctx, fmt.Errorf("%d health checks failed in a row: %w", healthFailures, err))
+			}
+		}
+	}
+}
+
+// handleEvent acts on one URC. It returns the stage to fall back to when the event means the
+// session must be rebuilt from there.
+func (s *session) handleEvent(ev qmt.Event) (to stage, why string, fallBack bool) {
+	switch e := ev.(type) {
+	case qmt.Received:
+		s.downlink(e.Topic, e.Payload, e.MsgID)
+	case qmt.Stored:
+		go s.readStored(e.Slot)
+	case qmt.LinkStatus:
+		return stageMQTT, fmt.Sprintf("+QMTSTAT %d: %s", e.Code, e.Reason()), true
+	case qmt.PingFailed:
+		return stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), true
+	case qmt.PDPDeactivated:
+		return stageNetwork, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), true
+	case qmt.ModuleReady:
+		s.log.Warn().Msg("module rebooted (RDY): bringing it up again")
+		return stageModule, "module rebooted (RDY)", true
+	case qmt.PoweredDown:
+		s.log.Warn().Msg("module powered down")
+		return stageModule, "module powered down", true
+	case qmt.SIMStatus:
+		if e.State != "READY" {
+			return stageModule, "SIM state changed to " + e.State, true
+		}
+	case qmt.Unknown:
+		s.log.Debug().Str("line", e.Line).Msg("unsolicited line not understood")
+	case qmt.Malformed:
+		s.log.Warn().Str("line", e.Line).Err(e.Err).Msg("malformed line from the module ignored")
+	default:
+		s.log.Debug().Str("urc", fmt.Sprintf("%+v", ev)).Msg("URC")
+	}
+	return 0, "", false
+}
+
+func (s *session) downlink(topic string, payload []byte, msgID int) {
+	ev := s.log.Info().Str("event", logging.EventDownlink).Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID)
+	if len(payload) <= 256 {
+		ev = ev.Str("payload", string(payload))
+	}
+	ev.Msg("downlink")
+	s.toggleLED("downlink")
+}
+
+// readStored reads a buffer-mode message out of its slot; the module frees the slot on reading.
+func (s *session) readStored(slot int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	msgs, err := s.client.ReadStored(ctx, slot)
+	if err != nil {
+		s.log.Error().Err(err).Int("slot", slot).Msg("cannot read a stored downlink")
+		return
+	}
+	for _, m := range msgs {
+		s.downlink(m.Topic, m.Payload, m.MsgID)
+	}
+}
+
+// runStage runs one bring-up stage. It logs what it waits for and why it failed.
+func (s *session) runStage(ctx context.Context, st stage) error {
+	switch st {
+	case stageModule:
+		return s.bringUpModule(ctx)
+	case stageNetwork:
+		return s.bringUpNetwork(ctx)
+	case stageMQTT:
+		return s.bringUpMQTT(ctx)
+	}
+	return nil
+}
+
+func (s *session) bringUpModule(ctx context.Context) error {
+	s.log.Info().Str("step", "sync").Str("port", s.set.PortName).Msg("waiting for the module to answer AT")
+	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := s.mod.Sync(syncCtx, 500*time.Millisecond)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := s.mod.Prepare(ctx); err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	id, err := s.mod.Identify(ctx)
+	if err != nil {
+		return fmt.Errorf("identify: %w", err)
+	}
+	s.id = id
+	s.log.Info().Str("event", logging.EventModule).Str("model", id.Model).Str("revision", id.Revision).
+		Str("imei", id.IMEI).Str("iccid", id.ICCID).Msg("module identified")
+	if s.lastIMEI != "" && s.lastIMEI != id.IMEI {
+		s.log.Warn().Str("event", logging.EventModuleReplaced).Str("old_imei", s.lastIMEI).
+			Str("new_imei", id.IMEI).Msg("a different module is attached; setting it up from the host's configuration")
+	}
+	s.lastIMEI = id.IMEI
+
+	s.log.Info().Str("step", "sim").Dur("timeout", s.set.SIMTimeout).Msg("waiting for the SIM")
+	deadline := time.Now().Add(s.set.SIMTimeout)
+	for {
+		state, err := s.mod.SIMState(ctx)
+		if err == nil && state == "READY" {
+			break
+		}
+		reason := state
+		if err != nil {
+			reason = err.Error()
+		}
+		if errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			err := fmt.Errorf("SIM not ready after %s: %s", s.set.SIMTimeout, reason)
+			s.log.Error().Str("step", "sim").Err(err).Msg("check that a SIM is inserted and has no PIN")
+			return s.waitRetry(ctx, err)
+		}
+		if !s.sleep(ctx, time.Second) {
+			return ctx.Err()
+		}
+	}
+	if s.set.APN != "" {
+		if err := s.mod.SetAPN(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword); err != nil {
+			return fmt.Errorf("set APN: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *session) bringUpNetwork(ctx context.Context) error {
+	s.log.Info().Str("step", "register").Dur("timeout", s.set.RegisterTimeout).Msg("waiting for network registration")
+	deadline := time.Now().Add(s.set.RegisterTimeout)
+	for {
+		reg, err := s.mod.Registration(ctx)
+		if err == nil && reg.Registered() {
+			break
+		}
+		if errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			why := reg.String()
+			if err != nil {
+				why = err.Error()
+			}
+			err := fmt.Errorf("not registered after %s: %s", s.set.RegisterTimeout, why)
+			s.log.Error().Str("step", "register").Err(err).Msg("check the antenna, coverage and the SIM's data plan")
+			return s.waitRetry(ctx, err)
+		}
+		if !s.sleep(ctx, 2*time.Second) {
+			return ctx.Err()
+		}
+	}
+	cid := s.set.PDPContext
+	s.log.Info().Str("step", "pdp").Int("context", cid).Msg("checking the PDP context")
+	active, addr, err := s.mod.PDPActive(ctx, cid)
+	if err != nil {
+		return err
+	}
+	if !active {
+		if err := s.mod.ActivatePDP(ctx, cid); err != nil {
+			s.log.Error().Str("step", "pdp").Err(err).Msg("cannot activate the PDP context; check the APN")
+			return s.waitRetry(ctx, err)
+		}
+		if _, addr, err = s.mod.PDPActive(ctx, cid); err != nil {
+			return err
+		}
+	}
+	ev := s.log.Info().Str("event", logging.EventNetworkReady).Int("context", cid).Str("address", addr)
+	if dbm, ok, err := s.mod.SignalDBm(ctx); err == nil && ok {
+		ev = ev.Int("rssi_dbm", dbm)
+	}
+	ev.Msg("network ready")
+	s.setLED(false, "network ready")
+	return nil
+}
+
+// waitRetry backs off before a failed stage is tried again, and returns err.
+func (s *session) waitRetry(ctx context.Context, err error) error {
+	d := s.mqttBO.Next()
+	s.log.Info().Dur("retry_in", d).Msg("will retry")
+	s.sleep(ctx, d)
+	return err
+}
+
+func (s *session) bringUpMQTT(ctx context.Context) error {
+	c := s.client
+	// Whatever state an earlier attempt or another program left our client in, start clean.
+	if err := s.closeStaleLink(ctx); err != nil {
+		return s.mqttFailed(ctx, "close stale link", err)
+	}
+	if err := c.Configure(ctx, s.set.MQTT); err != nil {
+		return s.mqttFailed(ctx, "configure", err)
+	}
+	s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).Msg("opening the link to the broker")
+	if err := c.Open(ctx, s.set.Host, s.set.Port); err != nil {
+		return s.mqttFailed(ctx, "open", err)
+	}
+	clientID, user, pass, err := s.set.Credentials(time.Now())
+	if err != nil {
+		return &PermanentError{Err: fmt.Errorf("credentials: %w", err)}
+	}
+	if err := c.Connect(ctx, clientID, user, pass); err != nil {
+		return s.mqttFailed(ctx, "connect", err)
+	}
+	s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
+		Str("client_id", clientID).Str("username", user).Msg("MQTT connected")
+	// {imei} and {iccid} in topics name this module, so one configuration serves a fleet.
+	ids := strings.NewReplacer("{imei}", s.id.IMEI, "{iccid}", s.id.ICCID)
+	subs := make([]qmt.Subscription, len(s.set.Subscribe))
+	for i, sub := range s.set.Subscribe {
+		subs[i] = qmt.Subscription{Topic: ids.Replace(sub.Topic), QoS: sub.QoS}
+	}
+	if len(subs) > 0 {
+		granted, err := c.Subscribe(ctx, subs...)
+		if err != nil {
+			return s.mqttFailed(ctx, "subscribe", err)
+		}
+		for i, sub := range subs {
+			ev := s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS)
+			if i < len(granted) {
+				ev = ev.Int("granted_qos", granted[i])
+			}
+			ev.Msg("subscribed")
+		}
+	}
+	for _, m := range s.set.PublishOnConnect {
+		m.Topic = ids.Replace(m.Topic)
+		if err := c.Publish(ctx, m); err != nil {
+			return s.mqttFailed(ctx, "publish", err)
+		}
+		s.log.Info().Str("event", logging.EventPublished).Str("topic", m.Topic).Int("bytes", len(m.Payload)).
+			Int("qos", m.QoS).Msg("published")
+	}
+	return nil
+}
+
+// closeStaleLink closes our client's link if the module reports it open (AT+QMTOPEN?).
+func (s *session) closeStaleLink(ctx context.Context) error {
+	links, err := s.client.OpenLinks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.Client == s.set.ClientIndex {
+			s.log.Info().Str("host", l.Host).Int("port", l.Port).Msg("closing a link left open on the module")
+			return s.client.CloseLink(ctx)
+		}
+	}
+	return nil
+}
+
+// mqttFailed logs a failed MQTT step in words, closes the link and backs off before the retry.
+func (s *session) mqttFailed(ctx context.Context, step string, err error) error {
+	if ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+		return err
+	}
+	d := s.mqttBO.Next()
+	ev := s.log.Error().Str("event", logging.EventMQTTConnectFailed).Str("step", step).Err(err).
+		Int("attempt", s.mqttBO.Attempts()).Dur("retry_in", d)
+	var re *qmt.ResultError
+	if errors.As(err, &re) {
+		ev = ev.Int("code", re.Code).Int("result", re.Result)
+	}
+	ev.Msg("MQTT " + step + " failed")
+	s.notify.Status("MQTT " + step + " failed: " + err.Error())
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := s.closeStaleLink(cctx); err != nil {
+		s.log.Debug().Err(err).Msg("closing the link after a failure")
+	}
+	cancel()
+	s.sleep(ctx, d)
+	return fmt.Errorf("mqtt %s: %w", step, err)
+}
+
+// shutdown disconnects cleanly on the way out.
+func (s *session) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.client.Disconnect(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("MQTT disconnect on shutdown failed")
+		return
+	}
+	s.log.Info().Str("event", logging.EventMQTTDisconnected).Str("reason", "shutting down").Msg("MQTT disconnected")
+}
+
+// escalate handles a module that stopped answering: reset it with AT+CFUN=1,1, then let the
+// caller reopen the port.
+func (s *session) escalate(ctx context.Context, cause error) error {
+	s.log.Error().Err(cause).Str("action", "AT+CFUN=1,1").Msg("module unresponsive; resetting it")
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := s.mod.Reset(rctx); err != nil {
+		s.log.Error().Err(err).Str("action", "reopen port").Msg("reset failed; reopening the port")
+	}
+	return fmt.Errorf("module unresponsive: %w", cause)
+}

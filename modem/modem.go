@@ -1,0 +1,337 @@
+package modem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatewayd/gatewayd/at"
+)
+
+// Identity is what a module says about itself.
+type Identity struct {
+	Manufacturer string // "Quectel"
+	Model        string // e.g. "EC600N"
+	Revision     string // firmware revision
+	IMEI         string // 15 digits
+	ICCID        string // SIM card number; empty when no SIM answers
+}
+
+// Registration is a network registration state as +CEREG/+CREG/+CGREG report it.
+type Registration struct {
+	Command string // which query answered: "CEREG", "CGREG" or "CREG"
+	Stat    int    // 0 not searching, 1 home, 2 searching, 3 denied, 4 unknown, 5 roaming
+}
+
+// Registered reports whether the module can carry data: registered at home or roaming.
+func (r Registration) Registered() bool { return r.Stat == 1 || r.Stat == 5 }
+
+// String gives the state in words.
+func (r Registration) String() string {
+	words := map[int]string{
+		0: "not registered, not searching",
+		1: "registered, home network",
+		2: "not registered, searching",
+		3: "registration denied",
+		4: "unknown (out of coverage?)",
+		5: "registered, roaming",
+	}
+	w, ok := words[r.Stat]
+	if !ok {
+		w = "not usable for data"
+	}
+	return fmt.Sprintf("%s (+%s stat %d)", w, r.Command, r.Stat)
+}
+
+// ErrProtocol marks an answer that does not have the shape the reference gives.
+var ErrProtocol = errors.New("unexpected answer from the module")
+
+// Module runs module-level commands over an AT engine.
+type Module struct {
+	conn *at.Conn
+}
+
+// New returns a Module that talks over conn.
+func New(conn *at.Conn) *Module { return &Module{conn: conn} }
+
+// run runs one command with its own deadline inside ctx.
+func (m *Module) run(ctx context.Context, line string, d time.Duration) (at.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	resp, err := m.conn.Run(ctx, line)
+	if err != nil {
+		return resp, fmt.Errorf("%s: %w", line, err)
+	}
+	return resp, nil
+}
+
+// Sync sends AT every interval until the module answers OK (or any CME error, which also proves
+// it alive), or ctx ends.
+func (m *Module) Sync(ctx context.Context, interval time.Duration) error {
+	for {
+		_, err := m.run(ctx, "AT", interval)
+		var cme *at.CMEError
+		if err == nil || errors.As(err, &cme) {
+			return nil
+		}
+		if errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("module does not answer AT: %w", err)
+		}
+	}
+}
+
+// Prepare switches echo off and selects numeric +CME ERROR codes (AT+CMEE=1), which are stable
+// across firmware, where texts are not.
+func (m *Module) Prepare(ctx context.Context) error {
+	if _, err := m.run(ctx, "ATE0", 2*time.Second); err != nil {
+		return err
+	}
+	if _, err := m.run(ctx, "AT+CMEE=1", 2*time.Second); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Identify asks ATI, AT+GSN and AT+QCCID. A missing SIM leaves ICCID empty rather than failing.
+func (m *Module) Identify(ctx context.Context) (Identity, error) {
+	var id Identity
+	resp, err := m.run(ctx, "ATI", 2*time.Second)
+	if err != nil {
+		return id, err
+	}
+	lines := texts(resp)
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "Revision:"):
+			id.Revision = strings.TrimSpace(strings.TrimPrefix(l, "Revision:"))
+		case i == 0:
+			id.Manufacturer = l
+		case i == 1:
+			id.Model = l
+		}
+	}
+	if id.Model == "" {
+		return id, fmt.Errorf("ATI: %w: %q", ErrProtocol, lines)
+	}
+	resp, err = m.run(ctx, "AT+GSN", 2*time.Second)
+	if err != nil {
+		return id, err
+	}
+	id.IMEI = firstText(resp)
+	if !digits(id.IMEI) {
+		return id, fmt.Errorf("AT+GSN: %w: IMEI %q is not digits", ErrProtocol, id.IMEI)
+	}
+	resp, err = m.run(ctx, "AT+QCCID", 2*time.Second)
+	if err == nil {
+		id.ICCID = strings.TrimSpace(strings.TrimPrefix(firstText(resp), "+QCCID:"))
+	}
+	return id, nil
+}
+
+// SIMState asks AT+CPIN? and returns its code ("READY", "SIM PIN", ...). A missing SIM comes back
+// as a *at.CMEError with code 10.
+func (m *Module) SIMState(ctx context.Context) (string, error) {
+	resp, err := m.run(ctx, "AT+CPIN?", 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range texts(resp) {
+		if v, ok := strings.CutPrefix(l, "+CPIN:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("AT+CPIN?: %w: %q", ErrProtocol, texts(resp))
+}
+
+// Registration asks AT+CEREG? (LTE) and, when that is not registered, AT+CGREG? and AT+CREG?, and
+// returns the best answer.
+func (m *Module) Registration(ctx context.Context) (Registration, error) {
+	var best Registration
+	var firstErr error
+	for _, q := range []string{"CEREG", "CGREG", "CREG"} {
+		reg, err := m.registration(ctx, q)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if reg.Registered() {
+			return reg, nil
+		}
+		if best.Command == "" {
+			best = reg
+		}
+	}
+	if best.Command == "" {
+		return best, firstErr
+	}
+	return best, nil
+}
+
+func (m *Module) registration(ctx context.Context, q string) (Registration, error) {
+	prefix := "+" + q + ":"
+	line := "AT+" + q + "?"
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := m.conn.Do(ctx, at.Command{
+		Line: line,
+		// The query answer has <n>,<stat>[,...]; the URC with n=1 has a single field.
+		Answers: func(l at.Line) bool {
+			v, ok := strings.CutPrefix(l.Text, prefix)
+			return ok && strings.Contains(v, ",")
+		},
+	})
+	if err != nil {
+		return Registration{}, fmt.Errorf("%s: %w", line, err)
+	}
+	for _, l := range texts(resp) {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			f := fields(v)
+			if len(f) < 2 {
+				break
+			}
+			stat, err := strconv.Atoi(f[1])
+			if err != nil {
+				break
+			}
+			return Registration{Command: q, Stat: stat}, nil
+		}
+	}
+	return Registration{}, fmt.Errorf("%s: %w: %q", line, ErrProtocol, texts(resp))
+}
+
+// SignalDBm asks AT+CSQ and converts the RSSI to dBm; ok is false when the module reports 99
+// (not known).
+func (m *Module) SignalDBm(ctx context.Context) (dbm int, ok bool, err error) {
+	resp, err := m.run(ctx, "AT+CSQ", 2*time.Second)
+	if err != nil {
+		return 0, false, err
+	}
+	v, found := strings.CutPrefix(firstText(resp), "+CSQ:")
+	f := fields(v)
+	if !found || len(f) < 2 {
+		return 0, false, fmt.Errorf("AT+CSQ: %w: %q", ErrProtocol, texts(resp))
+	}
+	rssi, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0, false, fmt.Errorf("AT+CSQ: %w: %q", ErrProtocol, texts(resp))
+	}
+	if rssi < 0 || rssi > 31 {
+		return 0, false, nil
+	}
+	return -113 + 2*rssi, true, nil
+}
+
+// SetAPN configures PDP context cid with an IPv4v6 APN (AT+QICSGP). user and password may be empty.
+func (m *Module) SetAPN(ctx context.Context, cid int, apn, user, password string) error {
+	for _, s := range []struct{ name, v string }{{"apn", apn}, {"apn user", user}, {"apn password", password}} {
+		if err := quotable(s.v); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	line := fmt.Sprintf("AT+QICSGP=%d,3,%q", cid, apn)
+	secrets := []string(nil)
+	if user != "" || password != "" {
+		auth := 3 // PAP or CHAP
+		line = fmt.Sprintf(`AT+QICSGP=%d,3,"%s","%s","%s",%d`, cid, apn, user, password, auth)
+		if password != "" {
+			secrets = []string{password}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := m.conn.Do(ctx, at.Command{Line: line, Secrets: secrets}); err != nil {
+		return fmt.Errorf("AT+QICSGP=%d: %w", cid, err)
+	}
+	return nil
+}
+
+// PDPActive reports whether context cid is active (AT+QIACT?) and its first address.
+func (m *Module) PDPActive(ctx context.Context, cid int) (active bool, addr string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := m.conn.Do(ctx, at.Command{Line: "AT+QIACT?"})
+	if err != nil {
+		return false, "", fmt.Errorf("AT+QIACT?: %w", err)
+	}
+	for _, l := range texts(resp) {
+		v, ok := strings.CutPrefix(l, "+QIACT:")
+		if !ok {
+			continue
+		}
+		f := fields(v)
+		if len(f) < 3 || f[0] != strconv.Itoa(cid) {
+			continue
+		}
+		if len(f) >= 4 {
+			addr = strings.Trim(f[3], `"`)
+		}
+		return f[1] == "1", addr, nil
+	}
+	return false, "", nil
+}
+
+// ActivatePDP activates context cid (AT+QIACT=cid, up to 150 s).
+func (m *Module) ActivatePDP(ctx context.Context, cid int) error {
+	_, err := m.run(ctx, fmt.Sprintf("AT+QIACT=%d", cid), 150*time.Second)
+	return err
+}
+
+// Reset reboots the module with AT+CFUN=1,1. On USB the port disappears afterwards.
+func (m *Module) Reset(ctx context.Context) error {
+	_, err := m.run(ctx, "AT+CFUN=1,1", 15*time.Second)
+	return err
+}
+
+func texts(r at.Response) []string {
+	out := make([]string, 0, len(r.Lines))
+	for _, l := range r.Lines {
+		out = append(out, strings.TrimSpace(l.Text))
+	}
+	return out
+}
+
+func firstText(r at.Response) string {
+	if len(r.Lines) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(r.Lines[0].Text)
+}
+
+// fields splits a comma-separated answer and trims the spaces around each field.
+func fields(s string) []string {
+	f := strings.Split(s, ",")
+	for i := range f {
+		f[i] = strings.TrimSpace(f[i])
+	}
+	return f
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// quotable refuses a string that would end or split a quoted AT parameter.
+func quotable(s string) error {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c < 0x20 || c == 0x7f {
+			return fmt.Errorf("byte %q at offset %d cannot be sent inside an AT string", c, i)
+		}
+	}
+	return nil
+}
