@@ -217,13 +217,18 @@ func (c *Conn) Run(ctx context.Context, line string) (Response, error) {
 // order), writes it, and returns its information lines and its final
 // result: nil for OK; ErrError for ERROR; *CMEError / *CMSError (all wrapped
 // with the command, secrets masked). Reply matching is armed only after the
-// command is fully written. It ends when ctx ends, with an error wrapping
+// command is fully written: lines that come while it is being written (on a
+// pipe or pty the module can answer before Write returns) are held and
+// matched then; its echo and URCs are routed at once. It ends when ctx ends, with an error wrapping
 // ErrTimeout and ctx.Err() (and ErrNoPrompt if a data command's prompt never
 // came); the engine then resynchronises before the next command. When the
 // engine ends it returns Err().
 func (c *Conn) Do(ctx context.Context, cmd Command) (Response, error) {
 	if cmd.Line == "" || strings.ContainsAny(cmd.Line, "\r\n\x00") {
 		return Response{}, fmt.Errorf("%w: %q", ErrInvalidCommand, c.redact(cmd))
+	}
+	if err := ctx.Err(); err != nil {
+		return Response{}, fmt.Errorf("at: %s: not sent: %w: %w", c.redact(cmd), ErrTimeout, err)
 	}
 	if err := c.turn.acquire(ctx, c.done); err != nil {
 		if c.ended() {

@@ -929,3 +929,49 @@ func FuzzConnRoute(f *testing.F) {
 		}
 	})
 }
+
+// TestTurnQueueCancelWhileQueued: a caller whose context ends while it
+// waits leaves the queue; the one behind it still gets the turn.
+func TestTurnQueueCancelWhileQueued(t *testing.T) {
+	var q turnQueue
+	done := make(chan struct{})
+	if err := q.acquire(context.Background(), done); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- q.acquire(ctx, done) }()
+	waitFor(t, "first waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters) == 1 })
+	second := make(chan error, 1)
+	go func() { second <- q.acquire(context.Background(), done) }()
+	waitFor(t, "second waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters) == 2 })
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("first = %v, want context.Canceled", err)
+	}
+	q.release()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Errorf("second = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("second waiter never got the turn")
+	}
+	q.release()
+	if q.busy {
+		t.Error("queue still busy after the last release")
+	}
+}
+
+func TestDoWithEndedContextSendsNothing(t *testing.T) {
+	c, _ := newTestConn(t, readers[0].wrap, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Run(ctx, "AT"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v", err)
+	}
+	if s := c.Stats(); s.BytesOut != 0 || s.Resyncs != 0 {
+		t.Errorf("Stats = %+v, want nothing sent", s)
+	}
+}

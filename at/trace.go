@@ -1,6 +1,7 @@
 package at
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +52,7 @@ func (t *tracer) remember(secrets []string) {
 // in logs bytes read from the port, whole lines at a time.
 func (t *tracer) in(p []byte) {
 	t.pending = append(t.pending, p...)
-	cut := strings.LastIndexAny(string(t.pending), "\r\n") + 1
+	cut := bytes.LastIndexAny(t.pending, "\r\n") + 1
 	rest := t.pending[cut:]
 	switch {
 	case string(rest) == ">" || string(rest) == "> ":
