@@ -137,9 +137,12 @@ func (m *Module) Identify(ctx context.Context) (Identity, error) {
 // SIMState asks AT+CPIN? and returns its code ("READY", "SIM PIN", ...). A missing SIM comes back
 // as a *at.CMEError with code 10.
 func (m *Module) SIMState(ctx context.Context) (string, error) {
-	resp, err := m.run(ctx, "AT+CPIN?", 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// +CPIN: is also a URC; while this query is in flight the line is its answer.
+	resp, err := m.conn.Do(ctx, at.Command{Line: "AT+CPIN?", Answers: hasPrefix("+CPIN:")})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("AT+CPIN?: %w", err)
 	}
 	for _, l := range texts(resp) {
 		if v, ok := strings.CutPrefix(l, "+CPIN:"); ok {
@@ -288,6 +291,11 @@ func (m *Module) ActivatePDP(ctx context.Context, cid int) error {
 func (m *Module) Reset(ctx context.Context) error {
 	_, err := m.run(ctx, "AT+CFUN=1,1", 15*time.Second)
 	return err
+}
+
+// hasPrefix claims the lines that start with prefix as a query's answer.
+func hasPrefix(prefix string) func(at.Line) bool {
+	return func(l at.Line) bool { return strings.HasPrefix(l.Text, prefix) }
 }
 
 func texts(r at.Response) []string {

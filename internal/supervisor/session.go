@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
@@ -26,6 +27,11 @@ type session struct {
 
 	id        modem.Identity
 	connected time.Time
+	// echoes is the AT engine's echo count once ATE0 took effect; more echoes later mean the
+	// module restarted with echo on, even if its RDY was missed.
+	echoes atomic.Uint64
+	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
+	prepared atomic.Bool
 }
 
 type stageResult struct {
@@ -164,6 +170,9 @@ func (s *session) run(ctx context.Context) error {
 			healthRunning = false
 			if err == nil {
 				healthFailures = 0
+				if e := s.echoes.Load(); st > stageModule && s.conn.Stats().Echoes > e {
+					fallBack(stageModule, "echo is back on: the module restarted")
+				}
 				continue
 			}
 			if errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
@@ -193,6 +202,10 @@ func (s *session) handleEvent(ev qmt.Event) (to stage, why string, fallBack bool
 	case qmt.PDPDeactivated:
 		return stageNetwork, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), true
 	case qmt.ModuleReady:
+		if !s.prepared.Load() {
+			s.log.Info().Msg("module finished booting (RDY)")
+			return 0, "", false
+		}
 		s.log.Warn().Msg("module rebooted (RDY): bringing it up again")
 		return stageModule, "module rebooted (RDY)", true
 	case qmt.PoweredDown:
@@ -249,16 +262,23 @@ func (s *session) runStage(ctx context.Context, st stage) error {
 }
 
 func (s *session) bringUpModule(ctx context.Context) error {
+	s.prepared.Store(false)
 	s.log.Info().Str("step", "sync").Str("port", s.set.PortName).Msg("waiting for the module to answer AT")
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := s.mod.Sync(syncCtx, 500*time.Millisecond)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("sync: %w", err)
+		if errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+			return err
+		}
+		// A module that answers nothing for this long needs more than a retry.
+		return fmt.Errorf("sync: %w: %w", at.ErrUnresponsive, err)
 	}
 	if err := s.mod.Prepare(ctx); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
+	s.echoes.Store(s.conn.Stats().Echoes)
+	s.prepared.Store(true)
 	id, err := s.mod.Identify(ctx)
 	if err != nil {
 		return fmt.Errorf("identify: %w", err)

@@ -1,0 +1,146 @@
+// Command gatewayd drives a Quectel EC600 LTE module over its serial AT port, keeps the module's
+// built-in MQTT client connected, and toggles a GPIO LED when downlinks arrive.
+//
+//	gatewayd [-config FILE]          run the daemon (default /etc/gatewayd/gatewayd.toml)
+//	gatewayd check [-config FILE]    validate a configuration and print what it resolves to
+//	gatewayd sim                     the whole daemon on the built-in EC600 emulator and broker
+//	gatewayd -version                print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/config"
+	"github.com/gatewayd/gatewayd/internal/daemon"
+	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/internal/sdnotify"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise the module version
+// or VCS revision from the build information is used.
+var version = ""
+
+const defaultConfig = "/etc/gatewayd/gatewayd.toml"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runDaemon(args, stderr)
+	case "check":
+		return runCheck(args, stdout, stderr)
+	case "sim":
+		return runSim(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "gatewayd", versionString())
+		return 0
+	case "help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "gatewayd: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  gatewayd [-config FILE]          run the daemon (default `+defaultConfig+`)
+  gatewayd check [-config FILE]    validate a configuration and print the settings it resolves to
+  gatewayd sim [-h]                the whole daemon on the built-in EC600 emulator and broker
+  gatewayd -version                print the version
+`)
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
+}
+
+func runDaemon(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gatewayd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "configuration `file`")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stderr, "gatewayd", versionString())
+		return 0
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		return 1
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	notify := sdnotify.New(log)
+	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("gatewayd starting")
+	if err := daemon.Run(ctx, cfg, log, notify, notify.WatchdogInterval()); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error().Err(err).Msg("gatewayd stopped")
+		return 1
+	}
+	log.Info().Msg("gatewayd stopped")
+	return 0
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gatewayd check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "configuration `file`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd check: %v\n", err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if err := cfg.Describe(stdout, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "gatewayd check: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", cfg.File)
+	return 0
+}

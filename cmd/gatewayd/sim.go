@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gatewayd/gatewayd/internal/config"
+	"github.com/gatewayd/gatewayd/internal/daemon"
+	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/sim"
+)
+
+// simConfig is the configuration `gatewayd sim` runs the daemon with. It goes through the same
+// parser and validation as a real file. %s is the emulator's AT port.
+const simConfig = `
+[serial]
+port = %q
+
+[mqtt]
+# Any host works: the emulator routes every AT+QMTOPEN to its broker, as a test network would.
+host = "broker.example.com"
+port = 1883
+client_id = "gatewayd-sim"
+username = "gatewayd"
+keepalive = "60s"
+
+[[mqtt.subscribe]]
+topic = %q
+qos = 1
+
+[[mqtt.publish_on_connect]]
+topic = "gatewayd/demo/status"
+payload = "test publish"
+qos = 1
+
+[log]
+level = %q
+format = %q
+at_trace = %t
+`
+
+// demoTopic is where `gatewayd sim` sends its demo downlinks.
+const demoTopic = "gatewayd/demo/led"
+
+func runSim(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gatewayd sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", sim.DefaultBrokerAddr, "`address` of the embedded MQTT broker (a free port is taken if it is busy)")
+	every := fs.Duration("demo", 3*time.Second, "send a demo downlink this often (0: never)")
+	format := fs.String("log-format", "console", "log format: console or json")
+	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	trace := fs.Bool("trace", false, "log every byte on the AT port (needs -log-level trace)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: gatewayd sim [flags]\n\nRuns the whole daemon against the built-in EC600 emulator and an embedded MQTT broker.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := logging.New(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd sim: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := simulate(ctx, simOptions{listen: *listen, every: *every, level: *level, format: *format, trace: *trace}, log, stdout); err != nil {
+		fmt.Fprintf(stderr, "gatewayd sim: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type simOptions struct {
+	listen        string
+	every         time.Duration
+	level, format string
+	trace         bool
+}
+
+// simulate runs broker, emulator and daemon until ctx ends.
+func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.Writer) error {
+	broker, err := sim.NewBroker(o.listen)
+	if err != nil {
+		log.Warn().Err(err).Str("listen", o.listen).Msg("taking a free port for the broker instead")
+		if broker, err = sim.NewBroker("127.0.0.1:0"); err != nil {
+			return err
+		}
+	}
+	defer broker.Close()
+
+	dir, err := os.MkdirTemp("", "gatewayd-sim-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	link := filepath.Join(dir, "ec600-at")
+	mod, err := sim.New(sim.Config{Link: link, Broker: broker.Addr(), Logger: log.With().Str("component", "ec600sim").Logger().Level(zerolog.WarnLevel)})
+	if err != nil {
+		return err
+	}
+	// The emulator outlives the daemon's context so that the daemon can disconnect cleanly.
+	if err := mod.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	defer mod.Close()
+
+	text := fmt.Sprintf(simConfig, link, demoTopic, o.level, o.format, o.trace)
+	cfg, err := config.Parse([]byte(text), "gatewayd-sim.toml")
+	if err != nil {
+		return fmt.Errorf("built-in configuration: %w", err)
+	}
+	host, port := splitAddr(broker.Addr())
+	fmt.Fprintf(stdout, `gatewayd sim: an emulated EC600 on %s (%s), an MQTT broker on %s.
+  The daemon subscribes to %q; the LED is virtual, watch the "led" events.
+  Send your own downlink:   mosquitto_pub -h %s -p %s -q 1 -t %s -m 'hello'
+  Watch what it publishes:  mosquitto_sub -h %s -p %s -t 'gatewayd/#' -v
+  Stop with Ctrl-C.
+`, link, mod.TTY(), broker.Addr(), demoTopic, host, port, demoTopic, host, port)
+
+	if o.every > 0 {
+		go demo(ctx, broker, o.every, log)
+	}
+	err = daemon.Run(ctx, cfg, log, nil, 0)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// demo publishes a downlink on the broker every interval, as the cloud would.
+func demo(ctx context.Context, b *sim.Broker, every time.Duration, log zerolog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		payload := fmt.Sprintf(`{"method":"thing.service.property.set","id":"%d","params":{"LED":%d},"version":"1.0.0"}`, n, n%2)
+		if err := b.Publish(demoTopic, []byte(payload), false, 1); err != nil {
+			log.Warn().Err(err).Msg("demo downlink not sent")
+		}
+	}
+}
+
+func splitAddr(addr string) (host, port string) {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[:i], addr[i+1:]
+		}
+	}
+	return addr, ""
+}

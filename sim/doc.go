@@ -1,0 +1,89 @@
+// Package sim emulates a Quectel EC600 LTE module for people and tests without one: the AT port
+// on a pseudo-terminal, answering byte for byte in the EC600 dialect as the project's AT
+// reference (ec600-at.md) gives it, and the module's MQTT client for real, over a real MQTT 3.1.1
+// connection to a real broker. Faults a bench can cause are on demand. It frames the protocol on
+// its own and shares no code with the daemon's at/ and qmt/ packages, so a misreading in one is
+// caught by the other.
+//
+// The parts:
+//
+//   - Module is one emulated module. New checks a Config; Start allocates the pty (raw mode, so
+//     bytes pass exactly), points Config.Link at it as a udev symlink would, and powers on
+//     (RDY, +CFUN: 1, +CPIN: READY, +QUSIM: 1, +QIND: SMS DONE, +QIND: PB DONE). Close ends it.
+//   - Broker is an embedded MQTT broker (mochi-mqtt) on a loopback port; WithAuth lets it refuse
+//     chosen CONNECTs with a chosen CONNACK code. Any other broker works too: Config.Broker names
+//     where every AT+QMTOPEN connects, whatever host the command gives, so a configuration
+//     written for a cloud broker runs unchanged.
+//
+// A test starts both in a few lines:
+//
+//	b, _ := sim.NewBroker("127.0.0.1:0")
+//	defer b.Close()
+//	m, _ := sim.New(sim.Config{Link: dir + "/ec600-at", Broker: b.Addr()})
+//	_ = m.Start(ctx)
+//	defer m.Close()
+//	// open m.Path() as the serial port
+//
+// # What is emulated
+//
+// Echo (on after power-up until ATE0, the bytes as received), ATI, AT+CGMI/GMI, CGMM/GMM,
+// CGMR/GMR, GSN/CGSN, QCCID, CIMI, CPIN?, CSQ, CREG/CGREG/CEREG (query, =n, URCs), CGATT?,
+// QICSGP, QIACT, QIDEACT, CFUN (0/1/4, and 1,1 to reboot), QURCCFG "urcport" (URCs go only to
+// the port it names), CMEE 0/1/2, QPOWD; ERROR for anything else. MQTT: AT+QMTCFG with every
+// name of the EC600S =? list (stored per client, range-checked, answered on query), QMTOPEN,
+// QMTCLOSE, QMTCONN, QMTDISC, QMTSUB, QMTUNS, QMTPUBEX (length form, "> " prompt, data echoed
+// under ATE1), QMTPUB (Ctrl-Z form with ESC abort, and the length form), QMTRECV (direct with
+// and without length, buffer mode with five slots), the ? and =? forms. Each MQTT command
+// answers OK and reports the real outcome later: CONNACK codes, SUBACK granted QoS, PUBACK /
+// PUBCOMP. The host's msgIDs are echoed in the URCs; paho uses its own packet ids on the wire.
+// Downlink msgIDs are the broker's packet ids (0 for QoS 0). URCs are held back while the host
+// types data after a prompt and follow the OK.
+//
+// # Faults
+//
+// From Go (methods of Module) and from cmd/ec600sim (lines on its standard input):
+//
+//	DropLink()          drop       TCP link to the broker broken: +QMTSTAT: <idx>,1
+//	PingFail()          pingfail   +QMTPING: <idx>,1 then +QMTSTAT: <idx>,2
+//	Reboot()            reboot     all state gone, echo on, boot URCs again (same pty)
+//	Unplug()            unplug     pty closed (host reads/writes fail), symlink removed
+//	Replug(Identity)    replug     new pty behind the symlink, booted; optionally a new IMEI/revision
+//	Noise([]byte)       noise      raw bytes on the line
+//	SetUnresponsive(b)  unresponsive on|off   input read and ignored, nothing written
+//	SetSlow(d)          slow DUR   every command reply held back d
+//	RefuseConnect(code) refuse-connect CODE   the broker's CONNACK rewritten to code: +QMTCONN: <idx>,0,<code>
+//	RefuseOpen(code)    refuse-open CODE      +QMTOPEN: <idx>,<code> without connecting
+//	SetSIM(bool)        sim on|off +CPIN: NOT READY; CPIN?/CIMI/QCCID give CME error 10; deregistered
+//	SetRegistered(bool) reg on|off +CEREG: 0,2 (searching); PDP and MQTT links go down
+//	DeactivatePDP()     pdpdeact   +QIURC: "pdpdeact",<cid>, then +QMTSTAT: <idx>,1
+//	SetChunking(n)      chunk N    output written n bytes at a time
+//	SetBrokerDelay(d)   delay DUR  each publish result held until d after the command was accepted
+//	SetSignal(r, b)     -          what AT+CSQ reports
+//
+// The broker going away for real (Broker.Close, a killed mosquitto) is +QMTSTAT: <idx>,1; a
+// broker refusing credentials is +QMTCONN: <idx>,0,<code>.
+//
+// # Choices where the reference is silent or UNCONFIRMED
+//
+//   - CMEE defaults to 1. Syntax errors and unknown commands are plain ERROR in every mode.
+//   - MQTT test commands (=?) use the BG770A layout: info line, one CRLF, "OK\r\n".
+//   - After +QMTSTAT, a refused CONNACK or QMTDISC, the client index is closed: QMTOPEN works
+//     directly, and QMTCLOSE/QMTDISC on a closed index answer ERROR. Commands outstanding when
+//     a link is lost get no result URC; +QMTSTAT is the signal.
+//   - A failed CONNECT without CONNACK is +QMTCONN: <idx>,2 when nothing could be sent, else
+//     +QMTSTAT: <idx>,4. Retransmission (result 1) is never reported; "timeout" sets paho's
+//     connect and write timeouts to pkt_timeout x (retry+1).
+//   - A sixth message in buffer mode (all five slots full) is dropped.
+//   - dataformat/send-mode hex: the data after the prompt is hex text of <length> characters;
+//     a hex downlink's <len> counts the hex characters printed.
+//   - edit/timeout (when enabled) ends data mode with ERROR; default 0,30.
+//   - SSL is not emulated: with "ssl" enabled the link is still plain TCP (a warning is logged).
+//   - AT+QMTCFG="aliauth" signs with securemode=3, hmacsha1, no timestamp.
+//   - AT+CGATT=0 (detach) answers ERROR. QIACT on an active context answers ERROR.
+//   - With no SIM or registration, QIACT answers +CME ERROR: 30 and QMTOPEN +QMTOPEN: <idx>,3.
+//   - Losing registration deactivates every context with +QIURC: "pdpdeact"; regaining it brings
+//     cid 1 (the LTE default bearer) back; a network PDP deactivation stays until AT+QIACT.
+//
+// Everything runs in goroutines owned by the Module and stopped by Close or the Start context;
+// Close returns when they have all ended.
+package sim

@@ -1,0 +1,479 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Identity is what the module says about itself; Replug can change it, as swapping the module on
+// the bench would.
+type Identity struct {
+	IMEI     string // 15 digits (AT+GSN, AT+CGSN)
+	Model    string // e.g. EC600N (ATI, AT+CGMM)
+	Revision string // firmware revision (ATI, AT+CGMR)
+	ICCID    string // SIM card number, 19-20 digits, may end in F (AT+QCCID)
+	IMSI     string // 15 digits (AT+CIMI)
+}
+
+// DefaultIdentity is the identity a Config without one gets. The ICCID is the one the reference
+// quotes; the IMEI passes the Luhn check.
+var DefaultIdentity = Identity{
+	IMEI:     "866123456789011",
+	Model:    "EC600N",
+	Revision: "EC600NCNLCR03A09M08",
+	ICCID:    "89860025128306012474",
+	IMSI:     "460001234567890",
+}
+
+// merge returns id with its empty fields taken from base.
+func (id Identity) merge(base Identity) Identity {
+	if id.IMEI == "" {
+		id.IMEI = base.IMEI
+	}
+	if id.Model == "" {
+		id.Model = base.Model
+	}
+	if id.Revision == "" {
+		id.Revision = base.Revision
+	}
+	if id.ICCID == "" {
+		id.ICCID = base.ICCID
+	}
+	if id.IMSI == "" {
+		id.IMSI = base.IMSI
+	}
+	return id
+}
+
+func (id Identity) validate() error {
+	if !allIn(id.IMEI, "0123456789") || len(id.IMEI) != 15 {
+		return fmt.Errorf("identity: IMEI %q must be 15 digits", id.IMEI)
+	}
+	if !allIn(id.IMSI, "0123456789") || len(id.IMSI) < 6 || len(id.IMSI) > 15 {
+		return fmt.Errorf("identity: IMSI %q must be 6-15 digits", id.IMSI)
+	}
+	if !allIn(id.ICCID, "0123456789Ff") || len(id.ICCID) < 19 || len(id.ICCID) > 20 {
+		return fmt.Errorf("identity: ICCID %q must be 19-20 digits (a trailing F allowed)", id.ICCID)
+	}
+	for name, v := range map[string]string{"model": id.Model, "revision": id.Revision} {
+		if v == "" || strings.ContainsAny(v, "\r\n\"") || len(v) > 64 {
+			return fmt.Errorf("identity: %s %q must be 1-64 bytes without CR, LF or quotes", name, v)
+		}
+	}
+	return nil
+}
+
+func allIn(s, set string) bool {
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(set, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Config says how to build a Module.
+type Config struct {
+	// Link is the path of a symlink to the emulated AT port, kept up to date as udev would keep
+	// /dev/ec600-at (it disappears on Unplug and comes back on Replug). Empty: no symlink; use TTY.
+	Link string
+	// Broker is where every AT+QMTOPEN connects, whatever host and port the command names, as a
+	// test network would route it: "host:port", "tcp://host:port" or "mqtt://host:port".
+	Broker string
+	// Identity: empty fields take DefaultIdentity's.
+	Identity Identity
+	// Logger receives what the emulator does (commands at debug, faults and links at info, raw
+	// bytes at trace). The zero value logs nothing.
+	Logger zerolog.Logger
+	// BootDelay is the time from power-on (Start, Reboot, AT+CFUN=1,1, Replug) to RDY; input is
+	// ignored meanwhile. Zero boots at once.
+	BootDelay time.Duration
+	// MaxPayload is the largest AT+QMTPUBEX / AT+QMTPUB length accepted; 0 means 4096 (the limit
+	// BG770A/EC2x print; the EC600 limit is unconfirmed).
+	MaxPayload int
+	// URCPort is the AT+QURCCFG="urcport" name of the interface this pty stands for; URCs appear
+	// on it only while urcport is this value or "all". Empty means "usbat".
+	URCPort string
+	// OpenTimeout bounds the TCP connect of AT+QMTOPEN; 0 means 10 s.
+	OpenTimeout time.Duration
+}
+
+// Stats counts what the emulator wrote to the host. A write is counted just before it is made,
+// so once the host has read some bytes, Stats already includes them.
+type Stats struct {
+	BytesOut int64 // bytes written to the pty
+	Writes   int64 // write(2) calls on the pty
+	MaxWrite int64 // the largest single write
+	Commands int64 // command lines executed
+}
+
+var (
+	// ErrNotRunning is returned by a fault method when the module is not started or already closed.
+	ErrNotRunning = errors.New("sim: module is not running")
+	// ErrUnplugged is returned by a fault that needs the module plugged in.
+	ErrUnplugged = errors.New("sim: module is unplugged")
+	// ErrPlugged is returned by Replug when the module is plugged in.
+	ErrPlugged = errors.New("sim: module is already plugged in")
+	// ErrNoLink is returned by DropLink and PingFail when no MQTT client has a link to drop.
+	ErrNoLink = errors.New("sim: no MQTT client has a broker link")
+)
+
+// Module is one emulated EC600. Create it with New, run it with Start, end it with Close.
+// Every method is safe for concurrent use.
+type Module struct {
+	cfg    Config
+	log    zerolog.Logger
+	broker string // host:port every QMTOPEN dials
+
+	reqs   chan func(*engine)
+	events chan any
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	state   int // 0 new, 1 running, 2 closed
+	cancel  context.CancelFunc
+	done    chan struct{}
+	tty     string
+	ident   Identity
+	plugged bool
+
+	// Knobs read by the writer and the engine without a round trip.
+	slow          atomic.Int64 // time.Duration
+	brokerDelay   atomic.Int64 // time.Duration
+	chunk         atomic.Int32
+	unresponsive  atomic.Bool
+	refuseConnect atomic.Int32
+	refuseOpen    atomic.Int32
+
+	bytesOut, writes, maxWrite, commands atomic.Int64
+}
+
+// New checks cfg and returns a Module that is not yet running.
+func New(cfg Config) (*Module, error) {
+	addr, err := brokerAddr(cfg.Broker)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Identity = cfg.Identity.merge(DefaultIdentity)
+	if err := cfg.Identity.validate(); err != nil {
+		return nil, fmt.Errorf("sim config: %w", err)
+	}
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = 4096
+	}
+	if cfg.MaxPayload < 1 || cfg.MaxPayload > 1<<20 {
+		return nil, fmt.Errorf("sim config: MaxPayload %d out of range 1-1048576", cfg.MaxPayload)
+	}
+	if cfg.URCPort == "" {
+		cfg.URCPort = "usbat"
+	}
+	if cfg.OpenTimeout == 0 {
+		cfg.OpenTimeout = 10 * time.Second
+	}
+	if cfg.BootDelay < 0 || cfg.OpenTimeout < 0 {
+		return nil, errors.New("sim config: BootDelay and OpenTimeout must not be negative")
+	}
+	return &Module{
+		cfg:    cfg,
+		log:    cfg.Logger.With().Str("component", "ec600sim").Logger(),
+		broker: addr,
+		reqs:   make(chan func(*engine)),
+		events: make(chan any),
+		ident:  cfg.Identity,
+		done:   make(chan struct{}),
+	}, nil
+}
+
+// brokerAddr turns Config.Broker into a host:port to dial.
+func brokerAddr(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("sim config: Broker is empty: give the broker address every AT+QMTOPEN connects to (host:port or tcp://host:port)")
+	}
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("sim config: Broker %q: %w", s, err)
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt":
+		default:
+			return "", fmt.Errorf("sim config: Broker %q: scheme %q not supported (use tcp:// or mqtt://)", s, u.Scheme)
+		}
+		s = u.Host
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return "", fmt.Errorf("sim config: Broker %q is not host:port: %w", s, err)
+	}
+	return s, nil
+}
+
+// Start allocates the pty, publishes the link and powers the module on (boot URCs follow after
+// BootDelay). The module runs until Close or until ctx ends.
+func (m *Module) Start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != 0 {
+		return errors.New("sim: Start called twice or after Close")
+	}
+	p, err := openPort()
+	if err != nil {
+		return err
+	}
+	if err := publishLink(m.cfg.Link, p.tty); err != nil {
+		p.close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	m.cancel = cancel
+	m.state = 1
+	m.tty = p.tty
+	m.plugged = true
+	e := newEngine(m)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(m.done)
+		e.run(ctx, p)
+	}()
+	m.log.Info().Str("tty", p.tty).Str("link", m.cfg.Link).Str("broker", m.broker).Str("imei", m.ident.IMEI).Msg("module powered on")
+	return nil
+}
+
+// Close powers the module off for good: MQTT links are dropped without DISCONNECT, the pty is
+// closed and the symlink removed. It returns when every goroutine of the module has ended.
+func (m *Module) Close() error {
+	m.mu.Lock()
+	cancel := m.cancel
+	m.state = 2
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	m.wg.Wait()
+	return nil
+}
+
+// Done is closed when the module has stopped (Close, or the Start context ended).
+func (m *Module) Done() <-chan struct{} { return m.done }
+
+// Path is the symlink to the AT port (Config.Link).
+func (m *Module) Path() string { return m.cfg.Link }
+
+// TTY is the pty slave the AT port currently is (/dev/pts/N), or "" while unplugged.
+func (m *Module) TTY() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tty
+}
+
+// Identity is the identity the module currently reports.
+func (m *Module) Identity() Identity {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ident
+}
+
+// BrokerAddr is the host:port every AT+QMTOPEN connects to.
+func (m *Module) BrokerAddr() string { return m.broker }
+
+// Stats returns the output counters.
+func (m *Module) Stats() Stats {
+	return Stats{BytesOut: m.bytesOut.Load(), Writes: m.writes.Load(), MaxWrite: m.maxWrite.Load(), Commands: m.commands.Load()}
+}
+
+func (m *Module) noteWrite(n int) {
+	if n <= 0 {
+		return
+	}
+	m.bytesOut.Add(int64(n))
+	m.writes.Add(1)
+	for {
+		cur := m.maxWrite.Load()
+		if int64(n) <= cur || m.maxWrite.CompareAndSwap(cur, int64(n)) {
+			return
+		}
+	}
+}
+
+// do runs fn on the engine goroutine and returns its error.
+func (m *Module) do(fn func(*engine) error) error {
+	m.mu.Lock()
+	running := m.state == 1
+	m.mu.Unlock()
+	if !running {
+		return ErrNotRunning
+	}
+	res := make(chan error, 1)
+	select {
+	case m.reqs <- func(e *engine) { res <- fn(e) }:
+		return <-res
+	case <-m.done:
+		return ErrNotRunning
+	}
+}
+
+// DropLink breaks every MQTT client's TCP link to the broker as a network fault would; the host
+// sees +QMTSTAT: <idx>,1. It returns ErrNoLink when no client has a link.
+func (m *Module) DropLink() error {
+	return m.do(func(e *engine) error { return e.killLinks(statPeerClosed) })
+}
+
+// PingFail makes every connected client's keep-alive fail: +QMTPING: <idx>,1 then +QMTSTAT: <idx>,2.
+func (m *Module) PingFail() error {
+	return m.do(func(e *engine) error { return e.killLinks(statPingFailed) })
+}
+
+// Reboot restarts the module as AT+CFUN=1,1 does, on the same pty: every setting and link is
+// gone, echo is back on, and the boot URCs come again after BootDelay.
+func (m *Module) Reboot() error {
+	return m.do(func(e *engine) error {
+		if e.port == nil {
+			return ErrUnplugged
+		}
+		e.log.Info().Msg("fault: reboot")
+		e.reboot()
+		return nil
+	})
+}
+
+// Unplug removes the module as pulling its USB cable would: links drop, the pty closes (host
+// reads and writes fail) and the symlink disappears.
+func (m *Module) Unplug() error {
+	return m.do(func(e *engine) error {
+		if e.port == nil {
+			return ErrUnplugged
+		}
+		e.log.Info().Msg("fault: unplug")
+		e.unplug()
+		return nil
+	})
+}
+
+// Replug plugs a module in again: a new pty behind the same symlink, powered on from scratch.
+// Non-empty fields of id replace the current identity (a different module); Identity{} brings
+// the same one back.
+func (m *Module) Replug(id Identity) error {
+	return m.do(func(e *engine) error {
+		if e.port != nil {
+			return ErrPlugged
+		}
+		next := id.merge(e.id)
+		if err := next.validate(); err != nil {
+			return err
+		}
+		e.log.Info().Str("imei", next.IMEI).Str("revision", next.Revision).Msg("fault: replug")
+		return e.replug(next)
+	})
+}
+
+// Noise writes b to the host as line noise (nil: a few bytes of typical garbage).
+func (m *Module) Noise(b []byte) error {
+	if len(b) == 0 {
+		b = []byte("\x00\xff\x1b[\xfe~\x80\r\x00")
+	}
+	b = append([]byte(nil), b...)
+	return m.do(func(e *engine) error {
+		if e.port == nil {
+			return ErrUnplugged
+		}
+		e.log.Info().Int("bytes", len(b)).Msg("fault: noise")
+		e.w.enqueue(outItem{b: b})
+		return nil
+	})
+}
+
+// SetUnresponsive makes the module read commands and answer nothing (no echo, no result, no
+// URC) until it is called with false, like a wedged firmware.
+func (m *Module) SetUnresponsive(on bool) {
+	m.log.Info().Bool("on", on).Msg("fault: unresponsive")
+	m.unresponsive.Store(on)
+}
+
+// SetSlow delays every command's reply by d (0: answer at once).
+func (m *Module) SetSlow(d time.Duration) {
+	m.log.Info().Dur("delay", d).Msg("fault: slow answers")
+	m.slow.Store(int64(max(d, 0)))
+}
+
+// SetChunking makes the module write its output in pieces of n bytes with a short pause between
+// them (0: whole blocks).
+func (m *Module) SetChunking(n int) {
+	m.log.Info().Int("bytes", n).Msg("fault: chunked output")
+	m.chunk.Store(int32(max(min(n, 1<<20), 0)))
+}
+
+// SetBrokerDelay holds each publish result (+QMTPUBEX/+QMTPUB) until at least d after the
+// command was accepted, as a distant broker would, so publish pipelining can be measured.
+func (m *Module) SetBrokerDelay(d time.Duration) {
+	m.log.Info().Dur("delay", d).Msg("fault: broker round-trip delay")
+	m.brokerDelay.Store(int64(max(d, 0)))
+}
+
+// RefuseConnect makes every following AT+QMTCONN end in +QMTCONN: <idx>,0,<code>: the CONNECT
+// goes to the broker, and the CONNACK it answers is rewritten in flight to carry code, so the
+// MQTT client sees a real refusal. Codes 1-5 are the MQTT 3.1.1 refusals; 0 stops refusing.
+func (m *Module) RefuseConnect(code int) error {
+	if code < 0 || code > 5 {
+		return fmt.Errorf("sim: CONNACK refusal code %d out of range 1-5 (0 to stop refusing)", code)
+	}
+	m.log.Info().Int("code", code).Msg("fault: refuse CONNECT")
+	m.refuseConnect.Store(int32(code))
+	return nil
+}
+
+// RefuseOpen makes every following AT+QMTOPEN end in +QMTOPEN: <idx>,<code> without connecting
+// (-1, 1-5 as in the reference). 0 stops refusing.
+func (m *Module) RefuseOpen(code int) {
+	m.log.Info().Int("code", code).Msg("fault: refuse QMTOPEN")
+	m.refuseOpen.Store(int32(code))
+}
+
+// SetSIM inserts or removes the SIM. Removing it reports +CPIN: NOT READY, makes AT+CPIN?,
+// AT+CIMI and AT+QCCID fail with CME error 10, and deregisters (PDP and MQTT links go down).
+func (m *Module) SetSIM(present bool) error {
+	return m.do(func(e *engine) error {
+		e.log.Info().Bool("present", present).Msg("fault: SIM")
+		e.setSIM(present)
+		return nil
+	})
+}
+
+// SetRegistered attaches the module to the network or takes it off (+CEREG: 0,2 searching);
+// losing registration deactivates the PDP contexts (+QIURC: "pdpdeact",<cid>) and the MQTT
+// links on them.
+func (m *Module) SetRegistered(on bool) error {
+	return m.do(func(e *engine) error {
+		e.log.Info().Bool("registered", on).Msg("fault: registration")
+		e.setRegistered(on)
+		return nil
+	})
+}
+
+// DeactivatePDP has the network deactivate every active PDP context: +QIURC: "pdpdeact",<cid>,
+// then +QMTSTAT: <idx>,1 for each MQTT link on it. The contexts stay down until AT+QIACT.
+func (m *Module) DeactivatePDP() error {
+	return m.do(func(e *engine) error {
+		e.log.Info().Msg("fault: PDP deactivated by the network")
+		return e.deactivatePDP()
+	})
+}
+
+// SetSignal sets what AT+CSQ reports (rssi 0-31 or 99, ber 0-7 or 99).
+func (m *Module) SetSignal(rssi, ber int) error {
+	if (rssi < 0 || rssi > 31) && rssi != 99 || (ber < 0 || ber > 7) && ber != 99 {
+		return fmt.Errorf("sim: signal %d,%d out of range (rssi 0-31 or 99, ber 0-7 or 99)", rssi, ber)
+	}
+	return m.do(func(e *engine) error {
+		e.rssi, e.ber = rssi, ber
+		return nil
+	})
+}
