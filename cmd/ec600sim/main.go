@@ -1,0 +1,332 @@
+// Command ec600sim runs the EC600 emulator on its own: an emulated Quectel EC600 on a
+// pseudo-terminal behind a symlink, with an embedded MQTT broker (or any broker you name), and
+// faults typed as lines on standard input.
+//
+//	ec600sim [-link PATH] [-listen ADDR | -broker URL] [-imei N] [-model M] [-revision R]
+//
+// It prints the tty, the link and the broker address, then reads fault commands (type "help").
+// It runs until SIGINT or SIGTERM, or the "quit" command. End of input on stdin only stops the
+// command reader: started in the background with stdin from /dev/null, it keeps running.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatewayd/gatewayd/sim"
+	"github.com/rs/zerolog"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const commandHelp = `fault commands (one per line on standard input):
+  drop                   break the MQTT links to the broker      (+QMTSTAT: <idx>,1)
+  pingfail               keep-alive failure                      (+QMTPING: <idx>,1, +QMTSTAT: <idx>,2)
+  reboot                 restart: state gone, echo on, boot URCs again
+  unplug                 pull the cable: the pty closes and the link disappears
+  replug [IMEI [REV]]    plug a module in again, optionally a different one
+  noise [HEX]            line noise to the host (default: a few garbage bytes)
+  unresponsive on|off    read commands, answer nothing
+  slow DUR               hold every reply back DUR (e.g. 500ms; 0 to stop)
+  refuse-connect CODE    CONNACK refused with CODE 1-5 (+QMTCONN: <idx>,0,<CODE>); 0 to stop
+  refuse-open CODE       +QMTOPEN: <idx>,<CODE> without connecting; 0 to stop
+  sim on|off             insert / remove the SIM
+  reg on|off             network registration on / off
+  pdpdeact               the network deactivates the PDP context
+  chunk N                write output N bytes at a time (0: whole)
+  delay DUR              broker round-trip delay added to each publish result
+  signal RSSI [BER]      what AT+CSQ reports
+  status                 print tty, link, broker and identity
+  help                   this list
+  quit                   stop the emulator
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ec600sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	link := fs.String("link", filepath.Join(os.TempDir(), "ec600-at"), "`path` of the symlink to the emulated AT port")
+	listen := fs.String("listen", sim.DefaultBrokerAddr, "`address` of the embedded MQTT broker")
+	brokerURL := fs.String("broker", "", "use this broker (`URL` tcp://host:port) instead of the embedded one")
+	imei := fs.String("imei", sim.DefaultIdentity.IMEI, "IMEI the module reports (15 digits)")
+	model := fs.String("model", sim.DefaultIdentity.Model, "model the module reports")
+	revision := fs.String("revision", sim.DefaultIdentity.Revision, "firmware revision the module reports")
+	boot := fs.Duration("boot", 0, "time from power-on to RDY")
+	verbose := fs.Bool("v", false, "log every command and URC (debug)")
+	trace := fs.Bool("trace", false, "log every byte to and from the host")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ec600sim [flags]\n\nRuns an emulated Quectel EC600 on a pty behind -link, with an embedded MQTT broker\n"+
+			"on -listen unless -broker names another. Every AT+QMTOPEN connects to that broker.\n"+
+			"Runs until SIGINT/SIGTERM or \"quit\"; end of input on stdin does not stop it.\n\nflags:\n")
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, "\n"+commandHelp)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ec600sim: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+
+	level := zerolog.InfoLevel
+	switch {
+	case *trace:
+		level = zerolog.TraceLevel
+	case *verbose:
+		level = zerolog.DebugLevel
+	}
+	noColor := true
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			noColor = false
+		}
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05", NoColor: noColor}).Level(level).With().Timestamp().Logger()
+
+	brokerAddr := *brokerURL
+	where := "external"
+	if brokerAddr == "" {
+		b, err := sim.NewBroker(*listen, sim.WithBrokerLogger(log))
+		if err != nil {
+			fmt.Fprintf(stderr, "ec600sim: embedded broker: %v\n", err)
+			return 1
+		}
+		defer b.Close()
+		brokerAddr, where = b.Addr(), "embedded"
+	}
+	m, err := sim.New(sim.Config{
+		Link:      *link,
+		Broker:    brokerAddr,
+		Identity:  sim.Identity{IMEI: *imei, Model: *model, Revision: *revision},
+		Logger:    log,
+		BootDelay: *boot,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "ec600sim: %v\n", err)
+		return 2
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "ec600sim: %v\n", err)
+		return 1
+	}
+	defer m.Close()
+
+	out := &lockedWriter{w: stdout}
+	status := func() {
+		fmt.Fprintf(out, "tty %s\nlink %s\nbroker %s (%s)\nimei %s\n", orNone(m.TTY()), m.Path(), m.BrokerAddr(), where, m.Identity().IMEI)
+	}
+	status()
+	fmt.Fprintln(out, `ready; type "help" for fault commands`)
+
+	lines := make(chan string)
+	go func() { // ends at EOF or when the process exits; it only ever blocks on stdin
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(lines)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "stopping")
+			return 0
+		case <-m.Done():
+			return 0
+		case line, ok := <-lines:
+			if !ok {
+				lines = nil // EOF: keep running until a signal
+				continue
+			}
+			quit, err := command(m, strings.Fields(line), out, status)
+			switch {
+			case quit:
+				fmt.Fprintln(out, "stopping")
+				return 0
+			case err != nil:
+				fmt.Fprintf(out, "error: %v\n", err)
+			case strings.TrimSpace(line) != "":
+				fmt.Fprintln(out, "ok")
+			}
+		}
+	}
+}
+
+// command runs one fault command line.
+func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool, err error) {
+	if len(f) == 0 {
+		return false, nil
+	}
+	arg := func(i int) string {
+		if i < len(f) {
+			return f[i]
+		}
+		return ""
+	}
+	onOff := func() (bool, error) {
+		switch arg(1) {
+		case "on":
+			return true, nil
+		case "off":
+			return false, nil
+		}
+		return false, fmt.Errorf("%s needs on or off", f[0])
+	}
+	number := func() (int, error) {
+		n, err := strconv.Atoi(arg(1))
+		if err != nil {
+			return 0, fmt.Errorf("%s needs a number: %q", f[0], arg(1))
+		}
+		return n, nil
+	}
+	duration := func() (time.Duration, error) {
+		if arg(1) == "0" {
+			return 0, nil
+		}
+		d, err := time.ParseDuration(arg(1))
+		if err != nil {
+			return 0, fmt.Errorf("%s needs a duration such as 500ms: %q", f[0], arg(1))
+		}
+		return d, nil
+	}
+	switch f[0] {
+	case "help", "?":
+		fmt.Fprint(out, commandHelp)
+	case "quit", "exit":
+		return true, nil
+	case "status":
+		status()
+	case "drop":
+		return false, m.DropLink()
+	case "pingfail":
+		return false, m.PingFail()
+	case "reboot":
+		return false, m.Reboot()
+	case "unplug":
+		return false, m.Unplug()
+	case "replug":
+		if err := m.Replug(sim.Identity{IMEI: arg(1), Revision: arg(2)}); err != nil {
+			return false, err
+		}
+		status()
+	case "noise":
+		var b []byte
+		if arg(1) != "" {
+			if b, err = hex.DecodeString(arg(1)); err != nil {
+				return false, fmt.Errorf("noise takes hex bytes: %w", err)
+			}
+		}
+		return false, m.Noise(b)
+	case "unresponsive":
+		on, err := onOff()
+		if err == nil {
+			m.SetUnresponsive(on)
+		}
+		return false, err
+	case "slow":
+		d, err := duration()
+		if err == nil {
+			m.SetSlow(d)
+		}
+		return false, err
+	case "delay":
+		d, err := duration()
+		if err == nil {
+			m.SetBrokerDelay(d)
+		}
+		return false, err
+	case "chunk":
+		n, err := number()
+		if err == nil {
+			m.SetChunking(n)
+		}
+		return false, err
+	case "refuse-connect":
+		n, err := number()
+		if err == nil {
+			err = m.RefuseConnect(n)
+		}
+		return false, err
+	case "refuse-open":
+		n, err := number()
+		if err == nil {
+			m.RefuseOpen(n)
+		}
+		return false, err
+	case "sim":
+		on, err := onOff()
+		if err == nil {
+			err = m.SetSIM(on)
+		}
+		return false, err
+	case "reg":
+		on, err := onOff()
+		if err == nil {
+			err = m.SetRegistered(on)
+		}
+		return false, err
+	case "pdpdeact":
+		return false, m.DeactivatePDP()
+	case "signal":
+		rssi, err := number()
+		if err != nil {
+			return false, err
+		}
+		ber := 99
+		if arg(2) != "" {
+			if ber, err = strconv.Atoi(arg(2)); err != nil {
+				return false, fmt.Errorf("signal: BER %q is not a number", arg(2))
+			}
+		}
+		return false, m.SetSignal(rssi, ber)
+	default:
+		return false, fmt.Errorf("unknown command %q (type help)", f[0])
+	}
+	return false, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(unplugged)"
+	}
+	return s
+}
+
+// lockedWriter serialises writes to the output.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestCommandLineSession runs the command as a person would: flags, then fault lines on stdin,
+// while a host talks AT over the link.
+func TestCommandLineSession(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "ec600-at")
+	stdinR, stdinW := io.Pipe()
+	stdoutR, stdoutW := io.Pipe()
+	var stderr syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(context.Background(), []string{"-link", link, "-listen", "127.0.0.1:0", "-imei", "861234567890128"}, stdinR, stdoutW, &stderr)
+		stdoutW.Close()
+	}()
+	out := bufio.NewScanner(stdoutR)
+	next := func() string {
+		t.Helper()
+		if !out.Scan() {
+			t.Fatalf("stdout ended; stderr:\n%s", stderr.String())
+		}
+		return out.Text()
+	}
+	var broker string
+	for {
+		l := next()
+		if strings.HasPrefix(l, "broker ") {
+			broker = l
+		}
+		if strings.HasPrefix(l, "ready") {
+			break
+		}
+	}
+	if !strings.Contains(broker, "127.0.0.1:") || !strings.HasSuffix(broker, "(embedded)") {
+		t.Fatalf("broker line %q", broker)
+	}
+
+	f, err := os.OpenFile(link, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	read := func(want string) {
+		t.Helper()
+		f.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, 0, len(want))
+		buf := make([]byte, 512)
+		for len(got) < len(want) {
+			n, err := f.Read(buf[:min(len(buf), len(want)-len(got))])
+			got = append(got, buf[:n]...)
+			if err != nil {
+				t.Fatalf("read: %v after %q (want %q)", err, got, want)
+			}
+		}
+		if string(got) != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	const boot = "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\n+QUSIM: 1\r\n\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n"
+	read(boot)
+	f.Write([]byte("AT+GSN\r"))
+	read("AT+GSN\r\r\n861234567890128\r\n\r\nOK\r\n")
+
+	send := func(line, want string) {
+		t.Helper()
+		io.WriteString(stdinW, line+"\n")
+		if got := next(); got != want {
+			t.Fatalf("%q answered %q, want %q", line, got, want)
+		}
+	}
+	send("drop", "error: sim: no MQTT client has a broker link")
+	send("bogus", `error: unknown command "bogus" (type help)`)
+	send("slow soon", `error: slow needs a duration such as 500ms: "soon"`)
+	send("noise 00ff41", "ok")
+	read("\x00\xffA")
+	send("reboot", "ok")
+	read(boot)
+	send("chunk 2", "ok")
+	f.Write([]byte("AT\r"))
+	read("AT\r\r\nOK\r\n")
+	send("quit", "stopping")
+	stdinW.Close()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit code %d; stderr:\n%s", c, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after quit")
+	}
+	if _, err := os.Lstat(link); err == nil {
+		t.Fatal("link left behind after quit")
+	}
+}
+
+// TestEOFOnStdinKeepsRunning: with stdin at EOF (/dev/null) the emulator serves until cancelled.
+func TestEOFOnStdinKeepsRunning(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "at")
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-link", link, "-listen", "127.0.0.1:0"}, strings.NewReader(""), &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stdout.String(), "ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case c := <-code:
+		t.Fatalf("run returned %d at EOF on stdin", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := os.Lstat(link); err != nil {
+		t.Fatalf("link gone while running: %v", err)
+	}
+	cancel() // what SIGINT/SIGTERM do
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit code %d", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-imei", "12"}, "IMEI"},
+		{[]string{"-broker", "ssl://x:1"}, "scheme"},
+		{[]string{"-listen", "256.0.0.1:1"}, "embedded broker"},
+		{[]string{"extra"}, "unexpected argument"},
+	} {
+		var out, errOut syncBuffer
+		args := append([]string{"-link", filepath.Join(t.TempDir(), "at")}, c.args...)
+		if code := run(context.Background(), args, strings.NewReader(""), &out, &errOut); code == 0 || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("run %v = %d, stderr %q; want failure mentioning %q", c.args, code, errOut.String(), c.want)
+		}
+	}
+	var out, errOut syncBuffer
+	if code := run(context.Background(), []string{"-h"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "refuse-connect CODE") {
+		t.Errorf("-h = %d, %q", code, errOut.String())
+	}
+}

@@ -1,0 +1,324 @@
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/backoff"
+	"github.com/gatewayd/gatewayd/internal/outbox"
+	"github.com/gatewayd/gatewayd/qmt"
+)
+
+// DefaultWindow is how many publishes may be in flight at once unless Options say otherwise.
+const DefaultWindow = 8
+
+// DefaultRetry is the back-off between drain attempts after a failure while the session stays up.
+var DefaultRetry = backoff.Policy{Initial: time.Second, Max: 30 * time.Second, Factor: 2, Jitter: 0.5}
+
+// Publisher sends one message and returns when it is done: nil only when the module reported
+// success (for QoS 1, the broker's PUBACK: `+QMTPUBEX: <idx>,<msgid>,0`). It must be safe for
+// concurrent use and must return soon after ctx ends. *qmt.Client is one.
+type Publisher interface {
+	Publish(ctx context.Context, m qmt.Message) error
+}
+
+// QueuedPublisher is a Publisher that can say when a publish has taken its place in the
+// module's command order — best, when the module accepted the AT command — so that a publish
+// issued after that is sent after it. queued must be called at most once, before
+// PublishQueued returns. With a plain Publisher the drainer issues each publish only after the
+// previous call has started, which orders calls but cannot prove the order in which they
+// reach the port; a QueuedPublisher makes the order of the store the order on the wire.
+type QueuedPublisher interface {
+	Publisher
+	PublishQueued(ctx context.Context, m qmt.Message, queued func()) error
+}
+
+// Store is the part of *outbox.Store the drainer uses.
+type Store interface {
+	PendingAfter(after uint64, max int) ([]outbox.Message, error)
+	Sending(seqs ...uint64) error
+	Ack(seqs ...uint64) error
+	Reject(seq uint64, reason error) error
+}
+
+// Options tune a Drainer.
+type Options struct {
+	// Window is the most publishes in flight at once; 0 = DefaultWindow, 1 = stop-and-wait.
+	Window int
+	// Retry is the back-off after a failed attempt; zero = DefaultRetry.
+	Retry backoff.Policy
+}
+
+// Stats is a snapshot of a Drainer's counters, since New.
+type Stats struct {
+	Window      int    // the window now (1 after a refusal, until Reset)
+	InFlight    int    // publishes in flight now
+	MaxInFlight int    // the most that were ever in flight at once
+	Published   uint64 // acknowledged and removed from the store
+	Failed      uint64 // publishes that failed (their messages stay stored and are retried)
+	Rejected    uint64 // messages the module can never send, removed by Store.Reject
+	Shrunk      uint64 // times the window was cut to 1
+}
+
+// Drainer moves messages from the store to a Publisher. Create it with New; run one Run at a
+// time, for each connected session.
+type Drainer struct {
+	store Store
+	opts  Options
+	log   zerolog.Logger
+	wake  chan struct{}
+
+	running     atomic.Bool
+	window      atomic.Int64
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+	published   atomic.Uint64
+	failed      atomic.Uint64
+	rejected    atomic.Uint64
+	shrunk      atomic.Uint64
+}
+
+// New returns a Drainer over store.
+func New(store Store, opts Options, log zerolog.Logger) *Drainer {
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
+	}
+	if opts.Retry == (backoff.Policy{}) {
+		opts.Retry = DefaultRetry
+	}
+	d := &Drainer{store: store, opts: opts, log: log.With().Str("component", "drain").Logger(), wake: make(chan struct{}, 1)}
+	d.window.Store(int64(opts.Window))
+	return d
+}
+
+// Notify tells the drainer that a message was stored. It never blocks.
+func (d *Drainer) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Reset restores the configured window. The daemon calls it when a different module is
+// attached: a refusal by the old module says nothing about the new one.
+func (d *Drainer) Reset() {
+	if old := d.window.Swap(int64(d.opts.Window)); old != int64(d.opts.Window) {
+		d.log.Info().Str("event", "drain_window_reset").Int("window", d.opts.Window).Msg("publish window restored for the new module")
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Drainer) Stats() Stats {
+	return Stats{
+		Window:      int(d.window.Load()),
+		InFlight:    int(d.inFlight.Load()),
+		MaxInFlight: int(d.maxInFlight.Load()),
+		Published:   d.published.Load(),
+		Failed:      d.failed.Load(),
+		Rejected:    d.rejected.Load(),
+		Shrunk:      d.shrunk.Load(),
+	}
+}
+
+// errBusy: Run is already running.
+var errBusy = errors.New("drain: Run is already running")
+
+// Run drains the store through pub until ctx ends — the daemon starts it when the MQTT session
+// is connected and cancels ctx when the link goes down. It returns after every publish it
+// started has returned, with nil, or with an error only when the store was closed. Messages
+// not acknowledged stay in the store for the next Run.
+func (d *Drainer) Run(ctx context.Context, pub Publisher) error {
+	if !d.running.CompareAndSwap(false, true) {
+		return errBusy
+	}
+	defer d.running.Store(false)
+	if _, ok := pub.(QueuedPublisher); !ok && d.opts.Window > 1 {
+		d.log.Debug().Msg("the publisher cannot report when a publish is queued; publishes are issued one after another's start")
+	}
+	bo := backoff.New(d.opts.Retry)
+	for {
+		err := d.drain(ctx, pub)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, outbox.ErrClosed) {
+			return fmt.Errorf("drain: %w", err)
+		}
+		if err != nil {
+			delay := bo.Next()
+			d.log.Warn().Str("event", "drain_retry").Err(err).Dur("retry_in", delay).
+				Msg("draining the outbox failed; will retry from the oldest unacknowledged message")
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		bo.Reset()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		}
+	}
+}
+
+type result struct {
+	s   *slot
+	err error
+}
+
+type slot struct {
+	m    outbox.Message
+	done bool
+}
+
+// drain sends until the store is empty (nil), a failure (the error), or ctx ends. It always
+// waits for what it has in flight.
+func (d *Drainer) drain(ctx context.Context, pub Publisher) error {
+	results := make(chan result, d.opts.Window)
+	var (
+		inflight []*slot
+		last     uint64 // the newest seq issued
+		failure  error
+	)
+	for {
+		w := int(d.window.Load())
+		if failure == nil && ctx.Err() == nil && len(inflight) < w {
+			ms, err := d.store.PendingAfter(last, w-len(inflight))
+			if err == nil && len(ms) > 0 {
+				seqs := make([]uint64, len(ms))
+				for i, m := range ms {
+					seqs[i] = m.Seq
+				}
+				err = d.store.Sending(seqs...) // before the send, so a resend is always counted
+				if err == nil {
+					for _, m := range ms {
+						inflight = append(inflight, d.launch(ctx, pub, m, results))
+						last = m.Seq
+					}
+				}
+			}
+			if err != nil {
+				failure = err
+			}
+		}
+		if len(inflight) == 0 {
+			return failure
+		}
+
+		// Wait for one result, then take every other that is ready, and settle them together.
+		rs := []result{<-results}
+		for more := true; more; {
+			select {
+			case r := <-results:
+				rs = append(rs, r)
+			default:
+				more = false
+			}
+		}
+		var acks []uint64
+		for _, r := range rs {
+			d.inFlight.Add(-1)
+			s := r.s
+			s.done = true
+			seq := s.m.Seq
+			switch {
+			case r.err == nil:
+				acks = append(acks, seq)
+				d.log.Debug().Str("event", "published").Uint64("seq", seq).Str("topic", s.m.Topic).
+					Int("bytes", len(s.m.Payload)).Msg("message delivered and removed from the outbox")
+			case ctx.Err() != nil:
+				// Cancelled: the message stays stored for the next session.
+			case permanent(r.err):
+				d.rejected.Add(1)
+				if err := d.store.Reject(seq, r.err); err != nil && failure == nil {
+					failure = err
+				}
+			default:
+				d.failed.Add(1)
+				others := len(inflight) > 1
+				if refused(r.err) && others && d.window.Load() > 1 {
+					d.window.Store(1)
+					d.shrunk.Add(1)
+					d.log.Warn().Str("event", "drain_window_shrunk").Uint64("seq", seq).Err(r.err).
+						Int("was", w).Int("in_flight", len(inflight)).
+						Msg("the module refused a publish while others were in flight; sending one at a time until the module is replaced")
+				}
+				if failure == nil {
+					failure = fmt.Errorf("publishing seq %d to %q: %w", seq, s.m.Topic, r.err)
+				}
+			}
+		}
+		if len(acks) > 0 {
+			if err := d.store.Ack(acks...); err != nil {
+				// Delivered but still stored: they will be sent again and counted as possible duplicates.
+				if failure == nil {
+					failure = err
+				}
+			} else {
+				d.published.Add(uint64(len(acks)))
+			}
+		}
+		kept := inflight[:0]
+		for _, s := range inflight {
+			if !s.done {
+				kept = append(kept, s)
+			}
+		}
+		inflight = kept
+	}
+}
+
+// launch starts one publish and returns once it has its place in the module's order (see
+// QueuedPublisher), so that the next launch is issued after it.
+func (d *Drainer) launch(ctx context.Context, pub Publisher, m outbox.Message, results chan<- result) *slot {
+	s := &slot{m: m}
+	n := d.inFlight.Add(1)
+	for {
+		old := d.maxInFlight.Load()
+		if n <= old || d.maxInFlight.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	qm := qmt.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain}
+	queued := make(chan struct{})
+	var once sync.Once
+	mark := func() { once.Do(func() { close(queued) }) }
+	go func() {
+		var err error
+		if qp, ok := pub.(QueuedPublisher); ok {
+			err = qp.PublishQueued(ctx, qm, mark)
+		} else {
+			mark()
+			err = pub.Publish(ctx, qm)
+		}
+		mark() // a publisher that failed before queueing
+		results <- result{s, err}
+	}()
+	<-queued
+	return s
+}
+
+// permanent reports an error that no retry mends: qmt refused the message itself (a topic
+// with a byte that would break the AT command, a payload of a length the module cannot take)
+// before sending anything.
+func permanent(err error) bool {
+	return errors.Is(err, qmt.ErrInvalidString) || errors.Is(err, qmt.ErrInvalidArgument)
+}
+
+// refused reports the module refusing a publish: ERROR to the command, or result 2 (failed
+// to send the packet) in the result URC.
+func refused(err error) bool {
+	return errors.Is(err, at.ErrError) || errors.Is(err, qmt.ErrSendFailed)
+}
