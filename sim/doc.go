@@ -58,9 +58,10 @@
 //	DeactivatePDP()     pdpdeact   +QIURC: "pdpdeact",<cid>, then +QMTSTAT: <idx>,1
 //	SetChunking(n)      chunk N    output written n bytes at a time
 //	SetBrokerDelay(d)   delay DUR  each publish result held until d after the command was accepted
-//	SetSignal(r, b)     -          what AT+CSQ reports
+//	SetSignal(r, b)     signal RSSI [BER]     what AT+CSQ reports
 //
-// The broker going away for real (Broker.Close, a killed mosquitto) is +QMTSTAT: <idx>,1; a
+// DropLink, PingFail and DeactivatePDP close the module's TCP socket, so the broker sees the
+// connection end without DISCONNECT (and publishes the will). The broker going away for real (Broker.Close, a killed mosquitto) is +QMTSTAT: <idx>,1; a
 // broker refusing credentials is +QMTCONN: <idx>,0,<code>.
 //
 // # Choices where the reference is silent or UNCONFIRMED

@@ -557,3 +557,95 @@ func waitUntil(t testing.TB, cond func() bool, what string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestWillIsPublishedWhenTheLinkDrops(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	cloud := newPeer(t, r.broker, "cloud")
+	cloud.subscribe(t, "dev/status", 1)
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	h.cmd(`AT+QMTCFG="will",0,1,1,0,"dev/status","offline"`, "\r\nOK\r\n")
+	r.connect2(h, "will")
+	if err := r.m.DropLink(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("\r\n+QMTSTAT: 0,1\r\n")
+	if m := cloud.next(t); m.Topic() != "dev/status" || string(m.Payload()) != "offline" {
+		t.Fatalf("cloud got %q %q", m.Topic(), m.Payload())
+	}
+	// willex: binary message from data mode.
+	h.cmd(`AT+QMTCFG="will",0,0`, "\r\nOK\r\n")
+	h.cmd(`AT+QMTCFG="willex",0,1,1,0,"dev/status",3`, "\r\n> ")
+	h.write("\x00\"\n")
+	h.expect("\r\nOK\r\n")
+	r.connect2(h, "willex")
+	if err := r.m.DropLink(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("\r\n+QMTSTAT: 0,1\r\n")
+	if m := cloud.next(t); string(m.Payload()) != "\x00\"\n" {
+		t.Fatalf("cloud got willex %q", m.Payload())
+	}
+}
+
+func TestPersistentSession(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	h.cmd(`AT+QMTCFG="session",0,0`, "\r\nOK\r\n")
+	r.connect2(h, "keeper")
+	h.cmd(`AT+QMTSUB=0,1,"cmd",1`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTSUB: 0,1,0,1\r\n")
+	if err := r.m.DropLink(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("\r\n+QMTSTAT: 0,1\r\n")
+	newPeer(t, r.broker, "cloud").publish(t, "cmd", 1, []byte("while away"))
+	r.connect2(h, "keeper") // the broker kept the session: the queued message comes without SUB
+	got := h.until("\"while away\"\r\n")
+	if !strings.HasPrefix(got, "\r\n+QMTRECV: 0,") {
+		t.Fatalf("queued message: %q", got)
+	}
+}
+
+func TestAliauthSignsLikeTheReference(t *testing.T) {
+	t.Parallel()
+	// Reference 7.3, signed without timestamp with hmacsha1.
+	type creds struct{ id, user, pass string }
+	seen := make(chan creds, 1)
+	auth := func(id, user string, pass []byte) byte {
+		seen <- creds{id, user, string(pass)}
+		return 0
+	}
+	r := newRig(t, Config{}, WithAuth(auth))
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	h.cmd(`AT+QMTCFG="aliauth",0,"a1B2c3D4e5F","pi-led-01","Zx9yW8vU7tS6rQ5pO4nM3lK2jI1hG0fE"`, "\r\nOK\r\n")
+	r.connect2(h, "pi-led-01")
+	want := creds{"pi-led-01|securemode=3,signmethod=hmacsha1|", "pi-led-01&a1B2c3D4e5F", "bd4062bdb0ce5aefbb59ce1e7677eaecc653d2f3"}
+	if got := <-seen; got != want {
+		t.Fatalf("broker saw %+v, want %+v", got, want)
+	}
+}
+
+func TestCloseLinkWhileConnected(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	r.connect("closer")
+	waitUntil(t, func() bool { return r.b.Clients() == 1 }, "the client on the broker")
+	r.h.cmd("AT+QMTCLOSE=0", "\r\nOK\r\n")
+	r.h.expect("\r\n+QMTCLOSE: 0,0\r\n")
+	waitUntil(t, func() bool { return r.b.Clients() == 0 }, "the broker to lose the client")
+	r.h.cmd("AT+QMTCONN?", "\r\nOK\r\n")
+}
+
+func TestHostReopensThePort(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	r.h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	r.h.f.Close()
+	h := openHost(t, r.link)
+	h.cmd("AT", "\r\nOK\r\n") // the module kept its state (echo off) while the port was closed
+}

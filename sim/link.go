@@ -357,7 +357,11 @@ func (l *link) onLost(_ mqtt.Client, err error) {
 		code = t.reason()
 	}
 	l.lostOnce.Do(func() { close(l.lost) })
-	l.m.log.Info().Err(err).Int("client", l.idx).Int("qmtstat", code).Msg("MQTT connection lost")
+	ev := l.m.log.Info()
+	if code <= 0 {
+		ev = l.m.log.Debug() // the emulator closed it on purpose
+	}
+	ev.Err(err).Int("client", l.idx).Int("qmtstat", code).Msg("MQTT connection lost")
 	if code > 0 {
 		l.emit(evLost{l: l, code: code})
 	}

@@ -225,7 +225,7 @@ func TestMQTTSessionOnTheWire(t *testing.T) {
 	h.expect("\r\n+QMTSUB: 0,65535,0,0,1,2\r\n")
 	h.cmd(`AT+QMTUNS=0,3,"a/+/c","d/#"`, "\r\nOK\r\n")
 	h.expect("\r\n+QMTUNS: 0,3,0\r\n")
-	h.cmd(`AT+QMTSUB=0,0,"a",1`, "\r\nERROR\r\n") // msgID 0 is not allowed for SUB
+	h.cmd(`AT+QMTSUB=0,0,"a",1`, "\r\nERROR\r\n")       // msgID 0 is not allowed for SUB
 	h.cmd(`AT+QMTPUBEX=0,1,0,0,"t",1`, "\r\nERROR\r\n") // QoS 0 needs msgID 0
 	h.cmd(`AT+QMTPUBEX=0,0,0,0,"t","inline"`, "\r\nERROR\r\n")
 	h.cmd(`AT+QMTPUBEX=0,0,0,0,"t",4097`, "\r\nERROR\r\n")
