@@ -32,7 +32,8 @@
 #   GPIOSIM_LED_LOW_OFFSET=5 / GPIOSIM_LED_LOW_NAME=LED_LOW, GPIOSIM_NUM_LINES=8, GPIOSIM_LABEL,
 #   GPIOSIM_CHIP2 / GPIOSIM_SYSFS2 / GPIOSIM_LABEL2 / GPIOSIM_NUM_LINES2=4 (second chip),
 #   GPIOSIM_STATUS_OFFSET=2 / GPIOSIM_STATUS_NAME=STATUS (on the second chip), GPIOSIM_DEV_NAME,
-#   GPIOSIM_CONFIGFS. The VM has no network. Tests run as root with TMPDIR=/tmp (a RAM disk).
+#   GPIOSIM_CONFIGFS. The VM has no network card; loopback (127.0.0.1) is up and /dev/pts is mounted
+#   for ptys. Tests run as root with TMPDIR=/tmp (a RAM disk).
 #
 # Exit status: 0 only when the VM reported "GPIOSIM-RESULT: 0" (every test binary and command exited 0);
 # 1 tests failed; 2 usage; 3 the VM could not set up gpio-sim; 4 no result (timeout, panic); 5 host setup.

@@ -30,11 +30,14 @@ type Publisher interface {
 }
 
 // QueuedPublisher is a Publisher that can say when a publish has taken its place in the
-// module's command order — best, when the module accepted the AT command — so that a publish
-// issued after that is sent after it. queued must be called at most once, before
-// PublishQueued returns. With a plain Publisher the drainer issues each publish only after the
-// previous call has started, which orders calls but cannot prove the order in which they
-// reach the port; a QueuedPublisher makes the order of the store the order on the wire.
+// module's command order — best, when the module answered OK to the AT command, since the port
+// carries one command at a time anyway — so that a publish issued after that is sent after it.
+// queued must be called at most once, before PublishQueued returns.
+//
+// Only a QueuedPublisher gets a window above 1. Concurrent calls of a plain Publisher reach the
+// port in whatever order the Go scheduler runs their goroutines (the tests saw the 4th publish
+// overtake the 3rd), and the broker must receive messages in the order of the store, so a
+// plain Publisher is driven stop-and-wait.
 type QueuedPublisher interface {
 	Publisher
 	PublishQueued(ctx context.Context, m qmt.Message, queued func()) error
@@ -139,12 +142,14 @@ func (d *Drainer) Run(ctx context.Context, pub Publisher) error {
 		return errBusy
 	}
 	defer d.running.Store(false)
-	if _, ok := pub.(QueuedPublisher); !ok && d.opts.Window > 1 {
-		d.log.Debug().Msg("the publisher cannot report when a publish is queued; publishes are issued one after another's start")
+	_, ordered := pub.(QueuedPublisher)
+	if !ordered && d.opts.Window > 1 {
+		d.log.Info().Int("window", d.opts.Window).
+			Msg("the publisher cannot say when a publish is queued on the port; sending one at a time to keep the store's order")
 	}
 	bo := backoff.New(d.opts.Retry)
 	for {
-		err := d.drain(ctx, pub)
+		err := d.drain(ctx, pub, ordered)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -185,7 +190,7 @@ type slot struct {
 
 // drain sends until the store is empty (nil), a failure (the error), or ctx ends. It always
 // waits for what it has in flight.
-func (d *Drainer) drain(ctx context.Context, pub Publisher) error {
+func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error {
 	results := make(chan result, d.opts.Window)
 	var (
 		inflight []*slot
@@ -194,6 +199,9 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher) error {
 	)
 	for {
 		w := int(d.window.Load())
+		if !ordered {
+			w = 1
+		}
 		if failure == nil && ctx.Err() == nil && len(inflight) < w {
 			ms, err := d.store.PendingAfter(last, w-len(inflight))
 			if err == nil && len(ms) > 0 {
@@ -300,7 +308,7 @@ func (d *Drainer) launch(ctx context.Context, pub Publisher, m outbox.Message, r
 		if qp, ok := pub.(QueuedPublisher); ok {
 			err = qp.PublishQueued(ctx, qm, mark)
 		} else {
-			mark()
+			mark() // stop-and-wait: nothing else is in flight
 			err = pub.Publish(ctx, qm)
 		}
 		mark() // a publisher that failed before queueing

@@ -24,8 +24,7 @@ import (
 type fakePublisher struct {
 	delay time.Duration
 	// fail, when set, returns the error for an attempt (n counts from 1 per topic).
-	fail  func(topic string, n int) error
-	plain bool // behave as a plain Publisher (no PublishQueued)
+	fail func(topic string, n int) error
 
 	mu        sync.Mutex
 	issued    []string // topics in issue order
@@ -217,7 +216,7 @@ func TestDrainsEverythingInStoreOrder(t *testing.T) {
 	}
 }
 
-func TestPlainPublisherIsDrainedToo(t *testing.T) {
+func TestPlainPublisherIsDrivenStopAndWaitInOrder(t *testing.T) {
 	s := newStore(t, 20)
 	f := &fakePublisher{delay: time.Millisecond, done: make(chan string, 100)}
 	d := New(s, Options{Window: 4, Retry: fastRetry}, zerolog.Nop())
@@ -225,8 +224,9 @@ func TestPlainPublisherIsDrainedToo(t *testing.T) {
 	waitDelivered(t, f.done, 20)
 	waitEmpty(t, s)
 	stop()
-	if _, _, maxFlight := f.snapshot(); maxFlight > 4 {
-		t.Fatalf("max in flight %d beyond the window", maxFlight)
+	issued, _, maxFlight := f.snapshot()
+	if maxFlight != 1 || fmt.Sprint(issued) != fmt.Sprint(topics(20)) {
+		t.Fatalf("max in flight %d, issue order %v", maxFlight, issued)
 	}
 }
 
@@ -239,12 +239,17 @@ type gatedPublisher struct {
 }
 
 func (g *gatedPublisher) Publish(ctx context.Context, m qmt.Message) error {
+	return g.PublishQueued(ctx, m, func() {})
+}
+
+func (g *gatedPublisher) PublishQueued(ctx context.Context, m qmt.Message, queued func()) error {
 	g.mu.Lock()
 	ch := make(chan error, 1)
 	g.gates[m.Topic] = ch
 	g.started = append(g.started, m.Topic)
 	g.mu.Unlock()
 	g.calls <- m.Topic
+	queued()
 	select {
 	case err := <-ch:
 		return err

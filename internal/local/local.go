@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 
+	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
@@ -79,11 +80,12 @@ type Stats struct {
 //     and counts the refusal.
 //
 // A publish on a forwarded topic that the module could never send (a payload empty or over
-// MaxPayload, a topic holding '"' or a control byte) is not stored: it is delivered to local
-// subscribers as usual and, over MQTT 3.1.1, acknowledged — refusing it would only make the
-// client send it again for ever — and it is logged and counted (NotForwarded). An MQTT 5 client
-// publishing it with QoS 1 gets a PUBACK with reason 0x99 (payload format invalid) or 0x90
-// (topic name invalid) instead, and the message goes nowhere.
+// MaxPayload, a topic holding '"' or a control byte), or that the outbox could never hold
+// (larger than its max_bytes), is not stored: it is delivered to local subscribers as usual
+// and, over MQTT 3.1.1, acknowledged — refusing it would only make the client send it again for
+// ever — and it is logged and counted (NotForwarded). An MQTT 5 client publishing it with QoS 1
+// gets a PUBACK with reason 0x99 (payload format invalid), 0x90 (topic name invalid) or 0x95
+// (packet too large) instead, and the message goes nowhere.
 type Endpoint struct {
 	cfg    Config
 	box    Outbox
@@ -382,6 +384,15 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		e.forwarded.Add(1)
 		if e.notify != nil {
 			e.notify()
+		}
+		return pk, nil
+	}
+	if errors.Is(err, outbox.ErrTooLarge) || errors.Is(err, outbox.ErrInvalid) {
+		// No amount of waiting makes room for it: refusing would make the client resend it for
+		// ever. The outbox logged and counted it; it stays local.
+		e.notForwarded.Add(1)
+		if v5 && pk.FixedHeader.Qos == 1 {
+			return pk, packets.ErrPacketTooLarge
 		}
 		return pk, nil
 	}

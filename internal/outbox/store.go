@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Defaults, sized for a Raspberry Pi's SD card.
@@ -244,7 +245,7 @@ func (s *Store) open() (err error) {
 		}
 	}()
 	db, err = bolt.Open(s.path, 0o600, &bolt.Options{Timeout: s.cfg.LockTimeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("outbox %s: %w (is another gatewayd running?); gave up after %s", s.path, ErrLocked, s.cfg.LockTimeout)
 	}
 	if err != nil {
@@ -426,6 +427,9 @@ func (s *Store) Put(topic string, payload []byte, qos int, retain bool) (uint64,
 			}
 		}
 		b := tx.Bucket(bucketMsgs)
+		// Keys only ever grow: fill pages instead of splitting them half-empty (bbolt's default
+		// of 0.5 doubled the bytes on disk per message, see docs/outbox.md).
+		b.FillPercent = 1.0
 		if seq, err = b.NextSequence(); err != nil {
 			return err
 		}
@@ -496,12 +500,14 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return nil, fmt.Errorf("outbox: %w", ErrClosed) // closed while we read
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox: reading messages: %w", err)
 	}
 	if len(problems) > 0 {
-		n, _, err := s.removeSeqs(bad)
-		s.damagedN.Add(uint64(n))
+		n, _, err := s.removeSeqs(bad, &s.damagedN)
 		s.log.Error().Str("event", "outbox_damaged_record").Err(errors.Join(problems...)).Int("dropped", n).
 			AnErr("drop_error", err).Msg("damaged messages found while reading the outbox; dropped")
 	}
@@ -618,31 +624,31 @@ func (s *Store) Sending(seqs ...uint64) error {
 // Ack removes messages the broker acknowledged. Sequence numbers no longer stored (dropped
 // meanwhile by a bound) are ignored.
 func (s *Store) Ack(seqs ...uint64) error {
-	n, _, err := s.removeSeqs(seqs)
-	if err != nil {
+	if _, _, err := s.removeSeqs(seqs, &s.delivered); err != nil {
 		return fmt.Errorf("outbox: acknowledging: %w", err)
 	}
-	s.delivered.Add(uint64(n))
 	return nil
 }
 
 // Reject removes a message the module can never send (reason says why), logging and counting it.
 func (s *Store) Reject(seq uint64, reason error) error {
-	n, topic, err := s.removeSeqs([]uint64{seq})
+	n, topic, err := s.removeSeqs([]uint64{seq}, &s.rejected)
 	if err != nil {
 		return fmt.Errorf("outbox: rejecting: %w", err)
 	}
 	if n == 0 {
 		return nil
 	}
-	total := s.rejected.Add(1)
+	total := s.rejected.Load()
 	s.log.Error().Str("event", "outbox_rejected").Uint64("seq", seq).Str("topic", topic).Err(reason).
 		Uint64("rejected_total", total).Msg("message dropped from the outbox: the module cannot send it")
 	return nil
 }
 
-// removeSeqs deletes messages and returns how many were there and the topic of the last one.
-func (s *Store) removeSeqs(seqs []uint64) (int, string, error) {
+// removeSeqs deletes messages, adds how many were there to counter (so that a Stats snapshot
+// sees the count and the counter change together), and returns that number and the topic of
+// the last one.
+func (s *Store) removeSeqs(seqs []uint64, counter *atomic.Uint64) (int, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
@@ -673,6 +679,7 @@ func (s *Store) removeSeqs(seqs []uint64) (int, string, error) {
 	}
 	s.count -= sp.n
 	s.bytes -= sp.bytes
+	counter.Add(uint64(sp.n))
 	return sp.n, topic, nil
 }
 
@@ -680,6 +687,14 @@ func (s *Store) removeSeqs(seqs []uint64) (int, string, error) {
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	st := Stats{Messages: s.count, Bytes: s.bytes}
+	st.Stored = s.stored.Load()
+	st.Delivered = s.delivered.Load()
+	st.Refused = s.refused.Load()
+	st.Expired = s.expired.Load()
+	st.DroppedOldest = s.droppedOldest.Load()
+	st.Rejected = s.rejected.Load()
+	st.Damaged = s.damagedN.Load()
+	st.DuplicatesPossible = s.dups.Load()
 	s.mu.Unlock()
 	st.MaxBytes = s.cfg.MaxBytes
 	if !s.closed.Load() {
@@ -690,14 +705,6 @@ func (s *Store) Stats() Stats {
 			return nil
 		})
 	}
-	st.Stored = s.stored.Load()
-	st.Delivered = s.delivered.Load()
-	st.Refused = s.refused.Load()
-	st.Expired = s.expired.Load()
-	st.DroppedOldest = s.droppedOldest.Load()
-	st.Rejected = s.rejected.Load()
-	st.Damaged = s.damagedN.Load()
-	st.DuplicatesPossible = s.dups.Load()
 	st.SetAside = s.setAside
 	return st
 }

@@ -30,7 +30,12 @@ setup_failed() {
 mount -t proc proc /proc || setup_failed "mount proc"
 mount -t sysfs sysfs /sys || setup_failed "mount sysfs"
 mount -t devtmpfs devtmpfs /dev || setup_failed "mount devtmpfs"
-mkdir -p /root
+# Pseudo-terminals (the EC600 emulator's AT port is a pty) need devpts at /dev/pts.
+mkdir -p /dev/pts /root
+mount -t devpts devpts /dev/pts || setup_failed "mount devpts"
+# The VM has no network card (-nic none), but the loopback interface must be up for tests that talk
+# to 127.0.0.1 (an embedded MQTT broker).
+ip link set lo up || setup_failed "ip link set lo up"
 
 echo "gpiosim-vm: kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs"
 
