@@ -23,6 +23,7 @@ const (
 	DefaultPDPContext      = 1
 	DefaultSIMTimeout      = 30 * time.Second
 	DefaultRegisterTimeout = 180 * time.Second
+	DefaultHealthInterval  = 15 * time.Second
 	DefaultMQTTPort        = 1883
 	DefaultKeepAlive       = 60 * time.Second
 	DefaultPacketTimeout   = 5 * time.Second
@@ -93,6 +94,8 @@ type Module struct {
 	PDPContext      int           // PDP context id 1–15, also the one MQTT uses
 	SIMTimeout      time.Duration // how long to wait for +CPIN: READY
 	RegisterTimeout time.Duration // how long to wait for network registration
+	// HealthInterval is how often an idle module is asked AT; three failures in a row reset it.
+	HealthInterval time.Duration
 }
 
 // MQTT is the module's MQTT client and the session gatewayd keeps.
@@ -307,6 +310,7 @@ func (b *builder) module(t *table) {
 	m.PDPContext = t.integer("pdp_context", DefaultPDPContext, 1, 15)
 	m.SIMTimeout = t.duration("sim_timeout", DefaultSIMTimeout, time.Second, 10*time.Minute, false)
 	m.RegisterTimeout = t.duration("register_timeout", DefaultRegisterTimeout, 10*time.Second, time.Hour, false)
+	m.HealthInterval = t.duration("health_interval", DefaultHealthInterval, time.Second, 10*time.Minute, false)
 	t.done()
 }
 

@@ -69,6 +69,7 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	line("module.pdp_context", "%d", c.Module.PDPContext)
 	line("module.sim_timeout", "%s", fmtDuration(c.Module.SIMTimeout))
 	line("module.register_timeout", "%s", fmtDuration(c.Module.RegisterTimeout))
+	line("module.health_interval", "%s", fmtDuration(c.Module.HealthInterval))
 
 	m := c.MQTT
 	line("mqtt.broker", "%s (host from %s)", net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), m.HostFrom)

@@ -66,6 +66,7 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		PDPContext:      cfg.Module.PDPContext,
 		SIMTimeout:      cfg.Module.SIMTimeout,
 		RegisterTimeout: cfg.Module.RegisterTimeout,
+		HealthInterval:  cfg.Module.HealthInterval,
 		ClientIndex:     m.ClientIndex,
 		MQTT: qmt.Config{
 			Version:       4,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/backoff"
@@ -30,6 +31,9 @@ type session struct {
 	// echoes is the AT engine's echo count once ATE0 took effect; more echoes later mean the
 	// module restarted with echo on, even if its RDY was missed.
 	echoes atomic.Uint64
+	// filters are the topic filters subscribed in this session (with {imei}/{iccid} expanded);
+	// only the run loop touches them.
+	filters []string
 	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
 	prepared atomic.Bool
 }
@@ -65,6 +69,9 @@ func (s *session) run(ctx context.Context) error {
 			s.notify.Status("reconnecting: " + why)
 		}
 		if running {
+			if to >= st {
+				return // the running stage comes before the one that must be redone
+			}
 			if restart < 0 || to < restart {
 				restart = to
 			}
@@ -121,6 +128,13 @@ func (s *session) run(ctx context.Context) error {
 				st, restart = restart, -1
 			case r.err == nil:
 				st = r.st + 1
+				if r.st == stageModule {
+					// The module is identified: fix the topic filters downlinks are checked against.
+					s.filters = s.filters[:0]
+					for _, sub := range s.subscriptions() {
+						s.filters = append(s.filters, sub.Topic)
+					}
+				}
 			default:
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -136,12 +150,17 @@ func (s *session) run(ctx context.Context) error {
 					return s.escalate(ctx, r.err)
 				}
 				// The stage logged its own failure; stage goroutines back off before retrying.
-				st = r.st
-				if r.st == stageNetwork || r.st == stageModule {
+				switch {
+				case r.st <= stageNetwork:
 					st = stageModule
+				case errors.Is(r.err, qmt.ErrPDP):
+					st = stageNetwork // the module says mobile data is down: reactivate it
+				default:
+					st = r.st
 				}
 			}
 			if st == stageConnected {
+				s.reachedConnected = true
 				s.connected = time.Now()
 				s.mqttBO.Reset()
 				if !s.ready {
@@ -225,13 +244,56 @@ func (s *session) handleEvent(ev qmt.Event) (to stage, why string, fallBack bool
 	return 0, "", false
 }
 
+// maxLoggedPayload is the largest payload a downlink log line shows.
+const maxLoggedPayload = 256
+
 func (s *session) downlink(topic string, payload []byte, msgID int) {
+	if !s.subscribed(topic) {
+		s.log.Warn().Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID).
+			Msg("message on a topic gatewayd did not subscribe to; ignored")
+		return
+	}
 	ev := s.log.Info().Str("event", logging.EventDownlink).Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID)
-	if len(payload) <= 256 {
+	switch {
+	case len(payload) > maxLoggedPayload:
+	case utf8.Valid(payload):
 		ev = ev.Str("payload", string(payload))
+	default:
+		ev = ev.Hex("payload_hex", payload)
 	}
 	ev.Msg("downlink")
 	s.toggleLED("downlink")
+}
+
+// subscribed reports whether topic matches one of the session's subscriptions.
+func (s *session) subscribed(topic string) bool {
+	for _, f := range s.filters {
+		if topicMatch(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// topicMatch reports whether an MQTT topic matches a filter with + and # wildcards.
+func topicMatch(filter, topic string) bool {
+	if filter == "#" {
+		return !strings.HasPrefix(topic, "$")
+	}
+	f := strings.Split(filter, "/")
+	t := strings.Split(topic, "/")
+	if (f[0] == "+" || f[0] == "#") && strings.HasPrefix(topic, "$") {
+		return false
+	}
+	for i, level := range f {
+		if level == "#" {
+			return true
+		}
+		if i >= len(t) || (level != "+" && level != t[i]) {
+			return false
+		}
+	}
+	return len(f) == len(t)
 }
 
 // readStored reads a buffer-mode message out of its slot; the module frees the slot on reading.
@@ -401,12 +463,8 @@ func (s *session) bringUpMQTT(ctx context.Context) error {
 	}
 	s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
 		Str("client_id", clientID).Str("username", user).Msg("MQTT connected")
-	// {imei} and {iccid} in topics name this module, so one configuration serves a fleet.
-	ids := strings.NewReplacer("{imei}", s.id.IMEI, "{iccid}", s.id.ICCID)
-	subs := make([]qmt.Subscription, len(s.set.Subscribe))
-	for i, sub := range s.set.Subscribe {
-		subs[i] = qmt.Subscription{Topic: ids.Replace(sub.Topic), QoS: sub.QoS}
-	}
+	ids := s.identityVars()
+	subs := s.subscriptions()
 	if len(subs) > 0 {
 		granted, err := c.Subscribe(ctx, subs...)
 		if err != nil {
@@ -429,6 +487,22 @@ func (s *session) bringUpMQTT(ctx context.Context) error {
 			Int("qos", m.QoS).Msg("published")
 	}
 	return nil
+}
+
+// identityVars fills {imei} and {iccid} in topics with this module's, so that one
+// configuration serves a fleet.
+func (s *session) identityVars() *strings.Replacer {
+	return strings.NewReplacer("{imei}", s.id.IMEI, "{iccid}", s.id.ICCID)
+}
+
+// subscriptions are the configured subscriptions for this module.
+func (s *session) subscriptions() []qmt.Subscription {
+	ids := s.identityVars()
+	subs := make([]qmt.Subscription, len(s.set.Subscribe))
+	for i, sub := range s.set.Subscribe {
+		subs[i] = qmt.Subscription{Topic: ids.Replace(sub.Topic), QoS: sub.QoS}
+	}
+	return subs
 }
 
 // closeStaleLink closes our client's link if the module reports it open (AT+QMTOPEN?).

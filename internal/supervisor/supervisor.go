@@ -77,8 +77,9 @@ type Supervisor struct {
 	led    LED
 	notify Notifier
 
-	lastIMEI string
-	ready    bool // READY sent to the service manager
+	lastIMEI         string
+	ready            bool // READY sent to the service manager
+	reachedConnected bool // the current session got as far as a connected MQTT session
 
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the current session, nil between sessions
@@ -124,7 +125,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	for {
 		s.loops.Add(1)
+		s.reachedConnected = false
 		err := s.session(ctx)
+		if s.reachedConnected {
+			bo.Reset() // the module worked until this fault: start the back-off afresh
+		}
 		if ctx.Err() != nil {
 			s.notify.Stopping()
 			return nil
@@ -140,9 +145,6 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if !s.waitBeating(ctx, delay) {
 			s.notify.Stopping()
 			return nil
-		}
-		if err == nil {
-			bo.Reset()
 		}
 	}
 }
