@@ -1,0 +1,122 @@
+package modem_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/port"
+	"github.com/gatewayd/gatewayd/modem"
+	"github.com/gatewayd/gatewayd/sim"
+)
+
+// newModule starts the EC600 emulator (no broker is needed for module-level commands: the
+// address is never dialled) and opens its pty with go.bug.st/serial, as the daemon does.
+func newModule(t *testing.T, id sim.Identity) (*sim.Module, *modem.Module, *at.Conn) {
+	t.Helper()
+	m, err := sim.New(sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: "127.0.0.1:9", Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	p, err := port.Open(context.Background(), m.Path(), 115200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := at.New(p, at.Options{})
+	t.Cleanup(func() { conn.Close() })
+	mod := modem.New(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mod.Sync(ctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if err := mod.Prepare(ctx); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	return m, mod, conn
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestIdentify(t *testing.T) {
+	id := sim.Identity{IMEI: "866123456789029", Model: "EC600S", Revision: "EC600SCNAAR01A07M08", ICCID: "8986002512830601247F"}
+	_, mod, _ := newModule(t, id)
+	got, err := mod.Identify(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := modem.Identity{Manufacturer: "Quectel", Model: id.Model, Revision: id.Revision, IMEI: id.IMEI, ICCID: id.ICCID}
+	if got != want {
+		t.Fatalf("Identify = %+v, want %+v", got, want)
+	}
+}
+
+func TestSIMState(t *testing.T) {
+	m, mod, _ := newModule(t, sim.Identity{})
+	state, err := mod.SIMState(ctx(t))
+	if err != nil || state != "READY" {
+		t.Fatalf("SIMState = %q, %v; want READY", state, err)
+	}
+	if err := m.SetSIM(false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = mod.SIMState(ctx(t))
+	var cme *at.CMEError
+	if !errors.As(err, &cme) || cme.Code != 10 {
+		t.Fatalf("SIMState without a SIM: %v, want +CME ERROR: 10", err)
+	}
+	// Identify still works; the ICCID is simply unknown.
+	id, err := mod.Identify(ctx(t))
+	if err != nil || id.ICCID != "" || id.IMEI == "" {
+		t.Fatalf("Identify without a SIM = %+v, %v", id, err)
+	}
+}
+
+func TestRegistrationAndPDP(t *testing.T) {
+	m, mod, _ := newModule(t, sim.Identity{})
+	reg, err := mod.Registration(ctx(t))
+	if err != nil || !reg.Registered() {
+		t.Fatalf("Registration = %v, %v; want registered", reg, err)
+	}
+	active, addr, err := mod.PDPActive(ctx(t), 1)
+	if err != nil || !active || addr == "" {
+		t.Fatalf("PDPActive = %v %q %v", active, addr, err)
+	}
+	if dbm, ok, err := mod.SignalDBm(ctx(t)); err != nil || !ok || dbm > -51 || dbm < -113 {
+		t.Fatalf("SignalDBm = %d %v %v", dbm, ok, err)
+	}
+	if err := m.SetRegistered(false); err != nil {
+		t.Fatal(err)
+	}
+	reg, err = mod.Registration(ctx(t))
+	if err != nil || reg.Registered() || reg.Stat != 2 {
+		t.Fatalf("Registration when searching = %v, %v; want stat 2", reg, err)
+	}
+	if err := m.SetRegistered(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := mod.SetAPN(ctx(t), 1, "cmnet", "", ""); err != nil {
+		t.Fatalf("SetAPN: %v", err)
+	}
+	if err := mod.SetAPN(ctx(t), 1, "bad\"apn", "", ""); err == nil {
+		t.Fatal("SetAPN accepted a quote in the APN")
+	}
+}
+
+func TestRegistrationString(t *testing.T) {
+	r := modem.Registration{Command: "CEREG", Stat: 3}
+	if got := r.String(); got != "registration denied (+CEREG stat 3)" {
+		t.Fatalf("String = %q", got)
+	}
+}
