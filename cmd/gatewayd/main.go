@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "run":
-		return runDaemon(args, stderr)
+		return runDaemon(args, stdout, stderr)
 	case "check":
 		return runCheck(args, stdout, stderr)
 	case "sim":
@@ -87,7 +87,7 @@ func versionString() string {
 	return v
 }
 
-func runDaemon(args []string, stderr io.Writer) int {
+func runDaemon(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", defaultConfig, "configuration `file`")
@@ -97,7 +97,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stderr, "gatewayd", versionString())
+		fmt.Fprintln(stdout, "gatewayd", versionString())
 		return 0
 	}
 	cfg, err := config.Load(*path)
