@@ -48,6 +48,15 @@ func Find() ([]Candidate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list serial ports: %w", err)
 	}
+	out := candidates(ports, interfaceNumber)
+	if len(out) == 0 {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// candidates picks the EC600 AT ports out of ports; ifaceOf reads a port's USB interface number.
+func candidates(ports []*enumerator.PortDetails, ifaceOf func(dev string) string) []Candidate {
 	var out []Candidate
 	for _, p := range ports {
 		if !p.IsUSB || !strings.EqualFold(p.VID, QuectelVID) {
@@ -58,16 +67,13 @@ func Find() ([]Candidate, error) {
 		if !ok {
 			continue
 		}
-		iface := interfaceNumber(p.Name)
+		iface := ifaceOf(p.Name)
 		if iface != "" && iface != want {
 			continue
 		}
 		out = append(out, Candidate{Path: p.Name, PID: pid, Interface: iface, Serial: p.SerialNumber})
 	}
-	if len(out) == 0 {
-		return nil, ErrNotFound
-	}
-	return out, nil
+	return out
 }
 
 // interfaceNumber reads the USB interface number of a tty from sysfs, or "" when unknown.
