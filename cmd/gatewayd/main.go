@@ -105,7 +105,10 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
 		return 1
 	}
-	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	// Log lines that arrive while one is being written go out together in one write.
+	logOut := logging.NewBatchWriter(stderr, 0)
+	defer logOut.Close()
+	log, err := logging.New(logOut, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
 		return 1

@@ -119,8 +119,17 @@ func (h timeHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 	e.Str(zerolog.TimestampFieldName, h.now().Format(TimeLayout))
 }
 
-func isTerminal(w io.Writer) bool {
+// file returns the *os.File behind w (also behind a BatchWriter), if any.
+func file(w io.Writer) (*os.File, bool) {
+	if b, ok := w.(*BatchWriter); ok {
+		w = b.w
+	}
 	f, ok := w.(*os.File)
+	return f, ok
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := file(w)
 	return ok && isatty.IsTerminal(f.Fd())
 }
 
@@ -132,7 +141,7 @@ func journalStream(w io.Writer, getenv func(string) string) bool {
 	if js == "" {
 		return false
 	}
-	f, ok := w.(*os.File)
+	f, ok := file(w)
 	if !ok {
 		return false
 	}
