@@ -34,6 +34,8 @@ type session struct {
 	// filters are the topic filters subscribed in this session (with {imei}/{iccid} expanded);
 	// only the run loop touches them.
 	filters []string
+	// droppedURCs and droppedEvents are the drop counters last reported (run loop only).
+	droppedURCs, droppedEvents uint64
 	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
 	prepared atomic.Bool
 }
@@ -187,6 +189,7 @@ func (s *session) run(ctx context.Context) error {
 
 		case err := <-healthDone:
 			healthRunning = false
+			s.reportDrops()
 			if err == nil {
 				healthFailures = 0
 				if e := s.echoes.Load(); st > stageModule && s.conn.Stats().Echoes > e {
@@ -265,6 +268,19 @@ func (s *session) downlink(topic string, payload []byte, msgID int) {
 	s.toggleLED("downlink")
 }
 
+// reportDrops logs, once per health check, URCs and events that the bounded queues between the
+// AT reader and this loop had to drop since the last look (a burst faster than the loop).
+func (s *session) reportDrops() {
+	urcs, events := s.conn.Stats().URCsDropped, s.client.DroppedEvents()
+	if urcs == s.droppedURCs && events == s.droppedEvents {
+		return
+	}
+	s.log.Warn().Uint64("urcs_dropped", urcs-s.droppedURCs).Uint64("events_dropped", events-s.droppedEvents).
+		Uint64("urcs_dropped_total", urcs).Uint64("events_dropped_total", events).
+		Msg("unsolicited lines were dropped: the module sent them faster than gatewayd handled them")
+	s.droppedURCs, s.droppedEvents = urcs, events
+}
+
 // subscribed reports whether topic matches one of the session's subscriptions.
 func (s *session) subscribed(topic string) bool {
 	for _, f := range s.filters {
@@ -275,25 +291,31 @@ func (s *session) subscribed(topic string) bool {
 	return false
 }
 
-// topicMatch reports whether an MQTT topic matches a filter with + and # wildcards.
+// topicMatch reports whether an MQTT topic matches a filter with + and # wildcards. It walks
+// both level by level without allocating: it runs for every downlink.
 func topicMatch(filter, topic string) bool {
-	if filter == "#" {
-		return !strings.HasPrefix(topic, "$")
-	}
-	f := strings.Split(filter, "/")
-	t := strings.Split(topic, "/")
-	if (f[0] == "+" || f[0] == "#") && strings.HasPrefix(topic, "$") {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
 		return false
 	}
-	for i, level := range f {
-		if level == "#" {
+	for {
+		fl, frest, fmore := strings.Cut(filter, "/")
+		if fl == "#" {
 			return true
 		}
-		if i >= len(t) || (level != "+" && level != t[i]) {
+		tl, trest, tmore := strings.Cut(topic, "/")
+		if fl != "+" && fl != tl {
 			return false
 		}
+		switch {
+		case !fmore && !tmore:
+			return true
+		case !tmore:
+			return frest == "#" // "a/#" matches "a"
+		case !fmore:
+			return false
+		}
+		filter, topic = frest, trest
 	}
-	return len(f) == len(t)
 }
 
 // readStored reads a buffer-mode message out of its slot; the module frees the slot on reading.
