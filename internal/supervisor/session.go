@@ -71,9 +71,11 @@ func (s *session) run(ctx context.Context) error {
 			s.notify.Status("reconnecting: " + why)
 		}
 		if running {
-			if to >= st {
+			if to > st {
 				return // the running stage comes before the one that must be redone
 			}
+			// An earlier stage, or the running one itself (its work may already be undone), is
+			// run again once the running stage has stopped.
 			if restart < 0 || to < restart {
 				restart = to
 			}
