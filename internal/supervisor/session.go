@@ -95,7 +95,7 @@ func (s *session) run(ctx context.Context) error {
 
 	health := time.NewTicker(s.set.HealthInterval)
 	defer health.Stop()
-	beat := time.NewTicker(beatInterval)
+	beat := time.NewTicker(s.beat)
 	defer beat.Stop()
 	healthDone := make(chan error, 1)
 	healthRunning := false

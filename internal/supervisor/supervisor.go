@@ -81,6 +81,7 @@ type Supervisor struct {
 	ready            bool // READY sent to the service manager
 	reachedConnected bool // the current session got as far as a connected MQTT session
 
+	beat   time.Duration           // how often the idle loop proves it is alive
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the current session, nil between sessions
 }
@@ -105,7 +106,11 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	if notify == nil {
 		notify = nopNotifier{}
 	}
-	return &Supervisor{set: set, log: log, led: led, notify: notify}
+	beat := maxBeat
+	if w := set.WatchdogInterval / 4; w > 0 && w < beat {
+		beat = w
+	}
+	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat}
 }
 
 type nopNotifier struct{}
@@ -171,7 +176,7 @@ func (s *Supervisor) sleep(ctx context.Context, d time.Duration) bool {
 func (s *Supervisor) waitBeating(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	beat := time.NewTicker(beatInterval)
+	beat := time.NewTicker(s.beat)
 	defer beat.Stop()
 	for {
 		s.loops.Add(1)
@@ -185,8 +190,9 @@ func (s *Supervisor) waitBeating(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// beatInterval is how often an otherwise idle supervisor loop proves it is alive.
-const beatInterval = 5 * time.Second
+// maxBeat is how often, at most, an otherwise idle supervisor loop proves it is alive; with a
+// short watchdog interval it beats four times per interval.
+const maxBeat = 5 * time.Second
 
 // watchdog pings the service manager while the supervisor loop makes progress and, when a module
 // is attached, its AT reader has read something within readerWindow (the health checks make the
