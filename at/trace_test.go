@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -41,7 +42,7 @@ func TestTraceMasksSecrets(t *testing.T) {
 	)
 	for _, rd := range readers {
 		t.Run(rd.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testutil.SyncBuffer
 			log := zerolog.New(&logs).Level(zerolog.TraceLevel)
 			c, m := newTestConn(t, rd.wrap, Options{Logger: log, Trace: true})
 			conn := `AT+QMTCONN=0,"pi","user","` + pass + `"`
@@ -99,7 +100,7 @@ func TestErrorsMaskSecrets(t *testing.T) {
 }
 
 func TestTraceOffLogsNothing(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	c, m := newTestConn(t, readers[0].wrap, Options{Logger: zerolog.New(&logs).Level(zerolog.TraceLevel)})
 	done := m.run(step{"AT\r", "AT\r\r\nOK\r\n"})
 	if _, err := c.Run(ctxTimeout(t, 5*time.Second), "AT"); err != nil {

@@ -7,28 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestCommandLineSession runs the command as a person would: flags, then fault lines on stdin,
 // while a host talks AT over the link.
@@ -36,7 +20,7 @@ func TestCommandLineSession(t *testing.T) {
 	link := filepath.Join(t.TempDir(), "ec600-at")
 	stdinR, stdinW := io.Pipe()
 	stdoutR, stdoutW := io.Pipe()
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(context.Background(), []string{"-link", link, "-listen", "127.0.0.1:0", "-imei", "861234567890128"}, stdinR, stdoutW, &stderr)
@@ -126,7 +110,7 @@ func TestCommandLineSession(t *testing.T) {
 func TestEOFOnStdinKeepsRunning(t *testing.T) {
 	link := filepath.Join(t.TempDir(), "at")
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"-link", link, "-listen", "127.0.0.1:0"}, strings.NewReader(""), &stdout, &stderr)
@@ -167,13 +151,13 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-listen", "256.0.0.1:1"}, "embedded broker"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
-		var out, errOut syncBuffer
+		var out, errOut testutil.SyncBuffer
 		args := append([]string{"-link", filepath.Join(t.TempDir(), "at")}, c.args...)
 		if code := run(context.Background(), args, strings.NewReader(""), &out, &errOut); code == 0 || !strings.Contains(errOut.String(), c.want) {
 			t.Errorf("run %v = %d, stderr %q; want failure mentioning %q", c.args, code, errOut.String(), c.want)
 		}
 	}
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	if code := run(context.Background(), []string{"-h"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "refuse-connect CODE") {
 		t.Errorf("-h = %d, %q", code, errOut.String())
 	}

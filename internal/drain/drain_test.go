@@ -1,7 +1,6 @@
 package drain
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
 
 	"github.com/rs/zerolog"
 
@@ -86,23 +87,6 @@ func (f *fakePublisher) snapshot() (issued, delivered []string, maxFlight int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.issued...), append([]string(nil), f.delivered...), f.maxFlight
-}
-
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var fastRetry = backoff.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, Factor: 2}
@@ -323,7 +307,7 @@ func TestRefusalShrinksTheWindowUntilReset(t *testing.T) {
 			return nil
 		},
 	}
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	d := New(s, Options{Window: 8, Retry: fastRetry}, zerolog.New(lb))
 	stop := run(t, d, f)
 	waitDelivered(t, f.done, 30)

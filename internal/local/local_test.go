@@ -14,29 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/testutil"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/internal/outbox"
 )
-
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func newStore(t *testing.T, cfg outbox.Config) *outbox.Store {
 	t.Helper()
@@ -50,7 +35,7 @@ func newStore(t *testing.T, cfg outbox.Config) *outbox.Store {
 }
 
 // start runs an endpoint on an ephemeral loopback port and returns it with its broker URL.
-func start(t *testing.T, cfg Config, box Outbox, lb *logBuf) (*Endpoint, string) {
+func start(t *testing.T, cfg Config, box Outbox, lb *testutil.SyncBuffer) (*Endpoint, string) {
 	t.Helper()
 	if cfg.Listen == "" && cfg.Socket == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -210,7 +195,7 @@ func TestDeliverReachesLocalSubscribersAndIsNotForwarded(t *testing.T) {
 func TestRefusalWhenFullClosesTheConnectionAndTheClientResends(t *testing.T) {
 	// Room for one 40-byte message on "sensors/a" (73 bytes as the outbox counts it), not two.
 	s := newStore(t, outbox.Config{MaxBytes: 100})
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	e, url := start(t, Config{Forward: []Forward{{Topic: "sensors/#", QoS: 1}}}, s, lb)
 	lost := make(chan error, 2)
 	c := dial(t, url, "persistent", func(o *paho.ClientOptions) {
@@ -367,7 +352,7 @@ func TestMQTT5ClientGetsAReasonCode(t *testing.T) {
 
 func TestUnsendableMessageIsAcknowledgedNotForwardedAndLogged(t *testing.T) {
 	s := newStore(t, outbox.Config{})
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	e, url := start(t, Config{Forward: []Forward{{Topic: "sensors/#", QoS: 1}}, MaxPayload: 16}, s, lb)
 	c := dial(t, url, "pub", nil)
 	publish(t, c, "sensors/empty", 1, "")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -40,7 +41,7 @@ func realStore(t testing.TB, dir string, n, size int) {
 // takes and returns messages.
 func assertFreshAndWorking(t *testing.T, dir string, damaged []byte) {
 	t.Helper()
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	s, err := Open(Config{Dir: dir}, zerolog.New(lb))
 	if err != nil {
 		t.Fatalf("Open of a damaged store failed: %v", err)
@@ -215,7 +216,7 @@ func TestDamagedMessageIsDroppedAndCounted(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	s2, err := Open(Config{Dir: dir}, zerolog.New(lb))
 	if err != nil {
 		t.Fatal(err)

@@ -11,26 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/testutil"
+
 	"github.com/rs/zerolog"
 )
-
-// logBuf collects log lines for assertions.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // clock is an injectable clock.
 type clock struct {
@@ -52,12 +36,12 @@ func (c *clock) Set(t time.Time) {
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-func open(t *testing.T, cfg Config) (*Store, *logBuf) {
+func open(t *testing.T, cfg Config) (*Store, *testutil.SyncBuffer) {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	s, err := Open(cfg, zerolog.New(lb))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
