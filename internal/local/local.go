@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/internal/outbox"
+	"github.com/gatewayd/gatewayd/internal/topic"
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
@@ -162,7 +163,7 @@ func (c Config) check() error {
 		return fmt.Errorf("local: max payload %d is negative", c.MaxPayload)
 	}
 	for i, f := range c.Forward {
-		if err := checkFilter(f.Topic); err != nil {
+		if err := topic.CheckFilter(f.Topic); err != nil {
 			return fmt.Errorf("local.forward[%d]: %w", i, err)
 		}
 		if f.QoS < 0 || f.QoS > 1 {
@@ -288,10 +289,10 @@ func (e *Endpoint) Stats() Stats {
 }
 
 // rule returns the QoS to forward topic with, and whether any rule matches.
-func (e *Endpoint) rule(topic string) (int, bool) {
+func (e *Endpoint) rule(name string) (int, bool) {
 	qos, ok := 0, false
 	for _, f := range e.cfg.Forward {
-		if matches(f.Topic, topic) {
+		if topic.Match(f.Topic, name) {
 			qos, ok = max(qos, f.QoS), true
 		}
 	}
@@ -300,7 +301,7 @@ func (e *Endpoint) rule(topic string) (int, bool) {
 
 // checkTopicName checks a concrete topic (no wildcards) for local publishing.
 func checkTopicName(t string) error {
-	if err := checkFilter(t); err != nil {
+	if err := topic.CheckFilter(t); err != nil {
 		return err
 	}
 	if !mqtt.IsValidFilter(t, true) {

@@ -12,6 +12,7 @@ import (
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/backoff"
 	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/internal/topic"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
 )
@@ -284,40 +285,13 @@ func (s *session) reportDrops() {
 }
 
 // subscribed reports whether topic matches one of the session's subscriptions.
-func (s *session) subscribed(topic string) bool {
+func (s *session) subscribed(t string) bool {
 	for _, f := range s.filters {
-		if topicMatch(f, topic) {
+		if topic.Match(f, t) {
 			return true
 		}
 	}
 	return false
-}
-
-// topicMatch reports whether an MQTT topic matches a filter with + and # wildcards. It walks
-// both level by level without allocating: it runs for every downlink.
-func topicMatch(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := strings.Cut(topic, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		switch {
-		case !fmore && !tmore:
-			return true
-		case !tmore:
-			return frest == "#" // "a/#" matches "a"
-		case !fmore:
-			return false
-		}
-		filter, topic = frest, trest
-	}
 }
 
 // readStored reads a buffer-mode message out of its slot; the module frees the slot on reading.

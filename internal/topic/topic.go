@@ -1,4 +1,6 @@
-package local
+// Package topic checks MQTT topic filters and matches topics against them (MQTT 3.1.1 section
+// 4.7), for the daemon's downlink check and the local endpoint's forwarding rules.
+package topic
 
 import (
 	"fmt"
@@ -6,9 +8,9 @@ import (
 	"unicode/utf8"
 )
 
-// checkFilter checks an MQTT topic filter: not empty, valid UTF-8 without NUL, '+' filling a
+// CheckFilter checks an MQTT topic filter: not empty, valid UTF-8 without NUL, '+' filling a
 // whole level, '#' only as the whole last level.
-func checkFilter(f string) error {
+func CheckFilter(f string) error {
 	if f == "" {
 		return fmt.Errorf("empty topic filter")
 	}
@@ -27,13 +29,14 @@ func checkFilter(f string) error {
 	return nil
 }
 
-// matches reports whether topic matches filter (MQTT 3.1.1 section 4.7): '+' matches one level,
+// Match reports whether topic matches filter (MQTT 3.1.1 section 4.7): '+' matches one level,
 // '#' the rest (including the parent level), and wildcards at the first level do not match
 // topics starting with '$'.
-func matches(filter, topic string) bool {
+func Match(filter, topic string) bool {
 	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
 		return false
 	}
+	// Level by level without allocating: it runs for every downlink.
 	for {
 		fl, frest, fmore := strings.Cut(filter, "/")
 		if fl == "#" {
