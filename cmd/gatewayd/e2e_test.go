@@ -504,3 +504,24 @@ qos = 1
 		}
 	}
 }
+
+// TestWillOnLinkLoss: with [mqtt.will] the broker announces the gateway's death when the link
+// dies without a DISCONNECT, and the daemon reconnects.
+func TestWillOnLinkLoss(t *testing.T) {
+	b := newBench(t, nil)
+	const statusTopic = "devices/pi-led-01/status"
+	status := b.subscribe(statusTopic)
+	will := fmt.Sprintf("[mqtt.will]\ntopic = %q\nmessage = \"offline\"\nqos = 1\n", statusTopic)
+	cfg := strings.Replace(seedConfig(b.mod.Path(), ""), "[log]", will+"\n[log]", 1)
+	d := b.start(cfg)
+	_, i := d.wait(t, 0, "mqtt_connected")
+	d.wait(t, i, "published")
+	if err := b.mod.DropLink(); err != nil {
+		t.Fatal(err)
+	}
+	if got := status.wait(t, 1); got[0] != "offline" {
+		t.Fatalf("status topic got %q, want the will %q", got[0], "offline")
+	}
+	_, i = d.wait(t, i+1, "mqtt_disconnected")
+	d.wait(t, i, "mqtt_connected")
+}

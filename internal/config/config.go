@@ -39,17 +39,18 @@ const PortAuto = "auto"
 // Limits on what the module is sent (EC600 limits are unpublished; these are the documented
 // limits of sibling modules, see the AT reference section 2.3).
 const (
-	MaxHost       = 100
-	MaxClientID   = 128
-	MaxUsername   = 256
-	MaxPassword   = 256
-	MaxTopic      = 256
-	MaxPayload    = 1024 // publish_on_connect payloads; EC600 maximum unconfirmed, 1 KiB is safe
-	MaxAPN        = 100
-	MaxAPNUser    = 127
-	MaxAPNPass    = 127
-	MaxFileSize   = 1 << 20 // the configuration file itself
-	MaxSecretFile = 4096    // a password or device-secret file
+	MaxHost        = 100
+	MaxClientID    = 128
+	MaxUsername    = 256
+	MaxPassword    = 256
+	MaxTopic       = 256
+	MaxPayload     = 1024 // publish_on_connect payloads; EC600 maximum unconfirmed, 1 KiB is safe
+	MaxWillMessage = 256  // AT+QMTCFG="will" message (BC66 document; EC600 unconfirmed)
+	MaxAPN         = 100
+	MaxAPNUser     = 127
+	MaxAPNPass     = 127
+	MaxFileSize    = 1 << 20 // the configuration file itself
+	MaxSecretFile  = 4096    // a password or device-secret file
 )
 
 // Names of systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential= in the unit)
@@ -116,6 +117,16 @@ type MQTT struct {
 	Aliyun           *Aliyun
 	Subscribe        []Subscription
 	PublishOnConnect []Publication
+	// Will is the last-will message; nil when [mqtt.will] is not configured.
+	Will *Will
+}
+
+// Will is the message the broker publishes for gatewayd when its link dies without a DISCONNECT.
+type Will struct {
+	Topic   string
+	Message string // at most MaxWillMessage bytes, no '"' (the module has no escape)
+	QoS     int
+	Retain  bool
 }
 
 // Aliyun holds the device identity that Credentials signs.

@@ -102,6 +102,9 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	for _, p := range m.PublishOnConnect {
 		line("mqtt.publish_on_connect", "qos %d  retain %t  %s  (%d bytes)", p.QoS, p.Retain, p.Topic, len(p.Payload))
 	}
+	if w := m.Will; w != nil {
+		line("mqtt.will", "qos %d  retain %t  %s  (%d bytes)", w.QoS, w.Retain, w.Topic, len(w.Message))
+	}
 
 	switch l := c.LED; {
 	case l.Virtual():

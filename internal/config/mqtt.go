@@ -90,7 +90,31 @@ func (b *builder) mqtt(t *table) {
 		}
 		m.PublishOnConnect = append(m.PublishOnConnect, Publication{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
 	}
+	if t.has("will") {
+		m.Will = b.will(t.sub("will"), vars)
+	}
 	t.done()
+}
+
+// will reads [mqtt.will], the message the broker publishes when the link dies without a
+// DISCONNECT (AT+QMTCFG="will").
+func (b *builder) will(wt *table, vars map[string]string) *Will {
+	topic := wt.str("topic", "")
+	msg := wt.str("message", "")
+	qos := wt.integer("qos", 0, 0, 2)
+	retain := wt.boolean("retain", false)
+	wt.done()
+	if !wt.has("topic") {
+		wt.fail("topic", "required")
+		return nil
+	}
+	topic, ok := b.topic(wt, topic, vars, false)
+	if !ok {
+		return nil
+	}
+	// The module takes the message inside AT quotes, with no escape.
+	b.atString(wt, "message", msg, MaxWillMessage)
+	return &Will{Topic: topic, Message: msg, QoS: qos, Retain: retain}
 }
 
 // literalCredentials checks the client id, user name and password sent as they are.

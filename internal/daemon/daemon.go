@@ -88,6 +88,9 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		},
 		Trace: cfg.Log.ATTrace,
 	}
+	if w := m.Will; w != nil {
+		set.MQTT.Will = &qmt.Will{Topic: w.Topic, Message: w.Message, QoS: w.QoS, Retain: w.Retain}
+	}
 	if m.KeepAlive == 0 {
 		set.MQTT.KeepAlive = -1 // 0 in the config means keep-alive off
 	}
