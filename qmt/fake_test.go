@@ -2,13 +2,14 @@ package qmt
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
 
 	"github.com/rs/zerolog"
 
@@ -32,30 +33,12 @@ type fakeModule struct {
 	seen chan string       // every command, as it arrives
 }
 
-// syncWriter lets the trace logger be read while the engine writes to it.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
 // newFake starts an at.Conn (with the qmt URCs and a trace log into trace) over a pipe to a fake
 // module, and a Client for idx 0 with opts. Everything is closed when the test ends.
-func newFake(t testing.TB, opts Options, handle func(f *fakeModule, cmd string) bool) (*fakeModule, *Client, *syncWriter) {
+func newFake(t testing.TB, opts Options, handle func(f *fakeModule, cmd string) bool) (*fakeModule, *Client, *testutil.SyncBuffer) {
 	t.Helper()
 	host, mod := net.Pipe()
-	trace := &syncWriter{}
+	trace := &testutil.SyncBuffer{}
 	log := zerolog.New(trace).Level(zerolog.TraceLevel)
 	conn := at.New(host, at.Options{Logger: log, Trace: true, URCs: URCs()})
 	f := &fakeModule{
