@@ -349,7 +349,8 @@ func (c *Client) limit(op string) time.Duration {
 }
 
 // call sends cmd and waits for the result URC of op (with msgID, or -1), within limit(op) and ctx.
-func (c *Client) call(ctx context.Context, op string, msgID int, cmd at.Command) (Event, error) {
+// accepted, when not nil, is called once the module has answered OK to the command.
+func (c *Client) call(ctx context.Context, op string, msgID int, cmd at.Command, accepted func()) (Event, error) {
 	w := &waiter{op: op, msgID: msgID, ch: make(chan outcome, 1)}
 	c.mu.Lock()
 	if c.ended != nil {
@@ -365,6 +366,9 @@ func (c *Client) call(ctx context.Context, op string, msgID int, cmd at.Command)
 	defer cancel()
 	if _, err := c.conn.Do(wctx, cmd); err != nil {
 		return nil, c.commandError(ctx, op, err)
+	}
+	if accepted != nil {
+		accepted()
 	}
 	var o outcome
 	select {
@@ -466,7 +470,7 @@ func (c *Client) Open(ctx context.Context, host string, port int) error {
 	if err != nil {
 		return fmt.Errorf("mqtt open: %w", err)
 	}
-	ev, err := c.call(ctx, OpOpen, -1, at.Command{Line: line})
+	ev, err := c.call(ctx, OpOpen, -1, at.Command{Line: line}, nil)
 	if err != nil {
 		return err
 	}
@@ -486,7 +490,7 @@ func (c *Client) Connect(ctx context.Context, clientID, user, password string) e
 	if password != "" {
 		cmd.Secrets = []string{password}
 	}
-	ev, err := c.call(ctx, OpConnect, -1, cmd)
+	ev, err := c.call(ctx, OpConnect, -1, cmd, nil)
 	if err != nil {
 		return err
 	}
@@ -510,7 +514,7 @@ func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) ([]int, er
 	if err != nil {
 		return nil, fmt.Errorf("mqtt subscribe: %w", err)
 	}
-	ev, err := c.call(ctx, OpSubscribe, id, at.Command{Line: line})
+	ev, err := c.call(ctx, OpSubscribe, id, at.Command{Line: line}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +546,7 @@ func (c *Client) Unsubscribe(ctx context.Context, topics ...string) error {
 	if err != nil {
 		return fmt.Errorf("mqtt unsubscribe: %w", err)
 	}
-	ev, err := c.call(ctx, OpUnsubscribe, id, at.Command{Line: line})
+	ev, err := c.call(ctx, OpUnsubscribe, id, at.Command{Line: line}, nil)
 	if err != nil {
 		return err
 	}
@@ -555,6 +559,14 @@ func (c *Client) Unsubscribe(ctx context.Context, topics ...string) error {
 // commands queue in at.Conn, the waits for the acknowledgements overlap. m.Payload must not
 // change until Publish returns.
 func (c *Client) Publish(ctx context.Context, m Message) error {
+	return c.PublishQueued(ctx, m, nil)
+}
+
+// PublishQueued is Publish that calls queued (when not nil) as soon as the module has accepted
+// the command — its place in the order of messages on the link is then fixed — and before it
+// waits for the broker's acknowledgement. A caller that starts the next publish only after
+// queued keeps its messages in order while several await their acknowledgements.
+func (c *Client) PublishQueued(ctx context.Context, m Message, queued func()) error {
 	if err := checkQoS("QoS", m.QoS); err != nil {
 		return fmt.Errorf("mqtt publish: %w", err)
 	}
@@ -582,7 +594,7 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	if err != nil {
 		return fmt.Errorf("mqtt publish: %w", err)
 	}
-	ev, err := c.call(ctx, OpPublish, id, cmd)
+	ev, err := c.call(ctx, OpPublish, id, cmd, queued)
 	if err != nil {
 		return err
 	}
@@ -596,7 +608,7 @@ func (c *Client) Disconnect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mqtt disconnect: %w", err)
 	}
-	ev, err := c.call(ctx, OpDisconnect, -1, at.Command{Line: line})
+	ev, err := c.call(ctx, OpDisconnect, -1, at.Command{Line: line}, nil)
 	if err != nil {
 		return err
 	}
@@ -609,7 +621,7 @@ func (c *Client) CloseLink(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mqtt close: %w", err)
 	}
-	ev, err := c.call(ctx, OpClose, -1, at.Command{Line: line})
+	ev, err := c.call(ctx, OpClose, -1, at.Command{Line: line}, nil)
 	if err != nil {
 		return err
 	}

@@ -715,3 +715,49 @@ func TestFullEventQueueDropsEventsButCallsComplete(t *testing.T) {
 		t.Fatalf("first event %v", ev)
 	}
 }
+
+// TestPublishQueuedSignalsAcceptanceBeforeTheResult: queued runs once the module said OK and
+// before the broker's acknowledgement arrives; a refused command never calls it.
+func TestPublishQueuedSignalsAcceptanceBeforeTheResult(t *testing.T) {
+	release := make(chan struct{})
+	f, c, _ := newFake(t, Options{}, script(answer{"AT+QMTPUBEX=", func(f *fakeModule, cmd string) {
+		if strings.Contains(cmd, `"refused"`) {
+			f.send("\r\nERROR\r\n")
+			return
+		}
+		pubex(f, cmd)
+		go func() {
+			<-release // the broker's acknowledgement comes only when the test says so
+			f.urc("+QMTPUBEX: 0," + strconv.Itoa(msgIDOf(t, cmd)) + ",0")
+		}()
+	}}))
+	queued := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- c.PublishQueued(context.Background(), Message{Topic: "t", Payload: []byte("x"), QoS: 1}, func() { close(queued) })
+	}()
+	select {
+	case <-queued:
+	case err := <-done:
+		t.Fatalf("PublishQueued returned %v before calling queued", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("queued was not called after the module's OK")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("PublishQueued returned %v before the acknowledgement", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err := c.PublishQueued(context.Background(), Message{Topic: "refused", Payload: []byte("x"), QoS: 1}, func() { calls++ })
+	if err == nil || calls != 0 {
+		t.Fatalf("refused publish: err %v, queued called %d times; want an error and no call", err, calls)
+	}
+	if len(f.commands()) != 2 {
+		t.Fatalf("commands %q", f.commands())
+	}
+}
