@@ -64,9 +64,31 @@ func (s *session) run(ctx context.Context) error {
 		running = true
 		go func() { stageDone <- stageResult{st, s.runStage(sctx, st)} }()
 	}
+	// The outbox drains while the session is connected, and only then.
+	var drainCancel context.CancelFunc
+	drainDone := make(chan error, 1)
+	startDrain := func() {
+		if s.set.Outbox == nil {
+			return
+		}
+		var dctx context.Context
+		dctx, drainCancel = context.WithCancel(ctx)
+		go func() { drainDone <- s.set.Outbox.Drain(dctx, s.client) }()
+	}
+	stopDrain := func() {
+		if drainCancel == nil {
+			return
+		}
+		drainCancel()
+		if err := <-drainDone; err != nil {
+			s.log.Error().Err(err).Msg("outbox drain stopped with an error")
+		}
+		drainCancel = nil
+	}
 	// fallBack sends the session back to stage to (never forward).
 	fallBack := func(to stage, why string) {
 		if st == stageConnected {
+			stopDrain()
 			s.log.Warn().Str("event", logging.EventMQTTDisconnected).Str("reason", why).
 				Dur("connected_for", time.Since(s.connected)).Msg("MQTT session lost")
 			s.notify.Status("reconnecting: " + why)
@@ -88,6 +110,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}
 	defer func() {
+		stopDrain()
 		if running {
 			stageCancel()
 			<-stageDone
@@ -109,6 +132,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			stopDrain()
 			if st == stageConnected {
 				s.shutdown()
 			}
@@ -173,6 +197,7 @@ func (s *session) run(ctx context.Context) error {
 					s.notify.Ready()
 				}
 				s.notify.Status(fmt.Sprintf("connected to %s:%d as module %s", s.set.Host, s.set.Port, s.id.IMEI))
+				startDrain()
 			}
 
 		case <-beat.C:
@@ -269,6 +294,9 @@ func (s *session) downlink(topic string, payload []byte, msgID int) {
 	}
 	ev.Msg("downlink")
 	s.toggleLED("downlink")
+	if s.set.Downlinks != nil {
+		s.set.Downlinks(topic, payload)
+	}
 }
 
 // reportDrops logs, once per health check, URCs and events that the bounded queues between the
@@ -349,6 +377,9 @@ func (s *session) bringUpModule(ctx context.Context) error {
 	if s.lastIMEI != "" && s.lastIMEI != id.IMEI {
 		s.log.Warn().Str("event", logging.EventModuleReplaced).Str("old_imei", s.lastIMEI).
 			Str("new_imei", id.IMEI).Msg("a different module is attached; setting it up from the host's configuration")
+		if s.set.Outbox != nil {
+			s.set.Outbox.Reset()
+		}
 	}
 	s.lastIMEI = id.IMEI
 

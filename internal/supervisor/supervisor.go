@@ -68,6 +68,20 @@ type Settings struct {
 	Backoff backoff.Policy
 	// Trace logs every byte on the AT port (secrets masked).
 	Trace bool
+
+	// Outbox, when not nil, sends stored messages to the cloud while a session is connected.
+	Outbox Outbox
+	// Downlinks, when not nil, also receives every downlink (the local MQTT endpoint).
+	Downlinks func(topic string, payload []byte)
+}
+
+// Outbox is a store of messages waiting for the cloud and the drainer that sends them.
+type Outbox interface {
+	// Drain sends stored messages through client until ctx ends (the link went down or the
+	// daemon stops); what is not acknowledged stays stored.
+	Drain(ctx context.Context, client *qmt.Client) error
+	// Reset forgets what was learnt about the module, when another one is attached.
+	Reset()
 }
 
 // Supervisor runs the gateway. Create it with New and call Run once.
