@@ -73,6 +73,9 @@ type Config struct {
 	MQTT   MQTT
 	LED    LED
 	Log    Log
+	// Local is the MQTT endpoint for programs on the Pi; nil when [local] is absent.
+	Local  *Local
+	Outbox Outbox
 	// Sources says where each secret came from, by key: "inline", "file /etc/gatewayd/pw" or
 	// "systemd credential mqtt-password". It never holds a secret.
 	Sources map[string]string
@@ -271,6 +274,10 @@ func (b *builder) build(root *table) {
 	b.mqtt(root.sub("mqtt"))
 	b.led(root.sub("led"))
 	b.log(root.sub("log"))
+	if root.has("local") {
+		b.local(root.sub("local"))
+	}
+	b.outbox(root.sub("outbox"))
 	root.done()
 }
 

@@ -105,6 +105,23 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	if w := m.Will; w != nil {
 		line("mqtt.will", "qos %d  retain %t  %s  (%d bytes)", w.QoS, w.Retain, w.Topic, len(w.Message))
 	}
+	if l := c.Local; l != nil {
+		line("local.listen", "%q  socket %q  allow_non_loopback %t", l.Listen, l.Socket, l.AllowNonLoopback)
+		if l.Username != "" {
+			line("local.username", "%s  password %s", l.Username, l.Password)
+		}
+		for _, f := range l.Forward {
+			line("local.forward", "qos %d  %s", f.QoS, f.Topic)
+		}
+		o := c.Outbox
+		dir := o.Dir
+		if dir == "" {
+			dir = "$STATE_DIRECTORY or /var/lib/gatewayd"
+		}
+		line("outbox", "dir %s  max_bytes %d  max_age %s  overflow %s  window %d", dir, o.MaxBytes, fmtDuration(o.MaxAge), o.Overflow, o.Window)
+	} else {
+		line("local", "off")
+	}
 
 	switch l := c.LED; {
 	case l.Virtual():

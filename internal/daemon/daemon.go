@@ -15,6 +15,9 @@ import (
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/gpio"
 	"github.com/gatewayd/gatewayd/internal/config"
+	"github.com/gatewayd/gatewayd/internal/drain"
+	"github.com/gatewayd/gatewayd/internal/local"
+	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
 	"github.com/gatewayd/gatewayd/qmt"
@@ -39,8 +42,52 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		return err
 	}
 	set.WatchdogInterval = watchdog
+	if cfg.Local != nil {
+		store, d, ep, err := openLocal(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		epCtx, stopEP := context.WithCancel(ctx)
+		epDone := make(chan error, 1)
+		go func() { epDone <- ep.Run(epCtx) }()
+		defer func() { stopEP(); <-epDone }()
+		set.Outbox = drainer{d}
+		set.Downlinks = func(topic string, payload []byte) {
+			if err := ep.Deliver(topic, payload); err != nil {
+				log.Warn().Err(err).Str("topic", topic).Msg("downlink not delivered to local clients")
+			}
+		}
+	}
 	return supervisor.New(set, log, led, notify).Run(ctx)
 }
+
+// openLocal opens the outbox (a damaged store is set aside) and the local MQTT endpoint that
+// feeds it.
+func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Drainer, *local.Endpoint, error) {
+	o := cfg.Outbox
+	store, err := outbox.Open(outbox.Config{Dir: o.Dir, MaxBytes: o.MaxBytes, MaxAge: o.MaxAge, Overflow: outbox.Overflow(o.Overflow)}, log)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("outbox: %w", err)
+	}
+	d := drain.New(store, drain.Options{Window: o.Window}, log)
+	l := cfg.Local
+	lc := local.Config{Listen: l.Listen, Socket: l.Socket, Username: l.Username, Password: l.Password.Reveal(), AllowNonLoopback: l.AllowNonLoopback}
+	for _, f := range l.Forward {
+		lc.Forward = append(lc.Forward, local.Forward{Topic: f.Topic, QoS: f.QoS})
+	}
+	ep, err := local.New(lc, store, d.Notify, log)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("local endpoint: %w", err)
+	}
+	return store, d, ep, nil
+}
+
+// drainer adapts drain.Drainer to the supervisor's Outbox.
+type drainer struct{ *drain.Drainer }
+
+func (d drainer) Drain(ctx context.Context, c *qmt.Client) error { return d.Run(ctx, c) }
 
 // OpenLED opens the configured LED line, or a virtual LED when none is configured.
 func OpenLED(c config.LED, log zerolog.Logger) (gpio.LED, error) {

@@ -1,0 +1,95 @@
+package config
+
+import (
+	"net"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/topic"
+)
+
+// Defaults of [local] and [outbox].
+const (
+	DefaultLocalListen    = "127.0.0.1:1883"
+	DefaultOutboxMaxBytes = 64 << 20
+	DefaultOutboxMaxAge   = 7 * 24 * time.Hour
+	DefaultOutboxWindow   = 8
+	CredLocalPassword     = "local-password" // local.password, when local.username is set
+)
+
+// Local is the MQTT endpoint for programs on the Pi; nil in Config when [local] is absent.
+type Local struct {
+	Listen           string // TCP address; "" = none (a unix socket only)
+	Socket           string // unix socket path; "" = none
+	Username         string // required of local clients when set
+	Password         Secret
+	AllowNonLoopback bool
+	Forward          []Forward
+}
+
+// Forward is one forwarding rule: what local clients publish on Topic goes to the cloud.
+type Forward struct {
+	Topic string // a topic filter
+	QoS   int    // 0, or 1 for the durable outbox
+}
+
+// Outbox bounds the store of forwarded messages waiting for the cloud.
+type Outbox struct {
+	Dir      string // "" = systemd's StateDirectory ($STATE_DIRECTORY) or /var/lib/gatewayd
+	MaxBytes int64
+	MaxAge   time.Duration
+	Overflow string // "refuse" or "drop_oldest"
+	Window   int    // publishes in flight at once while draining
+}
+
+func (b *builder) local(t *table) {
+	l := &Local{}
+	l.Listen = t.str("listen", DefaultLocalListen)
+	l.Socket = t.str("socket", "")
+	l.Username = t.str("username", "")
+	l.Password = b.secret(t, "password", "password_file", CredLocalPassword, l.Username != "")
+	l.AllowNonLoopback = t.boolean("allow_non_loopback", false)
+	if l.Listen != "" {
+		host, _, err := net.SplitHostPort(l.Listen)
+		switch ip := net.ParseIP(host); {
+		case err != nil:
+			t.fail("listen", "%q is not host:port: %v", l.Listen, err)
+		case !l.AllowNonLoopback && (ip == nil || !ip.IsLoopback()):
+			t.fail("listen", "%q is not a loopback address; set local.allow_non_loopback = true to listen beyond this machine", l.Listen)
+		}
+	}
+	if l.Listen == "" && l.Socket == "" {
+		t.fail("listen", "is empty and no local.socket is given: local clients could not connect")
+	}
+	if l.Username == "" && !l.Password.IsZero() {
+		t.fail("password", "needs local.username")
+	}
+	for _, ft := range t.tables("forward") {
+		f := Forward{Topic: ft.str("topic", ""), QoS: ft.integer("qos", 1, 0, 1)}
+		ft.done()
+		if !ft.has("topic") {
+			ft.fail("topic", "required")
+			continue
+		}
+		if err := topic.CheckFilter(f.Topic); err != nil {
+			ft.fail("topic", "%v", err)
+			continue
+		}
+		b.atString(ft, "topic", f.Topic, MaxTopic)
+		l.Forward = append(l.Forward, f)
+	}
+	t.done()
+	b.cfg.Local = l
+}
+
+func (b *builder) outbox(t *table) {
+	o := &b.cfg.Outbox
+	o.Dir = t.str("dir", "")
+	o.MaxBytes = int64(t.integer("max_bytes", DefaultOutboxMaxBytes, 64<<10, 1<<30))
+	o.MaxAge = t.duration("max_age", DefaultOutboxMaxAge, time.Minute, 365*24*time.Hour, false)
+	o.Overflow = t.str("overflow", "refuse")
+	if o.Overflow != "refuse" && o.Overflow != "drop_oldest" {
+		t.fail("overflow", "%q: want \"refuse\" or \"drop_oldest\"", o.Overflow)
+	}
+	o.Window = t.integer("window", DefaultOutboxWindow, 1, 32)
+	t.done()
+}
