@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -179,4 +180,65 @@ func TestOutboxSIGKILLWhileDraining(t *testing.T) {
 		t.Fatal("no resend reported after a SIGKILL with publishes in flight")
 	}
 	t.Logf("killed mid-drain: %d duplicates at the cloud, %d reported possible", dups, reported)
+}
+
+// TestCorruptOutboxIsSetAside: a store damaged by a power cut is renamed, the daemon starts with
+// a fresh one, and new messages flow.
+func TestCorruptOutboxIsSetAside(t *testing.T) {
+	b := newBench(t, nil)
+	cloud := b.subscribe(telemetry + "/#")
+	listen, dir := freePort(t), t.TempDir()
+	garbage := []byte(strings.Repeat("\x00\xffnot a bbolt file\n", 4096))
+	if err := os.WriteFile(filepath.Join(dir, "outbox.db"), garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := b.start(localConfig(b.mod.Path(), listen, dir))
+	publishRange(t, localClient(t, d, listen, "sensor"), 0, 20)
+	if dups := cloud.distinctInOrder(t, 20); dups != 0 {
+		t.Errorf("%d duplicates from a fresh store", dups)
+	}
+	aside, err := filepath.Glob(filepath.Join(dir, "outbox.db.damaged-*"))
+	if err != nil || len(aside) != 1 {
+		t.Fatalf("damaged store not set aside: %v %v", aside, err)
+	}
+	if kept, err := os.ReadFile(aside[0]); err != nil || string(kept) != string(garbage) {
+		t.Fatalf("the set-aside file does not hold the damaged bytes (%v)", err)
+	}
+	found := false
+	for _, l := range d.log.Raw() {
+		if strings.Contains(l, aside[0]) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no log line names %s", aside[0])
+	}
+}
+
+// TestFullOutboxRefusesLocalPublishes: with the link down, filling the outbox to max_bytes makes
+// the local client see a refusal (no PUBACK: its connection is closed), and the log says so.
+func TestFullOutboxRefusesLocalPublishes(t *testing.T) {
+	b := newBench(t, nil)
+	b.mod.RefuseOpen(5)
+	listen := freePort(t)
+	cfg := strings.Replace(localConfig(b.mod.Path(), listen, t.TempDir()), "window = 8", "window = 8\nmax_bytes = 65536", 1)
+	d := b.start(cfg)
+	c := localClient(t, d, listen, "sensor")
+	payload := strings.Repeat("x", 1000)
+	accepted := 0
+	for ; accepted < 200; accepted++ {
+		tok := c.Publish(telemetry+"/blob", 1, false, payload)
+		if !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
+			break
+		}
+	}
+	if accepted == 200 || accepted < 10 {
+		t.Fatalf("%d publishes of 1000 bytes accepted into a 64 KiB outbox", accepted)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := d.log.Wait(ctx, 0, func(e logwatch.Entry) bool { return strings.Contains(e.Str("message"), "outbox refused a local publish") }); err != nil {
+		t.Fatalf("no log line for the refusal: %v", err)
+	}
+	t.Logf("%d messages of 1000 bytes accepted before the 64 KiB outbox refused", accepted)
 }
