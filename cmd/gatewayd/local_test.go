@@ -237,7 +237,9 @@ func TestFullOutboxRefusesLocalPublishes(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, _, err := d.log.Wait(ctx, 0, func(e logwatch.Entry) bool { return strings.Contains(e.Str("message"), "outbox refused a local publish") }); err != nil {
+	if _, _, err := d.log.Wait(ctx, 0, func(e logwatch.Entry) bool {
+		return strings.Contains(e.Str("message"), "outbox refused a local publish")
+	}); err != nil {
 		t.Fatalf("no log line for the refusal: %v", err)
 	}
 	t.Logf("%d messages of 1000 bytes accepted before the 64 KiB outbox refused", accepted)

@@ -18,7 +18,7 @@ func TestCandidatesPickTheATInterface(t *testing.T) {
 		{Name: "/dev/ttyUSB3", IsUSB: true, VID: "2C7C", PID: "0901"}, // EC600U AT, interface 02
 		{Name: "/dev/ttyUSB4", IsUSB: true, VID: "2c7c", PID: "0125"}, // an EC25: not an EC600
 		{Name: "/dev/ttyACM0", IsUSB: true, VID: "2341", PID: "0043"}, // an Arduino
-		{Name: "/dev/ttyAMA0"},                                        // the Pi's UART
+		{Name: "/dev/ttyAMA0"}, // the Pi's UART
 	}
 	iface := map[string]string{"/dev/ttyUSB0": "02", "/dev/ttyUSB1": "03", "/dev/ttyUSB2": "04", "/dev/ttyUSB3": "02", "/dev/ttyUSB4": "02"}
 	got := candidates(ports, func(dev string) string { return iface[dev] })

@@ -45,7 +45,7 @@ func (n *countingNotifier) since(t time.Time) int {
 
 type nopLED struct{}
 
-func (nopLED) Set(bool) error         { return nil }
+func (nopLED) Set(bool) error        { return nil }
 func (nopLED) Toggle() (bool, error) { return true, nil }
 
 // TestWatchdogWhileWaitingForAModule: no module at all is not a hang; the loop keeps beating.
