@@ -135,7 +135,7 @@ type collector struct {
 
 func (c *collector) wait(t *testing.T, n int) []string {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(45 * time.Second)
 	for {
 		c.mu.Lock()
 		if len(c.msgs) >= n {
@@ -192,7 +192,7 @@ func (b *bench) start(cfg string) *proc {
 // wait waits for the next entry with event ev, starting at index from.
 func (d *proc) wait(t *testing.T, from int, ev string) (logwatch.Entry, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	e, i, err := d.log.WaitEvent(ctx, from, ev)
 	if err != nil {
