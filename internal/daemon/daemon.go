@@ -1,6 +1,7 @@
 // Package daemon wires a validated configuration to the parts that do the work: the AT port
-// (a path, or found by USB identity), the LED (a GPIO line or a virtual one), the credentials and
-// the supervisor. cmd/gatewayd and `gatewayd sim` both run the daemon through it.
+// (a path, or found by USB identity), the LED (a GPIO line or a virtual one), the credentials,
+// the local MQTT endpoint with its outbox, and the supervisor. cmd/gatewayd and `gatewayd sim`
+// both run the daemon through it.
 package daemon
 
 import (
