@@ -602,6 +602,8 @@ func TestPersistentSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.expect("\r\n+QMTSTAT: 0,1\r\n")
+	// Publish only once the broker has seen the link go, so the message is queued in the session.
+	waitUntil(t, func() bool { return r.b.Clients() == 0 }, "the broker to notice the dropped link")
 	newPeer(t, r.broker, "cloud").publish(t, "cmd", 1, []byte("while away"))
 	r.connect2(h, "keeper") // the broker kept the session: the queued message comes without SUB
 	got := h.until("\"while away\"\r\n")

@@ -90,7 +90,7 @@ func (s *session) run(ctx context.Context) error {
 		if st == stageConnected {
 			stopDrain()
 			s.log.Warn().Str("event", logging.EventMQTTDisconnected).Str("reason", why).
-				Dur("connected_for", time.Since(s.connected)).Msg("MQTT session lost")
+				Str("connected_for", time.Since(s.connected).Round(time.Millisecond).String()).Msg("MQTT session lost")
 			s.notify.Status("reconnecting: " + why)
 		}
 		if running {
@@ -383,7 +383,7 @@ func (s *session) bringUpModule(ctx context.Context) error {
 	}
 	s.lastIMEI = id.IMEI
 
-	s.log.Info().Str("step", "sim").Dur("timeout", s.set.SIMTimeout).Msg("waiting for the SIM")
+	s.log.Info().Str("step", "sim").Str("timeout", s.set.SIMTimeout.Round(time.Millisecond).String()).Msg("waiting for the SIM")
 	deadline := time.Now().Add(s.set.SIMTimeout)
 	for {
 		state, err := s.mod.SIMState(ctx)
@@ -415,7 +415,7 @@ func (s *session) bringUpModule(ctx context.Context) error {
 }
 
 func (s *session) bringUpNetwork(ctx context.Context) error {
-	s.log.Info().Str("step", "register").Dur("timeout", s.set.RegisterTimeout).Msg("waiting for network registration")
+	s.log.Info().Str("step", "register").Str("timeout", s.set.RegisterTimeout.Round(time.Millisecond).String()).Msg("waiting for network registration")
 	deadline := time.Now().Add(s.set.RegisterTimeout)
 	for {
 		reg, err := s.mod.Registration(ctx)
@@ -465,7 +465,7 @@ func (s *session) bringUpNetwork(ctx context.Context) error {
 // waitRetry backs off before a failed stage is tried again, and returns err.
 func (s *session) waitRetry(ctx context.Context, err error) error {
 	d := s.mqttBO.Next()
-	s.log.Info().Dur("retry_in", d).Msg("will retry")
+	s.log.Info().Str("retry_in", d.Round(time.Millisecond).String()).Msg("will retry")
 	s.sleep(ctx, d)
 	return err
 }
@@ -556,7 +556,7 @@ func (s *session) mqttFailed(ctx context.Context, step string, err error) error 
 	}
 	d := s.mqttBO.Next()
 	ev := s.log.Error().Str("event", logging.EventMQTTConnectFailed).Str("step", step).Err(err).
-		Int("attempt", s.mqttBO.Attempts()).Dur("retry_in", d)
+		Int("attempt", s.mqttBO.Attempts()).Str("retry_in", d.Round(time.Millisecond).String())
 	var re *qmt.ResultError
 	if errors.As(err, &re) {
 		ev = ev.Int("code", re.Code).Int("result", re.Result)

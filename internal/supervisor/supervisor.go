@@ -159,7 +159,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		delay := bo.Next()
 		s.log.Warn().Str("event", logging.EventModuleLost).Str("port", s.set.PortName).
-			Err(err).Dur("retry_in", delay).Msg("module lost; waiting for it to come back")
+			Err(err).Str("retry_in", delay.Round(time.Millisecond).String()).Msg("module lost; waiting for it to come back")
 		s.notify.Status("waiting for the module: " + err.Error())
 		if !s.waitBeating(ctx, delay) {
 			s.notify.Stopping()
@@ -242,7 +242,7 @@ func (s *Supervisor) watchdog(ctx context.Context) {
 			case !loopOK:
 				s.log.Error().Msg("supervisor loop made no progress; withholding the watchdog ping")
 			default:
-				s.log.Error().Dur("silent_for", now.Sub(lastRead)).Msg("AT reader made no progress; withholding the watchdog ping")
+				s.log.Error().Str("silent_for", now.Sub(lastRead).Round(time.Millisecond).String()).Msg("AT reader made no progress; withholding the watchdog ping")
 			}
 		}
 	}
