@@ -47,6 +47,9 @@ type mqttClient struct {
 	port  int
 	link  *link
 	slots [5]*storedMsg
+	// early holds messages paho routed before the CONNACK reached the engine (a persistent
+	// session's queued messages race the connect's completion); they follow +QMTCONN.
+	early []evMsg
 }
 
 // dataKind says what the bytes after a "> " prompt are for.
@@ -652,6 +655,7 @@ func (e *engine) detachLink(cl *mqttClient) {
 		cl.link = nil
 	}
 	cl.state = stClosed
+	cl.early = nil
 }
 
 func (e *engine) linkEvent(ev any) {
@@ -688,6 +692,10 @@ func (e *engine) linkEvent(ev any) {
 				e.detachLink(cl)
 			}
 			e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
+			for _, m := range cl.early {
+				e.deliver(cl, m.msgid, m.topic, m.payload)
+			}
+			cl.early = nil
 		}
 	case evLost:
 		cl := e.current(ev.l)
@@ -727,8 +735,12 @@ func (e *engine) linkEvent(ev any) {
 			e.urc(fmt.Sprintf("%s: %d,%d,%d", ev.cmd, cl.idx, ev.msgid, okResult(ev.ok)))
 		}
 	case evMsg:
-		if cl := e.current(ev.l); cl != nil && cl.state == stConnected {
+		switch cl := e.current(ev.l); {
+		case cl == nil:
+		case cl.state == stConnected:
 			e.deliver(cl, ev.msgid, ev.topic, ev.payload)
+		case cl.state == stConnecting:
+			cl.early = append(cl.early, ev)
 		}
 	}
 }
