@@ -280,30 +280,40 @@ func (e *engine) cmdQMTOPEN(c cmdLine) reply {
 	return ok()
 }
 
-func (e *engine) cmdQMTCLOSE(c cmdLine) reply {
+// clientOnly parses the commands whose one argument is the client index (AT+QMTCLOSE=<idx>,
+// AT+QMTDISC=<idx>): the test form answers testLine, anything malformed answers ERROR; ok is
+// true with the client for a well-formed set command.
+func (e *engine) clientOnly(c cmdLine, testLine string) (cl *mqttClient, r reply, valid bool) {
 	switch c.kind {
 	case kindTest:
-		return test(`+QMTCLOSE: (0-5)`)
+		return nil, test(testLine), false
 	case kindSet:
 	default:
-		return errReply()
+		return nil, errReply(), false
 	}
 	f, err := splitArgs(c.args)
 	if err != nil || len(f) != 1 {
-		return errReply()
+		return nil, errReply(), false
 	}
 	idx, valid := clientIndex(f[0])
 	if !valid {
-		return errReply()
+		return nil, errReply(), false
 	}
-	cl := e.clients[idx]
+	return e.clients[idx], reply{}, true
+}
+
+func (e *engine) cmdQMTCLOSE(c cmdLine) reply {
+	cl, r, valid := e.clientOnly(c, `+QMTCLOSE: (0-5)`)
+	if !valid {
+		return r
+	}
 	switch cl.state {
 	case stClosed, stClosing, stDisconnecting:
 		return errReply()
 	case stOpening:
 		e.detachLink(cl)
 		r := ok()
-		r.after = func() { e.urc(fmt.Sprintf("+QMTCLOSE: %d,0", idx)) }
+		r.after = func() { e.urc(fmt.Sprintf("+QMTCLOSE: %d,0", cl.idx)) }
 		return r
 	}
 	cl.state = stClosing
@@ -388,22 +398,10 @@ func (e *engine) cmdQMTCONN(c cmdLine) reply {
 }
 
 func (e *engine) cmdQMTDISC(c cmdLine) reply {
-	switch c.kind {
-	case kindTest:
-		return test(`+QMTDISC: (0-5)`)
-	case kindSet:
-	default:
-		return errReply()
-	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) != 1 {
-		return errReply()
-	}
-	idx, valid := clientIndex(f[0])
+	cl, r, valid := e.clientOnly(c, `+QMTDISC: (0-5)`)
 	if !valid {
-		return errReply()
+		return r
 	}
-	cl := e.clients[idx]
 	if cl.state != stConnected && cl.state != stOpen {
 		return errReply()
 	}
