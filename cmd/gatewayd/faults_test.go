@@ -129,6 +129,10 @@ func TestFaultMatrix(t *testing.T) {
 		}
 	}
 
+	recover("SIM removed, then put back", func() { must(t, b.mod.SetSIM(false)) }, "mqtt_disconnected",
+		func() { must(t, b.mod.SetSIM(true)) })
+	recover("network registration lost, then back", func() { must(t, b.mod.SetRegistered(false)) }, "mqtt_disconnected",
+		func() { must(t, b.mod.SetRegistered(true)) })
 	recover("module stops answering", func() { b.mod.SetUnresponsive(true) }, "module unresponsive",
 		func() { b.mod.SetUnresponsive(false) })
 	recover("USB unplugged and plugged back", func() { must(t, b.mod.Unplug()) }, "module_lost",
