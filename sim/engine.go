@@ -663,11 +663,7 @@ func regHandler(which int) func(*engine, cmdLine) reply {
 		case kindTest:
 			return ok(name + ": (0-2)")
 		case kindSet:
-			f, err := splitArgs(c.args)
-			if err != nil || len(f) != 1 {
-				return errReply()
-			}
-			n, valid := f[0].num(0, 2)
+			n, valid := oneNum(c.args, 0, 2)
 			if !valid {
 				return errReply()
 			}
@@ -818,11 +814,7 @@ func (e *engine) cmdQIACT(c cmdLine) reply {
 	case kindTest:
 		return ok("+QIACT: (1-15)")
 	case kindSet:
-		f, err := splitArgs(c.args)
-		if err != nil || len(f) != 1 {
-			return errReply()
-		}
-		cid, valid := f[0].num(1, 15)
+		cid, valid := oneNum(c.args, 1, 15)
 		if !valid || e.pdp[cid].active {
 			return errReply() // already active: ERROR, as on some firmware
 		}
@@ -840,11 +832,7 @@ func (e *engine) cmdQIDEACT(c cmdLine) reply {
 	case kindTest:
 		return ok("+QIDEACT: (1-15)")
 	case kindSet:
-		f, err := splitArgs(c.args)
-		if err != nil || len(f) != 1 {
-			return errReply()
-		}
-		cid, valid := f[0].num(1, 15)
+		cid, valid := oneNum(c.args, 1, 15)
 		if !valid {
 			return errReply()
 		}
@@ -949,11 +937,7 @@ func (e *engine) cmdCMEE(c cmdLine) reply {
 	case kindTest:
 		return ok("+CMEE: (0-2)")
 	case kindSet:
-		f, err := splitArgs(c.args)
-		if err != nil || len(f) != 1 {
-			return errReply()
-		}
-		n, valid := f[0].num(0, 2)
+		n, valid := oneNum(c.args, 0, 2)
 		if !valid {
 			return errReply()
 		}
@@ -988,4 +972,13 @@ func (e *engine) cmdQPOWD(c cmdLine) reply {
 		e.log.Info().Msg("AT+QPOWD: powered down until Reboot or Replug")
 	}
 	return r
+}
+
+// oneNum parses an argument list that is exactly one number within lo-hi.
+func oneNum(args string, lo, hi int) (int, bool) {
+	f, err := splitArgs(args)
+	if err != nil || len(f) != 1 {
+		return 0, false
+	}
+	return f[0].num(lo, hi)
 }
