@@ -761,3 +761,57 @@ func TestPublishQueuedSignalsAcceptanceBeforeTheResult(t *testing.T) {
 		t.Fatalf("commands %q", f.commands())
 	}
 }
+
+// TestPublishQueuedInSequenceKeepsWireOrder: publishes started one after another, each in its
+// own goroutine and each only once the previous one was queued (as the drainer does), reach the
+// module in the order they were started, and all of them are in flight at once: the module
+// acknowledges none until it has seen every one, then acknowledges them in reverse order.
+func TestPublishQueuedInSequenceKeepsWireOrder(t *testing.T) {
+	const n = 16
+	var (
+		mu   sync.Mutex
+		ids  []int
+		wire []string
+	)
+	f, c, _ := newFake(t, Options{}, script(answer{"AT+QMTPUBEX=", func(f *fakeModule, cmd string) {
+		pubex(f, cmd)
+		mu.Lock()
+		defer mu.Unlock()
+		wire = append(wire, string(f.payload(cmd)))
+		ids = append(ids, msgIDOf(t, cmd))
+		if len(ids) == n {
+			for i := n - 1; i >= 0; i-- {
+				f.urc("+QMTPUBEX: 0," + strconv.Itoa(ids[i]) + ",0")
+			}
+		}
+	}}))
+	errs := make(chan error, n)
+	for i := range n {
+		queued := make(chan struct{})
+		go func() {
+			errs <- c.PublishQueued(context.Background(), Message{Topic: "t", Payload: []byte(fmt.Sprintf("m%02d", i)), QoS: 1}, func() { close(queued) })
+		}()
+		select {
+		case <-queued:
+		case err := <-errs:
+			t.Fatalf("publish %d returned %v before it was queued", i, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("publish %d was never queued", i)
+		}
+	}
+	for range n {
+		if err := wait(t, errs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, p := range wire {
+		if want := fmt.Sprintf("m%02d", i); p != want {
+			t.Fatalf("payload %d on the wire is %q, want %q (wire order %q)", i, p, want, wire)
+		}
+	}
+	if len(f.commands()) != n {
+		t.Fatalf("commands %q", f.commands())
+	}
+}

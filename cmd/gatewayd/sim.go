@@ -52,6 +52,23 @@ at_trace = %t
 // demoTopic is where `gatewayd sim` sends its demo downlinks.
 const demoTopic = "gatewayd/demo/led"
 
+// upTopic is the filter `gatewayd sim -local` forwards to the broker.
+const upTopic = "gatewayd/demo/up/#"
+
+// simLocal is the part of the configuration `gatewayd sim -local` adds: %s are the listen
+// address, the forwarded filter and the outbox directory.
+const simLocal = `
+[local]
+listen = %q
+
+[[local.forward]]
+topic = %q
+qos = 1
+
+[outbox]
+dir = %q
+`
+
 func runSim(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -60,6 +77,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("log-format", "console", "log format: console or json")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	trace := fs.Bool("trace", false, "log every byte on the AT port (needs -log-level trace)")
+	local := fs.String("local", "", "`address` for the local MQTT endpoint, e.g. 127.0.0.1:1884 (\"\": none); what is published on "+upTopic+" goes through the outbox to the broker")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gatewayd sim [flags]\n\nRuns the whole daemon against the built-in EC600 emulator and an embedded MQTT broker.")
 		fs.PrintDefaults()
@@ -74,7 +92,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := simulate(ctx, simOptions{listen: *listen, every: *every, level: *level, format: *format, trace: *trace}, log, stdout); err != nil {
+	if err := simulate(ctx, simOptions{listen: *listen, local: *local, every: *every, level: *level, format: *format, trace: *trace}, log, stdout); err != nil {
 		fmt.Fprintf(stderr, "gatewayd sim: %v\n", err)
 		return 1
 	}
@@ -83,6 +101,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 
 type simOptions struct {
 	listen        string
+	local         string // the local endpoint's address; "" = none
 	every         time.Duration
 	level, format string
 	trace         bool
@@ -116,6 +135,9 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
 	defer mod.Close()
 
 	text := fmt.Sprintf(simConfig, link, demoTopic, o.level, o.format, o.trace)
+	if o.local != "" {
+		text += fmt.Sprintf(simLocal, o.local, upTopic, filepath.Join(dir, "outbox"))
+	}
 	cfg, err := config.Parse([]byte(text), "gatewayd-sim.toml")
 	if err != nil {
 		return fmt.Errorf("built-in configuration: %w", err)
@@ -125,8 +147,15 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
   The daemon subscribes to %q; the LED is virtual, watch the "led" events.
   Send your own downlink:   mosquitto_pub -h %s -p %s -q 1 -t %s -m 'hello'
   Watch what it publishes:  mosquitto_sub -h %s -p %s -t 'gatewayd/#' -v
-  Stop with Ctrl-C.
 `, link, mod.TTY(), broker.Addr(), demoTopic, host, port, demoTopic, host, port)
+	if o.local != "" {
+		lhost, lport := splitAddr(o.local)
+		fmt.Fprintf(stdout, `  Local endpoint on %s, for programs on the host:
+    publish to the cloud:   mosquitto_pub -h %s -p %s -q 1 -t gatewayd/demo/up/temp -m 21.5
+    hear the downlinks:     mosquitto_sub -h %s -p %s -t %s -v
+`, o.local, lhost, lport, lhost, lport, demoTopic)
+	}
+	fmt.Fprintln(stdout, "  Stop with Ctrl-C.")
 
 	if o.every > 0 {
 		go demo(ctx, broker, o.every, log)

@@ -276,6 +276,8 @@ func (b *builder) build(root *table) {
 	b.log(root.sub("log"))
 	if root.has("local") {
 		b.local(root.sub("local"))
+	} else if root.has("outbox") {
+		b.warn(root.key("outbox"), "has no effect without [local]: only messages from local clients go through the outbox")
 	}
 	b.outbox(root.sub("outbox"))
 	root.done()

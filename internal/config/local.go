@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/topic"
@@ -84,8 +85,12 @@ func (b *builder) local(t *table) {
 func (b *builder) outbox(t *table) {
 	o := &b.cfg.Outbox
 	o.Dir = t.str("dir", "")
+	if o.Dir != "" && !filepath.IsAbs(o.Dir) {
+		t.fail("dir", "%q is not an absolute path", o.Dir)
+	}
 	o.MaxBytes = int64(t.integer("max_bytes", DefaultOutboxMaxBytes, 64<<10, 1<<30))
-	o.MaxAge = t.duration("max_age", DefaultOutboxMaxAge, time.Minute, 365*24*time.Hour, false)
+	// The lower bound is for tests and experiments; a real outbox keeps messages for days.
+	o.MaxAge = t.duration("max_age", DefaultOutboxMaxAge, time.Second, 365*24*time.Hour, false)
 	o.Overflow = t.str("overflow", "refuse")
 	if o.Overflow != "refuse" && o.Overflow != "drop_oldest" {
 		t.fail("overflow", "%q: want \"refuse\" or \"drop_oldest\"", o.Overflow)

@@ -18,6 +18,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/drain"
 	"github.com/gatewayd/gatewayd/internal/local"
+	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
@@ -48,12 +49,17 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		if err != nil {
 			return err
 		}
-		defer store.Close()
+		defer func() {
+			logOutboxStats(log, store, d, ep)
+			if err := store.Close(); err != nil {
+				log.Warn().Err(err).Msg("closing the outbox")
+			}
+		}()
 		epCtx, stopEP := context.WithCancel(ctx)
 		epDone := make(chan error, 1)
 		go func() { epDone <- ep.Run(epCtx) }()
 		defer func() { stopEP(); <-epDone }()
-		set.Outbox = drainer{d}
+		set.Outbox = drainer{d, log}
 		set.Downlinks = func(topic string, payload []byte) {
 			if err := ep.Deliver(topic, payload); err != nil {
 				log.Warn().Err(err).Str("topic", topic).Msg("downlink not delivered to local clients")
@@ -86,9 +92,54 @@ func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Dr
 }
 
 // drainer adapts drain.Drainer to the supervisor's Outbox.
-type drainer struct{ *drain.Drainer }
+type drainer struct {
+	*drain.Drainer
+	log zerolog.Logger
+}
 
-func (d drainer) Drain(ctx context.Context, c *qmt.Client) error { return d.Run(ctx, c) }
+// Drain runs the drainer over the session's client until ctx ends.
+func (d drainer) Drain(ctx context.Context, c *qmt.Client) error {
+	return d.Run(ctx, loggedPublisher{c, d.log})
+}
+
+// loggedPublisher is the session's client as the drainer's publisher: each message the broker
+// acknowledged gets the same `published` line as the daemon's own publishes, with from "outbox".
+// It is a drain.QueuedPublisher, so the drainer keeps its window.
+type loggedPublisher struct {
+	c   *qmt.Client
+	log zerolog.Logger
+}
+
+var _ drain.QueuedPublisher = loggedPublisher{}
+
+// Publish is PublishQueued without the callback.
+func (p loggedPublisher) Publish(ctx context.Context, m qmt.Message) error {
+	return p.PublishQueued(ctx, m, nil)
+}
+
+// PublishQueued publishes m through the client and logs it once acknowledged.
+func (p loggedPublisher) PublishQueued(ctx context.Context, m qmt.Message, queued func()) error {
+	err := p.c.PublishQueued(ctx, m, queued)
+	if err == nil {
+		p.log.Info().Str(logging.EventKey, logging.EventPublished).Str("from", "outbox").Str("topic", m.Topic).
+			Int("bytes", len(m.Payload)).Int("qos", m.QoS).Msg("published")
+	}
+	return err
+}
+
+// logOutboxStats logs what the outbox, the drainer and the local endpoint counted in this run.
+func logOutboxStats(log zerolog.Logger, store *outbox.Store, d *drain.Drainer, ep *local.Endpoint) {
+	st, ds, es := store.Stats(), d.Stats(), ep.Stats()
+	log.Info().Str(logging.EventKey, logging.EventOutboxStats).
+		Int("messages", st.Messages).Int64("bytes", st.Bytes).
+		Uint64("stored", st.Stored).Uint64("delivered", st.Delivered).Uint64("refused", st.Refused).
+		Uint64("expired", st.Expired).Uint64("dropped_oldest", st.DroppedOldest).Uint64("rejected", st.Rejected).
+		Uint64("damaged", st.Damaged).Uint64("duplicates_possible", st.DuplicatesPossible).
+		Uint64("publish_failures", ds.Failed).Int("max_in_flight", ds.MaxInFlight).Uint64("window_shrunk", ds.Shrunk).
+		Uint64("local_forwarded", es.Forwarded).Uint64("local_refused", es.Refused).
+		Uint64("local_not_forwarded", es.NotForwarded).Uint64("local_delivered", es.Delivered).
+		Msg("outbox counters for this run")
+}
 
 // OpenLED opens the configured LED line, or a virtual LED when none is configured.
 func OpenLED(c config.LED, log zerolog.Logger) (gpio.LED, error) {

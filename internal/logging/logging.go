@@ -29,6 +29,20 @@ const (
 	EventLED               = "led"                 // the LED changed state
 	EventModuleLost        = "module_lost"         // the AT port failed or stopped answering
 	EventModuleReplaced    = "module_replaced"     // a module with a different IMEI came back
+
+	// The outbox (internal/outbox, internal/drain, internal/local) logs these names; the daemon
+	// logs EventOutboxStats, and EventPublished with from "outbox" for each forwarded message.
+	EventOutboxStats         = "outbox_stats"          // the outbox counters of this run, at exit
+	EventOutboxRefused       = "outbox_refused"        // a message refused: full, too large or a disk error
+	EventOutboxExpired       = "outbox_expired"        // messages older than max_age dropped
+	EventOutboxDroppedOldest = "outbox_dropped_oldest" // messages dropped to make room (drop_oldest)
+	EventOutboxRejected      = "outbox_rejected"       // a message the module can never send dropped
+	EventOutboxResend        = "outbox_resend"         // a message sent again: the broker may get it twice
+	EventOutboxSetAside      = "outbox_set_aside"      // a damaged store file renamed, a fresh one started
+	EventOutboxDamaged       = "outbox_damaged_record" // a damaged record dropped from a sound store
+	EventDrainWindowShrunk   = "drain_window_shrunk"   // the module refused a publish; window cut to 1
+	EventLocalRefused        = "local_refused"         // a local client's publish refused (no PUBACK)
+	EventLocalNotForwarded   = "local_not_forwarded"   // a local publish the module could never send
 )
 
 // Output formats.

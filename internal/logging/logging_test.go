@@ -231,9 +231,14 @@ func TestEventNamesStable(t *testing.T) {
 		EventMQTTConnectFailed: "mqtt_connect_failed", EventMQTTDisconnected: "mqtt_disconnected",
 		EventSubscribed: "subscribed", EventPublished: "published", EventDownlink: "downlink",
 		EventLED: "led", EventModuleLost: "module_lost", EventModuleReplaced: "module_replaced",
+		EventOutboxStats: "outbox_stats", EventOutboxRefused: "outbox_refused", EventOutboxExpired: "outbox_expired",
+		EventOutboxDroppedOldest: "outbox_dropped_oldest", EventOutboxRejected: "outbox_rejected",
+		EventOutboxResend: "outbox_resend", EventOutboxSetAside: "outbox_set_aside",
+		EventOutboxDamaged: "outbox_damaged_record", EventDrainWindowShrunk: "drain_window_shrunk",
+		EventLocalRefused: "local_refused", EventLocalNotForwarded: "local_not_forwarded",
 	}
-	if len(want) != 11 {
-		t.Fatalf("event names collide: %d distinct of 11", len(want))
+	if len(want) != 22 {
+		t.Fatalf("event names collide: %d distinct of 22", len(want))
 	}
 	for got, w := range want {
 		if got != w {
