@@ -451,6 +451,9 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 	secrets := cfg.Secrets()
 	for _, l := range lines {
 		if _, err := c.run1(ctx, "configure", at.Command{Line: l, Secrets: secrets}); err != nil {
+			if errors.Is(err, at.ErrError) && optional(l) {
+				continue // this firmware lacks the setting
+			}
 			return err
 		}
 		if strings.HasPrefix(l, `AT+QMTCFG="timeout"`) {
@@ -461,6 +464,16 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// optional reports whether an ERROR for the QMTCFG line l only means the firmware lacks it.
+func optional(l string) bool {
+	for _, p := range optionalConfig {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Open opens the TCP/TLS link to the broker (AT+QMTOPEN) and waits for +QMTOPEN, up to

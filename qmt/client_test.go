@@ -815,3 +815,26 @@ func TestPublishQueuedInSequenceKeepsWireOrder(t *testing.T) {
 		t.Fatalf("commands %q", f.commands())
 	}
 }
+
+// TestConfigureSkipsSettingsTheFirmwareLacks: an ERROR for edit/timeout (not on every firmware)
+// does not fail Configure; an ERROR for any other setting does.
+func TestConfigureSkipsSettingsTheFirmwareLacks(t *testing.T) {
+	refuse := "edit/timeout"
+	f, c, _ := newFake(t, Options{}, script(answer{"AT+QMTCFG=", func(f *fakeModule, cmd string) {
+		if strings.Contains(cmd, refuse) {
+			f.send("\r\nERROR\r\n")
+			return
+		}
+		f.send(ok)
+	}}))
+	if err := c.Configure(context.Background(), Config{EditTimeout: 2 * time.Second}); err != nil {
+		t.Fatalf("Configure failed on an optional setting: %v", err)
+	}
+	if n := len(f.commands()); n < 6 {
+		t.Fatalf("only %d commands sent: %q", n, f.commands())
+	}
+	refuse = "keepalive"
+	if err := c.Configure(context.Background(), Config{}); err == nil {
+		t.Fatal("Configure ignored an ERROR for keepalive")
+	}
+}

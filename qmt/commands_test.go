@@ -235,3 +235,30 @@ func TestConfigRefusals(t *testing.T) {
 		})
 	}
 }
+
+func TestEditTimeoutCommand(t *testing.T) {
+	lines, err := Config{EditTimeout: 2 * time.Second}.Commands(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range lines {
+		if l == `AT+QMTCFG="edit/timeout",0,1,2` {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no edit/timeout line in %q", lines)
+	}
+	for _, bad := range []time.Duration{1500 * time.Millisecond, 181 * time.Second} {
+		if _, err := (Config{EditTimeout: bad}).Commands(0); err == nil {
+			t.Errorf("edit timeout %v accepted", bad)
+		}
+	}
+	lines, _ = Config{}.Commands(0)
+	for _, l := range lines {
+		if strings.Contains(l, "edit/timeout") {
+			t.Fatalf("edit/timeout sent without being asked for: %q", l)
+		}
+	}
+}

@@ -36,7 +36,17 @@ type Config struct {
 	SSL *SSL
 	// AliAuth lets the module sign Alibaba Cloud credentials itself; nil leaves it unset.
 	AliAuth *AliAuth
+	// EditTimeout, when positive, makes the module give up a publish's data mode (the bytes
+	// after the "> " prompt) after this long, whole seconds 1-180 ("edit/timeout", ASR family).
+	// Without it a host that dies between a publish command and its payload leaves the module
+	// waiting for bytes, and whatever the next host sends is published. Firmware without the
+	// setting answers ERROR; Configure then goes on without it.
+	EditTimeout time.Duration
 }
+
+// optionalConfig names the QMTCFG settings that not every firmware has: an ERROR for them is
+// not a failure of Configure.
+var optionalConfig = []string{`AT+QMTCFG="edit/timeout"`}
 
 // RecvMode is the "recv/mode" setting.
 type RecvMode int
@@ -192,6 +202,14 @@ func (c Config) Commands(idx int) ([]string, error) {
 			return nil, err
 		}
 		out = append(out, cfg("will", "1", itoa(w.QoS), itoa(boolInt(w.Retain)), q(w.Topic), q(w.Message)))
+	}
+
+	if c.EditTimeout > 0 {
+		secs, err := seconds("edit timeout", c.EditTimeout, 1, 180)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cfg("edit/timeout", "1", itoa(secs)))
 	}
 
 	switch c.RecvMode {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,4 +244,51 @@ func TestFullOutboxRefusesLocalPublishes(t *testing.T) {
 		t.Fatalf("no log line for the refusal: %v", err)
 	}
 	t.Logf("%d messages of 1000 bytes accepted before the 64 KiB outbox refused", accepted)
+}
+
+// TestHalfSentPublishIsNeverCompleted: a gatewayd killed between AT+QMTPUBEX and its payload
+// leaves the module waiting for bytes. The next gatewayd must not feed it its own commands
+// (they would be published): it stays quiet until the module's edit timeout has ended the
+// data mode. The dying daemon is played here by writing the command to the port by hand.
+func TestHalfSentPublishIsNeverCompleted(t *testing.T) {
+	b := newBench(t, nil)
+	half := b.subscribe("halfsent")
+	cfg := seedConfig(b.mod.Path(), "")
+	d1 := b.start(cfg)
+	_, i := d1.wait(t, 0, "mqtt_connected")
+	d1.wait(t, i, "published")
+	if err := d1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d1.done
+
+	f, err := os.OpenFile(b.mod.Path(), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("AT+QMTPUBEX=0,0,0,0,\"halfsent\",5\r"); err != nil {
+		t.Fatal(err)
+	}
+	var seen []byte
+	buf := make([]byte, 256)
+	for !strings.Contains(string(seen), "> ") {
+		_ = f.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := f.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for the prompt: have %q: %v", seen, err)
+		}
+		seen = append(seen, buf[:n]...)
+	}
+	f.Close() // the "daemon" dies here, the payload never written
+
+	d2 := b.start(cfg)
+	_, i = d2.wait(t, 0, "mqtt_connected")
+	d2.wait(t, i, "published")
+	time.Sleep(500 * time.Millisecond)
+	half.mu.Lock()
+	got := append([]string(nil), half.msgs...)
+	half.mu.Unlock()
+	if len(got) != 0 {
+		t.Fatalf("the half-sent publish was completed with %q", got)
+	}
 }

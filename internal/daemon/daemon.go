@@ -25,6 +25,11 @@ import (
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
+// EditTimeout is how long the module waits for a publish's payload before it gives the publish
+// up; the first bring-up of a process stays quiet this long (plus a margin), so that a publish a
+// killed gatewayd left half-sent is never completed with the new process's commands.
+const EditTimeout = 2 * time.Second
+
 // Run runs the gateway described by cfg until ctx ends. notify may be nil.
 func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify supervisor.Notifier, watchdog time.Duration) error {
 	for _, w := range cfg.Warnings {
@@ -175,6 +180,7 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 			PacketTimeout: m.PacketTimeout,
 			Retries:       m.Retries,
 			RecvMode:      qmt.RecvDirectLength,
+			EditTimeout:   EditTimeout,
 		},
 		Host: m.Host,
 		Port: m.Port,

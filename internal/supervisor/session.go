@@ -351,6 +351,18 @@ func (s *session) runStage(ctx context.Context, st stage) error {
 
 func (s *session) bringUpModule(ctx context.Context) error {
 	s.prepared.Store(false)
+	// A gatewayd killed between AT+QMTPUBEX and its payload leaves the module waiting for the
+	// bytes: anything sent now would be published. Stay quiet until the module's edit timeout,
+	// configured at every bring-up, has ended that data mode.
+	if d := s.set.MQTT.EditTimeout; d > 0 && !s.quietDone.Load() {
+		quiet := d + 500*time.Millisecond
+		s.log.Info().Str("step", "quiet").Str("for", quiet.String()).
+			Msg("letting any publish an earlier gatewayd left unfinished time out on the module")
+		if !s.sleep(ctx, quiet) {
+			return ctx.Err()
+		}
+		s.quietDone.Store(true)
+	}
 	s.log.Info().Str("step", "sync").Str("port", s.set.PortName).Msg("waiting for the module to answer AT")
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := s.mod.Sync(syncCtx, 500*time.Millisecond)

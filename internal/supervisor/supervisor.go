@@ -94,6 +94,9 @@ type Supervisor struct {
 	lastIMEI         string
 	ready            bool // READY sent to the service manager
 	reachedConnected bool // the current session got as far as a connected MQTT session
+	// quietDone is set once the first bring-up of this process has let a publish that an
+	// earlier process left half-sent time out on the module (MQTT.EditTimeout).
+	quietDone atomic.Bool
 
 	beat   time.Duration           // how often the idle loop proves it is alive
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
