@@ -166,24 +166,30 @@ func (b *bench) start(cfg string) *proc {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		b.t.Fatal(err)
 	}
-	cmd := exec.Command(gatewaydBin, "-config", path)
+	return startProc(b.t, exec.Command(gatewaydBin, "-config", path))
+}
+
+// startProc starts cmd (a gatewayd) and watches its log on stderr; the test's end kills it and
+// shows the log if the test failed.
+func startProc(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	d := &proc{cmd: cmd, log: logwatch.New(stderr), done: make(chan error, 1)}
 	go func() {
 		<-d.log.Done() // read all output before Wait closes the pipe
 		d.done <- cmd.Wait()
 	}()
-	b.t.Cleanup(func() {
+	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-d.log.Done()
-		if b.t.Failed() {
-			b.t.Logf("gatewayd log:\n%s", strings.Join(d.log.Raw(), "\n"))
+		if t.Failed() {
+			t.Logf("%s log:\n%s", strings.Join(cmd.Args, " "), strings.Join(d.log.Raw(), "\n"))
 		}
 	})
 	return d

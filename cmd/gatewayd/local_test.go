@@ -216,36 +216,6 @@ func TestCorruptOutboxIsSetAside(t *testing.T) {
 	}
 }
 
-// TestFullOutboxRefusesLocalPublishes: with the link down, filling the outbox to max_bytes makes
-// the local client see a refusal (no PUBACK: its connection is closed), and the log says so.
-func TestFullOutboxRefusesLocalPublishes(t *testing.T) {
-	b := newBench(t, nil)
-	b.mod.RefuseOpen(5)
-	listen := freePort(t)
-	cfg := strings.Replace(localConfig(b.mod.Path(), listen, t.TempDir()), "window = 8", "window = 8\nmax_bytes = 65536", 1)
-	d := b.start(cfg)
-	c := localClient(t, d, listen, "sensor")
-	payload := strings.Repeat("x", 1000)
-	accepted := 0
-	for ; accepted < 200; accepted++ {
-		tok := c.Publish(telemetry+"/blob", 1, false, payload)
-		if !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
-			break
-		}
-	}
-	if accepted == 200 || accepted < 10 {
-		t.Fatalf("%d publishes of 1000 bytes accepted into a 64 KiB outbox", accepted)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, _, err := d.log.Wait(ctx, 0, func(e logwatch.Entry) bool {
-		return strings.Contains(e.Str("message"), "outbox refused a local publish")
-	}); err != nil {
-		t.Fatalf("no log line for the refusal: %v", err)
-	}
-	t.Logf("%d messages of 1000 bytes accepted before the 64 KiB outbox refused", accepted)
-}
-
 // TestHalfSentPublishIsNeverCompleted: a gatewayd killed between AT+QMTPUBEX and its payload
 // leaves the module waiting for bytes. The next gatewayd must not feed it its own commands
 // (they would be published): it stays quiet until the module's edit timeout has ended the

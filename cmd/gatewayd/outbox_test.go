@@ -124,26 +124,7 @@ func TestFullOutboxCountsRefusals(t *testing.T) {
 // publishes on gatewayd/demo/up/... reaches the sim's broker through the emulated module.
 func TestSimLocalEndpoint(t *testing.T) {
 	brokerAddr, localAddr := freePort(t), freePort(t)
-	cmd := exec.Command(gatewaydBin, "sim", "-listen", brokerAddr, "-local", localAddr, "-demo", "0", "-log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &proc{cmd: cmd, log: logwatch.New(stderr), done: make(chan error, 1)}
-	go func() {
-		<-d.log.Done()
-		d.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-d.log.Done()
-		if t.Failed() {
-			t.Logf("gatewayd sim log:\n%s", strings.Join(d.log.Raw(), "\n"))
-		}
-	})
+	d := startProc(t, exec.Command(gatewaydBin, "sim", "-listen", brokerAddr, "-local", localAddr, "-demo", "0", "-log-format", "json"))
 	d.wait(t, 0, logging.EventSubscribed)
 	b := &bench{t: t, broker: brokerAddr}
 	cloud := b.subscribe("gatewayd/demo/up/#")

@@ -2,15 +2,12 @@ package supervisor
 
 import (
 	"context"
-	"io"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/sim"
 )
@@ -64,28 +61,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // cancelled and awaited when the link drops, starts again after the reconnect, never runs twice
 // at once, is reset when another module is attached, and has stopped when Run returns.
 func TestOutboxDrainsOnlyWhileConnected(t *testing.T) {
-	b, err := sim.NewBroker("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	mod, err := sim.New(sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: b.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mod.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close()
+	mod, set := emulatedSettings(t, "ob")
 	ob := &recordingOutbox{}
-	set := Settings{
-		OpenPort:    func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, mod.Path(), 115200) },
-		PortName:    mod.Path(),
-		Host:        "broker.example.com",
-		Port:        1883,
-		Credentials: func(time.Time) (string, string, string, error) { return "ob", "", "", nil },
-		Outbox:      ob,
-	}
+	set.Outbox = ob
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- New(set, zerolog.Nop(), nopLED{}, nil).Run(ctx) }()

@@ -70,30 +70,11 @@ func TestWatchdogWhileWaitingForAModule(t *testing.T) {
 // TestWatchdogWithheldWhileTheReaderIsSilent: an attached module whose AT reader has read nothing
 // for four health intervals stops the pings; when it answers again they resume.
 func TestWatchdogWithheldWhileTheReaderIsSilent(t *testing.T) {
-	b, err := sim.NewBroker("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	mod, err := sim.New(sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: b.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mod.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close()
+	mod, set := emulatedSettings(t, "wd")
 	n := &countingNotifier{}
-	set := Settings{
-		OpenPort:         func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, mod.Path(), 115200) },
-		PortName:         mod.Path(),
-		Host:             "broker.example.com",
-		Port:             1883,
-		Credentials:      func(time.Time) (string, string, string, error) { return "wd", "", "", nil },
-		Subscribe:        []qmt.Subscription{{Topic: "t", QoS: 1}},
-		HealthInterval:   100 * time.Millisecond,
-		WatchdogInterval: 200 * time.Millisecond,
-	}
+	set.Subscribe = []qmt.Subscription{{Topic: "t", QoS: 1}}
+	set.HealthInterval = 100 * time.Millisecond
+	set.WatchdogInterval = 200 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- New(set, zerolog.Nop(), nopLED{}, n).Run(ctx) }()
@@ -119,5 +100,31 @@ func TestWatchdogWithheldWhileTheReaderIsSilent(t *testing.T) {
 			t.Fatal("watchdog pings did not resume once the module answered again")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// emulatedSettings starts the EC600 emulator with an embedded broker and returns it with
+// settings that reach it over go.bug.st/serial, as the daemon would; tests add what they need.
+func emulatedSettings(t *testing.T, clientID string) (*sim.Module, Settings) {
+	t.Helper()
+	b, err := sim.NewBroker("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	mod, err := sim.New(sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: b.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mod.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mod.Close() })
+	return mod, Settings{
+		OpenPort:    func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, mod.Path(), 115200) },
+		PortName:    mod.Path(),
+		Host:        "broker.example.com",
+		Port:        1883,
+		Credentials: func(time.Time) (string, string, string, error) { return clientID, "", "", nil },
 	}
 }
