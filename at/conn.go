@@ -61,6 +61,12 @@ type Command struct {
 	// DataEnd is written right after Data (e.g. {0x1A} for the Ctrl-Z
 	// form); nil for the length form.
 	DataEnd []byte
+	// AfterConnect makes a data command wait for a "CONNECT" line instead
+	// of the "> " prompt before it writes Data, as AT+QFUPL does.
+	AfterConnect bool
+	// SecretData keeps Data out of the trace (a private key being
+	// uploaded): the trace shows only how many bytes were written.
+	SecretData bool
 	// Secrets are substrings that must never appear in a log or an error;
 	// the trace shows *** instead, in both directions.
 	Secrets []string
@@ -202,10 +208,24 @@ func newCall(cmd Command, ph phase) *call {
 	}
 }
 
-// wantsPrompt reports whether a "> " now is this call's prompt.
-func (cl *call) wantsPrompt() bool {
+// waitsForData reports whether cl still waits for the go-ahead to write
+// its data.
+func (cl *call) waitsForData() bool {
 	return cl.cmd.Data != nil && !cl.prompted &&
 		(cl.phase == phWriting || cl.phase == phArmed || cl.phase == phAbandoned)
+}
+
+// wantsPrompt reports whether a "> " now is this call's prompt.
+func (cl *call) wantsPrompt() bool {
+	return !cl.cmd.AfterConnect && cl.waitsForData()
+}
+
+// isConnect reports whether t is the CONNECT line that cl waits for.
+func (cl *call) isConnect(t token) bool {
+	if !cl.cmd.AfterConnect || t.payload != nil || t.spec != nil || !cl.waitsForData() {
+		return false
+	}
+	return string(t.text) == "CONNECT" || bytes.HasPrefix(t.text, []byte("CONNECT "))
 }
 
 // Run is Do for a plain command line.
@@ -291,7 +311,7 @@ func (c *Conn) exec(ctx context.Context, cmd Command) (Response, error) {
 		}
 		data := make([]byte, 0, len(cmd.Data)+len(cmd.DataEnd))
 		data = append(append(data, cmd.Data...), cmd.DataEnd...)
-		if err := c.write(ctx, data); err != nil {
+		if err := c.writeData(ctx, data, cmd.SecretData); err != nil {
 			return c.settle(ctx, cl, false)
 		}
 	}
@@ -480,6 +500,12 @@ func (c *Conn) route(t token) {
 		c.deliver(t.line())
 		return
 	}
+	if cl.isConnect(t) {
+		cl.prompted = true
+		close(cl.prompt)
+		c.mu.Unlock()
+		return
+	}
 	if !cl.echoSeen && t.payload == nil && bytes.Equal(t.text, cl.line) {
 		cl.echoSeen = true
 		c.mu.Unlock()
@@ -595,14 +621,20 @@ func (c *Conn) readLoop() {
 
 // writeReq asks the writer goroutine to write p.
 type writeReq struct {
-	p    []byte
-	done chan error
+	secret bool // trace the length only
+	p      []byte
+	done   chan error
 }
 
 // write has the writer goroutine write p, and waits for it, for ctx or for
 // the end of the engine.
 func (c *Conn) write(ctx context.Context, p []byte) error {
-	req := &writeReq{p: p, done: make(chan error, 1)}
+	return c.writeData(ctx, p, false)
+}
+
+// writeData is write with the choice to keep p out of the trace.
+func (c *Conn) writeData(ctx context.Context, p []byte, secret bool) error {
+	req := &writeReq{p: p, secret: secret, done: make(chan error, 1)}
 	select {
 	case c.wq <- req:
 	case <-ctx.Done():
@@ -625,7 +657,11 @@ func (c *Conn) writeLoop() {
 	for {
 		select {
 		case req := <-c.wq:
-			if c.trace != nil {
+			switch {
+			case c.trace == nil:
+			case req.secret:
+				c.trace.withheld(len(req.p))
+			default:
 				c.trace.out(req.p)
 			}
 			n, err := c.rw.Write(req.p)

@@ -975,3 +975,61 @@ func TestDoWithEndedContextSendsNothing(t *testing.T) {
 		t.Errorf("Stats = %+v, want nothing sent", s)
 	}
 }
+
+// TestConnectDataMode: AT+QFUPL's data goes after a CONNECT line, not a
+// "> " prompt, whichever way the module's output is chopped; a '>' line
+// meanwhile is not taken for a prompt, and URCs still route.
+func TestConnectDataMode(t *testing.T) {
+	const cmd = `AT+QFUPL="ca.pem",5,10`
+	for _, rd := range readers {
+		t.Run(rd.name, func(t *testing.T) {
+			c, m := newTestConn(t, rd.wrap, Options{URCs: testURCs()})
+			urcs := c.Subscribe()
+			done := m.run(
+				step{cmd + "\r", "\r\n+QMTSTAT: 0,1\r\n\r\nCONNECT\r\n"},
+				step{"a\r\n> ", "\r\n+QFUPL: 5,6f0a\r\n\r\nOK\r\n"},
+				step{"", "\r\n" + endMark + "\r\n"},
+			)
+			resp, err := c.Do(ctxTimeout(t, 5*time.Second), Command{Line: cmd, Data: []byte("a\r\n> "), AfterConnect: true})
+			if err != nil {
+				t.Fatalf("Do: %v", err)
+			}
+			if got := fmtLines(resp.Lines); !slices.Equal(got, []string{"+QFUPL: 5,6f0a"}) {
+				t.Errorf("lines = %q", got)
+			}
+			waitDone(t, done)
+			if got := fmtLines(collectURCs(t, urcs)); !slices.Equal(got, []string{"+QMTSTAT: 0,1"}) {
+				t.Errorf("URCs = %q", got)
+			}
+		})
+	}
+}
+
+// TestConnectDataModeError: a file error instead of CONNECT ends the call
+// with it, and the data is never written.
+func TestConnectDataModeError(t *testing.T) {
+	const cmd = `AT+QFUPL="ca.pem",5,10`
+	c, m := newTestConn(t, readers[0].wrap, Options{})
+	done := m.run(step{cmd + "\r", "\r\n+CME ERROR: 406\r\n"}, step{"AT\r", "\r\nOK\r\n"})
+	_, err := c.Do(ctxTimeout(t, 5*time.Second), Command{Line: cmd, Data: []byte("hello"), AfterConnect: true})
+	var cme *CMEError
+	if !errors.As(err, &cme) || cme.Code != 406 {
+		t.Fatalf("Do = %v, want +CME ERROR: 406", err)
+	}
+	// The next bytes the module sees are the next command, not the data.
+	if _, err := c.Run(ctxTimeout(t, 5*time.Second), "AT"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	waitDone(t, done)
+}
+
+// TestPromptIsNoConnect: a "> " does not start a CONNECT-mode upload.
+func TestPromptIsNoConnect(t *testing.T) {
+	const cmd = `AT+QFUPL="ca.pem",5,10`
+	c, m := newTestConn(t, readers[0].wrap, Options{ResyncTimeout: 200 * time.Millisecond})
+	go m.run(step{cmd + "\r", "\r\n> "})
+	_, err := c.Do(ctxTimeout(t, 200*time.Millisecond), Command{Line: cmd, Data: []byte("hello"), AfterConnect: true})
+	if !errors.Is(err, ErrNoPrompt) {
+		t.Fatalf("Do = %v, want ErrNoPrompt", err)
+	}
+}

@@ -78,6 +78,11 @@ func (t *tracer) flush() {
 // out logs bytes written to the port.
 func (t *tracer) out(p []byte) { t.emit("out", p) }
 
+// withheld logs that n secret bytes were written, without them.
+func (t *tracer) withheld(n int) {
+	t.log.Trace().Str("dir", "out").Int("withheld_bytes", n).Msg("at trace")
+}
+
 func (t *tracer) emit(dir string, p []byte) {
 	e := t.log.Trace()
 	if e == nil {

@@ -39,6 +39,7 @@ func TestTraceMasksSecrets(t *testing.T) {
 		netPass   = "hunter2-net"
 		devSecret = "DevSecretXYZ"
 		dataTok   = "tok-abc123"
+		keyPEM    = "-----BEGIN PRIVATE KEY-----\nMIIkeyMaterial\n-----END PRIVATE KEY-----\n"
 	)
 	for _, rd := range readers {
 		t.Run(rd.name, func(t *testing.T) {
@@ -56,6 +57,8 @@ func TestTraceMasksSecrets(t *testing.T) {
 				step{ali + "\r", ali + "\r\r\nOK\r\n"},
 				step{pub + "\r", pub + "\r\r\n> "},
 				step{data, data + "\r\nOK\r\n"},
+				step{`AT+QFUPL="k.pem",69,10` + "\r", "\r\nCONNECT\r\n"},
+				step{keyPEM, "\r\n+QFUPL: 69,1234\r\n\r\nOK\r\n"},
 			)
 			ctx := ctxTimeout(t, 5*time.Second)
 			for _, cmd := range []Command{
@@ -63,6 +66,7 @@ func TestTraceMasksSecrets(t *testing.T) {
 				{Line: conn2},
 				{Line: ali},
 				{Line: pub, Data: []byte(data), Secrets: []string{dataTok}},
+				{Line: `AT+QFUPL="k.pem",69,10`, Data: []byte(keyPEM), AfterConnect: true, SecretData: true},
 			} {
 				if _, err := c.Do(ctx, cmd); err != nil {
 					t.Fatalf("Do(%s): %v", c.redact(cmd), err)
@@ -72,12 +76,12 @@ func TestTraceMasksSecrets(t *testing.T) {
 			c.Close()
 			<-c.Done()
 			out := logs.String()
-			for _, s := range []string{pass, netPass, devSecret, dataTok} {
+			for _, s := range []string{pass, netPass, devSecret, dataTok, "MIIkeyMaterial"} {
 				if strings.Contains(out, s) {
 					t.Errorf("trace holds secret %q:\n%s", s, out)
 				}
 			}
-			for _, s := range []string{`"dir":"out"`, `"dir":"in"`, `AT+QMTCONN=0,`, `auth=***!`, `\\\"***\\\"`, `OK\\r`} {
+			for _, s := range []string{`"dir":"out"`, `"dir":"in"`, `AT+QMTCONN=0,`, `auth=***!`, `\\\"***\\\"`, `OK\\r`, `"withheld_bytes":69`} {
 				if !strings.Contains(out, s) {
 					t.Errorf("trace lacks %s:\n%s", s, out)
 				}
