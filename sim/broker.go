@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ const DefaultBrokerAddr = "127.0.0.1:1883"
 type Broker struct {
 	srv  *mochi.Server
 	addr string
+	tls  bool
 	once sync.Once
 }
 
@@ -32,6 +34,13 @@ type BrokerOption func(*brokerOptions)
 type brokerOptions struct {
 	log  zerolog.Logger
 	auth func(clientID, username string, password []byte) byte
+	tls  *tls.Config
+}
+
+// WithTLS makes the broker's listener speak TLS with cfg (its certificate, and ClientAuth and
+// ClientCAs to ask for client certificates), as a cloud broker's port 8883 does.
+func WithTLS(cfg *tls.Config) BrokerOption {
+	return func(o *brokerOptions) { o.tls = cfg }
 }
 
 // WithBrokerLogger sends the broker's log to l (debug level and up).
@@ -61,7 +70,7 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth}, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
-	tcp := &trackedListener{addr: addr, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
+	tcp := &trackedListener{addr: addr, tls: o.tls, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("broker listen on %s: %w", addr, err)
 	}
@@ -69,14 +78,19 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 		srv.Close()
 		return nil, fmt.Errorf("broker serve: %w", err)
 	}
-	return &Broker{srv: srv, addr: tcp.Address()}, nil
+	return &Broker{srv: srv, addr: tcp.Address(), tls: o.tls != nil}, nil
 }
 
 // Addr is the host:port the broker listens on.
 func (b *Broker) Addr() string { return b.addr }
 
-// URL is the broker's address as tcp://host:port.
-func (b *Broker) URL() string { return "tcp://" + b.addr }
+// URL is the broker's address as tcp://host:port, or ssl://host:port for a TLS listener.
+func (b *Broker) URL() string {
+	if b.tls {
+		return "ssl://" + b.addr
+	}
+	return "tcp://" + b.addr
+}
 
 // Publish sends a message from the broker itself to every matching subscriber.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
@@ -98,6 +112,7 @@ func (b *Broker) Close() error {
 // while the server waits on it.
 type trackedListener struct {
 	addr    string
+	tls     *tls.Config // nil: plain TCP
 	ln      net.Listener
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -150,7 +165,11 @@ func (l *trackedListener) Serve(establish listeners.EstablishFn) {
 		l.mu.Unlock()
 		go func() {
 			defer l.wg.Done()
-			_ = establish("tcp", c)
+			var conn net.Conn = c
+			if l.tls != nil {
+				conn = tls.Server(c, l.tls)
+			}
+			_ = establish("tcp", conn)
 			c.Close()
 			l.mu.Lock()
 			delete(l.conns, c)

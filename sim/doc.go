@@ -39,6 +39,17 @@
 // Downlink msgIDs are the broker's packet ids (0 for QoS 0). URCs are held back while the host
 // types data after a prompt and follow the OK.
 //
+// TLS is real: AT+QSSLCFG contexts 0-5 (sslversion, ciphersuite, seclevel, cacert, clientcert,
+// clientkey, ignorelocaltime, sni, negotiatetime; set, query and =? forms), and a client with
+// AT+QMTCFG="ssl",<idx>,1,<ctx> runs a Go crypto/tls handshake at AT+QMTOPEN towards
+// Config.TLSBroker (a Broker made WithTLS): the broker's chain is checked against the uploaded
+// cacert under the host name AT+QMTOPEN gave (seclevel >= 1), the uploaded client certificate
+// and key are shown (seclevel 2), SNI is sent with sni 1. The module's file system: AT+QFUPL
+// (CONNECT, exactly <size> raw bytes, never echoed, +QFUPL: <size>,<checksum>), AT+QFLST,
+// AT+QFDEL, AT+QFLDS="UFS". Files are flash: a reboot keeps them, a module with another IMEI
+// (Replug) has none. Config.ListUFSPrefix and Config.BareCertNames select the firmware
+// variants of the reference ("UFS:" in listings; bare names only in AT+QSSLCFG).
+//
 // # Faults
 //
 // From Go (methods of Module) and from cmd/ec600sim (lines on its standard input):
@@ -78,7 +89,16 @@
 //   - dataformat/send-mode hex: the data after the prompt is hex text of <length> characters;
 //     a hex downlink's <len> counts the hex characters printed.
 //   - edit/timeout (when enabled) ends data mode with ERROR; default 0,30.
-//   - SSL is not emulated: with "ssl" enabled the link is still plain TCP (a warning is logged).
+//   - TLS: the highest version is TLS 1.2 (sslversion 4 = TLS 1.0-1.2); sslversion 0 (SSL 3.0)
+//     fails. Any setting the handshake cannot work with (a file missing from the UFS, a bad
+//     PEM, a failed handshake or verification) is +QMTOPEN: <idx>,-1. With seclevel >= 1 the
+//     host name is verified too; ignorelocaltime 1 skips the validity dates. AT+QSSLCFG does
+//     not check that a file exists; the handshake does.
+//   - Files: names up to 80 bytes without / \ : * ?, an optional "UFS:" prefix; 256 KiB of
+//     space. AT+QFUPL needs <file_size>; <timeout> defaults to 5 s; ackmode 1 answers ERROR.
+//     Error numbers (a BG95 driver's table; the EC600's are UNCONFIRMED): 405 not found,
+//     406 bad name, 407 exists, 420 no space, 421 data not in time (no file kept), 423 too
+//     large. The checksum is the XOR of big-endian 16-bit words.
 //   - AT+QMTCFG="aliauth" signs with securemode=3, hmacsha1, no timestamp.
 //   - AT+CGATT=0 (detach) answers ERROR. QIACT on an active context answers ERROR.
 //   - With no SIM or registration, QIACT answers +CME ERROR: 30 and QMTOPEN +QMTOPEN: <idx>,3.

@@ -76,6 +76,8 @@ type engine struct {
 	pdp        [16]pdpContext // index = cid 1-15
 	urcPort    string         // AT+QURCCFG="urcport", saved in NV: survives reboot
 	clients    [6]*mqttClient
+	files      map[string][]byte // the UFS, in flash: survives reboot, not a module swap
+	ssl        [6]sslContext     // AT+QSSLCFG contexts 0-5, in RAM
 
 	line      []byte
 	lineLong  bool
@@ -94,6 +96,7 @@ func newEngine(m *Module) *engine {
 		rssi:       31,
 		ber:        99,
 		urcPort:    "usbat",
+		files:      make(map[string][]byte),
 	}
 }
 
@@ -229,6 +232,9 @@ func (e *engine) powerOn() {
 	for i := range e.clients {
 		e.clients[i] = &mqttClient{idx: i, cfg: newClientCfg()}
 	}
+	for i := range e.ssl {
+		e.ssl[i] = newSSLContext()
+	}
 	if e.regStat() == 1 {
 		e.pdp[1].active = true // LTE attach brings up the default bearer on cid 1
 	}
@@ -277,6 +283,7 @@ func (e *engine) replug(id Identity) error {
 	}
 	if id.IMEI != e.id.IMEI {
 		e.urcPort = "usbat" // a different module has its own NV
+		clear(e.files)      // and its own flash
 	}
 	e.id = id
 	e.m.mu.Lock()
@@ -365,6 +372,13 @@ var cmeText = map[int]string{
 	4:  "operation not supported",
 	10: "SIM not inserted",
 	30: "no network service",
+
+	fsNotFound:    "file not found",
+	fsBadName:     "invalid file name",
+	fsExists:      "file already existed",
+	fsNoSpace:     "no space",
+	fsTimeout:     "time out",
+	fsFileTooLong: "file too large",
 }
 
 // cme answers an error the CMEE way: ERROR, +CME ERROR: <n> or +CME ERROR: <text>.
@@ -561,6 +575,11 @@ var handlers = map[string]func(*engine, cmdLine) reply{
 	"+QMTPUBEX": (*engine).cmdQMTPUBEX,
 	"+QMTPUB":   (*engine).cmdQMTPUB,
 	"+QMTRECV":  (*engine).cmdQMTRECV,
+	"+QFUPL":    (*engine).cmdQFUPL,
+	"+QFLST":    (*engine).cmdQFLST,
+	"+QFDEL":    (*engine).cmdQFDEL,
+	"+QFLDS":    (*engine).cmdQFLDS,
+	"+QSSLCFG":  (*engine).cmdQSSLCFG,
 }
 
 // identLine answers an identification command: one line without prefix; =? is just OK.

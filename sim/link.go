@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -20,7 +22,10 @@ import (
 
 // Operations the engine queues for a link's worker, in command order.
 type (
-	opOpen    struct{}
+	opOpen struct {
+		tls *tlsSetup // nil: plain TCP
+		err error     // the TLS settings cannot work: the open fails
+	}
 	opConnect struct{ p connectParams }
 	opSub     struct {
 		msgid  int
@@ -220,7 +225,7 @@ func (l *link) teardown() {
 func (l *link) do(op any) bool {
 	switch op := op.(type) {
 	case opOpen:
-		return l.open()
+		return l.open(op)
 	case opConnect:
 		return l.connect(op.p)
 	case opSub:
@@ -257,10 +262,23 @@ func (l *link) do(op any) bool {
 	return true
 }
 
-// open makes the TCP connection to the configured broker, whatever host the command named.
-func (l *link) open() bool {
+// open makes the TCP connection to the configured broker, whatever host the command named, and
+// the TLS handshake when TLS is on.
+func (l *link) open(op opOpen) bool {
+	if op.err != nil {
+		l.m.log.Info().Err(op.err).Int("client", l.idx).Int("result", -1).Msg("QMTOPEN failed: TLS settings")
+		l.emit(evOpened{l: l, code: -1})
+		return false
+	}
+	addr := l.m.broker
+	if op.tls != nil {
+		addr = l.m.tlsBroker
+	}
 	d := net.Dialer{Timeout: l.m.cfg.OpenTimeout}
-	conn, err := d.DialContext(l.ctx, "tcp", l.m.broker)
+	conn, err := d.DialContext(l.ctx, "tcp", addr)
+	if err == nil && op.tls != nil {
+		conn, err = l.handshake(conn, op.tls)
+	}
 	if err != nil {
 		if l.ctx.Err() != nil {
 			return false
@@ -276,9 +294,25 @@ func (l *link) open() bool {
 	t := &tapConn{Conn: conn}
 	l.tap.Store(t)
 	t.startWatch(l)
-	l.m.log.Info().Int("client", l.idx).Str("broker", l.m.broker).Msg("link open")
+	l.m.log.Info().Int("client", l.idx).Str("broker", addr).Bool("tls", op.tls != nil).Msg("link open")
 	l.emit(evOpened{l: l, code: 0})
 	return true
+}
+
+// handshake runs the TLS client handshake over conn within the context's negotiate time; on
+// failure conn is closed.
+func (l *link) handshake(conn net.Conn, s *tlsSetup) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(l.ctx, s.timeout)
+	defer cancel()
+	tc := tls.Client(conn, s.cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	st := tc.ConnectionState()
+	l.m.log.Info().Int("client", l.idx).Str("tls_version", tls.VersionName(st.Version)).
+		Str("cipher", tls.CipherSuiteName(st.CipherSuite)).Str("sni", s.cfg.ServerName).Msg("TLS handshake done")
+	return tc, nil
 }
 
 // connect runs MQTT CONNECT with paho over the already-open socket.

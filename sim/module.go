@@ -105,6 +105,16 @@ type Config struct {
 	URCPort string
 	// OpenTimeout bounds the TCP connect of AT+QMTOPEN; 0 means 10 s.
 	OpenTimeout time.Duration
+	// TLSBroker is where AT+QMTOPEN connects for a client with TLS on (AT+QMTCFG="ssl",<idx>,1):
+	// a broker's TLS listener, as host:port. Empty: Broker, where a TLS handshake with a plain
+	// listener fails as it would in the field. The certificate is checked against the host
+	// AT+QMTOPEN names, not against this address.
+	TLSBroker string
+	// ListUFSPrefix is the firmware variant whose AT+QFLST names carry a "UFS:" prefix.
+	ListUFSPrefix bool
+	// BareCertNames is the firmware variant whose AT+QSSLCFG wants bare file names: a name
+	// with a "UFS:" prefix is answered with ERROR.
+	BareCertNames bool
 }
 
 // Stats counts what the emulator wrote to the host. A write is counted just before it is made,
@@ -130,9 +140,10 @@ var (
 // Module is one emulated EC600. Create it with New, run it with Start, end it with Close.
 // Every method is safe for concurrent use.
 type Module struct {
-	cfg    Config
-	log    zerolog.Logger
-	broker string // host:port every QMTOPEN dials
+	cfg       Config
+	log       zerolog.Logger
+	broker    string // host:port every QMTOPEN dials
+	tlsBroker string // host:port a QMTOPEN with TLS on dials
 
 	reqs   chan func(*engine)
 	events chan any
@@ -173,6 +184,12 @@ func New(cfg Config) (*Module, error) {
 	if cfg.MaxPayload < 1 || cfg.MaxPayload > 1<<20 {
 		return nil, fmt.Errorf("sim config: MaxPayload %d out of range 1-1048576", cfg.MaxPayload)
 	}
+	tlsAddr := addr
+	if cfg.TLSBroker != "" {
+		if tlsAddr, err = brokerAddr(cfg.TLSBroker); err != nil {
+			return nil, fmt.Errorf("TLSBroker: %w", err)
+		}
+	}
 	if cfg.URCPort == "" {
 		cfg.URCPort = "usbat"
 	}
@@ -183,13 +200,14 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("sim config: BootDelay and OpenTimeout must not be negative")
 	}
 	return &Module{
-		cfg:    cfg,
-		log:    cfg.Logger.With().Str("component", "ec600sim").Logger(),
-		broker: addr,
-		reqs:   make(chan func(*engine)),
-		events: make(chan any),
-		ident:  cfg.Identity,
-		done:   make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With().Str("component", "ec600sim").Logger(),
+		broker:    addr,
+		tlsBroker: tlsAddr,
+		reqs:      make(chan func(*engine)),
+		events:    make(chan any),
+		ident:     cfg.Identity,
+		done:      make(chan struct{}),
 	}, nil
 }
 

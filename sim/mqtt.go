@@ -59,6 +59,7 @@ const (
 	dataLen    dataKind = iota // AT+QMTPUBEX / AT+QMTPUB with a length: exactly want bytes
 	dataCtrlZ                  // AT+QMTPUB without length: until Ctrl-Z, ESC aborts
 	dataWillex                 // AT+QMTCFG="willex": exactly want bytes
+	dataFile                   // AT+QFUPL after CONNECT: exactly want raw bytes, never echoed
 )
 
 type dataEntry struct {
@@ -73,6 +74,7 @@ type dataEntry struct {
 	hex      bool // send/mode 1 or dataformat send 1: the data is hex text
 	buf      []byte
 	willVals []cfgVal
+	file     string // dataFile: the name the bytes are stored under
 }
 
 // enterData starts data mode for d and returns the prompt reply.
@@ -99,7 +101,7 @@ func (e *engine) leaveData() *dataEntry {
 func (e *engine) feedData(b []byte) int {
 	d := e.data
 	echo := func(p []byte) {
-		if e.echo && len(p) > 0 {
+		if e.echo && len(p) > 0 && d.kind != dataFile {
 			e.emit(outItem{b: append([]byte(nil), p...)})
 		}
 	}
@@ -142,9 +144,14 @@ func (e *engine) dataTimeout() {
 	if e.data == nil {
 		return
 	}
-	e.leaveData()
-	e.log.Debug().Msg("edit/timeout: data not complete in time")
-	e.send(errReply())
+	d := e.leaveData()
+	if d.kind == dataFile {
+		e.log.Info().Str("file", d.file).Int("got", len(d.buf)).Int("want", d.want).Msg("QFUPL: data not complete in time")
+		e.send(e.cme(fsTimeout))
+	} else {
+		e.log.Debug().Msg("edit/timeout: data not complete in time")
+		e.send(errReply())
+	}
 	e.flushHeld()
 }
 
@@ -152,6 +159,10 @@ func (e *engine) dataTimeout() {
 func (e *engine) finishData() {
 	d := e.leaveData()
 	defer e.flushHeld()
+	if d.kind == dataFile {
+		e.finishFile(d)
+		return
+	}
 	c := e.clients[d.idx]
 	if d.kind == dataWillex {
 		copy(c.cfg.vals["willex"], d.willVals)
@@ -269,13 +280,15 @@ func (e *engine) cmdQMTOPEN(c cmdLine) reply {
 	if !e.pdp[cl.cfg.n("pdpcid", 0)].active {
 		return result(3)
 	}
+	var op opOpen
 	if cl.cfg.n("ssl", 0) == 1 {
-		e.log.Warn().Int("client", idx).Msg("TLS is not emulated: the link to the broker is plain TCP")
+		s, err := e.tlsFor(cl.cfg.n("ssl", 1), host)
+		op.tls, op.err = &s, err
 	}
 	cl.state, cl.host, cl.port = stOpening, host, port
 	cl.slots = [5]*storedMsg{}
 	cl.link = newLink(e.m, e.ctx, idx, e.boot)
-	cl.link.push(opOpen{})
+	cl.link.push(op)
 	e.log.Info().Int("client", idx).Str("host", host).Int("port", port).Str("routed_to", e.m.broker).Msg("QMTOPEN")
 	return ok()
 }
