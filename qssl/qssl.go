@@ -94,8 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: no CA certificate to verify the broker with (set InsecureSkipVerify to connect without verifying)", ErrInvalid)
 	}
 	if len(c.CA) > 0 {
-		if n, err := countCerts(c.CA); err != nil || n == 0 {
-			return fmt.Errorf("%w: CA: no PEM certificate in it%s", ErrInvalid, errSuffix(err))
+		if err := CheckCA(c.CA); err != nil {
+			return err
 		}
 	}
 	if (len(c.ClientCert) > 0) != (len(c.ClientKey) > 0) {
@@ -105,9 +105,24 @@ func (c Config) Validate() error {
 		if len(c.CA) == 0 {
 			return fmt.Errorf("%w: mutual TLS (a client certificate) needs the CA certificate too: the module's seclevel 2 verifies the broker", ErrInvalid)
 		}
-		if _, err := tls.X509KeyPair(c.ClientCert, c.ClientKey); err != nil {
-			return fmt.Errorf("%w: client certificate and key: %v", ErrInvalid, scrub(err))
-		}
+		return CheckClientPair(c.ClientCert, c.ClientKey)
+	}
+	return nil
+}
+
+// CheckCA reports whether pemData holds at least one certificate, and no broken one.
+func CheckCA(pemData []byte) error {
+	if n, err := countCerts(pemData); err != nil || n == 0 {
+		return fmt.Errorf("%w: CA: no PEM certificate in it%s", ErrInvalid, errSuffix(err))
+	}
+	return nil
+}
+
+// CheckClientPair reports whether the PEM client certificate and key parse and belong together.
+// The error never shows key material.
+func CheckClientPair(cert, key []byte) error {
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		return fmt.Errorf("%w: client certificate and key: %v", ErrInvalid, scrub(err))
 	}
 	return nil
 }

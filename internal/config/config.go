@@ -122,6 +122,8 @@ type MQTT struct {
 	PublishOnConnect []Publication
 	// Will is the last-will message; nil when [mqtt.will] is not configured.
 	Will *Will
+	// TLS is set when [mqtt.tls] is configured (and valid).
+	TLS *TLS
 }
 
 // Will is the message the broker publishes for gatewayd when its link dies without a DISCONNECT.

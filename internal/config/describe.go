@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/qssl"
 )
 
 // Credentials are the client id, user name and password of one MQTT CONNECT.
@@ -101,6 +102,24 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	}
 	for _, p := range m.PublishOnConnect {
 		line("mqtt.publish_on_connect", "qos %d  retain %t  %s  (%d bytes)", p.QoS, p.Retain, p.Topic, len(p.Payload))
+	}
+	if t := m.TLS; t != nil {
+		level := map[int]string{0: "encrypted only, the broker is NOT verified", 1: "the broker is verified", 2: "mutual: the broker is verified and gatewayd shows a client certificate"}[t.QSSL().SecLevel()]
+		line("mqtt.tls", "%s; module context %d, TLS %s, sni %t, ignore_module_clock %t", level, t.Context,
+			map[qssl.Version]string{qssl.TLS12: "1.2", qssl.TLS11: "1.1", qssl.TLS10: "1.0", qssl.All: "any version"}[t.Version], t.SNI, t.IgnoreModuleClock)
+		if t.CAFile != "" {
+			line("mqtt.tls.ca_file", "%s", t.CAFile)
+		}
+		if t.CertFile != "" {
+			line("mqtt.tls.cert_file", "%s", t.CertFile)
+			line("mqtt.tls.key_file", "%v (%s)", t.Key, c.Sources["mqtt.tls.key_file"])
+		}
+		if t.NegotiateTimeout != 0 {
+			line("mqtt.tls.negotiate_timeout", "%s", fmtDuration(t.NegotiateTimeout))
+		}
+		if t.CipherSuite != 0 {
+			line("mqtt.tls.cipher_suite", "0x%04X", t.CipherSuite)
+		}
 	}
 	if w := m.Will; w != nil {
 		line("mqtt.will", "qos %d  retain %t  %s  (%d bytes)", w.QoS, w.Retain, w.Topic, len(w.Message))

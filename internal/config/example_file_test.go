@@ -2,11 +2,15 @@ package config
 
 import (
 	"os"
+
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/qssl"
 )
 
 const exampleFile = "../../deploy/gatewayd.example.toml"
@@ -40,6 +44,46 @@ func aliyunVariant(t *testing.T, src string) string {
 		t.Fatal("the example has no Alibaba Cloud variant block")
 	}
 	return strings.Join(out, "\n")
+}
+
+// tlsVariant turns the example into its documented TLS variant, following the instructions
+// written in it: delete mqtt.port and uncomment the settings between the ">>> TLS variant" and
+// "<<< end" markers. The certificate paths are moved from /etc/gatewayd/tls to dir.
+func tlsVariant(t *testing.T, src, dir string) string {
+	t.Helper()
+	setting := regexp.MustCompile(`^#(\[|[a-z_]+ = )`)
+	var out []string
+	inBlock, inMQTT, found := false, false, false
+	for _, l := range strings.Split(src, "\n") {
+		switch {
+		case strings.HasPrefix(l, "# >>> TLS variant"):
+			inBlock, found = true, true
+		case strings.HasPrefix(l, "# <<< end"):
+			inBlock = false
+		case strings.HasPrefix(l, "["):
+			inMQTT = l == "[mqtt]"
+		}
+		if inMQTT && strings.HasPrefix(l, "port = ") {
+			continue
+		}
+		if inBlock && setting.MatchString(l) {
+			l = strings.ReplaceAll(l[1:], "/etc/gatewayd/tls", dir)
+		}
+		out = append(out, l)
+	}
+	if !found {
+		t.Fatal("the example has no TLS variant block")
+	}
+	return strings.Join(out, "\n")
+}
+
+// tlsFiles writes a CA and a client certificate in dir, and the key as the systemd credential
+// mqtt-tls-key in creds, where the TLS variant of the example looks for them.
+func tlsFiles(t *testing.T, dir, creds string) {
+	p := testutil.NewPKI(t, "pi-led-01", "broker.example.com")
+	writeFile(t, dir, "ca.pem", string(p.CA), 0o644)
+	writeFile(t, dir, "client.pem", string(p.ClientCert), 0o644)
+	writeFile(t, creds, "mqtt-tls-key", string(p.ClientKey), 0o400)
 }
 
 // The example differs from the defaults only where it says so: every other key it sets must
@@ -112,6 +156,22 @@ func TestExampleFile(t *testing.T) {
 	if err != nil || cr.Username != "pi-led-01&a1B2c3D4e5F" {
 		t.Errorf("variant credentials %q, %v", cr.Username, err)
 	}
+
+	// The TLS variant: the documented defaults are the defaults.
+	certs := t.TempDir()
+	tlsFiles(t, certs, creds)
+	tv, err := envWith(creds).Parse([]byte(tlsVariant(t, string(src), certs)), "tls.toml")
+	if err != nil {
+		t.Fatalf("the TLS variant does not parse:\n%v", err)
+	}
+	tc := tv.MQTT.TLS
+	if tc == nil || tv.MQTT.Port != DefaultTLSPort || tc.Context != DefaultTLSContext || tc.Version != qssl.TLS12 ||
+		!tc.SNI || !tc.IgnoreModuleClock || tc.InsecureSkipVerify || tc.NegotiateTimeout != 0 || tc.CipherSuite != 0 {
+		t.Errorf("TLS variant documents non-default values as defaults: port %d, %+v", tv.MQTT.Port, tc)
+	}
+	if tc != nil && (tc.QSSL().SecLevel() != 2 || tv.Sources["mqtt.tls.key_file"] != "systemd credential mqtt-tls-key") {
+		t.Errorf("TLS variant: seclevel %d, key from %q", tc.QSSL().SecLevel(), tv.Sources["mqtt.tls.key_file"])
+	}
 }
 
 // Every key the parser knows appears in the example, in its table (commented out or not).
@@ -129,6 +189,11 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := envWith(creds).parse([]byte(aliyunVariant(t, string(src))), "variant", known); err != nil {
+		t.Fatal(err)
+	}
+	certs := t.TempDir()
+	tlsFiles(t, certs, creds)
+	if _, err := envWith(creds).parse([]byte(tlsVariant(t, string(src), certs)), "tls variant", known); err != nil {
 		t.Fatal(err)
 	}
 
@@ -149,7 +214,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("keys the parser reads but the example does not document: %v", missing)
 	}
-	for _, k := range []string{"mqtt.password", "mqtt.aliyun.device_secret_file", "module.apn_password_file", "led.line"} {
+	for _, k := range []string{"mqtt.password", "mqtt.aliyun.device_secret_file", "module.apn_password_file", "led.line", "mqtt.tls.cipher_suite"} {
 		if !known[k] {
 			t.Errorf("key %s not reported by the parser: the check above would be vacuous", k)
 		}

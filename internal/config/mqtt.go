@@ -17,7 +17,11 @@ func (b *builder) mqtt(t *table) {
 	if m.Host == "" && t.has("host") {
 		t.fail("host", "is empty; give the broker's host name or IP address, or leave the key out")
 	}
-	m.Port = t.integer("port", DefaultMQTTPort, 1, 65535)
+	defPort := DefaultMQTTPort
+	if t.has("tls") && !aliMode { // Alibaba Cloud takes TLS on 1883 too
+		defPort = DefaultTLSPort
+	}
+	m.Port = t.integer("port", defPort, 1, 65535)
 	m.ClientID = t.str("client_id", "")
 	m.Username = t.str("username", "")
 	if aliMode {
@@ -32,6 +36,9 @@ func (b *builder) mqtt(t *table) {
 	m.PacketTimeout = t.duration("packet_timeout", DefaultPacketTimeout, time.Second, 60*time.Second, true)
 	m.Retries = t.integer("retries", DefaultRetries, 1, 10)
 
+	if t.has("tls") {
+		m.TLS = b.tls(t.sub("tls"))
+	}
 	vars := map[string]string{}
 	if aliMode {
 		// Even when the section has problems (reported already), its names fill the topics.
@@ -155,7 +162,12 @@ func (b *builder) aliyunSection(mt, t *table) *Aliyun {
 	a.SignMethod = aliyun.SignMethod(t.oneOf("sign_method", string(DefaultSignMethod),
 		string(aliyun.HMACSHA256), string(aliyun.HMACSHA1), string(aliyun.HMACMD5)))
 	a.Timestamp = t.boolean("timestamp", true)
-	a.SecureMode = t.integer("secure_mode", aliyun.SecureModePlain, aliyun.SecureModeTLS, aliyun.SecureModePlain)
+	tlsOn := mt.has("tls")
+	defMode := aliyun.SecureModePlain
+	if tlsOn {
+		defMode = aliyun.SecureModeTLS
+	}
+	a.SecureMode = t.integer("secure_mode", defMode, aliyun.SecureModeTLS, aliyun.SecureModePlain)
 	a.Region = t.str("region", "")
 	a.InstanceID = t.str("instance_id", "")
 	t.done()
@@ -189,8 +201,12 @@ func (b *builder) aliyunSection(mt, t *table) *Aliyun {
 		t.fail(t.secretKey("device_secret"), "control byte %q at offset %d (value not shown)", c, i)
 		ok = false
 	}
-	if a.SecureMode == aliyun.SecureModeTLS {
-		t.fail("secure_mode", "2 means TLS, which gatewayd does not configure on the module yet; use 3")
+	switch {
+	case a.SecureMode == aliyun.SecureModeTLS && !tlsOn:
+		t.fail("secure_mode", "2 means TLS: configure [mqtt.tls] (ca_file) too, or use 3 for plain TCP")
+		ok = false
+	case a.SecureMode == aliyun.SecureModePlain && tlsOn:
+		t.fail("secure_mode", "3 means plain TCP, but [mqtt.tls] is configured: use 2 (or leave secure_mode out)")
 		ok = false
 	}
 	if m.KeepAlive < 30*time.Second || m.KeepAlive > 1200*time.Second {

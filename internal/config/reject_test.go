@@ -138,7 +138,7 @@ func TestRejections(t *testing.T) {
 		{"placeholders with a broken aliyun section", strings.Replace(minimalAliyun, "cn-shanghai", "cn shanghai", 1) + "[[mqtt.subscribe]]\ntopic = \"/sys/{product_key}/x\"\n",
 			[]string{"gatewayd.toml:5: mqtt.aliyun.region:"}},
 		{"bad sign method", minimalAliyun + "sign_method = \"sha1\"\n", []string{`gatewayd.toml:6: mqtt.aliyun.sign_method: "sha1" is not one of "hmacsha256", "hmacsha1" or "hmacmd5"`}},
-		{"secure mode 2", minimalAliyun + "secure_mode = 2\n", []string{"gatewayd.toml:6: mqtt.aliyun.secure_mode: 2 means TLS, which gatewayd does not configure"}},
+		{"secure mode 2", minimalAliyun + "secure_mode = 2\n", []string{"gatewayd.toml:6: mqtt.aliyun.secure_mode: 2 means TLS: configure [mqtt.tls]"}},
 		{"secure mode 1", minimalAliyun + "secure_mode = 1\n", []string{"gatewayd.toml:6: mqtt.aliyun.secure_mode: 1 is out of range 2–3"}},
 		{"aliyun keepalive", "[mqtt]\nkeepalive = \"10s\"\n" + minimalAliyun, []string{"gatewayd.toml:2: mqtt.keepalive: 10s is out of range for Alibaba Cloud (30s–1200s)"}},
 		{"aliyun keepalive high", "[mqtt]\nkeepalive = \"1201s\"\n" + minimalAliyun, []string{"gatewayd.toml:2: mqtt.keepalive: 1201s is out of range for Alibaba Cloud"}},
