@@ -361,40 +361,36 @@ func seedFlow(t *testing.T, b *bench) {
 
 // TestSeedFlowMosquitto runs the seed flow against Debian's mosquitto.
 func TestSeedFlowMosquitto(t *testing.T) {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
-			if _, e := os.Stat(p); e == nil {
-				bin = p
-			}
-		}
-	}
+	bin := mosquittoBin()
 	if bin == "" {
 		t.Skip("mosquitto is not installed (apt-get install mosquitto); skipping the run against it")
 	}
-	addr := startMosquitto(t, bin)
+	addr := startMosquittoConf(t, bin, func(port int) string {
+		return fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
+	}, func(addr string) paho.Client {
+		return paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("probe").SetConnectTimeout(time.Second))
+	})
 	seedFlow(t, newBenchOn(t, addr))
 }
 
-func startMosquitto(t *testing.T, bin string) string {
+// startMosquittoConf runs mosquitto with the configuration conf gives for a port, on a free
+// loopback port, until a client made by probe connects; it returns host:port.
+func startMosquittoConf(t *testing.T, bin string, conf func(port int) string, probe func(addr string) paho.Client) string {
 	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
 		port := 20000 + int(time.Now().UnixNano()%20000)
-		dir := t.TempDir()
-		conf := filepath.Join(dir, "mosquitto.conf")
-		text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
-		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		path := filepath.Join(t.TempDir(), "mosquitto.conf")
+		if err := os.WriteFile(path, []byte(conf(port)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "-c", conf)
+		cmd := exec.Command(bin, "-c", path)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		ok := false
 		for i := 0; i < 50; i++ {
-			o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("probe").SetConnectTimeout(time.Second)
-			c := paho.NewClient(o)
+			c := probe(addr)
 			if tok := c.Connect(); tok.WaitTimeout(2*time.Second) && tok.Error() == nil {
 				c.Disconnect(0)
 				ok = true

@@ -193,6 +193,11 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		},
 		Trace: cfg.Log.ATTrace,
 	}
+	if t := m.TLS; t != nil {
+		q := t.QSSL()
+		set.TLS = &q
+		set.MQTT.SSL = &qmt.SSL{Context: q.Context}
+	}
 	if w := m.Will; w != nil {
 		set.MQTT.Will = &qmt.Will{Topic: w.Topic, Message: w.Message, QoS: w.QoS, Retain: w.Retain}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/topic"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
+	"github.com/gatewayd/gatewayd/qssl"
 )
 
 // session is one lifetime of the AT port. Its run loop is the only goroutine that changes its
@@ -488,6 +489,11 @@ func (s *session) bringUpMQTT(ctx context.Context) error {
 	if err := s.closeStaleLink(ctx); err != nil {
 		return s.mqttFailed(ctx, "close stale link", err)
 	}
+	if s.set.TLS != nil {
+		if err := s.setUpTLS(ctx); err != nil {
+			return s.mqttFailed(ctx, "tls", err)
+		}
+	}
 	if err := c.Configure(ctx, s.set.MQTT); err != nil {
 		return s.mqttFailed(ctx, "configure", err)
 	}
@@ -527,6 +533,25 @@ func (s *session) bringUpMQTT(ctx context.Context) error {
 		s.log.Info().Str("event", logging.EventPublished).Str("topic", m.Topic).Int("bytes", len(m.Payload)).
 			Int("qos", m.QoS).Msg("published")
 	}
+	return nil
+}
+
+// setUpTLS puts the certificates in the module's file system when they are not there yet (a new
+// module) and configures the TLS context.
+func (s *session) setUpTLS(ctx context.Context) error {
+	res, err := qssl.Apply(ctx, s.conn, *s.set.TLS)
+	if err != nil {
+		return err
+	}
+	ev := s.log.Info().Str("event", logging.EventTLSReady).Int("context", s.set.TLS.Context).
+		Int("seclevel", s.set.TLS.SecLevel()).Strs("uploaded", res.Uploaded).Int("kept", len(res.Kept))
+	if len(res.Deleted) > 0 {
+		ev = ev.Strs("deleted", res.Deleted)
+	}
+	if res.BareNames {
+		ev = ev.Bool("bare_file_names", true)
+	}
+	ev.Msg("TLS context ready")
 	return nil
 }
 
@@ -572,6 +597,10 @@ func (s *session) mqttFailed(ctx context.Context, step string, err error) error 
 	var re *qmt.ResultError
 	if errors.As(err, &re) {
 		ev = ev.Int("code", re.Code).Int("result", re.Result)
+		if step == "open" && s.set.TLS != nil && (re.Result == -1 || re.Result == 5) {
+			ev = ev.Str("hint", "TLS is on and the module does not say why a link fails: check that mqtt.tls.ca_file "+
+				"signed the broker's certificate, that the certificate names mqtt.host, and cert_file/key_file")
+		}
 	}
 	ev.Msg("MQTT " + step + " failed")
 	s.notify.Status("MQTT " + step + " failed: " + err.Error())

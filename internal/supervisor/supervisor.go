@@ -18,6 +18,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
+	"github.com/gatewayd/gatewayd/qssl"
 )
 
 // LED is the light the supervisor drives: on at power-up, off once the network is ready, toggled
@@ -52,8 +53,11 @@ type Settings struct {
 	SIMTimeout      time.Duration // how long to wait for +CPIN: READY
 	RegisterTimeout time.Duration // how long to wait for network registration
 
-	ClientIndex      int
-	MQTT             qmt.Config
+	ClientIndex int
+	MQTT        qmt.Config
+	// TLS, when not nil, is the module TLS context set up (certificates uploaded as needed) before
+	// every configure; MQTT.SSL must name its context.
+	TLS              *qssl.Config
 	Host             string
 	Port             int
 	Credentials      Credentials
