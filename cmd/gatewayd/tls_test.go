@@ -79,7 +79,7 @@ func (tb *tlsBench) start(t *testing.T, addr string) {
 		}
 	}
 	// The cloud side connects over TLS too, with the same CA.
-	o := paho.NewClientOptions().AddBroker("ssl://"+addr).SetClientID("cloud-"+t.Name()).
+	o := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID("cloud-" + t.Name()).
 		SetTLSConfig(tb.pki.ClientTLS(t, tlsHost)).SetAutoReconnect(false)
 	tb.cloud = paho.NewClient(o)
 	if tok := tb.cloud.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
