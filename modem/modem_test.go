@@ -3,44 +3,21 @@ package modem_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/port"
+	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/sim"
 )
 
-// newModule starts the EC600 emulator (no broker is needed for module-level commands: the
-// address is never dialled) and opens its pty with go.bug.st/serial, as the daemon does.
+// newModule starts the EC600 emulator (no broker is needed for module-level commands) and opens
+// its pty with go.bug.st/serial, as the daemon does.
 func newModule(t *testing.T, id sim.Identity) (*sim.Module, *modem.Module, *at.Conn) {
 	t.Helper()
-	m, err := sim.New(sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: "127.0.0.1:9", Identity: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	p, err := port.Open(context.Background(), m.Path(), 115200)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := at.New(p, at.Options{})
-	t.Cleanup(func() { conn.Close() })
-	mod := modem.New(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := mod.Sync(ctx, 200*time.Millisecond); err != nil {
-		t.Fatalf("Sync: %v", err)
-	}
-	if err := mod.Prepare(ctx); err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
-	return m, mod, conn
+	m, conn := simtest.Start(t, sim.Config{Identity: id}, at.Options{})
+	return m, modem.New(conn), conn
 }
 
 func ctx(t *testing.T) context.Context {

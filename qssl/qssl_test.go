@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,9 +11,8 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/port"
+	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/internal/testutil"
-	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/qssl"
 	"github.com/gatewayd/gatewayd/sim"
@@ -46,35 +44,9 @@ func newBench(t *testing.T, cfg sim.Config) *bench {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { broker.Close() })
-	cfg.Link = filepath.Join(t.TempDir(), "ec600-at")
 	cfg.Broker, cfg.TLSBroker = "127.0.0.1:9", broker.Addr()
-	if b.m, err = sim.New(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.m.Close() })
-	b.reopen(t)
+	b.m, b.conn = simtest.Start(t, cfg, at.Options{URCs: qmt.URCs()})
 	return b
-}
-
-// reopen opens the AT port (again, after a replug) and prepares the module.
-func (b *bench) reopen(t *testing.T) {
-	t.Helper()
-	p, err := port.Open(context.Background(), b.m.Path(), 115200)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.conn = at.New(p, at.Options{URCs: qmt.URCs()})
-	t.Cleanup(func() { b.conn.Close() })
-	mod := modem.New(b.conn)
-	if err := mod.Sync(ctx(t), 200*time.Millisecond); err != nil {
-		t.Fatalf("Sync: %v", err)
-	}
-	if err := mod.Prepare(ctx(t)); err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
 }
 
 func (b *bench) config() qssl.Config {
@@ -166,15 +138,10 @@ func TestModuleSwapGetsCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.conn.Close()
-	if err := b.m.Unplug(); err != nil {
+	if err := b.m.Swap(sim.Identity{IMEI: "869999999999998"}); err != nil {
 		t.Fatal(err)
 	}
-	id := sim.DefaultIdentity
-	id.IMEI = "869999999999998"
-	if err := b.m.Replug(id); err != nil {
-		t.Fatal(err)
-	}
-	b.reopen(t)
+	b.conn = simtest.Open(t, b.m, at.Options{URCs: qmt.URCs()})
 	if got := names(t, b.conn); len(got) != 0 {
 		t.Fatalf("the new module has files %q", got)
 	}

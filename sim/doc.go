@@ -59,6 +59,7 @@
 //	Reboot()            reboot     all state gone, echo on, boot URCs again (same pty)
 //	Unplug()            unplug     pty closed (host reads/writes fail), symlink removed
 //	Replug(Identity)    replug     new pty behind the symlink, booted; optionally a new IMEI/revision
+//	Swap(Identity)      (Unplug, then Replug: another module on the bench)
 //	Noise([]byte)       noise      raw bytes on the line
 //	SetUnresponsive(b)  unresponsive on|off   input read and ignored, nothing written
 //	SetSlow(d)          slow DUR   every command reply held back d

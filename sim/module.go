@@ -393,6 +393,15 @@ func (m *Module) Replug(id Identity) error {
 	})
 }
 
+// Swap is a bench swap: Unplug, then Replug(id). Give id a different IMEI for another module
+// (its own NV and an empty file system).
+func (m *Module) Swap(id Identity) error {
+	if err := m.Unplug(); err != nil {
+		return err
+	}
+	return m.Replug(id)
+}
+
 // Noise writes b to the host as line noise (nil: a few bytes of typical garbage).
 func (m *Module) Noise(b []byte) error {
 	if len(b) == 0 {

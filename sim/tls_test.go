@@ -74,12 +74,7 @@ func TestFilesSurviveRebootNotSwap(t *testing.T) {
 	h.expect(bootURCs)
 	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
 	h.cmd(`AT+QFLST="*"`, "\r\n+QFLST: \"UFS:ca.pem\",1\r\n\r\nOK\r\n")
-	if err := r.m.Unplug(); err != nil {
-		t.Fatal(err)
-	}
-	id := DefaultIdentity
-	id.IMEI = "869999999999998"
-	if err := r.m.Replug(id); err != nil {
+	if err := r.m.Swap(Identity{IMEI: "869999999999998"}); err != nil {
 		t.Fatal(err)
 	}
 	h = openHost(t, r.link)

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/port"
-	"github.com/gatewayd/gatewayd/modem"
+	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/sim"
 	"github.com/gatewayd/gatewayd/ufs"
 )
@@ -19,29 +17,7 @@ import (
 // newFS starts the emulator (no broker is dialled) and opens its pty as the daemon does.
 func newFS(t *testing.T, cfg sim.Config) *ufs.FS {
 	t.Helper()
-	cfg.Link = filepath.Join(t.TempDir(), "ec600-at")
-	cfg.Broker = "127.0.0.1:9"
-	m, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	p, err := port.Open(context.Background(), m.Path(), 115200)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := at.New(p, at.Options{})
-	t.Cleanup(func() { conn.Close() })
-	mod := modem.New(conn)
-	if err := mod.Sync(ctx(t), 200*time.Millisecond); err != nil {
-		t.Fatalf("Sync: %v", err)
-	}
-	if err := mod.Prepare(ctx(t)); err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
+	_, conn := simtest.Start(t, cfg, at.Options{})
 	return ufs.New(conn)
 }
 

@@ -169,12 +169,7 @@ func TestMutualTLS(t *testing.T) {
 	d.wait(t, i, "mqtt_connected")
 
 	// Another module on the bench: its file system is empty; gatewayd carries on.
-	if err := tb.mod.Unplug(); err != nil {
-		t.Fatal(err)
-	}
-	id := sim.DefaultIdentity
-	id.IMEI = "869999999999998"
-	if err := tb.mod.Replug(id); err != nil {
+	if err := tb.mod.Swap(sim.Identity{IMEI: "869999999999998"}); err != nil {
 		t.Fatal(err)
 	}
 	_, i = d.wait(t, i, "module_replaced")

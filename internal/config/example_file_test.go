@@ -15,66 +15,46 @@ import (
 
 const exampleFile = "../../deploy/gatewayd.example.toml"
 
-// aliyunVariant turns the example into its documented Alibaba Cloud variant, following the
-// instructions written in it: delete host, client_id and username of [mqtt], and uncomment the
-// settings between the ">>> Alibaba Cloud" and "<<< end" markers.
-func aliyunVariant(t *testing.T, src string) string {
+// variant turns the example into one of its documented variants, following the instructions
+// written in it: delete the [mqtt] keys that drop matches, and uncomment the settings between
+// the "# >>> <name>" and "# <<< end" markers, with each (from, to) of rename applied to them.
+func variant(t *testing.T, src, name string, drop *regexp.Regexp, rename ...string) string {
 	t.Helper()
 	setting := regexp.MustCompile(`^#(\[|[a-z_]+ = )`)
 	var out []string
 	inBlock, inMQTT, found := false, false, false
 	for _, l := range strings.Split(src, "\n") {
 		switch {
-		case strings.HasPrefix(l, "# >>> Alibaba Cloud"):
+		case strings.HasPrefix(l, "# >>> "+name):
 			inBlock, found = true, true
 		case strings.HasPrefix(l, "# <<< end"):
 			inBlock = false
 		case strings.HasPrefix(l, "["):
 			inMQTT = l == "[mqtt]"
 		}
-		if inMQTT && regexp.MustCompile(`^(host|client_id|username) = `).MatchString(l) {
+		if inMQTT && drop.MatchString(l) {
 			continue
 		}
 		if inBlock && setting.MatchString(l) {
-			l = l[1:]
+			l = strings.NewReplacer(rename...).Replace(l[1:])
 		}
 		out = append(out, l)
 	}
 	if !found {
-		t.Fatal("the example has no Alibaba Cloud variant block")
+		t.Fatalf("the example has no %s block", name)
 	}
 	return strings.Join(out, "\n")
 }
 
-// tlsVariant turns the example into its documented TLS variant, following the instructions
-// written in it: delete mqtt.port and uncomment the settings between the ">>> TLS variant" and
-// "<<< end" markers. The certificate paths are moved from /etc/gatewayd/tls to dir.
+// aliyunVariant is the example's Alibaba Cloud variant: host, client_id and username deleted.
+func aliyunVariant(t *testing.T, src string) string {
+	return variant(t, src, "Alibaba Cloud", regexp.MustCompile(`^(host|client_id|username) = `))
+}
+
+// tlsVariant is the example's TLS variant: mqtt.port deleted, the certificate paths moved from
+// /etc/gatewayd/tls to dir.
 func tlsVariant(t *testing.T, src, dir string) string {
-	t.Helper()
-	setting := regexp.MustCompile(`^#(\[|[a-z_]+ = )`)
-	var out []string
-	inBlock, inMQTT, found := false, false, false
-	for _, l := range strings.Split(src, "\n") {
-		switch {
-		case strings.HasPrefix(l, "# >>> TLS variant"):
-			inBlock, found = true, true
-		case strings.HasPrefix(l, "# <<< end"):
-			inBlock = false
-		case strings.HasPrefix(l, "["):
-			inMQTT = l == "[mqtt]"
-		}
-		if inMQTT && strings.HasPrefix(l, "port = ") {
-			continue
-		}
-		if inBlock && setting.MatchString(l) {
-			l = strings.ReplaceAll(l[1:], "/etc/gatewayd/tls", dir)
-		}
-		out = append(out, l)
-	}
-	if !found {
-		t.Fatal("the example has no TLS variant block")
-	}
-	return strings.Join(out, "\n")
+	return variant(t, src, "TLS variant", regexp.MustCompile(`^port = `), "/etc/gatewayd/tls", dir)
 }
 
 // tlsFiles writes a CA and a client certificate in dir, and the key as the systemd credential
