@@ -17,6 +17,13 @@
 #   --cmd 'COMMAND'       run COMMAND with sh inside the VM after the test binaries (repeatable);
 #                         its exit code counts like a test binary's
 #   --env NAME=VALUE      export NAME=VALUE in the VM for the tests and commands (repeatable)
+#   --disk IMAGE          attach the host file IMAGE (a raw image holding an ext4 file system, e.g. made
+#                         with mkfs.ext4) as a virtio disk; the VM mounts it at /persist (ext4, default
+#                         options: data=ordered) and exports GPIOSIM_PERSIST=/persist. Writes reach
+#                         IMAGE, so it persists from one run to the next
+#   --expect-reset        a test resets the VM on purpose (echo b >/proc/sysrq-trigger, after printing
+#                         a line GPIOSIM-RESET-REQUESTED): that is the pass, and a VM that ends any other
+#                         way (all tests done, a panic, a timeout) is a failure
 #   --timeout SECONDS     kill the VM after this long (default 600)
 #   --keep                keep the work directory (initramfs, console log) and print where it is
 #   -h, --help            show this help
@@ -35,8 +42,10 @@
 #   GPIOSIM_CONFIGFS. The VM has no network card; loopback (127.0.0.1) is up and /dev/pts is mounted
 #   for ptys. Tests run as root with TMPDIR=/tmp (a RAM disk).
 #
-# Exit status: 0 only when the VM reported "GPIOSIM-RESULT: 0" (every test binary and command exited 0);
-# 1 tests failed; 2 usage; 3 the VM could not set up gpio-sim; 4 no result (timeout, panic); 5 host setup.
+# Exit status: 0 only when the VM reported "GPIOSIM-RESULT: 0" (every test binary and command exited 0),
+# or with --expect-reset only when the VM reset itself after GPIOSIM-RESET-REQUESTED and nothing else;
+# 1 tests failed; 2 usage; 3 the VM could not set up gpio-sim (or the disk); 4 no result (timeout, panic);
+# 5 host setup; 6 --expect-reset, but the VM did not reset as asked (it finished, or reset unasked).
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
@@ -47,7 +56,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
 
 # ---- arguments -----------------------------------------------------------------------------------
 pkgs=() test_args=() files=() cmds=() envs=()
-timeout_s=600 keep=0
+timeout_s=600 keep=0 disk="" expect_reset=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--pkg) pkgs+=("${2:?--pkg needs a package}"); shift 2 ;;
@@ -61,6 +70,11 @@ while [ $# -gt 0 ]; do
 	--timeout)
 		[[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "gpio-sim-vm: --timeout needs whole seconds, got '${2:-}'" >&2; exit 2; }
 		timeout_s=$2; shift 2 ;;
+	--disk)
+		[ -z "$disk" ] || { echo "gpio-sim-vm: --disk given twice (one disk only)" >&2; exit 2; }
+		[ -f "${2:-}" ] || { echo "gpio-sim-vm: --disk needs an existing image file, got '${2:-}'" >&2; exit 2; }
+		disk=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+	--expect-reset) expect_reset=1; shift ;;
 	--keep) keep=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; pkgs+=("$@"); break ;;
@@ -158,17 +172,55 @@ resolve_kernel() {
 	echo "$kv $ver"
 }
 
+# The modules the VM loads: for gpio-sim (modules.order) and for --disk (modules-disk.order: virtio's
+# PCI transport and block driver, ext4 and what it needs). A cached kernel unpacked for another list
+# is unpacked again.
+modules_base="configfs gpio-sim"
+modules_disk="virtio_pci virtio_blk ext4"
+modules_wanted="$modules_base | $modules_disk"
+
+kernel_ready() { [ -f "$1/ready" ] && [ "$(cat "$1/modules.wanted" 2>/dev/null)" = "$modules_wanted" ]; }
+
 newest_cached_kernel() {
 	local d
-	d=$(ls -1d "$cache"/kernel/*/ 2>/dev/null | while read -r k; do [ -f "$k/ready" ] && basename "$k"; done | sort -V | tail -1)
+	d=$(ls -1d "$cache"/kernel/*/ 2>/dev/null | while read -r k; do kernel_ready "$k" && basename "$k"; done | sort -V | tail -1)
 	[ -n "$d" ] && echo "$d"
 }
 
+# Writes to $dir/modules/ the modules (decompressed) that NAMES... need, in load order, and appends
+# their file names to ORDER; "builtin" ones need nothing.
+unpack_modules() { # root kv dir order names...
+	local root=$1 kv=$2 dir=$3 order=$4 deps line m base name
+	shift 4
+	deps=""
+	for name in "$@"; do
+		deps+=$(modprobe -d "$root/usr" -S "$kv" --show-depends "$name") ||
+			die "modprobe --show-depends $name failed for $kv"
+		deps+=$'\n'
+	done
+	while read -r line; do
+		case "$line" in
+		insmod\ *)
+			read -r _ m _ <<<"$line"
+			base=$(basename "$m"); base=${base%.xz}; base=${base%.zst}; base=${base%.gz}
+			case "$m" in
+			*.xz) xz -dc "$m" >"$dir/modules/$base" ;;
+			*.zst) zstd -qdc "$m" >"$dir/modules/$base" ;;
+			*.gz) gzip -dc "$m" >"$dir/modules/$base" ;;
+			*) cp "$m" "$dir/modules/$base" ;;
+			esac
+			echo "$base" >>"$dir/$order" ;;
+		builtin\ * | "") ;;
+		*) die "unexpected modprobe output: $line" ;;
+		esac
+	done <<<"$deps"
+}
+
 # Downloads and unpacks the kernel KV (version VER) into $cache/kernel/KV: vmlinuz, the modules
-# configfs and gpio-sim need (decompressed) and modules.order (their load order).
+# (decompressed), modules.order and modules-disk.order (their load orders).
 prepare_kernel() {
-	local kv=$1 ver=$2 dir="$cache/kernel/$1" tmp root m line deps base
-	[ -f "$dir/ready" ] && return 0
+	local kv=$1 ver=$2 dir="$cache/kernel/$1" tmp root
+	kernel_ready "$dir" && return 0
 	prep_tmp=$(mktemp -d "$cache/tmp.XXXXXX")
 	tmp=$prep_tmp
 	rm -rf "$dir"
@@ -191,29 +243,19 @@ prepare_kernel() {
 	fi
 	depmod -b "$root/usr" "$kv"
 	: >"$dir/modules.order"
-	# "insmod /path/x.ko.xz" lines in load order; "builtin x" needs nothing. configfs is asked for too:
-	# the VM mounts it whether or not gpio-sim depends on it.
-	deps=$(modprobe -d "$root/usr" -S "$kv" --show-depends configfs &&
-		modprobe -d "$root/usr" -S "$kv" --show-depends gpio-sim) ||
-		die "modprobe --show-depends configfs gpio-sim failed for $kv"
-	while read -r line; do
-		case "$line" in
-		insmod\ *)
-			read -r _ m _ <<<"$line"
-			base=$(basename "$m"); base=${base%.xz}; base=${base%.zst}; base=${base%.gz}
-			case "$m" in
-			*.xz) xz -dc "$m" >"$dir/modules/$base" ;;
-			*.zst) zstd -qdc "$m" >"$dir/modules/$base" ;;
-			*.gz) gzip -dc "$m" >"$dir/modules/$base" ;;
-			*) cp "$m" "$dir/modules/$base" ;;
-			esac
-			echo "$base" >>"$dir/modules.order" ;;
-		builtin\ *) ;;
-		*) die "unexpected modprobe output: $line" ;;
-		esac
-	done <<<"$deps"
-	# configfs is listed twice when gpio-sim depends on it; keep the first.
+	: >"$dir/modules-disk.order"
+	# "insmod /path/x.ko.xz" lines in load order. configfs is asked for too: the VM mounts it whether
+	# or not gpio-sim depends on it.
+	# shellcheck disable=SC2086 # the lists are words
+	unpack_modules "$root" "$kv" "$dir" modules.order $modules_base
+	# shellcheck disable=SC2086
+	unpack_modules "$root" "$kv" "$dir" modules-disk.order $modules_disk
+	# A module listed twice (configfs when gpio-sim depends on it; crc modules several disk modules
+	# need) is loaded once, at its first place; the disk list leaves out what the base list loads.
 	awk '!seen[$0]++' "$dir/modules.order" >"$dir/modules.order.new" && mv "$dir/modules.order.new" "$dir/modules.order"
+	awk 'NR == FNR { base[$0] = 1; next } !base[$0] && !seen[$0]++' "$dir/modules.order" "$dir/modules-disk.order" \
+		>"$dir/modules-disk.order.new" && mv "$dir/modules-disk.order.new" "$dir/modules-disk.order"
+	echo "$modules_wanted" >"$dir/modules.wanted"
 	cp "$vmlinuz" "$dir/vmlinuz"
 	echo "$ver" >"$dir/version"
 	touch "$dir/ready"
@@ -240,6 +282,10 @@ else
 fi
 kdir=$cache/kernel/$kv
 note "kernel $kv $(cat "$kdir/version") ready; modules: $(tr '\n' ' ' <"$kdir/modules.order")($(since "$t"))"
+if [ -n "$disk" ]; then
+	[ -f "$kdir/modules-disk.order" ] || die "the cached kernel $kv has no module list for --disk; delete $kdir"
+	note "disk $disk ($(du -h --apparent-size "$disk" | cut -f1)) at /persist; modules: $(tr '\n' ' ' <"$kdir/modules-disk.order")"
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpiosim-vm.XXXXXX")
 root=$work/root
@@ -270,6 +316,10 @@ ln -s busybox "$root/bin/sh"
 install -m 0755 "$repo/scripts/gpiosim/init.sh" "$root/init"
 cp "$kdir"/modules/*.ko "$root/lib/modules/"
 cp "$kdir/modules.order" "$root/etc/gpiosim/modules.order"
+if [ -n "$disk" ]; then
+	cp "$kdir/modules-disk.order" "$root/etc/gpiosim/modules-disk.order"
+	: >"$root/etc/gpiosim/disk" # init.sh: mount /dev/vda at /persist
+fi
 printf '%s\n' ${test_args[@]+"${test_args[@]}"} | sed '/^$/d' >"$root/etc/gpiosim/test-args"
 i=0
 for c in ${cmds[@]+"${cmds[@]}"}; do
@@ -297,14 +347,22 @@ note "initramfs $(du -h "$initrd" | cut -f1) ($(since "$t"))"
 # on one host thread (thread=single): with one thread per vCPU (qemu 7.2's default), about 1 boot in
 # 20 oopsed with "int3" in kernel code being live-patched by the other vCPU; 0 in 40 with thread=single,
 # at no measurable cost in boot time.
+#
+# -no-reboot: a reset of the guest (a panic with panic=-1, a triple fault, sysrq b) ends qemu instead of
+# booting again. --disk: a virtio disk with qemu's default cache (writeback: the guest sees a volatile
+# write cache and its flushes reach the host file with fdatasync). What the guest had not written out
+# of its own page cache when it reset is lost, as at a power cut; what reached qemu is in the host
+# file (the host does not lose power), so the disk's own write cache is not simulated.
 log=$work/console.log
+drive=()
+[ -n "$disk" ] && drive=(-drive "file=$disk,format=raw,if=virtio,cache=writeback")
 run_vm() {
 	local cpu=max accel=tcg,thread=single
 	[ "$1" = kvm ] && cpu=host accel=kvm
 	note "booting $kv (-accel $accel -cpu $cpu, timeout ${timeout_s}s)"
 	set +e
 	timeout -k 5 "$timeout_s" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2 -m 512M -nic none \
-		-nographic -no-reboot -kernel "$kdir/vmlinuz" -initrd "$initrd" \
+		-nographic -no-reboot -kernel "$kdir/vmlinuz" -initrd "$initrd" ${drive[@]+"${drive[@]}"} \
 		-append 'console=ttyS0 panic=-1 quiet' </dev/null 2>&1 |
 		sed -u 's/\r$//; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$log" # CRs and the BIOS's escapes
 	vm_status=${PIPESTATUS[0]}
@@ -342,6 +400,29 @@ if grep -q '^GPIOSIM-SETUP-FAILED:' "$log"; then
 	exit 3
 fi
 result=$(sed -n 's/^GPIOSIM-RESULT: \([0-9][0-9]*\)$/\1/p' "$log" | tail -1)
+if [ "$expect_reset" = 1 ]; then
+	# The one pass: a test asked for the reset, and the VM ended right there. Not a pass: the tests
+	# finished (a result line), a panic or an oops (panic=-1 resets too), qemu failing or timing out.
+	why=""
+	if ! grep -q '^GPIOSIM-RESET-REQUESTED' "$log"; then
+		why="no test asked for a reset (no GPIOSIM-RESET-REQUESTED line)"
+	elif [ -n "$result" ]; then
+		why="the tests finished (GPIOSIM-RESULT: $result) instead: the reset did not happen"
+	elif grep -Eq 'Kernel panic|BUG: |Oops: |general protection fault' "$log"; then
+		why="the kernel crashed: $(grep -Em1 'Kernel panic|BUG: |Oops: |general protection fault' "$log")"
+	elif [ "$vm_status" = 124 ]; then
+		why="the VM timed out after ${timeout_s}s after the reset was asked for"
+	elif [ "$vm_status" != 0 ]; then
+		why="qemu exited with status $vm_status"
+	fi
+	if [ -n "$why" ]; then
+		echo "gpio-sim-vm: ######## EXPECTED A RESET: $why ########" >&2
+		exit 6
+	fi
+	note "VM $t_vm; total $(since "$t_start")"
+	echo "gpio-sim-vm: RESET as expected (the VM reset itself after GPIOSIM-RESET-REQUESTED)"
+	exit 0
+fi
 if [ -z "$result" ]; then
 	why="the VM ended (qemu status $vm_status) without a GPIOSIM-RESULT line"
 	[ "$vm_status" = 124 ] && why="the VM timed out after ${timeout_s}s"

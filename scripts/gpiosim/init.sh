@@ -3,7 +3,8 @@
 # mounts the kernel filesystems, loads configfs and gpio-sim, creates a simulated GPIO device with two
 # banks (two gpiochips) and named lines, exports where they are as GPIOSIM_* environment variables,
 # runs every test binary in /tests and every command in /etc/gpiosim/cmds, prints one result marker
-# and powers off. The host decides pass/fail from the markers alone:
+# and powers off. With --disk (/etc/gpiosim/disk exists) it also loads virtio-blk and ext4 and mounts
+# /dev/vda at /persist (GPIOSIM_PERSIST). The host decides pass/fail from the markers alone:
 #   GPIOSIM-SETUP-FAILED: <why>     the VM could not provide the chip; no test ran
 #   GPIOSIM-TEST: <name> exit=<n>   one test binary or command finished
 #   GPIOSIM-RESULT: <n>             all done; 0 only when every test binary and command exited 0
@@ -16,6 +17,9 @@ umask 022
 
 halt() {
 	sync
+	if grep -q ' /persist ' /proc/mounts; then
+		umount /persist || echo "gpiosim-vm: umount /persist failed"
+	fi
 	poweroff -f
 	# poweroff -f does not return; if it ever does, never let PID 1 exit (that would panic the kernel
 	# with a misleading message).
@@ -97,6 +101,27 @@ export GPIOSIM_LABEL2=gatewayd-sim1
 export GPIOSIM_NUM_LINES2=4
 export GPIOSIM_STATUS_OFFSET=2
 export GPIOSIM_STATUS_NAME=STATUS
+
+# The persistent disk (--disk): ext4 on the whole of /dev/vda, mounted with the defaults (data=ordered,
+# a journal commit every 5 s), as a Pi's SD card root is. A file system left dirty by a reset is
+# recovered here, by ext4's journal replay on mount; dmesg says so ("recovery complete").
+if [ -f /etc/gpiosim/disk ]; then
+	while read -r mod; do
+		[ -n "$mod" ] || continue
+		insmod "/lib/modules/$mod" || setup_failed "insmod $mod (for --disk)"
+	done </etc/gpiosim/modules-disk.order
+	n=0
+	while [ ! -b /dev/vda ]; do
+		n=$((n + 1))
+		[ "$n" -le 100 ] || setup_failed "no /dev/vda 10 s after loading virtio_blk (--disk)"
+		sleep 0.1
+	done
+	mkdir -p /persist
+	mount -t ext4 /dev/vda /persist || setup_failed "mount -t ext4 /dev/vda /persist: is the --disk image an ext4 file system?"
+	dmesg | grep 'EXT4-fs (vda)' | sed 's/^/gpiosim-vm: /'
+	echo "gpiosim-vm: /persist: $(grep ' /persist ' /proc/mounts)"
+	export GPIOSIM_PERSIST=/persist
+fi
 # Extra variables the host asked for (--env).
 [ -f /etc/gpiosim/env ] && . /etc/gpiosim/env
 
