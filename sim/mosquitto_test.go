@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
 const mosquittoBin = "/usr/sbin/mosquitto"
@@ -20,7 +22,7 @@ func startMosquitto(t *testing.T) (open, closed string) {
 	if _, err := os.Stat(mosquittoBin); err != nil {
 		t.Skipf("%s not found: install Debian's mosquitto (apt-get install mosquitto) to run the tests against it", mosquittoBin)
 	}
-	open, closed = freeAddr(t), freeAddr(t)
+	open, closed = testutil.FreeAddr(t), testutil.FreeAddr(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "mosquitto.conf")
 	_, openPort, _ := net.SplitHostPort(open)
@@ -61,17 +63,6 @@ func startMosquitto(t *testing.T) (open, closed string) {
 		}
 	}
 	return open, closed
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func TestAgainstMosquitto(t *testing.T) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,20 +13,10 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
 const telemetry = "devices/pi-led-01/telemetry"
-
-// freePort returns a loopback address nobody listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // localConfig is seedConfig with the local endpoint and the outbox.
 func localConfig(port, listen, dir string) string {
@@ -80,7 +69,7 @@ func TestOutboxSurvivesOutageAndSIGKILL(t *testing.T) {
 	b := newBench(t, nil)
 	cloud := b.subscribe(telemetry + "/#")
 	b.mod.RefuseOpen(5) // the link to the broker cannot be opened: an outage
-	listen, dir := freePort(t), filepath.Join(t.TempDir(), "outbox")
+	listen, dir := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "outbox")
 	cfg := localConfig(b.mod.Path(), listen, dir)
 
 	d1 := b.start(cfg)
@@ -105,7 +94,7 @@ func TestOutboxSurvivesOutageAndSIGKILL(t *testing.T) {
 // the exact bytes, and still toggles the LED.
 func TestDownlinksReachLocalClients(t *testing.T) {
 	b := newBench(t, nil)
-	listen := freePort(t)
+	listen := testutil.FreeAddr(t)
 	d := b.start(localConfig(b.mod.Path(), listen, filepath.Join(t.TempDir(), "outbox")))
 	c := localClient(t, d, listen, "app")
 	got := make(chan []byte, 1)
@@ -160,7 +149,7 @@ func TestOutboxSIGKILLWhileDraining(t *testing.T) {
 	b := newBench(t, nil)
 	cloud := b.subscribe(telemetry + "/#")
 	b.mod.RefuseOpen(5)
-	listen, dir := freePort(t), filepath.Join(t.TempDir(), "outbox")
+	listen, dir := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "outbox")
 	cfg := localConfig(b.mod.Path(), listen, dir)
 	d1 := b.start(cfg)
 	publishRange(t, localClient(t, d1, listen, "sensor"), 0, 300)
@@ -188,7 +177,7 @@ func TestOutboxSIGKILLWhileDraining(t *testing.T) {
 func TestCorruptOutboxIsSetAside(t *testing.T) {
 	b := newBench(t, nil)
 	cloud := b.subscribe(telemetry + "/#")
-	listen, dir := freePort(t), t.TempDir()
+	listen, dir := testutil.FreeAddr(t), t.TempDir()
 	garbage := []byte(strings.Repeat("\x00\xffnot a bbolt file\n", 4096))
 	if err := os.WriteFile(filepath.Join(dir, "outbox.db"), garbage, 0o600); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
 // stats stops d with SIGTERM and returns its outbox_stats line, which the daemon logs at exit.
@@ -50,7 +51,7 @@ func TestOutboxExpiry(t *testing.T) {
 	b := newBench(t, nil)
 	cloud := b.subscribe(telemetry + "/#")
 	b.mod.RefuseOpen(5)
-	listen, dir := freePort(t), filepath.Join(t.TempDir(), "outbox")
+	listen, dir := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "outbox")
 	cfg := strings.Replace(localConfig(b.mod.Path(), listen, dir), "window = 8", "window = 8\nmax_age = \"2s\"", 1)
 
 	d1 := b.start(cfg)
@@ -90,7 +91,7 @@ func TestOutboxExpiry(t *testing.T) {
 func TestFullOutboxCountsRefusals(t *testing.T) {
 	b := newBench(t, nil)
 	b.mod.RefuseOpen(5)
-	listen := freePort(t)
+	listen := testutil.FreeAddr(t)
 	cfg := strings.Replace(localConfig(b.mod.Path(), listen, t.TempDir()), "window = 8", "window = 8\nmax_bytes = 65536", 1)
 	d := b.start(cfg)
 	c := localClient(t, d, listen, "sensor")
@@ -123,7 +124,7 @@ func TestFullOutboxCountsRefusals(t *testing.T) {
 // TestSimLocalEndpoint: `gatewayd sim -local` runs the local endpoint; what a local client
 // publishes on gatewayd/demo/up/... reaches the sim's broker through the emulated module.
 func TestSimLocalEndpoint(t *testing.T) {
-	brokerAddr, localAddr := freePort(t), freePort(t)
+	brokerAddr, localAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	d := startProc(t, exec.Command(gatewaydBin, "sim", "-listen", brokerAddr, "-local", localAddr, "-demo", "0", "-log-format", "json"))
 	d.wait(t, 0, logging.EventSubscribed)
 	b := &bench{t: t, broker: brokerAddr}

@@ -23,7 +23,6 @@ import (
 	"hash/crc32"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -38,6 +37,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
 )
 
@@ -264,17 +264,6 @@ func (c *console) drain() error {
 	return unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
 }
 
-// freePort returns a free loopback TCP address.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // powercutRig is the broker, the emulated module and the daemon on the outbox in dir.
 func powercutRig(t *testing.T, v vm, dir string, linkUp bool) (*sim.Broker, *daemon, string) {
 	t.Helper()
@@ -295,7 +284,7 @@ func powercutRig(t *testing.T, v vm, dir string, linkUp bool) (*sim.Broker, *dae
 		t.Fatalf("emulator: %v", err)
 	}
 	t.Cleanup(func() { mod.Close() })
-	listen := freePort(t)
+	listen := testutil.FreeAddr(t)
 	d := startDaemon(t, v.bin, filepath.Join(tmp, "gatewayd.toml"), powercutConfig(mod.Path(), listen, dir))
 	return broker, d, listen
 }
