@@ -102,7 +102,9 @@ func parseListLine(s string) (File, error) {
 // CONNECT, takes exactly len(data) raw bytes, and reports the size it stored. A name that exists
 // is refused by the module with a file-system error: Delete it first. With secret set the data
 // never appears in the AT trace (a private key). The module's own wait for the data is sized to
-// the data (5 s plus 1 s per 2 KB); ctx bounds the whole exchange.
+// the data (5 s plus 1 s per 2 KB); the call's deadline outlasts it by 5 s, so that an upload
+// that stalls ends with the module's time-out error, not with the module still taking bytes
+// while the engine resynchronises. ctx bounds the whole exchange.
 func (fs *FS) Upload(ctx context.Context, name string, data []byte, secret bool) error {
 	if err := CheckName(name); err != nil {
 		return err
