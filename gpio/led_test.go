@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -267,5 +268,14 @@ func TestOpenErrorsWithoutHardware(t *testing.T) {
 				t.Errorf("error %q does not start with the package name", err)
 			}
 		})
+	}
+}
+
+func TestOpenResetRefusesWhatCannotWork(t *testing.T) {
+	if _, err := OpenReset(Config{}, time.Second, zerolog.Nop()); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("OpenReset without a line = %v, want ErrInvalidConfig", err)
+	}
+	if _, err := OpenReset(Config{Chip: "gpiochip0", Line: "3"}, 0, zerolog.Nop()); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("OpenReset with no pulse = %v, want ErrInvalidConfig", err)
 	}
 }

@@ -6,6 +6,7 @@ package gpio
 // look for a live gpio-sim device under /sys/kernel/config/gpio-sim themselves.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/warthog618/go-gpiocdev"
@@ -513,5 +515,63 @@ func TestSimPermissionDeniedSaysWhatToDo(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("child's error does not contain %q", want)
 		}
+	}
+}
+
+// TestSimResetPulse: a reset line opens released (opening never resets the module), Pulse drives
+// it asserted for about the pulse and releases it, with active-low inverting the physical level;
+// a cancelled Pulse still releases the line.
+func TestSimResetPulse(t *testing.T) {
+	s := findSim(t)
+	offset := s.main.names[s.led]
+	for _, activeLow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("active-low=%v", activeLow), func(t *testing.T) {
+			r, err := OpenReset(Config{Chip: s.main.chip, Line: strconv.Itoa(offset), ActiveLow: activeLow}, 300*time.Millisecond, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			released, asserted := 0, 1
+			if activeLow {
+				released, asserted = 1, 0
+			}
+			if got := sysfsValue(t, s.main, offset); got != released {
+				t.Fatalf("after OpenReset the line is %d, want released (%d)", got, released)
+			}
+			if info := lineInfo(t, s.main.chip, offset); info.Consumer != ResetConsumer {
+				t.Errorf("consumer %q, want %q", info.Consumer, ResetConsumer)
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- r.Pulse(context.Background()) }()
+			var sawAsserted bool
+			for {
+				v := sysfsValue(t, s.main, offset)
+				if v == asserted {
+					sawAsserted = true
+				}
+				if sawAsserted && v == released {
+					break
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("the line never went asserted (%d) and back", asserted)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if took := time.Since(start); took < 300*time.Millisecond {
+				t.Errorf("the line was asserted for %s, less than the 300ms pulse", took)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("Pulse: %v", err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := r.Pulse(ctx); !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled Pulse = %v", err)
+			}
+			if got := sysfsValue(t, s.main, offset); got != released {
+				t.Errorf("after a cancelled Pulse the line is %d, want released", got)
+			}
+		})
 	}
 }
