@@ -26,6 +26,7 @@ const (
 	DefaultHealthInterval  = 15 * time.Second
 	DefaultMQTTPort        = 1883
 	DefaultKeepAlive       = 60 * time.Second
+	DefaultResetPulse      = 500 * time.Millisecond // the reference has no RESET_N timing: check the board
 	DefaultPacketTimeout   = 5 * time.Second
 	DefaultRetries         = 3
 	DefaultSignMethod      = aliyun.HMACSHA256
@@ -71,8 +72,10 @@ type Config struct {
 	Serial Serial
 	Module Module
 	MQTT   MQTT
-	LED    LED
-	Log    Log
+	LED    GPIOLine
+	// Reset is the module's reset line; nil when [reset] is absent.
+	Reset *Reset
+	Log   Log
 	// Local is the MQTT endpoint for programs on the Pi; nil when [local] is absent.
 	Local  *Local
 	Outbox Outbox
@@ -161,16 +164,34 @@ type Publication struct {
 	Retain  bool
 }
 
-// LED is the GPIO line toggled by downlinks.
-type LED struct {
-	Chip      string // "gpiochip0" or "/dev/gpiochip0"; empty with an empty Name: a virtual LED
-	Offset    int    // line offset on Chip; -1 when the line is given by Name (or the LED is virtual)
+// GPIOLine is a GPIO output line: the LED toggled by downlinks, or the module's reset input.
+type GPIOLine struct {
+	Chip      string // "gpiochip0" or "/dev/gpiochip0"; empty with an empty Name: no line (a virtual LED)
+	Offset    int    // line offset on Chip; -1 when the line is given by Name (or there is none)
 	Name      string // line name, e.g. "GPIO24", when the line is given by name
 	ActiveLow bool
 }
 
 // Virtual reports whether no GPIO line is configured, so the LED only logs.
-func (l LED) Virtual() bool { return l.Chip == "" && l.Name == "" && l.Offset < 0 }
+func (l GPIOLine) Virtual() bool { return l.Chip == "" && l.Name == "" && l.Offset < 0 }
+
+// String describes the line as `gatewayd check` shows it.
+func (l GPIOLine) String() string {
+	switch {
+	case l.Name != "" && l.Chip == "":
+		return fmt.Sprintf("line %q on whichever chip has it, active_low %t", l.Name, l.ActiveLow)
+	case l.Name != "":
+		return fmt.Sprintf("line %q on %s, active_low %t", l.Name, l.Chip, l.ActiveLow)
+	}
+	return fmt.Sprintf("line %d on %s, active_low %t", l.Offset, l.Chip, l.ActiveLow)
+}
+
+// Reset is [reset]: a GPIO line wired to the module's reset (or power-key) input, pulsed when
+// the module stops answering even AT+CFUN=1,1.
+type Reset struct {
+	Line  GPIOLine
+	Pulse time.Duration // how long the line is held asserted
+}
 
 // Log is the logger's set-up, for logging.New.
 type Log struct {
@@ -275,6 +296,9 @@ func (b *builder) build(root *table) {
 	b.module(root.sub("module"))
 	b.mqtt(root.sub("mqtt"))
 	b.led(root.sub("led"))
+	if root.has("reset") {
+		b.reset(root.sub("reset"))
+	}
 	b.log(root.sub("log"))
 	if root.has("local") {
 		b.local(root.sub("local"))
@@ -337,8 +361,29 @@ func (b *builder) module(t *table) {
 }
 
 func (b *builder) led(t *table) {
-	l := &b.cfg.LED
-	l.Offset = -1
+	b.cfg.LED = b.gpioLine(t)
+	t.done()
+}
+
+// reset reads [reset]: the line is required, the pulse defaults to DefaultResetPulse.
+func (b *builder) reset(t *table) {
+	r := &Reset{Line: b.gpioLine(t)}
+	r.Pulse = t.duration("pulse", DefaultResetPulse, 10*time.Millisecond, 30*time.Second, false)
+	t.done()
+	if r.Line.Virtual() && !t.has("line") {
+		t.fail("line", "required: the GPIO line wired to the module's reset input (an offset with chip, or a line name)")
+		return
+	}
+	if led := b.cfg.LED; !led.Virtual() && led.Chip == r.Line.Chip && led.Offset == r.Line.Offset && led.Name == r.Line.Name {
+		t.fail("line", "is the LED's line too; the reset needs a line of its own")
+		return
+	}
+	b.cfg.Reset = r
+}
+
+// gpioLine reads chip, line and active_low of a GPIO output line from t.
+func (b *builder) gpioLine(t *table) GPIOLine {
+	l := GPIOLine{Offset: -1}
 	l.Chip = t.str("chip", "")
 	if l.Chip != "" {
 		if i, c, bad := findControl(l.Chip); bad {
@@ -371,11 +416,11 @@ func (b *builder) led(t *table) {
 	l.ActiveLow = t.boolean("active_low", false)
 	switch {
 	case l.Chip != "" && !hasLine && !t.has("line"):
-		t.fail("line", "required when led.chip is set (the line offset, or its name)")
+		t.fail("line", "required when %s is set (the line offset, or its name)", t.key("chip"))
 	case l.Chip == "" && l.Offset >= 0:
-		t.fail("line", "offset %d needs led.chip (or give the line by name)", l.Offset)
+		t.fail("line", "offset %d needs %s (or give the line by name)", l.Offset, t.key("chip"))
 	}
-	t.done()
+	return l
 }
 
 func (b *builder) log(t *table) {

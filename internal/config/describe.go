@@ -142,17 +142,13 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 		line("local", "off")
 	}
 
-	switch l := c.LED; {
-	case l.Virtual():
+	if c.LED.Virtual() {
 		line("led", "virtual (only logged)")
-	case l.Name != "":
-		chip := l.Chip
-		if chip == "" {
-			chip = "whichever chip has it"
-		}
-		line("led", "line %q on %s, active_low %t", l.Name, chip, l.ActiveLow)
-	default:
-		line("led", "line %d on %s, active_low %t", l.Offset, l.Chip, l.ActiveLow)
+	} else {
+		line("led", "%s", c.LED)
+	}
+	if r := c.Reset; r != nil {
+		line("reset", "%s, pulse %s", r.Line, fmtDuration(r.Pulse))
 	}
 	line("log", "level %s, format %s, at_trace %t", c.Log.Level, c.Log.Format, c.Log.ATTrace)
 	for _, w := range c.Warnings {

@@ -17,7 +17,7 @@ const exampleFile = "../../deploy/gatewayd.example.toml"
 
 // variant turns the example into one of its documented variants, following the instructions
 // written in it: delete the [mqtt] keys that drop matches, and uncomment the settings between
-// the "# >>> <name>" and "# <<< end" markers, with each (from, to) of rename applied to them.
+// the "# >>> <name>" and "# <<< end" markers (drop may be nil), with each (from, to) of rename applied to them.
 func variant(t *testing.T, src, name string, drop *regexp.Regexp, rename ...string) string {
 	t.Helper()
 	setting := regexp.MustCompile(`^#(\[|[a-z_]+ = )`)
@@ -32,7 +32,7 @@ func variant(t *testing.T, src, name string, drop *regexp.Regexp, rename ...stri
 		case strings.HasPrefix(l, "["):
 			inMQTT = l == "[mqtt]"
 		}
-		if inMQTT && drop.MatchString(l) {
+		if inMQTT && drop != nil && drop.MatchString(l) {
 			continue
 		}
 		if inBlock && setting.MatchString(l) {
@@ -55,6 +55,11 @@ func aliyunVariant(t *testing.T, src string) string {
 // /etc/gatewayd/tls to dir.
 func tlsVariant(t *testing.T, src, dir string) string {
 	return variant(t, src, "TLS variant", regexp.MustCompile(`^port = `), "/etc/gatewayd/tls", dir)
+}
+
+// resetVariant is the example's reset-line variant.
+func resetVariant(t *testing.T, src string) string {
+	return variant(t, src, "Reset line variant", nil)
 }
 
 // tlsFiles writes a CA and a client certificate in dir, and the key as the systemd credential
@@ -152,6 +157,15 @@ func TestExampleFile(t *testing.T) {
 	if tc != nil && (tc.QSSL().SecLevel() != 2 || tv.Sources["mqtt.tls.key_file"] != "systemd credential mqtt-tls-key") {
 		t.Errorf("TLS variant: seclevel %d, key from %q", tc.QSSL().SecLevel(), tv.Sources["mqtt.tls.key_file"])
 	}
+
+	// The reset-line variant: the documented defaults are the defaults.
+	rv, err := envWith(creds).Parse([]byte(resetVariant(t, string(src))), "reset.toml")
+	if err != nil {
+		t.Fatalf("the reset-line variant does not parse:\n%v", err)
+	}
+	if r := rv.Reset; r == nil || r.Pulse != DefaultResetPulse || r.Line.ActiveLow || r.Line.Offset < 0 {
+		t.Errorf("reset-line variant: %+v", r)
+	}
 }
 
 // Every key the parser knows appears in the example, in its table (commented out or not).
@@ -174,6 +188,9 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	certs := t.TempDir()
 	tlsFiles(t, certs, creds)
 	if _, err := envWith(creds).parse([]byte(tlsVariant(t, string(src), certs)), "tls variant", known); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envWith(creds).parse([]byte(resetVariant(t, string(src))), "reset variant", known); err != nil {
 		t.Fatal(err)
 	}
 

@@ -158,6 +158,13 @@ func TestRejections(t *testing.T) {
 		{"relative chip path", minimal + "[led]\nchip = \"dev/gpiochip0\"\nline = 1\n", []string{`gatewayd.toml:5: led.chip: "dev/gpiochip0" is neither a chip name`}},
 		{"active_low string", minimal + "[led]\nactive_low = \"yes\"\n", []string{`gatewayd.toml:5: led.active_low: want true or false, got string "yes"`}},
 
+		// reset line
+		{"reset without line", minimal + "[reset]\nchip = \"gpiochip0\"\n", []string{"gatewayd.toml:4: reset.line: required when reset.chip is set"}},
+		{"empty reset", minimal + "[reset]\npulse = \"1s\"\n", []string{"gatewayd.toml:4: reset.line: required: the GPIO line wired to the module's reset input"}},
+		{"reset offset without chip", minimal + "[reset]\nline = 23\n", []string{"gatewayd.toml:5: reset.line: offset 23 needs reset.chip"}},
+		{"reset on the LED's line", minimal + "[led]\nchip = \"gpiochip0\"\nline = 24\n[reset]\nchip = \"gpiochip0\"\nline = 24\n", []string{"gatewayd.toml:9: reset.line: is the LED's line too"}},
+		{"reset pulse too short", minimal + "[reset]\nline = \"RESET\"\npulse = \"1ms\"\n", []string{"gatewayd.toml:6: reset.pulse: "}},
+
 		// log
 		{"log level", minimal + "[log]\nlevel = \"verbose\"\n", []string{`gatewayd.toml:5: log.level: "verbose" is not one of "trace", "debug", "info", "warn" or "error"`}},
 		{"log format", minimal + "[log]\nformat = \"text\"\n", []string{`gatewayd.toml:5: log.format: "text" is not one of "json" or "console"`}},

@@ -48,6 +48,19 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 	if err != nil {
 		return err
 	}
+	if r := cfg.Reset; r != nil {
+		reset, err := gpio.OpenReset(gpioConfig(r.Line), r.Pulse, log)
+		if err != nil {
+			return fmt.Errorf("reset line: %w", err)
+		}
+		defer func() {
+			if err := reset.Close(); err != nil {
+				log.Warn().Err(err).Msg("releasing the reset line")
+			}
+		}()
+		log.Info().Str("line", reset.String()).Msg("module reset line ready")
+		set.Reset = reset
+	}
 	set.WatchdogInterval = watchdog
 	if cfg.Local != nil {
 		store, d, ep, err := openLocal(cfg, log)
@@ -147,16 +160,23 @@ func logOutboxStats(log zerolog.Logger, store *outbox.Store, d *drain.Drainer, e
 }
 
 // OpenLED opens the configured LED line, or a virtual LED when none is configured.
-func OpenLED(c config.LED, log zerolog.Logger) (gpio.LED, error) {
-	g := gpio.Config{Chip: c.Chip, Line: c.Name, ActiveLow: c.ActiveLow, Initial: true}
-	if c.Offset >= 0 {
-		g.Line = fmt.Sprint(c.Offset)
-	}
+func OpenLED(c config.GPIOLine, log zerolog.Logger) (gpio.LED, error) {
+	g := gpioConfig(c)
+	g.Initial = true
 	led, err := gpio.Open(g, log)
 	if err != nil {
 		return nil, fmt.Errorf("LED: %w", err)
 	}
 	return led, nil
+}
+
+// gpioConfig names a configured line for package gpio.
+func gpioConfig(c config.GPIOLine) gpio.Config {
+	g := gpio.Config{Chip: c.Chip, Line: c.Name, ActiveLow: c.ActiveLow}
+	if c.Offset >= 0 {
+		g.Line = fmt.Sprint(c.Offset)
+	}
+	return g
 }
 
 // Settings turns a validated configuration into the supervisor's settings.

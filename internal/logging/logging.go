@@ -29,6 +29,7 @@ const (
 	EventLED               = "led"                 // the LED changed state
 	EventModuleLost        = "module_lost"         // the AT port failed or stopped answering
 	EventModuleReplaced    = "module_replaced"     // a module with a different IMEI came back
+	EventModuleReset       = "module_reset"        // the module stopped answering: reset by AT+CFUN=1,1 or its reset line
 	EventTLSReady          = "tls_ready"           // the module's TLS context and certificate files are set
 
 	// The outbox (internal/outbox, internal/drain, internal/local) logs these names; the daemon

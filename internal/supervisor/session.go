@@ -624,14 +624,25 @@ func (s *session) shutdown() {
 	s.log.Info().Str("event", logging.EventMQTTDisconnected).Str("reason", "shutting down").Msg("MQTT disconnected")
 }
 
-// escalate handles a module that stopped answering: reset it with AT+CFUN=1,1, then let the
-// caller reopen the port.
+// escalate handles a module that stopped answering: reset it with AT+CFUN=1,1 or, when that goes
+// unanswered and a reset line is wired, by pulsing the line; then the caller reopens the port.
 func (s *session) escalate(ctx context.Context, cause error) error {
-	s.log.Error().Err(cause).Str("action", "AT+CFUN=1,1").Msg("module unresponsive; resetting it")
-	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	s.log.Error().Str("event", logging.EventModuleReset).Str("method", "AT+CFUN=1,1").Err(cause).
+		Msg("module unresponsive; resetting it")
+	rctx, cancel := context.WithTimeout(ctx, s.cfunWait)
 	defer cancel()
-	if err := s.mod.Reset(rctx); err != nil {
-		s.log.Error().Err(err).Str("action", "reopen port").Msg("reset failed; reopening the port")
+	err := s.mod.Reset(rctx)
+	switch {
+	case err == nil:
+	case s.set.Reset == nil:
+		s.log.Error().Err(err).Str("action", "reopen port").
+			Msg("AT+CFUN=1,1 failed and no reset line is configured ([reset]); reopening the port")
+	default:
+		s.log.Error().Str("event", logging.EventModuleReset).Str("method", "gpio").Str("line", s.set.Reset.String()).
+			Err(err).Msg("AT+CFUN=1,1 failed; pulsing the module's reset line")
+		if err := s.set.Reset.Pulse(ctx); err != nil {
+			s.log.Error().Err(err).Msg("pulsing the reset line failed")
+		}
 	}
 	return fmt.Errorf("module unresponsive: %w", cause)
 }

@@ -28,6 +28,14 @@ type LED interface {
 	Toggle() (on bool, err error)
 }
 
+// Resetter is the module's reset input wired to the host (gpio.Reset).
+type Resetter interface {
+	// Pulse asserts the reset and releases it.
+	Pulse(ctx context.Context) error
+	// String names the line, for the log.
+	String() string
+}
+
 // Credentials yields the MQTT client id, user name and password for one CONNECT. It is called at
 // every connect, so time-stamped signatures (Alibaba Cloud) are fresh.
 type Credentials func(now time.Time) (clientID, username, password string, err error)
@@ -63,6 +71,9 @@ type Settings struct {
 	Credentials      Credentials
 	Subscribe        []qmt.Subscription
 	PublishOnConnect []qmt.Message
+
+	// Reset, when not nil, is pulsed when the module does not answer even AT+CFUN=1,1.
+	Reset Resetter
 
 	// HealthInterval is how often an idle module is asked AT to prove it alive. 0 = 15 s.
 	HealthInterval time.Duration
@@ -102,6 +113,10 @@ type Supervisor struct {
 	// earlier process left half-sent time out on the module (MQTT.EditTimeout).
 	quietDone atomic.Bool
 
+	// cfunWait is how long an unresponsive module gets to answer AT+CFUN=1,1 before the reset
+	// line (if any) is pulsed.
+	cfunWait time.Duration
+
 	beat   time.Duration           // how often the idle loop proves it is alive
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the current session, nil between sessions
@@ -131,7 +146,7 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	if w := set.WatchdogInterval / 4; w > 0 && w < beat {
 		beat = w
 	}
-	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat}
+	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat, cfunWait: 15 * time.Second}
 }
 
 type nopNotifier struct{}
