@@ -361,10 +361,16 @@ func startDaemon(t *testing.T, bin, path, cfg string) *daemon {
 	return d
 }
 
-// wait waits for the next entry with event ev at index >= from.
+// wait waits up to 30 s for the next entry with event ev at index >= from.
 func (d *daemon) wait(t *testing.T, from int, ev string) (logwatch.Entry, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return d.waitLong(t, from, ev, 30*time.Second)
+}
+
+// waitLong is wait with another bound, for steps that include the daemon's own timeouts.
+func (d *daemon) waitLong(t *testing.T, from int, ev string, within time.Duration) (logwatch.Entry, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	e, i, err := d.log.WaitEvent(ctx, from, ev)
 	if err != nil {
