@@ -136,4 +136,3 @@ func readLevelQuiet(path string) int {
 	}
 	return 0
 }
-
