@@ -340,11 +340,24 @@ func remove(tx *bolt.Tx, keys [][]byte) error {
 // expireTx removes messages older than MaxAge from the head of the store.
 func (s *Store) expireTx(tx *bolt.Tx, now time.Time) (span, error) {
 	var sp span
+	var keys [][]byte
+	s.expiredHead(tx, now, func(k, v []byte) bool {
+		keys = append(keys, append([]byte(nil), k...))
+		sp.add(binary.BigEndian.Uint64(k), int64(len(k)+len(v)))
+		return true
+	})
+	return sp, remove(tx, keys)
+}
+
+// expiredHead calls visit, oldest first, for each message at the head of the store that is
+// older than MaxAge, until visit returns false. A record stored under an implausible clock (before
+// the clock was set) is stepped over, at most maxImplausibleScan of them, so that it neither
+// expires at once nor holds back the ones behind it.
+func (s *Store) expiredHead(tx *bolt.Tx, now time.Time, visit func(k, v []byte) bool) {
 	if s.cfg.MaxAge <= 0 || now.Before(plausible) {
-		return sp, nil
+		return
 	}
 	cutoff := now.Add(-s.cfg.MaxAge)
-	var keys [][]byte
 	skipped := 0
 	c := tx.Bucket(bucketMsgs).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -353,13 +366,10 @@ func (s *Store) expireTx(tx *bolt.Tx, now time.Time) (span, error) {
 			skipped++
 			continue
 		}
-		if !ok || !st.Before(cutoff) {
-			break
+		if !ok || !st.Before(cutoff) || !visit(k, v) {
+			return
 		}
-		keys = append(keys, append([]byte(nil), k...))
-		sp.add(binary.BigEndian.Uint64(k), int64(len(k)+len(v)))
 	}
-	return sp, remove(tx, keys)
 }
 
 // dropOldestTx removes messages from the head until need bytes are freed.
@@ -532,9 +542,8 @@ func (s *Store) expireIfDue() (int, error) {
 	now := s.cfg.Now()
 	due := false
 	err := s.db.View(func(tx *bolt.Tx) error {
-		sp, err := s.peekExpired(tx, now)
-		due = sp
-		return err
+		due = s.peekExpired(tx, now)
+		return nil
 	})
 	if err != nil || !due {
 		return 0, err
@@ -555,22 +564,13 @@ func (s *Store) expireIfDue() (int, error) {
 }
 
 // peekExpired reports whether expireTx would remove anything, without writing.
-func (s *Store) peekExpired(tx *bolt.Tx, now time.Time) (bool, error) {
-	if now.Before(plausible) {
-		return false, nil
-	}
-	cutoff := now.Add(-s.cfg.MaxAge)
-	skipped := 0
-	c := tx.Bucket(bucketMsgs).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		st, ok := recordStored(v)
-		if ok && st.Before(plausible) && skipped < maxImplausibleScan {
-			skipped++
-			continue
-		}
-		return ok && st.Before(cutoff), nil
-	}
-	return false, nil
+func (s *Store) peekExpired(tx *bolt.Tx, now time.Time) bool {
+	found := false
+	s.expiredHead(tx, now, func([]byte, []byte) bool {
+		found = true
+		return false
+	})
+	return found
 }
 
 // Sending records, before the messages are handed to the module, that one more send of each
