@@ -65,19 +65,12 @@ type hostMeter struct {
 
 func startHostMeter(b *testing.B, pid string) hostMeter {
 	b.Helper()
-	h, err := ReadHostCPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := ReadProc(pid)
-	if err != nil {
-		b.Fatal(err)
-	}
+	h, p := sampleHost(b, pid)
 	return hostMeter{h, p}
 }
 
-// stop reports the host's load and returns the daemon process's CPU use in cores.
-func (m hostMeter) stop(b *testing.B, pid string, others ...ProcSample) (ProcSample, float64) {
+// sampleHost reads the host's CPU counters and process pid's.
+func sampleHost(b *testing.B, pid string) (HostCPU, ProcSample) {
 	b.Helper()
 	h, err := ReadHostCPU()
 	if err != nil {
@@ -87,6 +80,13 @@ func (m hostMeter) stop(b *testing.B, pid string, others ...ProcSample) (ProcSam
 	if err != nil {
 		b.Fatal(err)
 	}
+	return h, p
+}
+
+// stop reports the host's load and returns the daemon process's CPU use in cores.
+func (m hostMeter) stop(b *testing.B, pid string, others ...ProcSample) (ProcSample, float64) {
+	b.Helper()
+	h, p := sampleHost(b, pid)
 	cores := CPUBetween(m.p0, p)
 	extra := 0.0
 	if len(others) == 2 { // the benchmark process itself, when the daemon is a child
