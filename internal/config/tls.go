@@ -103,11 +103,11 @@ func (b *builder) tls(t *table) *TLS {
 	}
 	switch {
 	case t.has("cert_file") != t.has("key_file"):
-		missing := "key_file"
+		missing, given := "key_file", "cert_file"
 		if !t.has("cert_file") {
-			missing = "cert_file"
+			missing, given = given, missing
 		}
-		t.fail(missing, "required with %s: a client certificate and its key go together", map[string]string{"key_file": "cert_file", "cert_file": "key_file"}[missing])
+		t.fail(missing, "required with %s: a client certificate and its key go together", given)
 		ok = false
 	case t.has("cert_file"):
 		if s.InsecureSkipVerify {
