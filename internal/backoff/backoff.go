@@ -34,6 +34,12 @@ func New(p Policy) *Backoff {
 	return &Backoff{p: p, rnd: rand.Float64}
 }
 
+// NewWithRand returns a Backoff following p whose jitter comes from rnd, which returns numbers
+// in [0, 1): a seeded source makes a sequence of delays reproducible in tests.
+func NewWithRand(p Policy, rnd func() float64) *Backoff {
+	return &Backoff{p: p, rnd: rnd}
+}
+
 // Next returns the delay before the next attempt and counts the attempt.
 func (b *Backoff) Next() time.Duration {
 	d := float64(b.p.Initial)

@@ -79,6 +79,7 @@ type Config struct {
 	// Local is the MQTT endpoint for programs on the Pi; nil when [local] is absent.
 	Local  *Local
 	Outbox Outbox
+	Retry  Retry
 	// Sources says where each secret came from, by key: "inline", "file /etc/gatewayd/pw" or
 	// "systemd credential mqtt-password". It never holds a secret.
 	Sources map[string]string
@@ -104,6 +105,23 @@ type Module struct {
 	// HealthInterval is how often an idle module is asked AT; three failures in a row reset it.
 	HealthInterval time.Duration
 }
+
+// Retry is the back-off every failure is retried on: the port, the module and network steps, and
+// MQTT each keep a counter of their own.
+type Retry struct {
+	Initial time.Duration // the delay after the first failure (before jitter)
+	Max     time.Duration // the cap on any one delay
+	// StableAfter is how long a session must stay connected before its loss resets the
+	// back-off; a session that dies sooner counts as one more failure.
+	StableAfter time.Duration
+}
+
+// Retry defaults.
+const (
+	DefaultRetryInitial     = time.Second
+	DefaultRetryMax         = 2 * time.Minute
+	DefaultRetryStableAfter = time.Minute
+)
 
 // MQTT is the module's MQTT client and the session gatewayd keeps.
 type MQTT struct {
@@ -306,6 +324,7 @@ func (b *builder) build(root *table) {
 		b.warn(root.key("outbox"), "has no effect without [local]: only messages from local clients go through the outbox")
 	}
 	b.outbox(root.sub("outbox"))
+	b.retry(root.sub("retry"))
 	root.done()
 }
 
@@ -357,6 +376,17 @@ func (b *builder) module(t *table) {
 	m.SIMTimeout = t.duration("sim_timeout", DefaultSIMTimeout, time.Second, 10*time.Minute, false)
 	m.RegisterTimeout = t.duration("register_timeout", DefaultRegisterTimeout, 10*time.Second, time.Hour, false)
 	m.HealthInterval = t.duration("health_interval", DefaultHealthInterval, time.Second, 10*time.Minute, false)
+	t.done()
+}
+
+func (b *builder) retry(t *table) {
+	r := &b.cfg.Retry
+	r.Initial = t.duration("initial", DefaultRetryInitial, 10*time.Millisecond, 10*time.Minute, false)
+	r.Max = t.duration("max", DefaultRetryMax, 100*time.Millisecond, time.Hour, false)
+	if r.Max < r.Initial {
+		t.fail("max", "%s is shorter than retry.initial (%s)", fmtDuration(r.Max), fmtDuration(r.Initial))
+	}
+	r.StableAfter = t.duration("stable_after", DefaultRetryStableAfter, 100*time.Millisecond, time.Hour, false)
 	t.done()
 }
 

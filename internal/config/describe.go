@@ -150,6 +150,7 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	if r := c.Reset; r != nil {
 		line("reset", "%s, pulse %s", r.Line, fmtDuration(r.Pulse))
 	}
+	line("retry", "initial %s, doubling to %s, half jitter; reset by a session up %s", fmtDuration(c.Retry.Initial), fmtDuration(c.Retry.Max), fmtDuration(c.Retry.StableAfter))
 	line("log", "level %s, format %s, at_trace %t", c.Log.Level, c.Log.Format, c.Log.ATTrace)
 	for _, w := range c.Warnings {
 		line("warning", "%s", w)

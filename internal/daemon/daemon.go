@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/gpio"
+	"github.com/gatewayd/gatewayd/internal/backoff"
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/drain"
 	"github.com/gatewayd/gatewayd/internal/local"
@@ -191,6 +192,8 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		SIMTimeout:      cfg.Module.SIMTimeout,
 		RegisterTimeout: cfg.Module.RegisterTimeout,
 		HealthInterval:  cfg.Module.HealthInterval,
+		Backoff:         backoff.Policy{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Factor: 2, Jitter: 0.5},
+		StableAfter:     cfg.Retry.StableAfter,
 		ClientIndex:     m.ClientIndex,
 		MQTT: qmt.Config{
 			Version:       4,

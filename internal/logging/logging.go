@@ -30,6 +30,7 @@ const (
 	EventModuleLost        = "module_lost"         // the AT port failed or stopped answering
 	EventModuleReplaced    = "module_replaced"     // a module with a different IMEI came back
 	EventModuleReset       = "module_reset"        // the module stopped answering: reset by AT+CFUN=1,1 or its reset line
+	EventBringUpFailed     = "bringup_failed"      // a module, SIM, registration or PDP step failed; retried after retry_in
 	EventTLSReady          = "tls_ready"           // the module's TLS context and certificate files are set
 
 	// The outbox (internal/outbox, internal/drain, internal/local) logs these names; the daemon

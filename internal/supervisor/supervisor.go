@@ -16,7 +16,6 @@ import (
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/backoff"
 	"github.com/gatewayd/gatewayd/internal/logging"
-	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/qssl"
 )
@@ -79,8 +78,15 @@ type Settings struct {
 	HealthInterval time.Duration
 	// WatchdogInterval is how often the service manager wants a watchdog ping; 0 = none.
 	WatchdogInterval time.Duration
-	// Backoff is the retry policy for reconnects and reopening the port; zero = backoff.Default.
+	// Backoff is the retry policy for every kind of failure (the port, the module, MQTT), each
+	// with a counter of its own; zero = backoff.Default.
 	Backoff backoff.Policy
+	// StableAfter is how long a session must stay connected before its loss resets the
+	// back-off; a session that dies sooner counts as a failed attempt. 0 = 60 s.
+	StableAfter time.Duration
+	// Quiet is how long the first bring-up of the process keeps the newly opened port quiet, so
+	// that a publish an earlier process left half-sent times out on the module; 0 = none.
+	Quiet time.Duration
 	// Trace logs every byte on the AT port (secrets masked).
 	Trace bool
 
@@ -106,12 +112,9 @@ type Supervisor struct {
 	led    LED
 	notify Notifier
 
-	lastIMEI         string
-	ready            bool // READY sent to the service manager
-	reachedConnected bool // the current session got as far as a connected MQTT session
-	// quietDone is set once the first bring-up of this process has let a publish that an
-	// earlier process left half-sent time out on the module (MQTT.EditTimeout).
-	quietDone atomic.Bool
+	// lastIMEI is the IMEI of the module last identified (only stage goroutines touch it, one
+	// at a time).
+	lastIMEI string
 
 	// cfunWait is how long an unresponsive module gets to answer AT+CFUN=1,1 before the reset
 	// line (if any) is pulsed.
@@ -119,7 +122,7 @@ type Supervisor struct {
 
 	beat   time.Duration           // how often the idle loop proves it is alive
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
-	reader atomic.Pointer[at.Conn] // the AT engine of the current session, nil between sessions
+	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
 }
 
 // New returns a supervisor. notify may be nil.
@@ -129,6 +132,12 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	}
 	if set.Backoff == (backoff.Policy{}) {
 		set.Backoff = backoff.Default
+	}
+	if set.StableAfter == 0 {
+		set.StableAfter = time.Minute
+	}
+	if set.Quiet == 0 && set.MQTT.EditTimeout > 0 {
+		set.Quiet = set.MQTT.EditTimeout + 500*time.Millisecond
 	}
 	if set.SIMTimeout == 0 {
 		set.SIMTimeout = 30 * time.Second
@@ -156,74 +165,322 @@ func (nopNotifier) Status(string) {}
 func (nopNotifier) Watchdog()     {}
 func (nopNotifier) Stopping()     {}
 
+// machineConfig is the state machine's share of the settings.
+func (s *Supervisor) machineConfig() machineConfig {
+	return machineConfig{
+		backoff:     s.set.Backoff,
+		stableAfter: s.set.StableAfter,
+		quiet:       s.set.Quiet,
+		pollLimit:   map[stage]time.Duration{stageSIM: s.set.SIMTimeout, stageRegister: s.set.RegisterTimeout},
+	}
+}
+
 // Run keeps the gateway going until ctx ends, then disconnects cleanly and returns nil. It returns
 // an error only for a fault no retry can mend.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.setLED(true, "power-up")
-	bo := backoff.New(s.set.Backoff)
 	if s.set.WatchdogInterval > 0 {
 		go s.watchdog(ctx)
 	}
-	for {
-		s.loops.Add(1)
-		s.reachedConnected = false
-		err := s.session(ctx)
-		if s.reachedConnected {
-			bo.Reset() // the module worked until this fault: start the back-off afresh
-		}
-		if ctx.Err() != nil {
-			s.notify.Stopping()
-			return nil
-		}
-		var perm *PermanentError
-		if errors.As(err, &perm) {
-			return err
-		}
-		delay := bo.Next()
-		s.log.Warn().Str("event", logging.EventModuleLost).Str("port", s.set.PortName).
-			Err(err).Str("retry_in", delay.Round(time.Millisecond).String()).Msg("module lost; waiting for it to come back")
-		s.notify.Status("waiting for the module: " + err.Error())
-		if !s.waitBeating(ctx, delay) {
-			s.notify.Stopping()
-			return nil
-		}
+	l := &loop{
+		Supervisor: s,
+		m:          newMachine(s.machineConfig()),
+		stageDone:  make(chan stageResult, 1),
+		healthDone: make(chan error, 1),
+		resetDone:  make(chan struct{}, 1),
+		drainDone:  make(chan error, 1),
+		stored:     make(chan []qmt.Received),
+		timer:      time.NewTimer(time.Hour),
 	}
+	l.timer.Stop()
+	return l.run(ctx)
 }
 
-// PermanentError is a fault that no retry mends, such as a configuration the module refuses.
-type PermanentError struct{ Err error }
+// loop is the state machine's runner: it turns what happens into the machine's inputs and
+// performs the machine's effects. It is the only goroutine that touches its fields, and it owns
+// every timer.
+type loop struct {
+	*Supervisor
+	m *machine
 
-func (e *PermanentError) Error() string { return e.Err.Error() }
-func (e *PermanentError) Unwrap() error { return e.Err }
+	link        *link // the open port, nil while there is none
+	stageCancel context.CancelFunc
+	stageDone   chan stageResult
+	stageLive   bool // a stage goroutine has not reported back yet
+	healthDone  chan error
+	resetDone   chan struct{}
+	drainCancel context.CancelFunc
+	drainDone   chan error
+	timer       *time.Timer
+	// stored carries buffer-mode messages read out of their slots (readStored) to the loop.
+	stored chan []qmt.Received
 
-// sleep waits d or until ctx ends, and reports whether it slept the whole time.
-func (s *Supervisor) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	connectedAt time.Time
+	lastPoll    string // the last "not yet" logged at info, so polls do not flood the log
+	exit        bool
+	exitErr     error
 }
 
-// waitBeating is sleep for the supervisor's own goroutine: it keeps beating the watchdog.
-func (s *Supervisor) waitBeating(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	beat := time.NewTicker(s.beat)
+type stageResult struct {
+	st   stage
+	link *link // stagePort: the port it opened
+	err  error
+}
+
+func (l *loop) run(ctx context.Context) error {
+	health := time.NewTicker(l.set.HealthInterval)
+	defer health.Stop()
+	beat := time.NewTicker(l.beat)
 	defer beat.Stop()
-	for {
-		s.loops.Add(1)
+	l.feed(ctx, input{kind: inStart})
+	for !l.exit {
+		l.loops.Add(1)
+		var events <-chan qmt.Event
+		var portDone <-chan struct{}
+		if l.link != nil && !l.link.dead {
+			events, portDone = l.link.client.Events(), l.link.conn.Done()
+		}
 		select {
 		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
+			l.feed(ctx, input{kind: inStop})
+		case <-portDone:
+			l.portGone(ctx)
+		case ev, ok := <-events:
+			if !ok {
+				l.portGone(ctx)
+				continue
+			}
+			if to, why, ok := l.handleEvent(ctx, ev); ok {
+				l.feed(ctx, input{kind: inFallBack, stage: to, why: why})
+			}
+		case r := <-l.stageDone:
+			l.stageLive = false
+			l.stageCancel()
+			if r.link != nil {
+				l.link = r.link
+				l.reader.Store(r.link.conn)
+			}
+			if r.err == nil && r.st == stageSIM && l.link != nil {
+				l.link.setFilters(l.subscriptions(l.link.id))
+			}
+			l.feed(ctx, input{kind: inStageDone, stage: r.st, err: r.err})
+		case <-l.timer.C:
+			l.feed(ctx, input{kind: inTimer})
+		case <-health.C:
+			l.feed(ctx, input{kind: inHealthTick})
+		case err := <-l.healthDone:
+			l.healthChecked(ctx, err)
+		case msgs := <-l.stored:
+			for _, m := range msgs {
+				l.downlink(m.Topic, m.Payload, m.MsgID)
+			}
+		case <-l.resetDone:
+			l.feed(ctx, input{kind: inResetDone})
 		case <-beat.C:
+			// The loop is alive; the watchdog counts l.loops.
 		}
 	}
+	l.cleanUp()
+	l.notify.Stopping()
+	return l.exitErr
+}
+
+// portGone reports the loss of the open port to the machine, once.
+func (l *loop) portGone(ctx context.Context) {
+	err := l.link.conn.Err()
+	if err == nil {
+		err = at.ErrPortGone
+	}
+	l.link.dead = true
+	l.feed(ctx, input{kind: inPortLost, err: err})
+}
+
+// healthChecked hands a health check's result to the machine, logging a failure, and notices a
+// module that restarted with its echo on although its RDY was missed.
+func (l *loop) healthChecked(ctx context.Context, err error) {
+	if l.link != nil {
+		l.link.reportDrops(l.log)
+	}
+	if err != nil {
+		l.log.Warn().Err(err).Msg("module did not answer the health check")
+	}
+	l.feed(ctx, input{kind: inHealthDone, err: err})
+	if err == nil && l.link != nil && l.link.restartedWithEcho() {
+		l.feed(ctx, input{kind: inFallBack, stage: stageModule, why: "echo is back on: the module restarted"})
+	}
+}
+
+// feed gives the machine one input, stamped with the time, and performs its effects.
+func (l *loop) feed(ctx context.Context, in input) {
+	in.now = time.Now()
+	for _, e := range l.m.step(in) {
+		l.perform(ctx, in.now, e)
+	}
+}
+
+func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
+	switch e.kind {
+	case effReady:
+		l.notify.Ready()
+	case effStatus:
+		l.notify.Status(e.text)
+	case effRunStage:
+		var sctx context.Context
+		sctx, l.stageCancel = context.WithCancel(ctx)
+		l.stageLive = true
+		lk := l.link
+		go func() {
+			nl, err := l.runStage(sctx, e.stage, lk)
+			l.stageDone <- stageResult{st: e.stage, link: nl, err: err}
+		}()
+	case effCancelStage:
+		l.stageCancel()
+	case effArmTimer:
+		if !l.timer.Stop() {
+			select {
+			case <-l.timer.C:
+			default:
+			}
+		}
+		l.timer.Reset(e.at.Sub(now))
+	case effRetry:
+		l.logRetry(e)
+	case effPoll:
+		l.logPoll(e)
+	case effConnected:
+		l.connectedAt = now
+		l.lastPoll = ""
+		l.notify.Status(fmt.Sprintf("connected to %s:%d as module %s", l.set.Host, l.set.Port, l.link.id.IMEI))
+	case effStartDrain:
+		l.startDrain(ctx)
+	case effStopDrain:
+		l.stopDrain()
+	case effLost:
+		ev := l.log.Warn().Str("event", logging.EventMQTTDisconnected).Str("reason", e.text).
+			Str("connected_for", e.dur.Round(time.Millisecond).String())
+		if e.dur < l.set.StableAfter {
+			ev = ev.Str("note", fmt.Sprintf("up less than %s: counts as a failed attempt", l.set.StableAfter))
+		}
+		ev.Msg("MQTT session lost")
+	case effHealth:
+		conn := l.link.conn
+		go func() {
+			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			_, err := conn.Run(hctx, "AT")
+			l.healthDone <- err
+		}()
+	case effReset:
+		lk := l.link
+		go func() {
+			lk.escalate(ctx, l.Supervisor, e.err)
+			l.resetDone <- struct{}{}
+		}()
+	case effClosePort:
+		l.closeLink()
+	case effShutdown:
+		if l.link != nil {
+			l.link.shutdown(l.log)
+		}
+	case effExit:
+		l.exit, l.exitErr = true, e.err
+	}
+}
+
+// logRetry logs a failed attempt with the time to the next one (retry_in), which is what the
+// machine's timer is armed for.
+func (l *loop) logRetry(e effect) {
+	l.lastPoll = ""
+	retry := e.delay.Round(time.Millisecond).String()
+	var step *stepError
+	stepName := e.stage.String()
+	if errors.As(e.err, &step) {
+		stepName = step.step
+	}
+	var ev *zerolog.Event
+	switch e.kindOf {
+	case kindPort:
+		ev = l.log.Warn().Str("event", logging.EventModuleLost).Str("port", l.set.PortName)
+	case kindMQTT:
+		ev = l.log.Error().Str("event", logging.EventMQTTConnectFailed)
+		var re *qmt.ResultError
+		if errors.As(e.err, &re) {
+			ev = ev.Int("code", re.Code).Int("result", re.Result)
+		}
+	default:
+		ev = l.log.Error().Str("event", logging.EventBringUpFailed)
+	}
+	ev = ev.Str("stage", e.stage.String()).Str("step", stepName).Err(e.err).
+		Int("attempt", e.attempt).Str("retry_in", retry)
+	if step != nil && step.hint != "" {
+		ev = ev.Str("hint", step.hint)
+	}
+	switch e.kindOf {
+	case kindPort:
+		ev.Msg("module lost; waiting for it to come back")
+	case kindMQTT:
+		ev.Msg("MQTT " + stepName + " failed")
+	default:
+		ev.Msg("module bring-up failed at " + stepName)
+	}
+}
+
+// logPoll logs a stage that waits for its condition: at info when what the module says changes,
+// at debug while it stays the same.
+func (l *loop) logPoll(e effect) {
+	what := e.stage.String() + ": " + e.err.Error()
+	ev := l.log.Debug()
+	if what != l.lastPoll {
+		ev = l.log.Info()
+		l.lastPoll = what
+	}
+	ev.Str("step", e.stage.String()).Str("state", e.err.Error()).
+		Str("poll_in", e.delay.Round(time.Millisecond).String()).Msg(e.stage.doing())
+}
+
+// The outbox drains while the session is connected, and only then.
+func (l *loop) startDrain(ctx context.Context) {
+	if l.set.Outbox == nil || l.drainCancel != nil {
+		return
+	}
+	var dctx context.Context
+	dctx, l.drainCancel = context.WithCancel(ctx)
+	client := l.link.client
+	go func() { l.drainDone <- l.set.Outbox.Drain(dctx, client) }()
+}
+
+func (l *loop) stopDrain() {
+	if l.drainCancel == nil {
+		return
+	}
+	l.drainCancel()
+	if err := <-l.drainDone; err != nil {
+		l.log.Error().Err(err).Msg("outbox drain stopped with an error")
+	}
+	l.drainCancel = nil
+}
+
+func (l *loop) closeLink() {
+	if l.link == nil {
+		return
+	}
+	l.link.close()
+	l.reader.Store(nil)
+	l.link = nil
+}
+
+// cleanUp stops what still runs when Run returns.
+func (l *loop) cleanUp() {
+	l.stopDrain()
+	if l.stageLive {
+		l.stageCancel()
+		r := <-l.stageDone
+		if r.link != nil {
+			r.link.close()
+		}
+	}
+	l.closeLink()
+	l.timer.Stop()
 }
 
 // maxBeat is how often, at most, an otherwise idle supervisor loop proves it is alive; with a
@@ -291,41 +548,4 @@ func (s *Supervisor) toggleLED(why string) {
 		return
 	}
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
-}
-
-// stage is a step of the bring-up; a fault sends the session back to the stage that mends it.
-type stage int
-
-const (
-	stageModule    stage = iota // sync, echo off, identify, SIM
-	stageNetwork                // registration and PDP context
-	stageMQTT                   // configure, open, connect, subscribe, publish on connect
-	stageConnected              // waiting for events
-)
-
-func (st stage) String() string {
-	return [...]string{"module bring-up", "network", "mqtt", "connected"}[st]
-}
-
-// session runs one lifetime of the AT port: it returns when the port is gone (with the reason) or
-// ctx ends.
-func (s *Supervisor) session(ctx context.Context) error {
-	port, err := s.set.OpenPort(ctx)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", s.set.PortName, err)
-	}
-	conn := at.New(port, at.Options{Logger: s.log, Trace: s.set.Trace, URCs: qmt.URCs()})
-	defer conn.Close()
-	s.reader.Store(conn)
-	defer s.reader.Store(nil)
-	client := qmt.NewClient(conn, s.set.ClientIndex)
-	defer client.Close()
-	sess := &session{
-		Supervisor: s,
-		conn:       conn,
-		client:     client,
-		mod:        modem.New(conn),
-		mqttBO:     backoff.New(s.set.Backoff),
-	}
-	return sess.run(ctx)
 }

@@ -1,0 +1,514 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/backoff"
+)
+
+// The session state machine. It is the one owner of time and of the decision what to do next:
+// a pure transition function (machine.step) takes an input — a stage finished, a URC that says
+// the session must be rebuilt, the retry timer fired, a health check's result — together with
+// the time it happened, and returns the effects to perform. It starts no goroutine, reads no
+// clock and does no I/O; the supervisor's loop (Run) feeds it and performs its effects, and owns
+// every timer. Stages never sleep: they return a classified error (classify), and the machine
+// decides when the next attempt may start.
+//
+// Its rules, which the tests check for every input sequence:
+//   - at most one stage runs at a time, and nothing runs while the module is being reset;
+//   - no stage starts before the retry deadline; a failure can only push the deadline out, and
+//     a URC during a back-off may move the session back to an earlier stage, never the deadline
+//     forward;
+//   - every failed attempt at any stage, and a session that dies before it has been up for
+//     stableAfter, grows the back-off of its kind (port, module, MQTT); only a session that
+//     stayed up that long resets them;
+//   - the outbox drains while the session is connected, and only then;
+//   - health checks run whenever a port is open and the module is not being brought up, reset
+//     or kept quiet — backing off included — and three failures in a row reset the module.
+
+// stage is a step of the bring-up; a fault sends the session back to the stage that mends it.
+type stage int
+
+const (
+	stagePort      stage = iota // open the AT port
+	stageModule                 // sync, echo off, identify the module
+	stageSIM                    // +CPIN: READY, the SIM's identity, the APN
+	stageRegister               // network registration
+	stagePDP                    // the PDP context (mobile data)
+	stageMQTT                   // TLS, configure, open, connect, subscribe, publish on connect
+	stageConnected              // up: waiting for events
+)
+
+var stageNames = [...]string{"port", "module", "sim", "register", "pdp", "mqtt", "connected"}
+
+func (st stage) String() string {
+	if st < 0 || int(st) >= len(stageNames) {
+		return fmt.Sprintf("stage(%d)", int(st))
+	}
+	return stageNames[st]
+}
+
+// doing says in words what a running stage does, for systemd's STATUS=.
+func (st stage) doing() string {
+	switch st {
+	case stagePort:
+		return "opening the AT port"
+	case stageModule:
+		return "waiting for the module to answer AT"
+	case stageSIM:
+		return "waiting for the SIM"
+	case stageRegister:
+		return "waiting for network registration"
+	case stagePDP:
+		return "activating mobile data (PDP context)"
+	case stageMQTT:
+		return "connecting to the MQTT broker"
+	}
+	return st.String()
+}
+
+// failKind is a kind of failure with a back-off counter of its own.
+type failKind int
+
+const (
+	kindPort   failKind = iota // the AT port could not be opened, or went away
+	kindModule                 // module, SIM, registration, PDP context
+	kindMQTT                   // the MQTT link and session
+	numKinds
+)
+
+var kindNames = [...]string{"port", "module", "mqtt"}
+
+func (k failKind) String() string { return kindNames[k] }
+
+// kindOf is the back-off counter a failure of stage st counts against.
+func kindOf(st stage) failKind {
+	switch {
+	case st == stagePort:
+		return kindPort
+	case st >= stageMQTT:
+		return kindMQTT
+	}
+	return kindModule
+}
+
+// maxHealthFailures is how many health checks in a row may fail before the module is reset.
+const maxHealthFailures = 3
+
+// inputKind says what happened.
+type inputKind int
+
+const (
+	inStart      inputKind = iota // the supervisor starts
+	inStageDone                   // the running stage returned Err (nil: success)
+	inFallBack                    // a URC says the session must be rebuilt from Stage; Why says why
+	inTimer                       // the retry timer fired
+	inHealthTick                  // time for a health check
+	inHealthDone                  // the health check returned Err
+	inPortLost                    // the AT port failed (Err)
+	inResetDone                   // the module reset finished
+	inStop                        // the daemon is stopping
+	numInputs
+)
+
+// input is one thing that happened, at Now.
+type input struct {
+	kind  inputKind
+	now   time.Time
+	stage stage  // inStageDone: the stage that finished; inFallBack: where to go back to
+	err   error  // inStageDone, inHealthDone, inPortLost
+	why   string // inFallBack
+}
+
+// effectKind says what the loop must do.
+type effectKind int
+
+const (
+	effReady       effectKind = iota // tell systemd READY=1
+	effStatus                        // tell systemd STATUS=text
+	effRunStage                      // start stage in a goroutine of its own
+	effCancelStage                   // cancel the running stage (its result still comes back)
+	effArmTimer                      // (re)arm the one retry timer to fire at at
+	effRetry                         // log a failure and the time to the next attempt
+	effPoll                          // log that a stage waits for a condition and polls again
+	effConnected                     // the session is up: log it, STATUS=
+	effStartDrain                    // start draining the outbox
+	effStopDrain                     // stop draining the outbox
+	effLost                          // log that a connected session was lost (why, connected for)
+	effHealth                        // send a health check
+	effReset                         // reset the module (AT+CFUN=1,1, then the reset line); err is why
+	effClosePort                     // close the AT port
+	effShutdown                      // disconnect MQTT cleanly
+	effExit                          // return err from Run (nil: a clean stop)
+)
+
+// effect is one thing for the loop to do.
+type effect struct {
+	kind    effectKind
+	stage   stage         // effRunStage, effRetry/effPoll (the stage that failed)
+	at      time.Time     // effArmTimer
+	delay   time.Duration // effRetry, effPoll: time to the next attempt
+	kindOf  failKind      // effRetry
+	attempt int           // effRetry: failures of this kind since the last stable session
+	err     error         // effRetry, effPoll, effReset, effExit, effLost
+	text    string        // effStatus; effLost: why
+	dur     time.Duration // effLost: how long the session was up
+}
+
+// machineConfig is what the machine needs to know of the settings.
+type machineConfig struct {
+	backoff     backoff.Policy
+	stableAfter time.Duration // a session up this long resets the back-off
+	quiet       time.Duration // the first bring-up keeps the port quiet this long after opening it
+	// pollLimit is how long a stage may keep answering "not yet" (the SIM, registration) before
+	// that counts as a failure.
+	pollLimit map[stage]time.Duration
+	rnd       func() float64 // the back-off's jitter source; nil: math/rand
+}
+
+// machine is the session's state. Only step changes it.
+type machine struct {
+	cfg machineConfig
+	bo  [numKinds]*backoff.Backoff
+
+	next      stage     // the stage to run next (the running one while running)
+	notBefore time.Time // no stage starts before this
+	armedAt   time.Time // the retry timer's deadline, zero when not armed
+	running   bool      // a stage goroutine is running
+	cancelled bool      // ... and has been cancelled: its result only frees the slot
+	connected bool
+	upSince   time.Time
+	portOpen  bool
+	resetting bool
+	stopped   bool
+
+	quietDone  bool
+	quietUntil time.Time
+
+	pollStage stage // the stage whose "not yet" answers are being polled, -1 for none
+	pollSince time.Time
+
+	healthRunning  bool
+	healthFailures int
+
+	status string // the last STATUS= sent
+	out    []effect
+}
+
+func newMachine(cfg machineConfig) *machine {
+	m := &machine{cfg: cfg, pollStage: -1}
+	for k := range m.bo {
+		if cfg.rnd != nil {
+			m.bo[k] = backoff.NewWithRand(cfg.backoff, cfg.rnd)
+		} else {
+			m.bo[k] = backoff.New(cfg.backoff)
+		}
+	}
+	return m
+}
+
+// step applies one input and returns the effects, in the order they must be performed. The
+// returned slice is only valid until the next call.
+func (m *machine) step(in input) []effect {
+	m.out = m.out[:0]
+	if m.stopped {
+		return nil
+	}
+	switch in.kind {
+	case inStart:
+		m.emit(effect{kind: effReady})
+	case inStageDone:
+		m.stageDone(in)
+	case inFallBack:
+		m.fallBack(in.now, in.stage, in.why)
+	case inTimer:
+		m.armedAt = time.Time{}
+	case inHealthTick:
+		m.healthTick(in.now)
+	case inHealthDone:
+		m.healthDone(in)
+	case inPortLost:
+		m.portLost(in.now, in.err)
+	case inResetDone:
+		m.resetting = false
+		if m.portOpen {
+			m.portOpen, m.healthRunning = false, false
+			m.emit(effect{kind: effClosePort})
+		}
+		m.next = stagePort
+		m.pollStage = -1
+		m.fail(in.now, stagePort, errors.New("module reset; reopening the port"))
+	case inStop:
+		m.leaveConnected(in.now, "shutting down", false)
+		if m.running && !m.cancelled {
+			m.emit(effect{kind: effCancelStage})
+		}
+		m.stopped = true
+		m.emit(effect{kind: effExit})
+		return m.out
+	}
+	m.advance(in.now)
+	return m.out
+}
+
+func (m *machine) emit(e effect) { m.out = append(m.out, e) }
+
+func (m *machine) setStatus(s string) {
+	if s != m.status {
+		m.status = s
+		m.emit(effect{kind: effStatus, text: s})
+	}
+}
+
+// advance starts the next stage when nothing stands in the way, and otherwise makes sure the
+// timer will wake the loop at the deadline.
+func (m *machine) advance(now time.Time) {
+	if m.stopped || m.running || m.resetting || m.connected {
+		return
+	}
+	if now.Before(m.notBefore) {
+		if !m.armedAt.Equal(m.notBefore) {
+			m.armedAt = m.notBefore
+			m.emit(effect{kind: effArmTimer, at: m.notBefore})
+		}
+		return
+	}
+	if m.next == stageModule && !m.quietDone && m.cfg.quiet > 0 {
+		// The first bring-up lets a publish that an earlier process left half-sent time out
+		// on the module before anything is written to the port (see Settings.MQTT.EditTimeout).
+		m.quietDone = true
+		m.quietUntil = now.Add(m.cfg.quiet)
+		m.notBefore = m.quietUntil
+		m.setStatus("keeping the port quiet for a half-sent publish to time out")
+		m.armedAt = m.notBefore
+		m.emit(effect{kind: effArmTimer, at: m.notBefore})
+		return
+	}
+	m.running, m.cancelled = true, false
+	if m.pollStage != m.next {
+		m.setStatus(m.next.doing())
+	}
+	m.emit(effect{kind: effRunStage, stage: m.next})
+}
+
+func (m *machine) stageDone(in input) {
+	if !m.running {
+		return // not ours: a result can only come from a stage the machine started
+	}
+	m.running = false
+	if m.cancelled {
+		// The decision was taken when the stage was cancelled; this only frees the slot.
+		m.cancelled = false
+		if in.stage == stagePort && in.err == nil {
+			m.emit(effect{kind: effClosePort}) // a port opened too late to be used
+		}
+		return
+	}
+	st := in.stage
+	if in.err == nil {
+		if m.pollStage == st {
+			m.pollStage = -1
+		}
+		if st == stagePort {
+			m.portOpen = true
+			m.healthRunning, m.healthFailures = false, 0
+		}
+		m.next = st + 1
+		if m.next == stageConnected {
+			m.connected, m.upSince = true, in.now
+			m.emit(effect{kind: effConnected})
+			m.status = "connected"
+			m.emit(effect{kind: effStartDrain})
+		}
+		return
+	}
+	c := classify(st, in.err)
+	switch c.class {
+	case classFatal:
+		m.stopped = true
+		m.emit(effect{kind: effExit, err: in.err})
+	case classPortGone:
+		m.portLost(in.now, in.err)
+	case classUnresponsive:
+		m.startReset(in.now, in.err)
+	case classNotYet:
+		m.notYet(in.now, st, c, in.err)
+	default:
+		if c.from < m.next {
+			m.next = c.from
+		}
+		m.fail(in.now, st, in.err)
+	}
+}
+
+// notYet handles a stage that found its condition not met yet (no SIM, not registered): it is
+// polled again after c.poll until its limit, then that is a failure with back-off.
+func (m *machine) notYet(now time.Time, st stage, c classified, err error) {
+	if m.pollStage != st {
+		m.pollStage, m.pollSince = st, now
+	}
+	limit := m.cfg.pollLimit[st]
+	if now.Sub(m.pollSince) >= limit {
+		m.pollStage = -1
+		m.fail(now, st, fmt.Errorf("%s after %s: %w", st.doing(), limit, err))
+		return
+	}
+	m.push(now.Add(c.poll))
+	m.setStatus(st.doing() + ": " + c.state)
+	m.emit(effect{kind: effPoll, stage: st, delay: m.notBefore.Sub(now), err: err})
+}
+
+// fail counts a failed attempt at stage st against its kind and pushes the next attempt out.
+func (m *machine) fail(now time.Time, st stage, err error) {
+	k := kindOf(st)
+	m.push(now.Add(m.bo[k].Next()))
+	d := m.notBefore.Sub(now)
+	m.emit(effect{kind: effRetry, stage: st, kindOf: k, attempt: m.bo[k].Attempts(), delay: d, err: err})
+	m.setStatus(fmt.Sprintf("%s failed: %v; retry in %s", st, err, d.Round(time.Second)))
+}
+
+// push moves the retry deadline out to t; never in.
+func (m *machine) push(t time.Time) {
+	if t.After(m.notBefore) {
+		m.notBefore = t
+	}
+}
+
+// leaveConnected ends a connected session; it reports whether the session had been up long
+// enough to reset the back-off.
+func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bool) {
+	if !m.connected {
+		return false
+	}
+	m.connected = false
+	m.emit(effect{kind: effStopDrain})
+	up := now.Sub(m.upSince)
+	if log {
+		m.emit(effect{kind: effLost, text: why, dur: up})
+	} else {
+		m.emit(effect{kind: effShutdown})
+	}
+	if up >= m.cfg.stableAfter {
+		for _, b := range m.bo {
+			b.Reset()
+		}
+		return true
+	}
+	return false
+}
+
+func (m *machine) fallBack(now time.Time, to stage, why string) {
+	if !m.portOpen || m.resetting || to < stageModule {
+		return
+	}
+	switch {
+	case m.connected:
+		m.next = to
+		if m.leaveConnected(now, why, true) {
+			m.setStatus("reconnecting: " + why)
+			return // a session that lasted: try again at once
+		}
+		m.fail(now, to, fmt.Errorf("session lost %s after it came up: %s", now.Sub(m.upSince).Round(time.Millisecond), why))
+	case m.running:
+		if to > m.next || m.cancelled {
+			if m.cancelled && to < m.next {
+				m.next = to
+			}
+			return // the running stage comes before the one that must be redone
+		}
+		// An earlier stage, or the running one itself (its work may already be undone), is
+		// redone once the running stage has stopped; the interrupted attempt is a failure.
+		m.cancelled = true
+		m.emit(effect{kind: effCancelStage})
+		m.next = to
+		m.fail(now, to, errors.New(why))
+	default:
+		if to < m.next {
+			m.next = to // the deadline stays where it is
+		}
+	}
+}
+
+func (m *machine) portLost(now time.Time, err error) {
+	if !m.portOpen {
+		return
+	}
+	m.portOpen = false
+	m.healthRunning = false
+	stable := m.leaveConnected(now, "port lost: "+err.Error(), true)
+	if m.running && !m.cancelled {
+		m.cancelled = true
+		m.emit(effect{kind: effCancelStage})
+	}
+	m.emit(effect{kind: effClosePort})
+	m.next = stagePort
+	m.pollStage = -1
+	if m.resetting {
+		return // the reset's end decides when to reopen
+	}
+	if stable {
+		m.setStatus("reopening the port: " + err.Error())
+		return
+	}
+	m.fail(now, stagePort, err)
+}
+
+func (m *machine) startReset(now time.Time, cause error) {
+	if m.resetting {
+		return
+	}
+	m.leaveConnected(now, "module unresponsive", true)
+	if m.running && !m.cancelled {
+		m.cancelled = true
+		m.emit(effect{kind: effCancelStage})
+	}
+	m.resetting = true
+	m.healthFailures = 0
+	m.setStatus("resetting the unresponsive module: " + cause.Error())
+	m.emit(effect{kind: effReset, err: cause})
+}
+
+// healthAllowed reports whether a health check may be sent now: a port is open, and the module
+// is neither being brought up (the module stage proves it alive itself), reset, nor kept quiet.
+func (m *machine) healthAllowed(now time.Time) bool {
+	switch {
+	case !m.portOpen, m.resetting, m.healthRunning, now.Before(m.quietUntil):
+		return false
+	case m.running && m.next <= stageModule:
+		return false
+	}
+	return true
+}
+
+func (m *machine) healthTick(now time.Time) {
+	if m.connected && now.Sub(m.upSince) >= m.cfg.stableAfter {
+		for _, b := range m.bo {
+			b.Reset()
+		}
+	}
+	if m.healthAllowed(now) {
+		m.healthRunning = true
+		m.emit(effect{kind: effHealth})
+	}
+}
+
+func (m *machine) healthDone(in input) {
+	if !m.healthRunning {
+		return // a check from a port that is gone
+	}
+	m.healthRunning = false
+	if in.err == nil {
+		m.healthFailures = 0
+		return
+	}
+	if c := classify(stageConnected, in.err); c.class == classPortGone {
+		m.portLost(in.now, in.err)
+		return
+	}
+	m.healthFailures++
+	if m.healthFailures >= maxHealthFailures {
+		m.startReset(in.now, fmt.Errorf("%d health checks failed in a row: %w", m.healthFailures, in.err))
+	}
+}

@@ -1,0 +1,641 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/backoff"
+	"github.com/gatewayd/gatewayd/qmt"
+)
+
+// harness drives the machine as the loop does, on a clock of its own, and checks the
+// machine's invariants after every step (see checkInvariants).
+type harness struct {
+	t   testing.TB
+	m   *machine
+	now time.Time
+
+	live      bool  // a stage goroutine would be running
+	liveStage stage // ... this one
+	cancelled bool
+	timerAt   time.Time // the armed timer, zero if none
+	deadline  time.Time // the latest retry deadline the machine announced (effRetry, effPoll)
+	portOpen  bool
+	draining  bool
+	health    bool // a health check is outstanding
+	resetting bool
+	exited    bool
+
+	runs    []run         // every stage started
+	retries []effect      // every effRetry
+	all     []effectKind  // every effect kind, in order
+	status  []string      // every STATUS=
+	last    []effect      // the effects of the last step
+	errs    []string      // invariant violations
+	errEach func(e error) // set by fuzzing to fail fast
+}
+
+type run struct {
+	st stage
+	at time.Time
+}
+
+var t0 = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+
+func testConfig(seed uint64) machineConfig {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	return machineConfig{
+		backoff:     backoff.Default,
+		stableAfter: time.Minute,
+		pollLimit:   map[stage]time.Duration{stageSIM: 30 * time.Second, stageRegister: 3 * time.Minute},
+		rnd:         r.Float64,
+	}
+}
+
+func newHarness(t testing.TB, cfg machineConfig) *harness {
+	h := &harness{t: t, m: newMachine(cfg), now: t0}
+	h.feed(input{kind: inStart})
+	return h
+}
+
+func (h *harness) feed(in input) []effect {
+	in.now = h.now
+	if in.kind == inTimer {
+		h.timerAt = time.Time{}
+	}
+	if in.kind == inStageDone {
+		h.live = false
+		h.cancelled = false
+	}
+	if in.kind == inHealthDone {
+		h.health = false
+	}
+	if in.kind == inResetDone {
+		h.resetting = false
+	}
+	if in.kind == inStageDone && in.stage == stagePort && in.err == nil {
+		h.portOpen = true // the loop holds the link from here until effClosePort
+	}
+	effs := h.m.step(in)
+	h.last = append(h.last[:0], effs...)
+	for _, e := range effs {
+		h.all = append(h.all, e.kind)
+		if h.exited {
+			h.violate("effect %d after effExit", e.kind)
+		}
+		switch e.kind {
+		case effRunStage:
+			if h.live {
+				h.violate("stage %s started while stage %s runs", e.stage, h.liveStage)
+			}
+			if h.resetting {
+				h.violate("stage %s started while the module is being reset", e.stage)
+			}
+			if h.now.Before(h.deadline) {
+				h.violate("stage %s started at %s, before the retry deadline %s", e.stage, h.now.Sub(t0), h.deadline.Sub(t0))
+			}
+			h.live, h.liveStage, h.cancelled = true, e.stage, false
+			h.runs = append(h.runs, run{e.stage, h.now})
+		case effCancelStage:
+			if !h.live {
+				h.violate("cancel with no stage running")
+			}
+			h.cancelled = true
+		case effArmTimer:
+			h.timerAt = e.at
+		case effRetry, effPoll:
+			if d := h.now.Add(e.delay); d.Before(h.deadline) {
+				h.violate("retry deadline moved in from %s to %s", h.deadline.Sub(t0), d.Sub(t0))
+			} else {
+				h.deadline = d
+			}
+			if e.kind == effRetry {
+				h.retries = append(h.retries, e)
+			}
+		case effStartDrain:
+			if h.draining {
+				h.violate("drain started twice")
+			}
+			h.draining = true
+		case effStopDrain:
+			h.draining = false
+		case effHealth:
+			if h.health {
+				h.violate("two health checks at once")
+			}
+			if !h.portOpen {
+				h.violate("health check with no port")
+			}
+			h.health = true
+		case effReset:
+			h.resetting = true
+		case effClosePort:
+			h.portOpen = false
+			h.health = false // its answer is an error from the closed port, ignored
+		case effStatus:
+			h.status = append(h.status, e.text)
+		case effExit:
+			h.exited = true
+		}
+	}
+	h.checkInvariants()
+	return effs
+}
+
+func (h *harness) violate(format string, args ...any) {
+	msg := fmt.Sprintf("at %s: ", h.now.Sub(t0)) + fmt.Sprintf(format, args...)
+	h.errs = append(h.errs, msg)
+	if h.errEach != nil {
+		h.errEach(errors.New(msg))
+		return
+	}
+	h.t.Helper()
+	h.t.Fatal(msg)
+}
+
+// checkInvariants checks what must hold between any two inputs.
+func (h *harness) checkInvariants() {
+	m := h.m
+	if h.draining != m.connected && !h.exited {
+		h.violate("draining %t while connected %t", h.draining, m.connected)
+	}
+	if h.exited || h.live || m.connected || h.resetting {
+		return
+	}
+	// Waiting: the timer must be armed for the deadline, or nothing would ever wake the machine.
+	if h.timerAt.IsZero() || !h.timerAt.After(h.now) {
+		h.violate("stuck: no stage running, not connected, no reset, and no timer armed (timer %v)", h.timerAt)
+	}
+}
+
+// elapse moves the clock by d, firing the timer when it is due.
+func (h *harness) elapse(d time.Duration) {
+	end := h.now.Add(d)
+	for !h.timerAt.IsZero() && !h.timerAt.After(end) {
+		h.now = h.timerAt
+		h.feed(input{kind: inTimer})
+	}
+	h.now = end
+}
+
+// untilRun moves the clock to the next stage start (firing timers) and returns its time.
+func (h *harness) untilRun() time.Time {
+	h.t.Helper()
+	for i := 0; !h.live; i++ {
+		if h.timerAt.IsZero() || i > 1000 {
+			h.t.Fatalf("no stage will run: timer %v", h.timerAt)
+		}
+		h.now = h.timerAt
+		h.feed(input{kind: inTimer})
+	}
+	return h.now
+}
+
+func (h *harness) done(err error) []effect {
+	h.t.Helper()
+	if !h.live {
+		h.t.Fatal("done: no stage running")
+	}
+	return h.feed(input{kind: inStageDone, stage: h.liveStage, err: err})
+}
+
+// connect runs the stages to connected, each succeeding at once.
+func (h *harness) connect() {
+	h.t.Helper()
+	for !h.m.connected {
+		h.untilRun()
+		h.done(nil)
+	}
+}
+
+// failAt brings the session to stage st (stages before it succeed) and fails it with err.
+func (h *harness) failAt(st stage, err error) effect {
+	h.t.Helper()
+	for {
+		h.untilRun()
+		if h.liveStage == st {
+			h.done(err)
+			break
+		}
+		h.done(nil)
+	}
+	if n := len(h.retries); n > 0 && h.retries[n-1].stage == st {
+		return h.retries[n-1]
+	}
+	h.t.Fatalf("no retry after stage %s failed with %v; effects %v", st, err, h.last)
+	return effect{}
+}
+
+func has(effs []effect, k effectKind) bool {
+	for _, e := range effs {
+		if e.kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// inBackoff checks that delay d is the nth (0-based) of backoff.Default with its half jitter.
+func inBackoff(t *testing.T, n int, d time.Duration) {
+	t.Helper()
+	hi := time.Second << n
+	if n >= 7 || hi > 2*time.Minute {
+		hi = 2 * time.Minute
+	}
+	if d < hi/2 || d > hi {
+		t.Fatalf("delay %d is %s, want %s–%s", n, d, hi/2, hi)
+	}
+}
+
+var errRefused = &qmt.ResultError{Op: qmt.OpConnect, Client: 0, Result: 1, Code: 4}
+
+func TestReadyAtStartWhateverTheModuleDoes(t *testing.T) {
+	h := newHarness(t, testConfig(1))
+	if len(h.all) == 0 || h.all[0] != effReady {
+		t.Fatalf("first effects %v, want effReady first", h.all)
+	}
+	if !h.live || h.liveStage != stagePort {
+		t.Fatal("the port stage does not start at once")
+	}
+}
+
+// TestRefusedConnectThenQMTSTATWaitsOutTheBackoff: the broker refuses the CONNECT and closes the
+// link, so +QMTSTAT follows +QMTCONN's refusal, in either order; no attempt comes before the
+// deadline, and the deadlines grow.
+func TestRefusedConnectThenQMTSTATWaitsOutTheBackoff(t *testing.T) {
+	for _, statFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("QMTSTAT first %t", statFirst), func(t *testing.T) {
+			h := newHarness(t, testConfig(2))
+			var last time.Time
+			for n := 0; n < 9; n++ {
+				for h.untilRun(); h.liveStage != stageMQTT; h.untilRun() {
+					h.done(nil)
+				}
+				if n > 0 {
+					r := h.retries[n-1]
+					if gap := h.now.Sub(last); gap < r.delay {
+						t.Fatalf("attempt %d came %s after the last, retry_in said %s", n+1, gap, r.delay)
+					}
+				}
+				last = h.now
+				if statFirst {
+					h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1"})
+					h.done(errRefused)
+				} else {
+					h.done(errRefused)
+					h.elapse(10 * time.Millisecond)
+					h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1"})
+				}
+				if len(h.retries) != n+1 {
+					t.Fatalf("after %d refusals, %d retries logged: each attempt must count once", n+1, len(h.retries))
+				}
+				r := h.retries[n]
+				inBackoff(t, n, r.delay)
+				if r.attempt != n+1 || r.kindOf != kindMQTT {
+					t.Fatalf("retry %d: attempt %d kind %s", n, r.attempt, r.kindOf)
+				}
+			}
+		})
+	}
+}
+
+func TestRDYWhileBackingOffKeepsTheDeadline(t *testing.T) {
+	h := newHarness(t, testConfig(3))
+	h.failAt(stageMQTT, errRefused)
+	h.failAt(stageMQTT, errRefused)
+	deadline := h.deadline
+	h.elapse(100 * time.Millisecond)
+	effs := h.feed(input{kind: inFallBack, stage: stageModule, why: "module rebooted (RDY)"})
+	if has(effs, effRunStage) {
+		t.Fatal("RDY started a stage during the back-off")
+	}
+	at := h.untilRun()
+	if h.liveStage != stageModule {
+		t.Fatalf("after RDY the session resumed at %s, want module", h.liveStage)
+	}
+	if !at.Equal(deadline) {
+		t.Fatalf("resumed at %s, deadline was %s", at.Sub(t0), deadline.Sub(t0))
+	}
+}
+
+func TestPersistentFailureAtEveryStageBacksOffGrowing(t *testing.T) {
+	errs := map[stage]error{
+		stagePort:     errors.New("open /dev/ttyUSB2: no such file or directory"),
+		stageModule:   fmt.Errorf("identify: %w", at.ErrError),
+		stageSIM:      fmt.Errorf("apn: %w", at.ErrError), // AT+QICSGP refused
+		stageRegister: errors.New("AT+CEREG?: ERROR"),
+		stagePDP:      errors.New("AT+QIACT=1: ERROR"),
+		stageMQTT:     errRefused,
+	}
+	for st := stagePort; st <= stageMQTT; st++ {
+		t.Run(st.String(), func(t *testing.T) {
+			h := newHarness(t, testConfig(uint64(st)+10))
+			var prev time.Duration
+			for n := 0; n < 10; n++ {
+				r := h.failAt(st, errs[st])
+				if r.kindOf != kindOf(st) {
+					t.Fatalf("failure at %s counted as %s", st, r.kindOf)
+				}
+				inBackoff(t, n, r.delay)
+				if n <= 7 && r.delay < prev { // past the cap the jitter alone varies it
+					t.Fatalf("delay %d shrank: %s after %s", n, r.delay, prev)
+				}
+				prev = r.delay
+			}
+			if h.runs[len(h.runs)-1].st != st {
+				t.Fatalf("retried from %s, want %s", h.runs[len(h.runs)-1].st, st)
+			}
+		})
+	}
+}
+
+// TestSessionsDroppedAtOnceBackOff: twin gateways with one client id kick each other right after
+// CONNACK; each drop counts as a failure until a session stays up for stableAfter.
+func TestSessionsDroppedAtOnceBackOff(t *testing.T) {
+	h := newHarness(t, testConfig(4))
+	h.connect()
+	var prev time.Duration
+	for n := 0; n < 8; n++ {
+		h.elapse(time.Second)
+		h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1: connection closed by the broker"})
+		if !has(h.last, effLost) || !has(h.last, effStopDrain) {
+			t.Fatalf("drop %d: effects %v", n, h.last)
+		}
+		r := h.retries[len(h.retries)-1]
+		inBackoff(t, n, r.delay)
+		if n <= 7 && r.delay < prev {
+			t.Fatalf("delay shrank from %s to %s", prev, r.delay)
+		}
+		prev = r.delay
+		before := h.now
+		h.untilRun()
+		if h.now.Sub(before) < r.delay {
+			t.Fatal("reconnected before the deadline")
+		}
+		h.connect()
+	}
+	// A session that lasts resets the back-off: its loss is retried at once, and the next
+	// failure waits the first delay again.
+	h.elapse(61 * time.Second)
+	n := len(h.retries)
+	h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1"})
+	if len(h.retries) != n || !h.live || h.liveStage != stageMQTT {
+		t.Fatalf("a lasting session's loss was not retried at once: live %t %s", h.live, h.liveStage)
+	}
+	r := h.failAt(stageMQTT, errRefused)
+	inBackoff(t, 0, r.delay)
+}
+
+func TestThreeFailedHealthChecksResetTheModule(t *testing.T) {
+	h := newHarness(t, testConfig(5))
+	h.connect()
+	for i := 0; i < 3; i++ {
+		h.elapse(15 * time.Second)
+		if !has(h.feed(input{kind: inHealthTick}), effHealth) {
+			t.Fatalf("health tick %d sent no check", i)
+		}
+		h.elapse(3 * time.Second)
+		effs := h.feed(input{kind: inHealthDone, err: fmt.Errorf("AT: %w", at.ErrTimeout)})
+		if got := has(effs, effReset); got != (i == 2) {
+			t.Fatalf("failure %d: reset %t", i+1, got)
+		}
+	}
+	if h.m.connected || h.draining {
+		t.Fatal("still connected while resetting")
+	}
+	if has(h.feed(input{kind: inHealthTick}), effHealth) {
+		t.Fatal("health check during the reset")
+	}
+	h.elapse(15 * time.Second)
+	effs := h.feed(input{kind: inResetDone})
+	if !has(effs, effClosePort) || !has(effs, effRetry) {
+		t.Fatalf("reset done: effects %v", effs)
+	}
+	h.untilRun()
+	if h.liveStage != stagePort {
+		t.Fatalf("after the reset the session starts at %s, want port", h.liveStage)
+	}
+}
+
+func TestHealthChecksContinueWhileBackingOff(t *testing.T) {
+	h := newHarness(t, testConfig(6))
+	for i := 0; i < 4; i++ {
+		h.failAt(stageMQTT, errRefused)
+	}
+	checks := 0
+	for h.now.Add(time.Second).Before(h.deadline) {
+		h.elapse(time.Second)
+		if has(h.feed(input{kind: inHealthTick}), effHealth) {
+			checks++
+			h.feed(input{kind: inHealthDone})
+		}
+	}
+	if checks == 0 {
+		t.Fatal("no health checks while backing off")
+	}
+}
+
+func TestSIMNotReadyIsPolledThenBackedOff(t *testing.T) {
+	h := newHarness(t, testConfig(7))
+	notReady := &notYetError{state: "SIM busy", poll: time.Second}
+	var first time.Time
+	polls := 0
+	for {
+		h.untilRun()
+		if h.liveStage != stageSIM {
+			h.done(nil)
+			continue
+		}
+		if first.IsZero() {
+			first = h.now
+		}
+		h.done(notReady)
+		if has(h.last, effRetry) {
+			break
+		}
+		polls++
+	}
+	if polls < 29 || polls > 31 {
+		t.Fatalf("%d polls in the 30 s SIM limit, want about 30", polls)
+	}
+	if got := h.retries[len(h.retries)-1]; got.kindOf != kindModule {
+		t.Fatalf("SIM timeout counted as %s", got.kindOf)
+	}
+	if h.status[len(h.status)-1] == "" {
+		t.Fatal("no status")
+	}
+}
+
+func TestPortLossAfterALastingSessionReopensAtOnce(t *testing.T) {
+	h := newHarness(t, testConfig(8))
+	h.connect()
+	h.elapse(2 * time.Minute)
+	effs := h.feed(input{kind: inPortLost, err: at.ErrPortGone})
+	if !has(effs, effClosePort) || !h.live || h.liveStage != stagePort {
+		t.Fatalf("effects %v", effs)
+	}
+	h.done(errors.New("no such device"))
+	r := h.retries[len(h.retries)-1]
+	inBackoff(t, 0, r.delay)
+	if r.kindOf != kindPort {
+		t.Fatalf("kind %s", r.kindOf)
+	}
+}
+
+func TestStopWhileConnectedDisconnects(t *testing.T) {
+	h := newHarness(t, testConfig(9))
+	h.connect()
+	effs := h.feed(input{kind: inStop})
+	want := []effectKind{effStopDrain, effShutdown, effExit}
+	if len(effs) != len(want) {
+		t.Fatalf("effects %v, want kinds %v", effs, want)
+	}
+	for i, e := range effs {
+		if e.kind != want[i] {
+			t.Fatalf("effect %d is %d, want %d", i, e.kind, want[i])
+		}
+	}
+}
+
+func TestPermanentErrorExits(t *testing.T) {
+	h := newHarness(t, testConfig(10))
+	for h.untilRun(); h.liveStage != stageMQTT; h.untilRun() {
+		h.done(nil)
+	}
+	effs := h.done(&PermanentError{Err: errors.New("credentials: no key")})
+	if !has(effs, effExit) || effs[len(effs)-1].err == nil {
+		t.Fatalf("effects %v", effs)
+	}
+}
+
+func TestPDPFailureDuringMQTTGoesBackToRegistration(t *testing.T) {
+	h := newHarness(t, testConfig(11))
+	h.failAt(stageMQTT, &qmt.ResultError{Op: qmt.OpOpen, Result: 3})
+	h.untilRun()
+	if h.liveStage != stageRegister {
+		t.Fatalf("resumed at %s", h.liveStage)
+	}
+}
+
+func TestQuietFirstBringUpSendsNoHealthCheck(t *testing.T) {
+	cfg := testConfig(12)
+	cfg.quiet = 2500 * time.Millisecond
+	h := newHarness(t, cfg)
+	h.done(nil) // port open
+	if h.live {
+		t.Fatal("module stage started inside the quiet period")
+	}
+	h.elapse(time.Second)
+	if has(h.feed(input{kind: inHealthTick}), effHealth) {
+		t.Fatal("health check inside the quiet period")
+	}
+	if at := h.untilRun(); at.Sub(t0) != cfg.quiet || h.liveStage != stageModule {
+		t.Fatalf("module stage at %s", at.Sub(t0))
+	}
+}
+
+// FuzzMachine feeds random input sequences and checks the invariants after every step.
+func FuzzMachine(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+	f.Add([]byte("\x00\x00\x00\x00\x00\x00\x11\x21\x31\x41\x51\x61\x71\x81\x91\xa1\xb1\xc1\xd1"))
+	f.Add(make([]byte, 64))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzMachine(t, data)
+	})
+}
+
+// TestMachineRandomSequences runs the fuzz body over many seeded random sequences, so the
+// invariants are checked on every go test run, not only when fuzzing.
+func TestMachineRandomSequences(t *testing.T) {
+	r := rand.New(rand.NewPCG(42, 7))
+	for i := 0; i < 2000; i++ {
+		data := make([]byte, 20+r.IntN(400))
+		for j := range data {
+			data[j] = byte(r.UintN(256))
+		}
+		fuzzMachine(t, data)
+		if t.Failed() {
+			t.Fatalf("sequence %d: %x", i, data)
+		}
+	}
+}
+
+var fuzzErrs = []error{
+	nil, nil, nil,
+	errors.New("ERROR"),
+	errRefused,
+	&notYetError{state: "searching", poll: 2 * time.Second},
+	fmt.Errorf("AT: %w", at.ErrPortGone),
+	fmt.Errorf("sync: %w", at.ErrUnresponsive),
+	&qmt.ResultError{Op: qmt.OpOpen, Result: 3},
+}
+
+func fuzzMachine(t *testing.T, data []byte) {
+	cfg := testConfig(uint64(len(data)))
+	if len(data) > 0 && data[0]&1 == 1 {
+		cfg.quiet = 2500 * time.Millisecond
+	}
+	var failure error
+	h := &harness{t: t, m: newMachine(cfg), now: t0, errEach: func(e error) {
+		if failure == nil {
+			failure = e
+		}
+	}}
+	h.feed(input{kind: inStart})
+	for i := 0; i+1 < len(data) && failure == nil && !h.exited; i += 2 {
+		op, arg := data[i]%11, data[i+1]
+		h.now = h.now.Add(time.Duration(arg&0x0f) * 150 * time.Millisecond)
+		if !h.timerAt.IsZero() && !h.timerAt.After(h.now) {
+			h.now = h.timerAt
+			h.feed(input{kind: inTimer})
+			continue
+		}
+		healthBefore := h.health
+		wasBackingOff := !h.live && !h.m.connected && !h.resetting && h.portOpen && h.now.After(h.m.quietUntil)
+		switch op {
+		case 0, 1, 2, 3:
+			if h.live {
+				h.feed(input{kind: inStageDone, stage: h.liveStage, err: fuzzErrs[int(arg>>4)%len(fuzzErrs)]})
+			}
+		case 4:
+			h.feed(input{kind: inFallBack, stage: stageModule + stage(arg>>4)%5, why: "urc"})
+		case 5:
+			if h.portOpen {
+				h.feed(input{kind: inPortLost, err: at.ErrPortGone})
+			}
+		case 6:
+			effs := h.feed(input{kind: inHealthTick})
+			if wasBackingOff && !healthBefore && !has(effs, effHealth) {
+				failure = fmt.Errorf("at %s: no health check while backing off with a port open", h.now.Sub(t0))
+			}
+		case 7:
+			if h.health {
+				var err error
+				if arg&0x30 != 0 {
+					err = at.ErrTimeout
+				}
+				h.feed(input{kind: inHealthDone, err: err})
+			}
+		case 8:
+			if h.resetting {
+				h.feed(input{kind: inResetDone})
+			}
+		case 9:
+			if !h.timerAt.IsZero() {
+				h.now = h.timerAt
+				h.feed(input{kind: inTimer})
+			}
+		case 10:
+			if arg == 0xff {
+				h.feed(input{kind: inStop})
+			}
+		}
+	}
+	if failure != nil {
+		t.Fatal(failure)
+	}
+}

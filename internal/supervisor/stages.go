@@ -1,0 +1,448 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/internal/topic"
+	"github.com/gatewayd/gatewayd/modem"
+	"github.com/gatewayd/gatewayd/qmt"
+	"github.com/gatewayd/gatewayd/qssl"
+)
+
+// link is one lifetime of the AT port: the engine over it, the MQTT client and the module.
+type link struct {
+	conn   *at.Conn
+	client *qmt.Client
+	mod    *modem.Module
+	// dead is set by the loop once it has reported the port's loss (loop only).
+	dead bool
+
+	// id is the module's identity, set by the module and SIM stages; the loop reads it after
+	// those stages reported back.
+	id modem.Identity
+	// echoes is the AT engine's echo count once ATE0 took effect; more echoes later mean the
+	// module restarted with echo on, even if its RDY was missed.
+	echoes atomic.Uint64
+	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
+	prepared atomic.Bool
+	// filters are the topic filters subscribed (with {imei}/{iccid} expanded); loop only.
+	filters []string
+	// droppedURCs and droppedEvents are the drop counters last reported (loop only).
+	droppedURCs, droppedEvents uint64
+}
+
+func newLink(port io.ReadWriteCloser, s *Supervisor) *link {
+	conn := at.New(port, at.Options{Logger: s.log, Trace: s.set.Trace, URCs: qmt.URCs()})
+	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn)}
+}
+
+func (k *link) close() {
+	k.client.Close()
+	k.conn.Close()
+}
+
+func (k *link) setFilters(subs []qmt.Subscription) {
+	k.filters = k.filters[:0]
+	for _, sub := range subs {
+		k.filters = append(k.filters, sub.Topic)
+	}
+}
+
+// subscribed reports whether topic matches one of the session's subscriptions.
+func (k *link) subscribed(t string) bool {
+	for _, f := range k.filters {
+		if topic.Match(f, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// restartedWithEcho reports whether the module echoes again after ATE0 took effect.
+func (k *link) restartedWithEcho() bool {
+	return k.prepared.Load() && k.conn.Stats().Echoes > k.echoes.Load()
+}
+
+// reportDrops logs URCs and events that the bounded queues between the AT reader and the loop
+// had to drop since the last look (a burst faster than the loop).
+func (k *link) reportDrops(log zerolog.Logger) {
+	urcs, events := k.conn.Stats().URCsDropped, k.client.DroppedEvents()
+	if urcs == k.droppedURCs && events == k.droppedEvents {
+		return
+	}
+	log.Warn().Uint64("urcs_dropped", urcs-k.droppedURCs).Uint64("events_dropped", events-k.droppedEvents).
+		Uint64("urcs_dropped_total", urcs).Uint64("events_dropped_total", events).
+		Msg("unsolicited lines were dropped: the module sent them faster than gatewayd handled them")
+	k.droppedURCs, k.droppedEvents = urcs, events
+}
+
+// shutdown disconnects cleanly on the way out.
+func (k *link) shutdown(log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := k.client.Disconnect(ctx); err != nil {
+		log.Warn().Err(err).Msg("MQTT disconnect on shutdown failed")
+		return
+	}
+	log.Info().Str("event", logging.EventMQTTDisconnected).Str("reason", "shutting down").Msg("MQTT disconnected")
+}
+
+// escalate resets a module that stopped answering: AT+CFUN=1,1 or, when that goes unanswered
+// and a reset line is wired, a pulse of the line. The machine then reopens the port.
+func (k *link) escalate(ctx context.Context, s *Supervisor, cause error) {
+	s.log.Error().Str("event", logging.EventModuleReset).Str("method", "AT+CFUN=1,1").Err(cause).
+		Msg("module unresponsive; resetting it")
+	rctx, cancel := context.WithTimeout(ctx, s.cfunWait)
+	defer cancel()
+	err := k.mod.Reset(rctx)
+	switch {
+	case err == nil:
+	case s.set.Reset == nil:
+		s.log.Error().Err(err).Str("action", "reopen port").
+			Msg("AT+CFUN=1,1 failed and no reset line is configured ([reset]); reopening the port")
+	default:
+		s.log.Error().Str("event", logging.EventModuleReset).Str("method", "gpio").Str("line", s.set.Reset.String()).
+			Err(err).Msg("AT+CFUN=1,1 failed; pulsing the module's reset line")
+		if err := s.set.Reset.Pulse(ctx); err != nil {
+			s.log.Error().Err(err).Msg("pulsing the reset line failed")
+		}
+	}
+}
+
+// handleEvent acts on one URC. It returns the stage to fall back to when the event means the
+// session must be rebuilt from there.
+func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why string, fallBack bool) {
+	switch e := ev.(type) {
+	case qmt.Received:
+		l.downlink(e.Topic, e.Payload, e.MsgID)
+	case qmt.Stored:
+		go l.readStored(ctx, l.link, e.Slot)
+	case qmt.LinkStatus:
+		return stageMQTT, fmt.Sprintf("+QMTSTAT %d: %s", e.Code, e.Reason()), true
+	case qmt.PingFailed:
+		return stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), true
+	case qmt.PDPDeactivated:
+		return stageRegister, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), true
+	case qmt.ModuleReady:
+		if !l.link.prepared.Load() {
+			l.log.Info().Msg("module finished booting (RDY)")
+			return 0, "", false
+		}
+		l.log.Warn().Msg("module rebooted (RDY): bringing it up again")
+		return stageModule, "module rebooted (RDY)", true
+	case qmt.PoweredDown:
+		l.log.Warn().Msg("module powered down")
+		return stageModule, "module powered down", true
+	case qmt.SIMStatus:
+		if e.State != "READY" {
+			return stageSIM, "SIM state changed to " + e.State, true
+		}
+	case qmt.Unknown:
+		l.log.Debug().Str("line", e.Line).Msg("unsolicited line not understood")
+	case qmt.Malformed:
+		l.log.Warn().Str("line", e.Line).Err(e.Err).Msg("malformed line from the module ignored")
+	default:
+		l.log.Debug().Str("urc", fmt.Sprintf("%+v", ev)).Msg("URC")
+	}
+	return 0, "", false
+}
+
+// maxLoggedPayload is the largest payload a downlink log line shows.
+const maxLoggedPayload = 256
+
+func (l *loop) downlink(topic string, payload []byte, msgID int) {
+	if !l.link.subscribed(topic) {
+		l.log.Warn().Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID).
+			Msg("message on a topic gatewayd did not subscribe to; ignored")
+		return
+	}
+	ev := l.log.Info().Str("event", logging.EventDownlink).Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID)
+	switch {
+	case len(payload) > maxLoggedPayload:
+	case utf8.Valid(payload):
+		ev = ev.Str("payload", string(payload))
+	default:
+		ev = ev.Hex("payload_hex", payload)
+	}
+	ev.Msg("downlink")
+	l.toggleLED("downlink")
+	if l.set.Downlinks != nil {
+		l.set.Downlinks(topic, payload)
+	}
+}
+
+// readStored reads a buffer-mode message out of its slot (the module frees the slot on reading)
+// in a goroutine of its own, and hands what it read to the loop.
+func (l *loop) readStored(ctx context.Context, k *link, slot int) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	msgs, err := k.client.ReadStored(rctx, slot)
+	if err != nil {
+		l.log.Error().Err(err).Int("slot", slot).Msg("cannot read a stored downlink")
+		return
+	}
+	select {
+	case l.stored <- msgs:
+	case <-ctx.Done():
+	}
+}
+
+// runStage runs one bring-up stage on the open port k (nil for stagePort, which returns the
+// link it opened). Stages never sleep and never retry: they do their step once and return a
+// classified error (see classify); the machine decides what comes next.
+func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (*link, error) {
+	switch st {
+	case stagePort:
+		port, err := s.set.OpenPort(ctx)
+		if err != nil {
+			return nil, &stepError{step: "open", err: fmt.Errorf("open %s: %w", s.set.PortName, err),
+				hint: "check that the module is plugged in and that the port (serial.port) is right"}
+		}
+		return newLink(port, s), nil
+	case stageModule:
+		return nil, s.bringUpModule(ctx, k)
+	case stageSIM:
+		return nil, s.checkSIM(ctx, k)
+	case stageRegister:
+		return nil, s.checkRegistration(ctx, k)
+	case stagePDP:
+		return nil, s.activatePDP(ctx, k)
+	case stageMQTT:
+		return nil, s.bringUpMQTT(ctx, k)
+	}
+	return nil, fmt.Errorf("no such stage %s", st)
+}
+
+func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
+	k.prepared.Store(false)
+	s.log.Info().Str("step", "sync").Str("port", s.set.PortName).Msg("waiting for the module to answer AT")
+	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := k.mod.Sync(syncCtx, 500*time.Millisecond)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+			return err
+		}
+		// A module that answers nothing for this long needs more than a retry.
+		return fmt.Errorf("sync: %w: %w", at.ErrUnresponsive, err)
+	}
+	if err := k.mod.Prepare(ctx); err != nil {
+		return failedStep("prepare", err)
+	}
+	k.echoes.Store(k.conn.Stats().Echoes)
+	k.prepared.Store(true)
+	id, err := k.mod.Identify(ctx)
+	if err != nil {
+		return failedStep("identify", err)
+	}
+	k.id = id
+	s.log.Info().Str("event", logging.EventModule).Str("model", id.Model).Str("revision", id.Revision).
+		Str("imei", id.IMEI).Str("iccid", id.ICCID).Msg("module identified")
+	if s.lastIMEI != "" && s.lastIMEI != id.IMEI {
+		s.log.Warn().Str("event", logging.EventModuleReplaced).Str("old_imei", s.lastIMEI).
+			Str("new_imei", id.IMEI).Msg("a different module is attached; setting it up from the host's configuration")
+		if s.set.Outbox != nil {
+			s.set.Outbox.Reset()
+		}
+	}
+	s.lastIMEI = id.IMEI
+	return nil
+}
+
+// simPoll is how often the SIM is asked again while it is not ready.
+const simPoll = time.Second
+
+// checkSIM asks for the SIM state once; a SIM that is not ready is polled by the machine.
+func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
+	state, err := k.mod.SIMState(ctx)
+	switch {
+	case err != nil && (ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed)):
+		return err
+	case err != nil:
+		var cme *at.CMEError
+		if errors.As(err, &cme) {
+			return &notYetError{state: at.CMEMeaning(cme.Code), poll: simPoll, err: err}
+		}
+		return failedStep("sim", err)
+	case state != "READY":
+		return &notYetError{state: state, poll: simPoll}
+	}
+	if s.set.APN != "" {
+		if err := k.mod.SetAPN(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword); err != nil {
+			return &stepError{step: "apn", err: err, hint: "check module.apn, module.apn_user and module.apn_password"}
+		}
+	}
+	return nil
+}
+
+// registerPoll is how often registration is asked again while the module is not registered.
+const registerPoll = 2 * time.Second
+
+func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
+	reg, err := k.mod.Registration(ctx)
+	if err != nil {
+		return failedStep("register", err)
+	}
+	if !reg.Registered() {
+		return &notYetError{state: reg.String(), poll: registerPoll}
+	}
+	return nil
+}
+
+func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
+	cid := s.set.PDPContext
+	s.log.Info().Str("step", "pdp").Int("context", cid).Msg("checking the PDP context")
+	active, addr, err := k.mod.PDPActive(ctx, cid)
+	if err != nil {
+		return failedStep("pdp", err)
+	}
+	if !active {
+		if err := k.mod.ActivatePDP(ctx, cid); err != nil {
+			return &stepError{step: "pdp", err: err, hint: "cannot activate the PDP context: check the APN and the SIM's data plan"}
+		}
+		if _, addr, err = k.mod.PDPActive(ctx, cid); err != nil {
+			return failedStep("pdp", err)
+		}
+	}
+	ev := s.log.Info().Str("event", logging.EventNetworkReady).Int("context", cid).Str("address", addr)
+	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil && ok {
+		ev = ev.Int("rssi_dbm", dbm)
+	}
+	ev.Msg("network ready")
+	s.setLED(false, "network ready")
+	return nil
+}
+
+func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
+	c := k.client
+	// Whatever state an earlier attempt or another program left our client in, start clean.
+	if err := s.closeStaleLink(ctx, k); err != nil {
+		return s.mqttFailed(ctx, k, "close stale link", err)
+	}
+	if s.set.TLS != nil {
+		if err := s.setUpTLS(ctx, k); err != nil {
+			return s.mqttFailed(ctx, k, "tls", err)
+		}
+	}
+	if err := c.Configure(ctx, s.set.MQTT); err != nil {
+		return s.mqttFailed(ctx, k, "configure", err)
+	}
+	s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).Msg("opening the link to the broker")
+	if err := c.Open(ctx, s.set.Host, s.set.Port); err != nil {
+		return s.mqttFailed(ctx, k, "open", err)
+	}
+	clientID, user, pass, err := s.set.Credentials(time.Now())
+	if err != nil {
+		return &PermanentError{Err: fmt.Errorf("credentials: %w", err)}
+	}
+	if err := c.Connect(ctx, clientID, user, pass); err != nil {
+		return s.mqttFailed(ctx, k, "connect", err)
+	}
+	s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
+		Str("client_id", clientID).Str("username", user).Msg("MQTT connected")
+	ids := identityVars(k.id)
+	subs := s.subscriptions(k.id)
+	if len(subs) > 0 {
+		granted, err := c.Subscribe(ctx, subs...)
+		if err != nil {
+			return s.mqttFailed(ctx, k, "subscribe", err)
+		}
+		for i, sub := range subs {
+			ev := s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS)
+			if i < len(granted) {
+				ev = ev.Int("granted_qos", granted[i])
+			}
+			ev.Msg("subscribed")
+		}
+	}
+	for _, m := range s.set.PublishOnConnect {
+		m.Topic = ids.Replace(m.Topic)
+		if err := c.Publish(ctx, m); err != nil {
+			return s.mqttFailed(ctx, k, "publish", err)
+		}
+		s.log.Info().Str("event", logging.EventPublished).Str("topic", m.Topic).Int("bytes", len(m.Payload)).
+			Int("qos", m.QoS).Msg("published")
+	}
+	return nil
+}
+
+// setUpTLS puts the certificates in the module's file system when they are not there yet (a new
+// module) and configures the TLS context.
+func (s *Supervisor) setUpTLS(ctx context.Context, k *link) error {
+	res, err := qssl.Apply(ctx, k.conn, *s.set.TLS)
+	if err != nil {
+		return err
+	}
+	ev := s.log.Info().Str("event", logging.EventTLSReady).Int("context", s.set.TLS.Context).
+		Int("seclevel", s.set.TLS.SecLevel()).Strs("uploaded", res.Uploaded).Int("kept", len(res.Kept))
+	if len(res.Deleted) > 0 {
+		ev = ev.Strs("deleted", res.Deleted)
+	}
+	if res.BareNames {
+		ev = ev.Bool("bare_file_names", true)
+	}
+	ev.Msg("TLS context ready")
+	return nil
+}
+
+// identityVars fills {imei} and {iccid} in topics with this module's, so that one
+// configuration serves a fleet.
+func identityVars(id modem.Identity) *strings.Replacer {
+	return strings.NewReplacer("{imei}", id.IMEI, "{iccid}", id.ICCID)
+}
+
+// subscriptions are the configured subscriptions for the module with identity id.
+func (s *Supervisor) subscriptions(id modem.Identity) []qmt.Subscription {
+	ids := identityVars(id)
+	subs := make([]qmt.Subscription, len(s.set.Subscribe))
+	for i, sub := range s.set.Subscribe {
+		subs[i] = qmt.Subscription{Topic: ids.Replace(sub.Topic), QoS: sub.QoS}
+	}
+	return subs
+}
+
+// closeStaleLink closes our client's link if the module reports it open (AT+QMTOPEN?).
+func (s *Supervisor) closeStaleLink(ctx context.Context, k *link) error {
+	links, err := k.client.OpenLinks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.Client == s.set.ClientIndex {
+			s.log.Info().Str("host", l.Host).Int("port", l.Port).Msg("closing a link left open on the module")
+			return k.client.CloseLink(ctx)
+		}
+	}
+	return nil
+}
+
+// mqttFailed closes the link after a failed MQTT step and returns the step's error with a hint;
+// the machine logs it with the time to the next attempt.
+func (s *Supervisor) mqttFailed(ctx context.Context, k *link, step string, err error) error {
+	if ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+		return err
+	}
+	se := &stepError{step: step, err: err}
+	var re *qmt.ResultError
+	if errors.As(err, &re) && step == "open" && s.set.TLS != nil && (re.Result == -1 || re.Result == 5) {
+		se.hint = "TLS is on and the module does not say why a link fails: check that mqtt.tls.ca_file " +
+			"signed the broker's certificate, that the certificate names mqtt.host, and cert_file/key_file"
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := s.closeStaleLink(cctx, k); err != nil {
+		s.log.Debug().Err(err).Msg("closing the link after a failure")
+	}
+	cancel()
+	return se
+}
