@@ -16,10 +16,16 @@ import (
 const recoveryBudget = 60 * time.Second
 
 // faultConfig is seedConfig with quick health checks, so that an unresponsive module is noticed
-// within seconds.
+// within seconds, and sessions that count as lasting after faultStable (the default is a minute),
+// so that each fault hits a session that lasted, as faults in the field do.
 func faultConfig(port string) string {
-	return strings.Replace(seedConfig(port, ""), "[mqtt]", "[module]\nhealth_interval = \"1s\"\n\n[mqtt]", 1)
+	return strings.Replace(seedConfig(port, ""), "[mqtt]",
+		"[module]\nhealth_interval = \"1s\"\n\n[retry]\nstable_after = \""+faultStable.String()+"\"\n\n[mqtt]", 1)
 }
+
+// faultStable is how long a session must last before its loss resets the back-off, in the fault
+// matrix; the matrix lets each session last that long before it injects the next fault.
+const faultStable = time.Second
 
 // TestFaultMatrix drives one daemon process through every fault a bench or the field produces
 // and checks that after each it is connected and subscribed again, that the next downlink
@@ -68,6 +74,7 @@ func TestFaultMatrix(t *testing.T) {
 	// may be empty) and is connected and subscribed again.
 	recover := func(name string, inject func(), notice string, after func()) {
 		t.Helper()
+		time.Sleep(faultStable + 100*time.Millisecond)
 		from := d.log.Len()
 		start := time.Now()
 		inject()

@@ -366,7 +366,24 @@ func (m *machine) fail(now time.Time, st stage, err error) {
 	m.push(now.Add(m.bo[k].Next()))
 	d := m.notBefore.Sub(now)
 	m.emit(effect{kind: effRetry, stage: st, kindOf: k, attempt: m.bo[k].Attempts(), delay: d, err: err})
-	m.setStatus(fmt.Sprintf("%s failed: %v; retry in %s", st, err, d.Round(time.Second)))
+	m.setStatus(failStatus(st, err, d))
+}
+
+// failStatus is systemd's STATUS= for a failure of stage st, such as "MQTT connect failed:
+// broker refused the connection: bad user name or password; retry in 32s".
+func failStatus(st stage, err error, retry time.Duration) string {
+	what := map[failKind]string{kindPort: "AT port", kindModule: "module " + st.String(), kindMQTT: "MQTT"}[kindOf(st)]
+	var se *stepError
+	if errors.As(err, &se) {
+		what += " " + se.step
+		err = se.err
+	}
+	if retry > time.Second {
+		retry = retry.Round(time.Second)
+	} else {
+		retry = retry.Round(time.Millisecond)
+	}
+	return fmt.Sprintf("%s failed: %v; retry in %s", what, err, retry)
 }
 
 // push moves the retry deadline out to t; never in.
