@@ -215,3 +215,44 @@ func TestBrokerDownAtBootStaysHealthyToSystemd(t *testing.T) {
 	t.Logf("READY after %s; %d pings, longest gap within limits; connected %s after the broker came back",
 		ready.Sub(start).Round(time.Millisecond), len(pings), connected.Sub(back).Round(time.Millisecond))
 }
+
+// TestTwinGatewaysBackOff: two gateways with one client id on one broker kick each other (MQTT
+// 3.1.1: the broker drops the older session), each seeing +QMTSTAT right after its CONNACK. Each
+// counts a session that died at once as a failure and backs off, growing, instead of
+// reconnecting every second forever.
+func TestTwinGatewaysBackOff(t *testing.T) {
+	t.Parallel()
+	broker, err := sim.NewBroker("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	var twins [2]*proc
+	for i := range twins {
+		b := newBenchOn(t, broker.Addr())
+		twins[i] = b.start(seedConfig(b.mod.Path(), ""))
+	}
+	const window = 30 * time.Second
+	time.Sleep(window)
+	for i, d := range twins {
+		connects, drops := d.log.Count("mqtt_connected"), d.log.Count("mqtt_disconnected")
+		var retries []time.Duration
+		for _, e := range d.log.Entries() {
+			if r := e.Str("retry_in"); r != "" && e.Str("stage") == "mqtt" {
+				if d, err := time.ParseDuration(r); err == nil {
+					retries = append(retries, d)
+				}
+			}
+		}
+		t.Logf("twin %d: %d connects, %d drops, retry_in %v", i, connects, drops, retries)
+		if connects > 8 {
+			t.Errorf("twin %d connected %d times in %s: the twins kick each other without backing off", i, connects, window)
+		}
+		if drops < 2 {
+			t.Errorf("twin %d was dropped %d times: the twins did not meet", i, drops)
+		}
+		if len(retries) < 2 || retries[len(retries)-1] <= retries[0] {
+			t.Errorf("twin %d: back-off did not grow: %v", i, retries)
+		}
+	}
+}

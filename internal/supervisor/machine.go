@@ -152,6 +152,7 @@ type effect struct {
 	delay   time.Duration // effRetry, effPoll: time to the next attempt
 	kindOf  failKind      // effRetry
 	attempt int           // effRetry: failures of this kind since the last stable session
+	lost    bool          // effRetry: the failure is a session that did not last
 	err     error         // effRetry, effPoll, effReset, effExit, effLost
 	text    string        // effStatus; effLost: why
 	dur     time.Duration // effLost: how long the session was up
@@ -361,11 +362,14 @@ func (m *machine) notYet(now time.Time, st stage, c classified, err error) {
 }
 
 // fail counts a failed attempt at stage st against its kind and pushes the next attempt out.
-func (m *machine) fail(now time.Time, st stage, err error) {
+func (m *machine) fail(now time.Time, st stage, err error) { m.failed(now, st, err, false) }
+
+// failed is fail; lost says the failure is a connected session that did not last.
+func (m *machine) failed(now time.Time, st stage, err error, lost bool) {
 	k := kindOf(st)
 	m.push(now.Add(m.bo[k].Next()))
 	d := m.notBefore.Sub(now)
-	m.emit(effect{kind: effRetry, stage: st, kindOf: k, attempt: m.bo[k].Attempts(), delay: d, err: err})
+	m.emit(effect{kind: effRetry, stage: st, kindOf: k, attempt: m.bo[k].Attempts(), delay: d, err: err, lost: lost})
 	m.setStatus(failStatus(st, err, d))
 }
 
@@ -427,7 +431,7 @@ func (m *machine) fallBack(now time.Time, to stage, why string) {
 			m.setStatus("reconnecting: " + why)
 			return // a session that lasted: try again at once
 		}
-		m.fail(now, to, fmt.Errorf("session lost %s after it came up: %s", now.Sub(m.upSince).Round(time.Millisecond), why))
+		m.failed(now, to, fmt.Errorf("session lost %s after it came up: %s", now.Sub(m.upSince).Round(time.Millisecond), why), true)
 	case m.running:
 		if to > m.next || m.cancelled {
 			if m.cancelled && to < m.next {

@@ -398,10 +398,12 @@ func (l *loop) logRetry(e effect) {
 		stepName = step.step
 	}
 	var ev *zerolog.Event
-	switch e.kindOf {
-	case kindPort:
+	switch {
+	case e.lost:
+		ev = l.log.Warn()
+	case e.kindOf == kindPort:
 		ev = l.log.Warn().Str("event", logging.EventModuleLost).Str("port", l.set.PortName)
-	case kindMQTT:
+	case e.kindOf == kindMQTT:
 		ev = l.log.Error().Str("event", logging.EventMQTTConnectFailed)
 		var re *qmt.ResultError
 		if errors.As(e.err, &re) {
@@ -415,10 +417,12 @@ func (l *loop) logRetry(e effect) {
 	if step != nil && step.hint != "" {
 		ev = ev.Str("hint", step.hint)
 	}
-	switch e.kindOf {
-	case kindPort:
+	switch {
+	case e.lost:
+		ev.Msg("the session did not last: backing off before the next attempt")
+	case e.kindOf == kindPort:
 		ev.Msg("module lost; waiting for it to come back")
-	case kindMQTT:
+	case e.kindOf == kindMQTT:
 		ev.Msg("MQTT " + stepName + " failed")
 	default:
 		ev.Msg("module bring-up failed at " + stepName)
