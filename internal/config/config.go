@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -92,6 +93,25 @@ type Config struct {
 type Serial struct {
 	Port string // device path, or PortAuto
 	Baud int    // fixed line rate; irrelevant for USB ports, used by UARTs
+	// URCPort is the AT+QURCCFG="urcport" value gatewayd makes sure of at every bring-up, so
+	// that URCs reach the port it reads: "usbat" on the USB AT port, "uart1" on a UART (the
+	// default follows the port's name), or "keep" to leave the module's setting alone.
+	URCPort string
+}
+
+// URCPortKeep as serial.urc_port leaves the module's AT+QURCCFG="urcport" setting alone.
+const URCPortKeep = "keep"
+
+// defaultURCPort is the urcport value for the port at path: "uart1" for a UART's device names,
+// "usbat" for anything else (ttyUSB*, a udev symlink, auto).
+func defaultURCPort(path string) string {
+	base := filepath.Base(path)
+	for _, uart := range []string{"ttyAMA", "ttyS", "serial", "ttyAML", "ttySC"} {
+		if strings.HasPrefix(base, uart) {
+			return "uart1"
+		}
+	}
+	return "usbat"
 }
 
 // Module is the cellular side of the bring-up.
@@ -341,6 +361,12 @@ func (b *builder) serial(t *table) {
 	s.Baud = t.integer("baud", DefaultBaud, 1, math.MaxInt32)
 	if !supportedBaud(s.Baud) {
 		t.fail("baud", "%d is not a supported rate (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600)", s.Baud)
+	}
+	s.URCPort = t.str("urc_port", defaultURCPort(s.Port))
+	switch s.URCPort {
+	case "usbat", "usbmodem", "uart1", "uart2", "all", URCPortKeep:
+	default:
+		t.fail("urc_port", "%q is not one of usbat, usbmodem, uart1, uart2, all or %s", s.URCPort, URCPortKeep)
 	}
 	t.done()
 }

@@ -62,6 +62,7 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	line("config", "%s", c.File)
 	line("serial.port", "%s", c.Serial.Port)
 	line("serial.baud", "%d", c.Serial.Baud)
+	line("serial.urc_port", "%s", c.Serial.URCPort)
 	line("module.apn", "%s", orNone(c.Module.APN))
 	if c.Module.APNUser != "" {
 		line("module.apn_user", "%s", c.Module.APNUser)

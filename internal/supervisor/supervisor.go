@@ -186,7 +186,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		Supervisor: s,
 		m:          newMachine(s.machineConfig()),
 		stageDone:  make(chan stageResult, 1),
-		healthDone: make(chan error, 1),
+		healthDone: make(chan healthResult, 2),
 		resetDone:  make(chan struct{}, 1),
 		drainDone:  make(chan error, 1),
 		stored:     make(chan []qmt.Received),
@@ -207,7 +207,7 @@ type loop struct {
 	stageCancel context.CancelFunc
 	stageDone   chan stageResult
 	stageLive   bool // a stage goroutine has not reported back yet
-	healthDone  chan error
+	healthDone  chan healthResult
 	resetDone   chan struct{}
 	drainCancel context.CancelFunc
 	drainDone   chan error
@@ -219,6 +219,12 @@ type loop struct {
 	lastPoll    string // the last "not yet" logged at info, so polls do not flood the log
 	exit        bool
 	exitErr     error
+}
+
+// healthResult is a health check's answer on the port k.
+type healthResult struct {
+	k   *link
+	err error
 }
 
 type stageResult struct {
@@ -268,8 +274,10 @@ func (l *loop) run(ctx context.Context) error {
 			l.feed(ctx, input{kind: inTimer})
 		case <-health.C:
 			l.feed(ctx, input{kind: inHealthTick})
-		case err := <-l.healthDone:
-			l.healthChecked(ctx, err)
+		case r := <-l.healthDone:
+			if r.k == l.link { // not a late answer from a port closed since
+				l.healthChecked(ctx, r.err)
+			}
 		case msgs := <-l.stored:
 			for _, m := range msgs {
 				l.downlink(m.Topic, m.Payload, m.MsgID)
@@ -363,12 +371,12 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		}
 		ev.Msg("MQTT session lost")
 	case effHealth:
-		conn := l.link.conn
+		k := l.link
 		go func() {
 			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			_, err := conn.Run(hctx, "AT")
-			l.healthDone <- err
+			_, err := k.conn.Run(hctx, "AT")
+			l.healthDone <- healthResult{k, err}
 		}()
 	case effReset:
 		lk := l.link
