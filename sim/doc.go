@@ -65,6 +65,7 @@
 //	SetSlow(d)          slow DUR   every command reply held back d
 //	RefuseConnect(code) refuse-connect CODE   the broker's CONNACK rewritten to code: +QMTCONN: <idx>,0,<code>
 //	RefuseOpen(code)    refuse-open CODE      +QMTOPEN: <idx>,<code> without connecting
+//	Refuse(prefix)      refuse PREFIX|off     every command starting with PREFIX (e.g. AT+QICSGP) answers ERROR
 //	SetSIM(bool)        sim on|off +CPIN: NOT READY; CPIN?/CIMI/QCCID give CME error 10; deregistered
 //	SetRegistered(bool) reg on|off +CEREG: 0,2 (searching); PDP and MQTT links go down
 //	DeactivatePDP()     pdpdeact   +QIURC: "pdpdeact",<cid>, then +QMTSTAT: <idx>,1
@@ -74,7 +75,8 @@
 //
 // DropLink, PingFail and DeactivatePDP close the module's TCP socket, so the broker sees the
 // connection end without DISCONNECT (and publishes the will). The broker going away for real (Broker.Close, a killed mosquitto) is +QMTSTAT: <idx>,1; a
-// broker refusing credentials is +QMTCONN: <idx>,0,<code>.
+// broker refusing credentials is +QMTCONN: <idx>,0,<code>, followed by +QMTSTAT: <idx>,1 as the
+// broker closes the link (Config.SilentRefusal leaves that out).
 //
 // # Choices where the reference is silent or UNCONFIRMED
 //

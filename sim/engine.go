@@ -515,6 +515,9 @@ func (e *engine) dispatch(c cmdLine) reply {
 	if c.kind == kindExec && c.name == "" {
 		return ok()
 	}
+	if e.m.refused(c.raw) {
+		return errReply()
+	}
 	if c.kind == kindBasic {
 		return e.basic(c.name)
 	}

@@ -244,8 +244,9 @@ func TestRefuseConnect(t *testing.T) {
 		h.cmd(`AT+QMTOPEN=0,"h",1883`, "\r\nOK\r\n")
 		h.expect("\r\n+QMTOPEN: 0,0\r\n")
 		h.cmd(`AT+QMTCONN=0,"refused"`, "\r\nOK\r\n")
-		h.expect("\r\n+QMTCONN: 0,0," + itoa(code) + "\r\n")
-		h.cmd("AT+QMTOPEN?", "\r\nOK\r\n") // the broker closed the link after the refusal
+		// The broker closes the link after the refusal, and the module says so.
+		h.expect("\r\n+QMTCONN: 0,0," + itoa(code) + "\r\n\r\n+QMTSTAT: 0,1\r\n")
+		h.cmd("AT+QMTOPEN?", "\r\nOK\r\n")
 	}
 	if err := r.m.RefuseConnect(6); err == nil {
 		t.Fatal("RefuseConnect(6) accepted")
@@ -285,8 +286,44 @@ func TestBrokerRefusesCredentials(t *testing.T) {
 		h.cmd(`AT+QMTOPEN=0,"h",1883`, "\r\nOK\r\n")
 		h.expect("\r\n+QMTOPEN: 0,0\r\n")
 		h.cmd(c.conn, "\r\nOK\r\n")
+		if c.urc != "+QMTCONN: 0,0,0" {
+			c.urc += "\r\n\r\n+QMTSTAT: 0,1"
+		}
 		h.expect("\r\n" + c.urc + "\r\n")
 	}
+}
+
+// TestSilentRefusalVariant: the kinder variant reports the refusal alone.
+func TestSilentRefusalVariant(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{SilentRefusal: true})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	if err := r.m.RefuseConnect(4); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd(`AT+QMTOPEN=0,"h",1883`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTOPEN: 0,0\r\n")
+	h.cmd(`AT+QMTCONN=0,"refused"`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTCONN: 0,0,4\r\n")
+	h.cmd("AT", "\r\nOK\r\n") // and nothing else in between
+}
+
+// TestRefuseCommand: a command refused on demand answers ERROR every time until cleared;
+// other commands are untouched.
+func TestRefuseCommand(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	r.m.Refuse("at+qicsgp")
+	for i := 0; i < 3; i++ {
+		h.cmd(`AT+QICSGP=1,1,"internet","","",1`, "\r\nERROR\r\n")
+	}
+	h.cmd("AT+QICSGP=?", "\r\nERROR\r\n")
+	h.cmd("AT+CPIN?", "\r\n+CPIN: READY\r\n\r\nOK\r\n")
+	r.m.Refuse("")
+	h.cmd(`AT+QICSGP=1,1,"internet","","",1`, "\r\nOK\r\n")
 }
 
 func TestRefuseOpen(t *testing.T) {

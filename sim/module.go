@@ -115,6 +115,11 @@ type Config struct {
 	// BareCertNames is the firmware variant whose AT+QSSLCFG wants bare file names: a name
 	// with a "UFS:" prefix is answered with ERROR.
 	BareCertNames bool
+	// SilentRefusal is a kinder module than the field's: after a refused CONNACK
+	// (+QMTCONN: <idx>,0,<code>) it does not report the broker closing the link. By default the
+	// emulator reports +QMTSTAT: <idx>,1 after it, as a module does when the broker closes the
+	// connection, which MQTT 3.1.1 (3.2.2.3) requires of it.
+	SilentRefusal bool
 }
 
 // Stats counts what the emulator wrote to the host. A write is counted just before it is made,
@@ -164,6 +169,7 @@ type Module struct {
 	unresponsive  atomic.Bool
 	refuseConnect atomic.Int32
 	refuseOpen    atomic.Int32
+	refuseCmd     atomic.Pointer[string] // Refuse: commands starting with this answer ERROR
 
 	bytesOut, writes, maxWrite, commands atomic.Int64
 }
@@ -455,6 +461,25 @@ func (m *Module) RefuseConnect(code int) error {
 	m.log.Info().Int("code", code).Msg("fault: refuse CONNECT")
 	m.refuseConnect.Store(int32(code))
 	return nil
+}
+
+// Refuse makes every following command that starts with prefix (case-insensitive, for example
+// "AT+QICSGP") answer ERROR, as a module whose firmware refuses a setting does, until Refuse("")
+// clears it.
+func (m *Module) Refuse(prefix string) {
+	prefix = strings.ToUpper(strings.TrimSpace(prefix))
+	m.log.Info().Str("prefix", prefix).Msg("fault: refuse commands")
+	if prefix == "" {
+		m.refuseCmd.Store(nil)
+		return
+	}
+	m.refuseCmd.Store(&prefix)
+}
+
+// refused reports whether Refuse covers the command line raw.
+func (m *Module) refused(raw string) bool {
+	p := m.refuseCmd.Load()
+	return p != nil && strings.HasPrefix(strings.ToUpper(raw), *p)
 }
 
 // RefuseOpen makes every following AT+QMTOPEN end in +QMTOPEN: <idx>,<code> without connecting

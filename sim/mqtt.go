@@ -703,6 +703,10 @@ func (e *engine) linkEvent(ev any) {
 				e.detachLink(cl)
 			}
 			e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
+			if ev.rc != 0 && !e.m.cfg.SilentRefusal {
+				// The broker closes the connection after a refusal (MQTT 3.1.1, 3.2.2.3).
+				e.urc(fmt.Sprintf("+QMTSTAT: %d,1", cl.idx))
+			}
 			for _, m := range cl.early {
 				e.deliver(cl, m.msgid, m.topic, m.payload)
 			}

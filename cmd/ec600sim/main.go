@@ -47,6 +47,7 @@ const commandHelp = `fault commands (one per line on standard input):
   slow DUR               hold every reply back DUR (e.g. 500ms; 0 to stop)
   refuse-connect CODE    CONNACK refused with CODE 1-5 (+QMTCONN: <idx>,0,<CODE>); 0 to stop
   refuse-open CODE       +QMTOPEN: <idx>,<CODE> without connecting; 0 to stop
+  refuse PREFIX|off      answer ERROR to every command starting with PREFIX (e.g. AT+QICSGP)
   sim on|off             insert / remove the SIM
   reg on|off             network registration on / off
   pdpdeact               the network deactivates the PDP context
@@ -70,12 +71,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	boot := fs.Duration("boot", 0, "time from power-on to RDY")
 	verbose := fs.Bool("v", false, "log every command and URC (debug)")
 	trace := fs.Bool("trace", false, "log every byte to and from the host")
+	variants := fs.String("variant", "", "comma-separated firmware `variants` (see below)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: ec600sim [flags]\n\nRuns an emulated Quectel EC600 on a pty behind -link, with an embedded MQTT broker\n"+
 			"on -listen unless -broker names another. Every AT+QMTOPEN connects to that broker.\n"+
 			"Runs until SIGINT/SIGTERM or \"quit\"; end of input on stdin does not stop it.\n\nflags:\n")
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, "\n"+commandHelp)
+		fmt.Fprint(stderr, "\n"+variantHelp+"\n"+commandHelp)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -115,13 +117,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		defer b.Close()
 		brokerAddr, where = b.Addr(), "embedded"
 	}
-	m, err := sim.New(sim.Config{
+	cfg := sim.Config{
 		Link:      *link,
 		Broker:    brokerAddr,
 		Identity:  sim.Identity{IMEI: *imei, Model: *model, Revision: *revision},
 		Logger:    log,
 		BootDelay: *boot,
-	})
+	}
+	if err := applyVariants(&cfg, *variants); err != nil {
+		fmt.Fprintf(stderr, "ec600sim: -variant: %v\n", err)
+		return 2
+	}
+	m, err := sim.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "ec600sim: %v\n", err)
 		return 2
@@ -274,6 +281,15 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 			err = m.RefuseConnect(n)
 		}
 		return false, err
+	case "refuse":
+		if arg(1) == "" {
+			return false, fmt.Errorf("refuse needs a command prefix such as AT+QICSGP, or off")
+		}
+		if arg(1) == "off" {
+			m.Refuse("")
+		} else {
+			m.Refuse(arg(1))
+		}
 	case "refuse-open":
 		n, err := number()
 		if err == nil {
@@ -310,6 +326,30 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 		return false, fmt.Errorf("unknown command %q (type help)", f[0])
 	}
 	return false, nil
+}
+
+const variantHelp = `firmware variants (-variant a,b; the reference marks each VARIANT or UNCONFIRMED):
+  ufs-prefix             AT+QFLST names carry a "UFS:" prefix
+  bare-cert-names        AT+QSSLCFG wants bare file names; "UFS:name" answers ERROR
+  silent-refusal         no +QMTSTAT: <idx>,1 after a refused CONNACK (kinder than the field)
+`
+
+// applyVariants sets the firmware variants named in list (comma-separated) on cfg.
+func applyVariants(cfg *sim.Config, list string) error {
+	for _, v := range strings.Split(list, ",") {
+		switch strings.TrimSpace(v) {
+		case "":
+		case "ufs-prefix":
+			cfg.ListUFSPrefix = true
+		case "bare-cert-names":
+			cfg.BareCertNames = true
+		case "silent-refusal":
+			cfg.SilentRefusal = true
+		default:
+			return fmt.Errorf("unknown variant %q (ufs-prefix, bare-cert-names, silent-refusal)", v)
+		}
+	}
+	return nil
 }
 
 func orNone(s string) string {

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -179,6 +180,9 @@ type machine struct {
 	armedAt   time.Time // the retry timer's deadline, zero when not armed
 	running   bool      // a stage goroutine is running
 	cancelled bool      // ... and has been cancelled: its result only frees the slot
+	// interrupted is why a URC cancelled the running stage: its result is then counted as
+	// that attempt's failure (with the stage's own error when it has one).
+	interrupted string
 	connected bool
 	upSince   time.Time
 	portOpen  bool
@@ -300,8 +304,19 @@ func (m *machine) stageDone(in input) {
 	}
 	m.running = false
 	if m.cancelled {
-		// The decision was taken when the stage was cancelled; this only frees the slot.
 		m.cancelled = false
+		if why := m.interrupted; why != "" {
+			// A URC interrupted the attempt: that is its failure. The stage's own error, when it
+			// has one, says more (a refused CONNECT is followed by the broker closing the link).
+			m.interrupted = ""
+			err := in.err
+			if err == nil || errors.Is(err, context.Canceled) {
+				err = errors.New(why)
+			}
+			m.fail(in.now, in.stage, err)
+			return
+		}
+		// The decision was taken when the stage was cancelled; this only frees the slot.
 		if in.stage == stagePort && in.err == nil {
 			m.emit(effect{kind: effClosePort}) // a port opened too late to be used
 		}
@@ -440,11 +455,11 @@ func (m *machine) fallBack(now time.Time, to stage, why string) {
 			return // the running stage comes before the one that must be redone
 		}
 		// An earlier stage, or the running one itself (its work may already be undone), is
-		// redone once the running stage has stopped; the interrupted attempt is a failure.
-		m.cancelled = true
+		// redone once the running stage has stopped; the interrupted attempt is a failure,
+		// counted when the stage has reported back.
+		m.cancelled, m.interrupted = true, why
 		m.emit(effect{kind: effCancelStage})
 		m.next = to
-		m.fail(now, to, errors.New(why))
 	default:
 		if to < m.next {
 			m.next = to // the deadline stays where it is
@@ -458,6 +473,7 @@ func (m *machine) portLost(now time.Time, err error) {
 	}
 	m.portOpen = false
 	m.healthRunning = false
+	m.interrupted = "" // the port's loss is this attempt's failure
 	stable := m.leaveConnected(now, "port lost: "+err.Error(), true)
 	if m.running && !m.cancelled {
 		m.cancelled = true
@@ -481,6 +497,7 @@ func (m *machine) startReset(now time.Time, cause error) {
 		return
 	}
 	m.leaveConnected(now, "module unresponsive", true)
+	m.interrupted = "" // the reset is counted when it is done
 	if m.running && !m.cancelled {
 		m.cancelled = true
 		m.emit(effect{kind: effCancelStage})
