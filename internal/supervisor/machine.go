@@ -183,11 +183,11 @@ type machine struct {
 	// interrupted is why a URC cancelled the running stage: its result is then counted as
 	// that attempt's failure (with the stage's own error when it has one).
 	interrupted string
-	connected bool
-	upSince   time.Time
-	portOpen  bool
-	resetting bool
-	stopped   bool
+	connected   bool
+	upSince     time.Time
+	portOpen    bool
+	resetting   bool
+	stopped     bool
 
 	quietDone  bool
 	quietUntil time.Time
