@@ -256,3 +256,42 @@ func TestTwinGatewaysBackOff(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedAPNSettingBacksOff: a module whose firmware refuses AT+QICSGP every time is retried
+// on a growing back-off (bringup_failed with retry_in), not in a hot loop of bring-ups.
+func TestRefusedAPNSettingBacksOff(t *testing.T) {
+	t.Parallel()
+	b := newBench(t, nil)
+	b.mod.Refuse("AT+QICSGP")
+	cfg := strings.Replace(seedConfig(b.mod.Path(), ""), "[mqtt]", "[module]\napn = \"internet\"\n\n[mqtt]", 1)
+	d := b.start(cfg)
+	_, _ = d.wait(t, 0, "bringup_failed")
+	time.Sleep(20 * time.Second)
+	var retries []time.Duration
+	for _, e := range d.log.Entries() {
+		if e.Event() != "bringup_failed" {
+			continue
+		}
+		if e.Str("stage") != "sim" || e.Str("step") != "apn" || e.Str("hint") == "" {
+			t.Errorf("bringup_failed does not say which step failed and what to check: %v", e)
+		}
+		r, err := time.ParseDuration(e.Str("retry_in"))
+		if err != nil {
+			t.Fatalf("retry_in %q: %v", e.Str("retry_in"), err)
+		}
+		retries = append(retries, r)
+	}
+	t.Logf("%d refused bring-ups in about 20 s, retry_in %v", len(retries), retries)
+	if len(retries) > 7 || len(retries) < 3 {
+		t.Fatalf("%d failed bring-ups in 20 s, want 3–7 on a 1 s doubling back-off", len(retries))
+	}
+	if retries[len(retries)-1] < 4*retries[0] {
+		t.Errorf("back-off did not grow: %v", retries)
+	}
+	b.mod.Refuse("")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if _, _, err := d.log.WaitEvent(ctx, 0, "mqtt_connected"); err != nil {
+		t.Fatalf("not connected once the module accepts the APN: %v", err)
+	}
+}
