@@ -26,6 +26,14 @@ const (
 	stPayload                   // reading the bytes of a counted payload
 	stTrailer                   // expecting `"` CRLF after a quoted counted payload
 	stEcho                      // matching the echo of a data command's payload
+	stRawLong                   // dropping an over-long line that is inside a raw field (URCSpec.Raw)
+	stSkip                      // dropping a counted payload that is too long, or belongs to a dropped line
+)
+
+// An over-long raw line is judged by its first rawKeep and last rawTailKeep bytes.
+const (
+	rawKeep     = 64
+	rawTailKeep = 32
 )
 
 // frameCounts are the framer's counters. The atomic ones are read by
@@ -82,6 +90,10 @@ type framer struct {
 	quoted    bool // the payload is inside quotes on the header's line
 	quoteSeen bool // stTrailer: the closing quote is consumed
 	pspec     *urcSpec
+
+	rawTail   []byte // stRawLong: the last bytes of the dropped line (head holds the first)
+	skipN     int    // stSkip: payload bytes still to drop
+	skipQuote bool   // stSkip: then a closing quote to drop
 
 	echo     []byte // expected echo of a data command's payload (ATE1)
 	echoPos  int    // bytes of echo matched and consumed
@@ -150,6 +162,21 @@ func (f *framer) payloadFunc(line []byte) PayloadFunc {
 	return f.spec.payload
 }
 
+// rawAt reports whether a CR or LF after line belongs to the line: it is inside a field the
+// line's URCSpec.Raw says the module prints raw.
+func (f *framer) rawAt(line []byte) bool {
+	f.payloadFunc(line)
+	return f.spec != nil && f.spec.raw != nil && f.spec.raw(line)
+}
+
+// startSkip drops the next n bytes (a counted payload nobody will get), then a closing quote
+// when quoted.
+func (f *framer) startSkip(n int, quoted bool) {
+	f.skipN, f.skipQuote = n, quoted
+	f.st = stSkip
+	f.echoSkip = false
+}
+
 // next returns the next token, or ok == false when buf[r:w] holds no
 // complete token and more input is needed. A line token's text is valid
 // until the next call to next, fill, unread or resetBefore.
@@ -205,6 +232,14 @@ func (f *framer) next() (t token, ok bool) {
 			if i < 0 {
 				if len(d) > f.maxLine {
 					f.c.linesTooLong.Add(1)
+					if f.rawAt(d) {
+						// Keep the start to judge the rest by; drop it all.
+						f.head = append(f.head[:0], d[:rawKeep]...)
+						f.rawTail = f.rawTail[:0]
+						f.drop(rawKeep)
+						f.st = stRawLong
+						continue
+					}
 					f.drop(len(d))
 					f.st = stDiscard
 					continue
@@ -239,10 +274,11 @@ func (f *framer) next() (t token, ok bool) {
 			if pf := f.payloadFunc(line); pf != nil {
 				if n, ok := pf(line); ok && n >= 0 {
 					if n > f.maxPayload {
+						// Drop the payload too: its bytes are no lines.
 						f.c.payloadsTooLong.Add(1)
 						f.drop(i)
 						f.frame(end)
-						f.echoSkip = false
+						f.startSkip(n, false)
 						continue
 					}
 					// The payload follows on the next line.
@@ -262,6 +298,46 @@ func (f *framer) next() (t token, ok bool) {
 			f.take(i)
 			f.frame(end)
 			return f.emit(token{text: line, spec: f.spec}), true
+
+		case stRawLong:
+			if len(d) == 0 {
+				return token{}, false
+			}
+			if f.rawLong(d) {
+				continue
+			}
+			return token{}, false
+
+		case stSkip:
+			if f.skipLF {
+				if len(d) == 0 {
+					return token{}, false
+				}
+				f.skipLF = false
+				if d[0] == '\n' {
+					f.frame(1)
+					continue
+				}
+			}
+			if f.skipN > 0 {
+				n := min(len(d), f.skipN)
+				f.drop(n)
+				f.skipN -= n
+				if f.skipN > 0 {
+					return token{}, false
+				}
+				continue
+			}
+			if f.skipQuote {
+				if len(d) == 0 {
+					return token{}, false
+				}
+				f.skipQuote = false
+				if d[0] == '"' {
+					f.drop(1)
+				}
+			}
+			f.st = stStart
 
 		case stDiscard:
 			if len(d) == 0 {
@@ -382,6 +458,9 @@ func (f *framer) scanLine(d []byte) (end int, counted bool) {
 	for i := f.scan; i < len(d); i++ {
 		switch d[i] {
 		case '\r', '\n':
+			if f.rawAt(d[:i]) {
+				continue // inside a raw field: part of the line
+			}
 			return i, false
 		case '"':
 			if i == 0 || d[i-1] != ',' || i >= limit {
@@ -396,10 +475,10 @@ func (f *framer) scanLine(d []byte) (end int, counted bool) {
 				continue
 			}
 			if n > f.maxPayload {
+				// Drop the line and exactly its payload: the payload's bytes are no lines.
 				f.c.payloadsTooLong.Add(1)
 				f.drop(i + 1)
-				f.st = stDiscard
-				f.echoSkip = false
+				f.startSkip(n, true)
 				return -1, true
 			}
 			f.head = append(f.head[:0], d[:i-1]...)
@@ -411,6 +490,42 @@ func (f *framer) scanLine(d []byte) (end int, counted bool) {
 		}
 	}
 	return -1, false
+}
+
+// rawLong drops the over-long raw line at the start of d until its raw field ends: at a `,"`
+// the PayloadFunc accepts (the payload is then dropped too), or at a CR or LF that the RawFunc
+// says ends it. It reports whether the state changed; otherwise it consumed all of d.
+func (f *framer) rawLong(d []byte) bool {
+	pf := f.payloadFunc(nil)
+	for i, c := range d {
+		switch c {
+		case '"':
+			if pf == nil || len(f.rawTail) == 0 || f.rawTail[len(f.rawTail)-1] != ',' {
+				break
+			}
+			h := append(append(f.head[:rawKeep:rawKeep], f.rawTail...), '"')
+			if n, ok := pf(h); ok && n >= 0 {
+				f.drop(i + 1)
+				f.startSkip(n, true)
+				return true
+			}
+		case '\r', '\n':
+			h := append(f.head[:rawKeep:rawKeep], f.rawTail...)
+			if f.spec == nil || f.spec.raw == nil || !f.spec.raw(h) {
+				f.drop(i)
+				f.st = stStart
+				f.echoSkip = false
+				return true
+			}
+		}
+		if len(f.rawTail) == rawTailKeep {
+			copy(f.rawTail, f.rawTail[1:])
+			f.rawTail = f.rawTail[:rawTailKeep-1]
+		}
+		f.rawTail = append(f.rawTail, c)
+	}
+	f.drop(len(d))
+	return false
 }
 
 func (f *framer) countedToken(err error) token {

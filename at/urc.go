@@ -33,10 +33,23 @@ type Line struct {
 // it must be quick and must not call the Conn.
 type PayloadFunc func(head []byte) (n int, ok bool)
 
+// RawFunc is asked, by the reader, at each CR or LF inside a line that starts
+// with the spec's prefix, with the line read so far (head, without that CR or
+// LF). It reports whether the line is inside a field the module prints raw —
+// an MQTT topic between quotes holds `"`, CR and LF as they are — so that the
+// CR or LF belongs to the line instead of ending it. The line then goes on
+// until the spec's PayloadFunc accepts a `,"` or RawFunc says no at a later CR
+// or LF. For a line longer than MaxLine the reader drops the middle and passes
+// the first and the last few dozen bytes to RawFunc and PayloadFunc, and then
+// drops the counted payload as well, so that no byte of such a line is ever
+// read as a line of its own. It must not retain head and must be quick.
+type RawFunc func(head []byte) bool
+
 // URCSpec names a URC prefix the layer above knows, such as "+QMTRECV:".
 type URCSpec struct {
 	Prefix  string
 	Payload PayloadFunc // nil: plain line
+	Raw     RawFunc     // nil: a CR or LF always ends the line
 }
 
 // BuiltinURCs lists the module-level URC prefixes the engine always knows:
@@ -59,6 +72,7 @@ func BuiltinURCs() []URCSpec {
 type urcSpec struct {
 	prefix  string
 	payload PayloadFunc
+	raw     RawFunc
 }
 
 // specTable finds the URC spec a line starts with: "+NAME:" prefixes by a
@@ -75,7 +89,7 @@ func newSpecTable(specs ...[]URCSpec) specTable {
 			if s.Prefix == "" {
 				continue
 			}
-			u := &urcSpec{prefix: s.Prefix, payload: s.Payload}
+			u := &urcSpec{prefix: s.Prefix, payload: s.Payload, raw: s.Raw}
 			if s.Prefix[0] == '+' && strings.IndexByte(s.Prefix, ':') == len(s.Prefix)-1 {
 				t.colon[s.Prefix] = u // a later spec replaces an earlier one
 				continue

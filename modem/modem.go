@@ -17,7 +17,7 @@ type Identity struct {
 	Model        string // e.g. "EC600N"
 	Revision     string // firmware revision
 	IMEI         string // 15 digits
-	ICCID        string // SIM card number; empty when no SIM answers
+	ICCID        string // SIM card number (ICCID reads it once the SIM is ready); empty before
 }
 
 // Registration is a network registration state as +CEREG/+CREG/+CGREG report it.
@@ -98,7 +98,8 @@ func (m *Module) Prepare(ctx context.Context) error {
 	return nil
 }
 
-// Identify asks ATI, AT+GSN and AT+QCCID. A missing SIM leaves ICCID empty rather than failing.
+// Identify asks ATI and AT+GSN: the module's own identity, which needs no SIM. The SIM's ICCID is
+// read with ICCID once AT+CPIN? says READY.
 func (m *Module) Identify(ctx context.Context) (Identity, error) {
 	var id Identity
 	resp, err := m.run(ctx, "ATI", 2*time.Second)
@@ -124,14 +125,46 @@ func (m *Module) Identify(ctx context.Context) (Identity, error) {
 		return id, err
 	}
 	id.IMEI = firstText(resp)
-	if !digits(id.IMEI) {
-		return id, fmt.Errorf("AT+GSN: %w: IMEI %q is not digits", ErrProtocol, id.IMEI)
-	}
-	resp, err = m.run(ctx, "AT+QCCID", 2*time.Second)
-	if err == nil {
-		id.ICCID = strings.TrimSpace(strings.TrimPrefix(firstText(resp), "+QCCID:"))
+	if !digits(id.IMEI) || len(id.IMEI) < 14 || len(id.IMEI) > 17 {
+		return id, fmt.Errorf("AT+GSN: %w: IMEI %q is not 14-17 digits", ErrProtocol, id.IMEI)
 	}
 	return id, nil
+}
+
+// ICCID asks AT+QCCID for the SIM card number. Ask only after AT+CPIN? said READY: before that
+// (for a second or more after RDY, or after the SIM was put back) the module answers
+// +CME ERROR: 10, 13 or 14, returned as a *at.CMEError. The answer is input like any other: it
+// must be an ICCID (ValidICCID), since it goes into topics as {iccid}.
+func (m *Module) ICCID(ctx context.Context) (string, error) {
+	resp, err := m.run(ctx, "AT+QCCID", 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	iccid := strings.TrimSpace(strings.TrimPrefix(firstText(resp), "+QCCID:"))
+	if err := ValidICCID(iccid); err != nil {
+		return "", fmt.Errorf("AT+QCCID: %w: %w", ErrProtocol, err)
+	}
+	return iccid, nil
+}
+
+// ValidICCID checks that s is an ICCID: 18-22 digits, the last of which may be F (padding). An
+// ICCID that passes cannot put a topic separator or wildcard (/, +, #) into a topic.
+func ValidICCID(s string) error {
+	body := s
+	if n := len(s); n > 0 && (s[n-1] == 'F' || s[n-1] == 'f') {
+		body = s[:n-1]
+	}
+	if len(s) < 18 || len(s) > 22 || !digits(body) {
+		return fmt.Errorf("ICCID %q is not 18-22 digits (a final F allowed)", s)
+	}
+	return nil
+}
+
+// SIMNotReady reports whether err is the module's "the SIM cannot answer yet" (+CME ERROR: 10 not
+// inserted, 13 SIM failure, 14 SIM busy), which it gives for a while after RDY.
+func SIMNotReady(err error) bool {
+	var cme *at.CMEError
+	return errors.As(err, &cme) && (cme.Code == 10 || cme.Code == 13 || cme.Code == 14)
 }
 
 // SIMState asks AT+CPIN? and returns its code ("READY", "SIM PIN", ...). A missing SIM comes back

@@ -16,7 +16,8 @@ import (
 // its pty with go.bug.st/serial, as the daemon does.
 func newModule(t *testing.T, id sim.Identity) (*sim.Module, *modem.Module, *at.Conn) {
 	t.Helper()
-	m, conn := simtest.Start(t, sim.Config{Identity: id}, at.Options{})
+	// The SIM is ready at once here (SIMBusy < 0); TestSIMBusyAfterRDY has the field's delay.
+	m, conn := simtest.Start(t, sim.Config{Identity: id, SIMBusy: -1}, at.Options{})
 	return m, modem.New(conn), conn
 }
 
@@ -33,9 +34,68 @@ func TestIdentify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := modem.Identity{Manufacturer: "Quectel", Model: id.Model, Revision: id.Revision, IMEI: id.IMEI, ICCID: id.ICCID}
+	want := modem.Identity{Manufacturer: "Quectel", Model: id.Model, Revision: id.Revision, IMEI: id.IMEI}
 	if got != want {
 		t.Fatalf("Identify = %+v, want %+v", got, want)
+	}
+	iccid, err := mod.ICCID(ctx(t))
+	if err != nil || iccid != id.ICCID {
+		t.Fatalf("ICCID = %q, %v; want %q", iccid, err, id.ICCID)
+	}
+}
+
+// TestSIMBusyAfterRDY: right after RDY the module answers but its SIM does not; the ICCID is
+// read once AT+CPIN? says READY, never accepted empty.
+func TestSIMBusyAfterRDY(t *testing.T) {
+	m, conn := simtest.Start(t, sim.Config{SIMBusy: 500 * time.Millisecond}, at.Options{})
+	mod := modem.New(conn)
+	if err := m.Reboot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mod.Sync(ctx(t), 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mod.ICCID(ctx(t)); !modem.SIMNotReady(err) {
+		t.Fatalf("ICCID right after RDY: %v, want a SIM-not-ready +CME ERROR", err)
+	}
+	if _, err := mod.SIMState(ctx(t)); !modem.SIMNotReady(err) {
+		t.Fatalf("SIMState right after RDY: %v, want a SIM-not-ready +CME ERROR", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		state, err := mod.SIMState(ctx(t))
+		if err == nil && state == "READY" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIM not ready 5 s after RDY: %q %v", state, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if iccid, err := mod.ICCID(ctx(t)); err != nil || iccid != sim.DefaultIdentity.ICCID {
+		t.Fatalf("ICCID after READY = %q, %v", iccid, err)
+	}
+}
+
+func TestValidICCID(t *testing.T) {
+	for _, c := range []struct {
+		iccid string
+		ok    bool
+	}{
+		{"89860025128306012474", true},
+		{"8986002512830601247F", true},
+		{"898600251283060124", true},
+		{"8986002512830601247412", true},
+		{"89860025128306012", false},       // 17
+		{"89860025128306012474123", false}, // 23
+		{"", false},
+		{"8986002512830601/+#4", false},
+		{"8986002512830F012474", false},
+		{"89860025128306012474 ", false},
+	} {
+		if err := modem.ValidICCID(c.iccid); (err == nil) != c.ok {
+			t.Errorf("ValidICCID(%q) = %v, want ok %t", c.iccid, err, c.ok)
+		}
 	}
 }
 
@@ -53,10 +113,13 @@ func TestSIMState(t *testing.T) {
 	if !errors.As(err, &cme) || cme.Code != 10 {
 		t.Fatalf("SIMState without a SIM: %v, want +CME ERROR: 10", err)
 	}
-	// Identify still works; the ICCID is simply unknown.
+	// Identify still works; the ICCID cannot be read.
 	id, err := mod.Identify(ctx(t))
-	if err != nil || id.ICCID != "" || id.IMEI == "" {
+	if err != nil || id.IMEI == "" {
 		t.Fatalf("Identify without a SIM = %+v, %v", id, err)
+	}
+	if iccid, err := mod.ICCID(ctx(t)); !modem.SIMNotReady(err) || iccid != "" {
+		t.Fatalf("ICCID without a SIM = %q, %v; want +CME ERROR: 10", iccid, err)
 	}
 }
 

@@ -71,6 +71,8 @@ type engine struct {
 	cfun       int
 	regN       [3]int
 	sim        bool // physical: survives reboot
+	simBusy    bool // the SIM is present but still initialising: SIM commands answer +CME ERROR: 14
+	simTimer   *time.Timer
 	registered bool // the network accepts us (physical)
 	rssi, ber  int
 	pdp        [16]pdpContext // index = cid 1-15
@@ -124,6 +126,9 @@ func (e *engine) run(ctx context.Context, p *port) {
 		case <-timerC(e.bootTimer):
 			e.bootTimer = nil
 			e.bootDone()
+		case <-timerC(e.simTimer):
+			e.simTimer = nil
+			e.simReady()
 		case <-timerC(e.dataTimer):
 			e.dataTimer = nil
 			e.dataTimeout()
@@ -225,6 +230,8 @@ func (e *engine) powerOn() {
 	e.cfun = 1
 	e.regN = [3]int{}
 	e.poweredDown = false
+	e.stopSIMTimer()
+	e.simBusy = e.sim && e.m.cfg.SIMBusy > 0 // until simInit's timer, after RDY
 	e.line, e.lineLong, e.data, e.held = nil, false, nil, nil
 	for cid := range e.pdp {
 		e.pdp[cid] = pdpContext{ctype: 1}
@@ -252,14 +259,56 @@ func (e *engine) bootDone() {
 	e.urc("RDY")
 	e.urc("+CFUN: 1")
 	if e.sim {
-		e.urc("+CPIN: READY")
-		e.urc("+QUSIM: 1")
-		e.urc("+QIND: SMS DONE")
-		e.urc("+QIND: PB DONE")
+		e.simInit()
 	} else {
 		e.urc("+CPIN: NOT READY")
 	}
 	e.log.Info().Uint64("boot", e.boot).Msg("boot complete (RDY)")
+}
+
+// simInit starts the SIM's initialisation (at power-on, or when a SIM is put in): for
+// Config.SIMBusy the SIM commands answer +CME ERROR: 14 (SIM busy), then it is ready.
+func (e *engine) simInit() {
+	if e.simTimer != nil {
+		e.simTimer.Stop()
+		e.simTimer = nil
+	}
+	if d := e.m.cfg.SIMBusy; d > 0 {
+		e.simBusy = true
+		e.simTimer = time.NewTimer(d)
+		return
+	}
+	e.simReady()
+}
+
+// simReady ends the SIM's initialisation with the URCs the reference shows after RDY; the
+// module registers once it has a SIM.
+func (e *engine) simReady() {
+	e.urc("+CPIN: READY")
+	e.changeRadio(func() { e.simBusy = false })
+	e.urc("+QUSIM: 1")
+	e.urc("+QIND: SMS DONE")
+	e.urc("+QIND: PB DONE")
+}
+
+func (e *engine) stopSIMTimer() {
+	if e.simTimer != nil {
+		e.simTimer.Stop()
+		e.simTimer = nil
+	}
+	e.simBusy = false
+}
+
+// simError is the +CME ERROR a SIM command gets while the SIM is absent (10) or still busy (14),
+// and ok = false when the SIM can answer.
+func (e *engine) simError() (reply, bool) {
+	switch {
+	case !e.sim:
+		return e.cme(10), true
+	case e.simBusy:
+		return e.cme(14), true
+	}
+	return reply{}, false
 }
 
 func (e *engine) reboot() {
@@ -614,8 +663,8 @@ func (e *engine) cmdQCCID(c cmdLine) reply {
 	if c.kind != kindExec {
 		return errReply()
 	}
-	if !e.sim {
-		return e.cme(10)
+	if r, bad := e.simError(); bad {
+		return r
 	}
 	return ok("+QCCID: " + e.id.ICCID)
 }
@@ -623,8 +672,8 @@ func (e *engine) cmdQCCID(c cmdLine) reply {
 func (e *engine) cmdCIMI(c cmdLine) reply {
 	switch c.kind {
 	case kindExec:
-		if !e.sim {
-			return e.cme(10)
+		if r, bad := e.simError(); bad {
+			return r
 		}
 		return ok(e.id.IMSI)
 	case kindTest:
@@ -636,8 +685,8 @@ func (e *engine) cmdCIMI(c cmdLine) reply {
 func (e *engine) cmdCPIN(c cmdLine) reply {
 	switch c.kind {
 	case kindRead:
-		if !e.sim {
-			return e.cme(10)
+		if r, bad := e.simError(); bad {
+			return r
 		}
 		return ok("+CPIN: READY")
 	case kindTest:
@@ -664,7 +713,7 @@ func (e *engine) cmdCSQ(c cmdLine) reply {
 // regStat is the <stat> of AT+CxREG: 1 registered (home), 2 searching, 0 not searching.
 func (e *engine) regStat() int {
 	switch {
-	case e.cfun != 1 || !e.sim:
+	case e.cfun != 1 || !e.sim || e.simBusy:
 		return 0
 	case !e.registered:
 		return 2
@@ -735,12 +784,17 @@ func (e *engine) setSIM(present bool) {
 	if present == e.sim {
 		return
 	}
-	if present {
-		e.urc("+CPIN: READY")
-	} else {
+	if !present {
 		e.urc("+CPIN: NOT READY")
 	}
-	e.changeRadio(func() { e.sim = present })
+	e.changeRadio(func() {
+		e.stopSIMTimer()
+		e.sim = present
+		e.simBusy = present && e.m.cfg.SIMBusy > 0
+	})
+	if present {
+		e.simInit()
+	}
 }
 
 func (e *engine) setRegistered(on bool) {

@@ -341,6 +341,27 @@ func TestRefuseOpen(t *testing.T) {
 	h.expect("\r\n+QMTOPEN: 0,0\r\n")
 }
 
+// TestSIMBusyAfterRDY: RDY comes before the SIM is ready; until +CPIN: READY the SIM commands
+// answer +CME ERROR: 14 (reference 4.1), and the module is not registered.
+func TestSIMBusyAfterRDY(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{SIMBusy: 300 * time.Millisecond})
+	h := r.h
+	if err := r.m.Reboot(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("\r\nRDY\r\n\r\n+CFUN: 1\r\n")
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	for _, c := range []string{"AT+CPIN?", "AT+QCCID", "AT+CIMI"} {
+		h.cmd(c, "\r\n+CME ERROR: 14\r\n")
+	}
+	h.cmd("AT+CEREG?", "\r\n+CEREG: 0,0\r\n\r\nOK\r\n")
+	h.expect("\r\n+CPIN: READY\r\n\r\n+QUSIM: 1\r\n\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n")
+	h.cmd("AT+CPIN?", "\r\n+CPIN: READY\r\n\r\nOK\r\n")
+	h.cmd("AT+QCCID", "\r\n+QCCID: "+DefaultIdentity.ICCID+"\r\n\r\nOK\r\n")
+	h.cmd("AT+CEREG?", "\r\n+CEREG: 0,1\r\n\r\nOK\r\n")
+}
+
 func TestSIMMissing(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, Config{})
@@ -360,7 +381,8 @@ func TestSIMMissing(t *testing.T) {
 	if err := r.m.SetSIM(true); err != nil {
 		t.Fatal(err)
 	}
-	h.expect("\r\n+CPIN: READY\r\n\r\n+CEREG: 1\r\n")
+	h.cmd("AT+CPIN?", "\r\n+CME ERROR: 14\r\n") // busy: the SIM is being read
+	h.expect("\r\n+CPIN: READY\r\n\r\n+CEREG: 1\r\n\r\n+QUSIM: 1\r\n\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n")
 	h.cmd("AT+CPIN?", "\r\n+CPIN: READY\r\n\r\nOK\r\n")
 
 	// Booting without a SIM.

@@ -81,6 +81,10 @@ func allIn(s, set string) bool {
 	return true
 }
 
+// DefaultSIMBusy is how long the emulated SIM stays busy after RDY unless Config.SIMBusy says
+// otherwise: "a second or more" in the reference.
+const DefaultSIMBusy = time.Second
+
 // Config says how to build a Module.
 type Config struct {
 	// Link is the path of a symlink to the emulated AT port, kept up to date as udev would keep
@@ -115,6 +119,11 @@ type Config struct {
 	// BareCertNames is the firmware variant whose AT+QSSLCFG wants bare file names: a name
 	// with a "UFS:" prefix is answered with ERROR.
 	BareCertNames bool
+	// SIMBusy is how long the SIM stays busy after power-on (RDY) and after it is put back: the
+	// real module prints RDY before the SIM is ready, and until it is AT+QCCID, AT+CIMI and
+	// AT+CPIN? answer +CME ERROR: 14, then +CPIN: READY follows (reference 4.1). 0 means
+	// DefaultSIMBusy; a negative value makes the SIM ready at once, kinder than the field.
+	SIMBusy time.Duration
 	// SilentRefusal is a kinder module than the field's: after a refused CONNACK
 	// (+QMTCONN: <idx>,0,<code>) it does not report the broker closing the link. By default the
 	// emulator reports +QMTSTAT: <idx>,1 after it, as a module does when the broker closes the
@@ -195,6 +204,12 @@ func New(cfg Config) (*Module, error) {
 		if tlsAddr, err = brokerAddr(cfg.TLSBroker); err != nil {
 			return nil, fmt.Errorf("TLSBroker: %w", err)
 		}
+	}
+	switch {
+	case cfg.SIMBusy == 0:
+		cfg.SIMBusy = DefaultSIMBusy
+	case cfg.SIMBusy < 0:
+		cfg.SIMBusy = 0
 	}
 	if cfg.URCPort == "" {
 		cfg.URCPort = "usbat"

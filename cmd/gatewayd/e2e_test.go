@@ -276,8 +276,11 @@ func seedFlow(t *testing.T, b *bench) {
 	d := b.start(seedConfig(b.mod.Path(), ""))
 
 	e, _ := d.wait(t, 0, "module")
-	if e.Str("imei") != sim.DefaultIdentity.IMEI || e.Str("model") != "EC600N" || e.Str("iccid") == "" {
+	if e.Str("imei") != sim.DefaultIdentity.IMEI || e.Str("model") != "EC600N" {
 		t.Errorf("module event %v, want the emulator's identity", e)
+	}
+	if e, _ := d.wait(t, 0, "sim_ready"); e.Str("iccid") != sim.DefaultIdentity.ICCID {
+		t.Errorf("sim_ready event %v, want the emulator's ICCID", e)
 	}
 	_, i := d.wait(t, 0, "network_ready")
 	_, i = d.wait(t, i, "mqtt_connected")

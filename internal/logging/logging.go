@@ -19,6 +19,7 @@ const (
 	EventKey = "event" // the field name
 
 	EventModule            = "module"              // a module was identified (model, revision, IMEI)
+	EventSIMReady          = "sim_ready"           // +CPIN: READY and the SIM's ICCID read
 	EventNetworkReady      = "network_ready"       // SIM ready, registered and PDP context active
 	EventMQTTConnected     = "mqtt_connected"      // CONNACK accepted
 	EventMQTTConnectFailed = "mqtt_connect_failed" // open or connect refused or failed

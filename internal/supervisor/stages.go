@@ -248,7 +248,7 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 	}
 	k.id = id
 	s.log.Info().Str("event", logging.EventModule).Str("model", id.Model).Str("revision", id.Revision).
-		Str("imei", id.IMEI).Str("iccid", id.ICCID).Msg("module identified")
+		Str("imei", id.IMEI).Msg("module identified")
 	if s.lastIMEI != "" && s.lastIMEI != id.IMEI {
 		s.log.Warn().Str("event", logging.EventModuleReplaced).Str("old_imei", s.lastIMEI).
 			Str("new_imei", id.IMEI).Msg("a different module is attached; setting it up from the host's configuration")
@@ -278,6 +278,17 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 	case state != "READY":
 		return &notYetError{state: state, poll: simPoll}
 	}
+	// Only now can the SIM's identity be read: for a while after RDY the module answers but the
+	// SIM does not, and an empty {iccid} would subscribe to the wrong topics.
+	iccid, err := k.mod.ICCID(ctx)
+	switch {
+	case err != nil && modem.SIMNotReady(err):
+		return &notYetError{state: "SIM busy", poll: simPoll, err: err}
+	case err != nil:
+		return &stepError{step: "iccid", err: err, hint: "the SIM's number (AT+QCCID) is needed for {iccid} in topics; check the SIM"}
+	}
+	k.id.ICCID = iccid
+	s.log.Info().Str("event", logging.EventSIMReady).Str("iccid", iccid).Str("imei", k.id.IMEI).Msg("SIM ready")
 	if s.set.APN != "" {
 		if err := k.mod.SetAPN(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword); err != nil {
 			return &stepError{step: "apn", err: err, hint: "check module.apn, module.apn_user and module.apn_password"}

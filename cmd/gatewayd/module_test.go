@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/sim"
+)
+
+// iccidConfig is seedConfig with a subscription templated on the SIM's ICCID.
+func iccidConfig(port string) string {
+	return strings.Replace(seedConfig(port, ""), "[[mqtt.publish_on_connect]]",
+		"[[mqtt.subscribe]]\ntopic = \"devices/{iccid}/led\"\nqos = 1\n\n[[mqtt.publish_on_connect]]", 1)
+}
+
+// TestICCIDReadOnlyOnceTheSIMIsReady: the module prints RDY and answers AT before its SIM is
+// ready (AT+QCCID answers +CME ERROR: 14 for a while, the emulator's default of 1 s). The daemon
+// reads the ICCID only after +CPIN: READY, so {iccid} topics carry it — at start and after a
+// reboot — and downlinks on them arrive; never devices//led.
+func TestICCIDReadOnlyOnceTheSIMIsReady(t *testing.T) {
+	t.Parallel()
+	b := newBench(t, nil)
+	d := b.start(iccidConfig(b.mod.Path()))
+	want := "devices/" + sim.DefaultIdentity.ICCID + "/led"
+	check := func(from int) int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		e, i, err := d.log.Wait(ctx, from, func(e logwatch.Entry) bool {
+			return e.Event() == "subscribed" && strings.HasPrefix(e.Str("topic"), "devices/")
+		})
+		if err != nil {
+			t.Fatalf("no subscription to the {iccid} topic: %v", err)
+		}
+		if e.Str("topic") != want {
+			t.Fatalf("subscribed to %q, want %q", e.Str("topic"), want)
+		}
+		_, i = d.wait(t, i, "published")
+		b.publish(want, []byte("on"))
+		if _, _, err := d.log.Wait(ctx, i, func(e logwatch.Entry) bool {
+			return e.Event() == "downlink" && e.Str("topic") == want
+		}); err != nil {
+			t.Fatalf("downlink on %s not seen: %v", want, err)
+		}
+		return i
+	}
+	i := check(0)
+	if err := b.mod.Reboot(); err != nil {
+		t.Fatal(err)
+	}
+	check(i)
+	for _, e := range d.log.Entries() {
+		if strings.Contains(e.Str("topic"), "//") {
+			t.Errorf("a topic with an empty identity: %v", e)
+		}
+	}
+}
