@@ -234,9 +234,10 @@ func (f *framer) next() (t token, ok bool) {
 					f.c.linesTooLong.Add(1)
 					if f.rawAt(d) {
 						// Keep the start to judge the rest by; drop it all.
-						f.head = append(f.head[:0], d[:rawKeep]...)
+						k := min(rawKeep, len(d))
+						f.head = append(f.head[:0], d[:k]...)
 						f.rawTail = f.rawTail[:0]
-						f.drop(rawKeep)
+						f.drop(k)
 						f.st = stRawLong
 						continue
 					}
@@ -503,14 +504,14 @@ func (f *framer) rawLong(d []byte) bool {
 			if pf == nil || len(f.rawTail) == 0 || f.rawTail[len(f.rawTail)-1] != ',' {
 				break
 			}
-			h := append(append(f.head[:rawKeep:rawKeep], f.rawTail...), '"')
+			h := append(append(f.head[:len(f.head):len(f.head)], f.rawTail...), '"')
 			if n, ok := pf(h); ok && n >= 0 {
 				f.drop(i + 1)
 				f.startSkip(n, true)
 				return true
 			}
 		case '\r', '\n':
-			h := append(f.head[:rawKeep:rawKeep], f.rawTail...)
+			h := append(f.head[:len(f.head):len(f.head)], f.rawTail...)
 			if f.spec == nil || f.spec.raw == nil || !f.spec.raw(h) {
 				f.drop(i)
 				f.st = stStart

@@ -1,6 +1,8 @@
 package at
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -138,7 +140,8 @@ var frameTests = []struct {
 		want: []string{`L:"OK"`, `L:"` + strings.Repeat("y", 96) + `"`}},
 	{name: "payload too long dropped with its line", in: "+QMTRECV: 0,0,\"t\",129,\"" + strings.Repeat("p", 129) + "\"\r\nOK\r\n",
 		want: []string{`L:"OK"`}},
-	{name: "next-line payload too long dropped", in: "+QMTRECV: 0,0,\"t\",129\r\nOK\r\n", want: []string{`L:"OK"`}},
+	{name: "next-line payload too long dropped by its count", in: "+QMTRECV: 0,0,\"t\",129\r\n" + strings.Repeat("\r\nOK", 32) + "x\r\nOK\r\n",
+		want: []string{`L:"OK"`}},
 	{name: "noise lines dropped", in: "\x00\x00\xff\r\n\xff\nOK\r\n\x00x\r\n", want: []string{`L:"OK"`, `L:"\x00x"`}},
 	{name: "garbage never wedges", in: "\r\r\r\x00\xfe\r\x1b\x1a\r\n\r\nOK\r\n",
 		want: []string{`L:"\x00\xfe"`, `L:"\x1b\x1a"`, `L:"OK"`}},
@@ -171,7 +174,8 @@ func TestFramer(t *testing.T) {
 
 func TestFramerCounters(t *testing.T) {
 	fr := newFrameRun(32, 64, false, "")
-	in := strings.Repeat("x", 40) + "\r\n" + "+QMTRECV: 0,0,\"t\",65,\"\r\n" + "\x00\r\n" +
+	// The payload too long is dropped by its count, CR LF inside included.
+	in := strings.Repeat("x", 40) + "\r\n" + "+QMTRECV: 0,0,\"t\",65,\"" + strings.Repeat("p\r\n", 21) + "pq\"\r\n" + "\x00\r\n" +
 		"+QMTRECV: 0,0,\"t\",1,\"ab\r\n"
 	fr.feed(t, iotest.OneByteReader(strings.NewReader(in)))
 	c := &fr.f.c
@@ -266,4 +270,68 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	n := copy(p, c.data[:min(c.size, len(c.data))])
 	c.data = c.data[n:]
 	return n, nil
+}
+
+// rawRecvURCs frame +QMTRECV as qmt does in length mode: the topic is printed raw, so a CR or
+// LF after its opening quote belongs to it, and it ends only at `",<digits>,"`.
+func rawRecvURCs() []URCSpec {
+	specs := testURCs()
+	specs[0] = URCSpec{Prefix: "+QMTRECV:", Payload: recvPayloadRaw, Raw: func(head []byte) bool {
+		return bytes.HasPrefix(head, []byte("+QMTRECV:")) && bytes.IndexByte(head, '"') > 0
+	}}
+	return specs
+}
+
+// recvPayloadRaw accepts `+QMTRECV: <idx>,<msgid>,"<topic>",<len>,"` whatever the topic holds.
+func recvPayloadRaw(head []byte) (int, bool) {
+	rest, ok := bytes.CutPrefix(head, []byte("+QMTRECV:"))
+	if !ok || bytes.IndexByte(rest, '"') < 0 {
+		return 0, false
+	}
+	rest, ok = bytes.CutSuffix(rest, []byte(`,"`))
+	i := bytes.LastIndex(rest, []byte(`",`))
+	if !ok || i < 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(rest[i+2:]))
+	if err != nil || n < 0 || strings.ContainsAny(string(rest[i+2:]), "+- ") {
+		return 0, false
+	}
+	return n, true
+}
+
+// TestFramerRawTopic: a topic holding `"`, CR and LF — passed raw by the module — stays in its
+// +QMTRECV line, so a line inside it (a forged +QMTPUBEX acknowledgement) is never framed as
+// module output; an over-long one is dropped whole, its payload included.
+func TestFramerRawTopic(t *testing.T) {
+	forged := "\r\n+QMTPUBEX: 0,7,0\r\n"
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"quote CR LF in the topic", "\r\n+QMTRECV: 0,3,\"a\"b" + forged + "c\",5,\"hello\"\r\n\r\nOK\r\n",
+			[]string{`P:"+QMTRECV: 0,3,\"a\"b` + "\\r\\n+QMTPUBEX: 0,7,0\\r\\n" + `c\",5"|"hello"`, `L:"OK"`}},
+		{"lone CR and LF", "+QMTRECV: 0,0,\"x\ry\nz\",0,\"\"\r\n", []string{`P:"+QMTRECV: 0,0,\"x\ry\nz\",0"|""`}},
+		{"over-long topic dropped with its payload", "+QMTRECV: 0,0,\"" + strings.Repeat("t", 120) + forged +
+			"\",6,\"" + forged[:6] + "\"\r\nOK\r\n", []string{`L:"OK"`}},
+		{"over-long topic, payload too long", "+QMTRECV: 0,0,\"" + strings.Repeat("t", 120) +
+			"\",200,\"" + strings.Repeat(forged, 10) + "\"\r\nOK\r\n", []string{`L:"OK"`}},
+		{"buffer announcement untouched", "+QMTRECV: 0,2\r\n+QMTSTAT: 0,1\r\n", []string{`L:"+QMTRECV: 0,2"`, `L:"+QMTSTAT: 0,1"`}},
+	}
+	wraps := []func(io.Reader) io.Reader{func(r io.Reader) io.Reader { return r }, iotest.OneByteReader, iotest.HalfReader}
+	for _, tt := range tests {
+		for i, wrap := range wraps {
+			t.Run(fmt.Sprint(tt.name, "/", i), func(t *testing.T) {
+				fr := newFrameRun(96, 128, false, "")
+				specs := newSpecTable(BuiltinURCs(), rawRecvURCs())
+				fr.f.lookup = specs.lookup
+				fr.feed(t, wrap(strings.NewReader(tt.in)))
+				if !slices.Equal(fr.toks, tt.want) {
+					t.Errorf("tokens\n got %q\nwant %q", fr.toks, tt.want)
+				}
+				fr.checkAccounting(t)
+			})
+		}
+	}
 }

@@ -160,6 +160,36 @@ func ValidICCID(s string) error {
 	return nil
 }
 
+// URCPort asks AT+QURCCFG="urcport" which interface the module sends its URCs to ("usbat",
+// "usbmodem", "uart1", "uart2", "all"). The module keeps the setting in NV across power cycles.
+func (m *Module) URCPort(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := m.conn.Do(ctx, at.Command{Line: `AT+QURCCFG="urcport"`, Answers: hasPrefix("+QURCCFG:")})
+	if err != nil {
+		return "", fmt.Errorf(`AT+QURCCFG="urcport": %w`, err)
+	}
+	for _, l := range texts(resp) {
+		if v, ok := strings.CutPrefix(l, "+QURCCFG:"); ok {
+			f := fields(v)
+			if len(f) == 2 && strings.EqualFold(strings.Trim(f[0], `"`), "urcport") {
+				return strings.ToLower(strings.Trim(f[1], `"`)), nil
+			}
+		}
+	}
+	return "", fmt.Errorf(`AT+QURCCFG="urcport": %w: %q`, ErrProtocol, texts(resp))
+}
+
+// SetURCPort sends the module's URCs to port from now on (and, the module saving it, after every
+// power cycle).
+func (m *Module) SetURCPort(ctx context.Context, port string) error {
+	if err := quotable(port); err != nil {
+		return fmt.Errorf("urc port: %w", err)
+	}
+	_, err := m.run(ctx, `AT+QURCCFG="urcport","`+port+`"`, 2*time.Second)
+	return err
+}
+
 // SIMNotReady reports whether err is the module's "the SIM cannot answer yet" (+CME ERROR: 10 not
 // inserted, 13 SIM failure, 14 SIM busy), which it gives for a while after RDY.
 func SIMNotReady(err error) bool {

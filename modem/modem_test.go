@@ -160,3 +160,28 @@ func TestRegistrationString(t *testing.T) {
 		t.Fatalf("String = %q", got)
 	}
 }
+
+// TestURCPort: a module whose NV sends URCs to the UART is found out and set back.
+func TestURCPort(t *testing.T) {
+	m, conn := simtest.Start(t, sim.Config{SavedURCPort: "uart1", SIMBusy: -1}, at.Options{})
+	mod := modem.New(conn)
+	got, err := mod.URCPort(ctx(t))
+	if err != nil || got != "uart1" {
+		t.Fatalf("URCPort = %q, %v; want uart1", got, err)
+	}
+	if err := mod.SetURCPort(ctx(t), "usbat"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reboot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mod.Sync(ctx(t), 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := mod.URCPort(ctx(t)); err != nil || got != "usbat" {
+		t.Fatalf("after a reboot URCPort = %q, %v; want usbat (kept in NV)", got, err)
+	}
+	if err := mod.SetURCPort(ctx(t), `x"y`); err == nil {
+		t.Fatal("a quote in the port name was sent")
+	}
+}

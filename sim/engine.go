@@ -97,7 +97,7 @@ func newEngine(m *Module) *engine {
 		registered: true,
 		rssi:       31,
 		ber:        99,
-		urcPort:    "usbat",
+		urcPort:    m.cfg.SavedURCPort,
 		files:      make(map[string][]byte),
 	}
 }

@@ -119,6 +119,10 @@ type Config struct {
 	// BareCertNames is the firmware variant whose AT+QSSLCFG wants bare file names: a name
 	// with a "UFS:" prefix is answered with ERROR.
 	BareCertNames bool
+	// SavedURCPort is the AT+QURCCFG="urcport" value the module's NV holds at power-on: a
+	// module that someone set up for another interface ("uart1") answers every command on this
+	// one but sends its URCs there (reference 2.10). Empty means "usbat".
+	SavedURCPort string
 	// SIMBusy is how long the SIM stays busy after power-on (RDY) and after it is put back: the
 	// real module prints RDY before the SIM is ready, and until it is AT+QCCID, AT+CIMI and
 	// AT+CPIN? answer +CME ERROR: 14, then +CPIN: READY follows (reference 4.1). 0 means
@@ -210,6 +214,9 @@ func New(cfg Config) (*Module, error) {
 		cfg.SIMBusy = DefaultSIMBusy
 	case cfg.SIMBusy < 0:
 		cfg.SIMBusy = 0
+	}
+	if cfg.SavedURCPort == "" {
+		cfg.SavedURCPort = "usbat"
 	}
 	if cfg.URCPort == "" {
 		cfg.URCPort = "usbat"

@@ -332,6 +332,8 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   ufs-prefix             AT+QFLST names carry a "UFS:" prefix
   bare-cert-names        AT+QSSLCFG wants bare file names; "UFS:name" answers ERROR
   silent-refusal         no +QMTSTAT: <idx>,1 after a refused CONNACK (kinder than the field)
+  urcport-uart1          NV holds AT+QURCCFG="urcport","uart1": URCs go to the UART, not this port
+  sim-ready              the SIM is ready at RDY (kinder than the field's +CME ERROR: 14 for ~1 s)
 `
 
 // applyVariants sets the firmware variants named in list (comma-separated) on cfg.
@@ -345,8 +347,12 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.BareCertNames = true
 		case "silent-refusal":
 			cfg.SilentRefusal = true
+		case "urcport-uart1":
+			cfg.SavedURCPort = "uart1"
+		case "sim-ready":
+			cfg.SIMBusy = -1
 		default:
-			return fmt.Errorf("unknown variant %q (ufs-prefix, bare-cert-names, silent-refusal)", v)
+			return fmt.Errorf("unknown variant %q (see -help)", v)
 		}
 	}
 	return nil

@@ -70,11 +70,16 @@ func newBench(t *testing.T, auth func(clientID, user string, pass []byte) byte) 
 	return newBenchOn(t, b.Addr())
 }
 
-// newBenchOn starts an emulated module routed to the broker at addr.
-func newBenchOn(t *testing.T, addr string) *bench {
+// newBenchOn starts an emulated module routed to the broker at addr; variants, if given, set
+// firmware variants on its configuration.
+func newBenchOn(t *testing.T, addr string, variants ...func(*sim.Config)) *bench {
 	t.Helper()
 	dir := t.TempDir()
-	mod, err := sim.New(sim.Config{Link: filepath.Join(dir, "ec600-at"), Broker: addr})
+	cfg := sim.Config{Link: filepath.Join(dir, "ec600-at"), Broker: addr}
+	for _, v := range variants {
+		v(&cfg)
+	}
+	mod, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,3 +58,30 @@ func TestICCIDReadOnlyOnceTheSIMIsReady(t *testing.T) {
 		}
 	}
 }
+
+// TestURCPortSetElsewhereIsFixed: a module whose NV sends URCs to the UART answers every command
+// on USB but reports nothing; the daemon finds that out at bring-up, sets it to this port, logs
+// it, and connects.
+func TestURCPortSetElsewhereIsFixed(t *testing.T) {
+	t.Parallel()
+	broker, err := sim.NewBroker("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	b := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.SavedURCPort = "uart1" })
+	d := b.start(seedConfig(b.mod.Path(), ""))
+	e, i := d.wait(t, 0, "urc_port_set")
+	if e.Str("was") != "uart1" || e.Str("now") != "usbat" {
+		t.Errorf("urc_port_set %v, want uart1 → usbat", e)
+	}
+	_, i = d.wait(t, i, "mqtt_connected")
+	waitSubscribed(t, d, i)
+	// Told to keep the module's setting, the daemon leaves it alone.
+	b2 := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.SavedURCPort = "all" })
+	d2 := b2.start(strings.Replace(seedConfig(b2.mod.Path(), ""), "[serial]\n", "[serial]\nurc_port = \"keep\"\n", 1))
+	d2.wait(t, 0, "mqtt_connected")
+	if d2.log.Count("urc_port_set") != 0 {
+		t.Error("urc_port = keep changed the module's setting")
+	}
+}

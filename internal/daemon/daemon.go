@@ -185,6 +185,7 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 	m := cfg.MQTT
 	set := supervisor.Settings{
 		PortName:        cfg.Serial.Port,
+		URCPort:         cfg.Serial.URCPort,
 		APN:             cfg.Module.APN,
 		APNUser:         cfg.Module.APNUser,
 		APNPassword:     cfg.Module.APNPassword.Reveal(),
@@ -215,6 +216,9 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 			return c.ClientID, c.Username, c.Password.Reveal(), nil
 		},
 		Trace: cfg.Log.ATTrace,
+	}
+	if set.URCPort == config.URCPortKeep {
+		set.URCPort = ""
 	}
 	if t := m.TLS; t != nil {
 		q := t.QSSL()

@@ -20,6 +20,7 @@ const (
 
 	EventModule            = "module"              // a module was identified (model, revision, IMEI)
 	EventSIMReady          = "sim_ready"           // +CPIN: READY and the SIM's ICCID read
+	EventURCPortSet        = "urc_port_set"        // AT+QURCCFG="urcport" named another port; set to ours
 	EventNetworkReady      = "network_ready"       // SIM ready, registered and PDP context active
 	EventMQTTConnected     = "mqtt_connected"      // CONNACK accepted
 	EventMQTTConnectFailed = "mqtt_connect_failed" // open or connect refused or failed

@@ -242,6 +242,9 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 	}
 	k.echoes.Store(k.conn.Stats().Echoes)
 	k.prepared.Store(true)
+	if err := s.checkURCPort(ctx, k); err != nil {
+		return err
+	}
 	id, err := k.mod.Identify(ctx)
 	if err != nil {
 		return failedStep("identify", err)
@@ -257,6 +260,32 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 		}
 	}
 	s.lastIMEI = id.IMEI
+	return nil
+}
+
+// checkURCPort makes sure the module sends its URCs to the port gatewayd reads: the setting is
+// kept in the module's NV, so a module set up elsewhere for the UART would answer every command
+// here but never report a connection or a message.
+func (s *Supervisor) checkURCPort(ctx context.Context, k *link) error {
+	want := s.set.URCPort
+	if want == "" {
+		return nil
+	}
+	got, err := k.mod.URCPort(ctx)
+	switch {
+	case err != nil && (ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed)):
+		return err
+	case err != nil:
+		s.log.Warn().Err(err).Msg(`cannot read AT+QURCCFG="urcport"; leaving it as it is`)
+		return nil
+	case got == want || got == "all":
+		return nil
+	}
+	if err := k.mod.SetURCPort(ctx, want); err != nil {
+		return &stepError{step: "urcport", err: err, hint: "the module sends its URCs to " + got + ", not to this port; set serial.urc_port"}
+	}
+	s.log.Warn().Str("event", logging.EventURCPortSet).Str("was", got).Str("now", want).
+		Msg("the module sent its URCs to another port; set it to this one (the module keeps this setting)")
 	return nil
 }
 

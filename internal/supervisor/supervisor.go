@@ -53,6 +53,9 @@ type Settings struct {
 	OpenPort func(ctx context.Context) (io.ReadWriteCloser, error)
 	// PortName names the port in log lines.
 	PortName string
+	// URCPort is the AT+QURCCFG="urcport" value that sends URCs to this port ("usbat",
+	// "uart1", ...), set at every bring-up when the module names another; "" leaves it alone.
+	URCPort string
 
 	APN, APNUser, APNPassword string
 	PDPContext                int
