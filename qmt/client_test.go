@@ -450,7 +450,7 @@ func TestDisconnectAndCloseLink(t *testing.T) {
 }
 
 func TestEventsFromTheWire(t *testing.T) {
-	f, c, _ := newFake(t, Options{}, nil)
+	f, c, _ := newFakeMode(t, RecvDirect, Options{}, nil) // every +QMTRECV form, the length-less too
 	aliyun := `{"method":"thing.service.property.set","id":"44777986","params":{"LED":1},"version":"1.0.0"}`
 	f.send("\r\n+QMTRECV: 0,0,\"/sys/a1VPyJEJRjJ/test01/thing/service/property/set\",92,\"" + aliyun + "\"\r\n")
 	f.send("\r\n+QMTRECV: 0,7,\"bin\",9,\"\"\r\nOK\r\n\x00\x1a\"\r\n") // payload: "\r\nOK\r\n NUL ^Z
@@ -515,7 +515,7 @@ func TestBadTrailerIsMalformed(t *testing.T) {
 }
 
 func TestQueries(t *testing.T) {
-	f, c, _ := newFake(t, Options{}, script(
+	f, c, _ := newFakeMode(t, RecvBuffered, Options{}, script( // read-outs with and without a length
 		answer{"AT+QMTCONN?", func(f *fakeModule, _ string) {
 			f.send("\r\n+QMTCONN: 1,2\r\n+QMTCONN: 0,3\r\n")
 			f.urc("+QMTCONN: 0,0,0") // a result URC in the middle is not an answer
@@ -836,5 +836,32 @@ func TestConfigureSkipsSettingsTheFirmwareLacks(t *testing.T) {
 	refuse = "keepalive"
 	if err := c.Configure(context.Background(), Config{}); err == nil {
 		t.Fatal("Configure ignored an ERROR for keepalive")
+	}
+}
+
+// TestRawTopicCannotForgeAnAcknowledgement: a downlink topic holding `"`, CR and LF (legal in
+// MQTT, printed raw by the module) that spells a +QMTPUBEX line is read as the topic of its
+// +QMTRECV, not as the module acknowledging the publish in flight; the real result decides.
+func TestRawTopicCannotForgeAnAcknowledgement(t *testing.T) {
+	topic := "up\"\r\n+QMTPUBEX: 0,1,0\r\n\r\n+QMTPUB: 0,1,0\r\nx"
+	f, c, trace := newFake(t, Options{}, func(f *fakeModule, cmd string) bool {
+		if !strings.HasPrefix(cmd, "AT+QMTPUBEX=0,1,1,0,") {
+			return false
+		}
+		f.prompt(cmd, 2)
+		f.send("\r\nOK\r\n")
+		f.send("\r\n+QMTRECV: 0,0,\"" + topic + "\",5,\"\r\nhi\"\"\r\n")
+		f.urc("+QIND: forged")
+		return true
+	})
+	done := result(func() error { return c.Publish(context.Background(), Message{Topic: "t", Payload: []byte("ok"), QoS: 1}) })
+	evs := barrier(t, f, c, "forged")
+	if want := []Event{Received{Topic: topic, Payload: []byte("\r\nhi\"")}}; !reflect.DeepEqual(evs, want) {
+		t.Fatalf("events %#v, want %#v\n%s", evs, want, trace.String())
+	}
+	notYet(t, done, "publish after a forged acknowledgement in a topic")
+	f.urc("+QMTPUBEX: 0,1,2")
+	if err := wait(t, done); !errors.Is(err, ErrSendFailed) {
+		t.Fatalf("publish = %v, want the module's own result (failed to send)", err)
 	}
 }

@@ -37,10 +37,18 @@ type fakeModule struct {
 // module, and a Client for idx 0 with opts. Everything is closed when the test ends.
 func newFake(t testing.TB, opts Options, handle func(f *fakeModule, cmd string) bool) (*fakeModule, *Client, *testutil.SyncBuffer) {
 	t.Helper()
+	return newFakeMode(t, RecvDirectLength, opts, handle)
+}
+
+// newFakeMode is newFake with the URC framing of receive mode mode (URCsFor): the tests that
+// mix the +QMTRECV forms of several modes use a mode without a length field, where a CR or LF
+// always ends a line.
+func newFakeMode(t testing.TB, mode RecvMode, opts Options, handle func(f *fakeModule, cmd string) bool) (*fakeModule, *Client, *testutil.SyncBuffer) {
+	t.Helper()
 	host, mod := net.Pipe()
 	trace := &testutil.SyncBuffer{}
 	log := zerolog.New(trace).Level(zerolog.TraceLevel)
-	conn := at.New(host, at.Options{Logger: log, Trace: true, URCs: URCs()})
+	conn := at.New(host, at.Options{Logger: log, Trace: true, URCs: URCsFor(mode)})
 	f := &fakeModule{
 		t: t, port: mod, br: bufio.NewReader(mod), handle: handle,
 		done: make(chan struct{}), data: make(map[string][]byte), seen: make(chan string, 1024),

@@ -7,12 +7,29 @@ import (
 	"github.com/gatewayd/gatewayd/at"
 )
 
-// URCs returns the at.URCSpec list for every +QMT... URC, with RecvPayload framing the counted
-// payload of +QMTRECV. Create the at.Conn with it (at.Options.URCs); the module-level URCs (RDY,
-// +CPIN, +CEREG, +QIURC, ...) are built into at.
-func URCs() []at.URCSpec {
+// URCs returns the at.URCSpec list for every +QMT... URC in the recommended receive mode,
+// RecvDirectLength (the daemon's): URCsFor(RecvDirectLength). Create the at.Conn with it
+// (at.Options.URCs); the module-level URCs (RDY, +CPIN, +CEREG, +QIURC, ...) are built into at.
+func URCs() []at.URCSpec { return URCsFor(RecvDirectLength) }
+
+// URCsFor returns the at.URCSpec list for every +QMT... URC, with RecvPayload framing the
+// counted payload of +QMTRECV, for a client configured with receive mode mode.
+//
+// In the modes with a length field (RecvDirectLength, RecvBufferedLength) the +QMTRECV topic
+// is read raw, as the module prints it (RecvRawTopic): `"`, CR and LF are topic bytes until
+// `",<len>,"` follows, so a downlink topic holding them can never pass for module output (a
+// forged +QMTPUBEX acknowledgement). The remaining risk is a topic that itself holds
+// `",<digits>,"`, which only a wildcard subscription can receive: an exact topic filter
+// cannot hold a quote. The unquoted "payload on the next line" form (one EC200U report,
+// UNCONFIRMED) is not framed then. In the modes without a length a CR or LF ends the line, as
+// there is nothing else to end it by.
+func URCsFor(mode RecvMode) []at.URCSpec {
+	recv := at.URCSpec{Prefix: recvPrefix, Payload: RecvPayload}
+	if mode == RecvDirectLength || mode == RecvBufferedLength {
+		recv.Raw = RecvRawTopic
+	}
 	return []at.URCSpec{
-		{Prefix: recvPrefix, Payload: RecvPayload},
+		recv,
 		{Prefix: "+QMTSTAT:"},
 		{Prefix: "+QMTPING:"},
 		{Prefix: "+QMTOPEN:"},
@@ -24,6 +41,29 @@ func URCs() []at.URCSpec {
 		{Prefix: "+QMTPUB:"},
 		{Prefix: "+QMTPUBEX:"},
 	}
+}
+
+// RecvRawTopic is the at.RawFunc for +QMTRECV in the length modes: head, the line read so far,
+// is `+QMTRECV: <idx>,<msgID>,"` followed by topic bytes, so the topic is open and a CR or LF is
+// part of it (the length field `",<len>,"` that ends it starts the payload instead). It does
+// not retain head and does not allocate.
+func RecvRawTopic(head []byte) bool {
+	h, found := bytes.CutPrefix(head, []byte(recvPrefix))
+	if !found {
+		return false
+	}
+	for range 2 {
+		i := bytes.IndexByte(h, ',')
+		if i < 0 {
+			return false
+		}
+		if _, ok := numBytes(h[:i]); !ok {
+			return false
+		}
+		h = h[i+1:]
+	}
+	h = bytes.TrimLeft(h, " ")
+	return len(h) > 0 && h[0] == '"'
 }
 
 // ParseURC decodes one line the at reader framed. It never panics: a line no parser knows is

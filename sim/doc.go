@@ -65,6 +65,7 @@
 //	SetSlow(d)          slow DUR   every command reply held back d
 //	RefuseConnect(code) refuse-connect CODE   the broker's CONNACK rewritten to code: +QMTCONN: <idx>,0,<code>
 //	RefuseOpen(code)    refuse-open CODE      +QMTOPEN: <idx>,<code> without connecting
+//	Occupy(idx)         occupy IDX client idx left opening: not listed by QMTOPEN?, +QMTOPEN: <idx>,2 until QMTCLOSE
 //	Refuse(prefix)      refuse PREFIX|off     every command starting with PREFIX (e.g. AT+QICSGP) answers ERROR
 //	SetSIM(bool)        sim on|off +CPIN: NOT READY; CPIN?/CIMI/QCCID give CME error 10; deregistered
 //	SetRegistered(bool) reg on|off +CEREG: 0,2 (searching); PDP and MQTT links go down

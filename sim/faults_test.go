@@ -309,6 +309,25 @@ func TestSilentRefusalVariant(t *testing.T) {
 	h.cmd("AT", "\r\nOK\r\n") // and nothing else in between
 }
 
+// TestOccupiedIndex: a client index left opening answers +QMTOPEN: <idx>,2 though AT+QMTOPEN?
+// lists nothing; AT+QMTCLOSE frees it.
+func TestOccupiedIndex(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	if err := r.m.Occupy(0); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd("AT+QMTOPEN?", "\r\nOK\r\n")
+	h.cmd(`AT+QMTOPEN=0,"h",1883`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTOPEN: 0,2\r\n")
+	h.cmd("AT+QMTDISC=0", "\r\nERROR\r\n")
+	h.cmd("AT+QMTCLOSE=0", "\r\nOK\r\n")
+	h.expect("\r\n+QMTCLOSE: 0,0\r\n")
+	r.connect2(h, "after-close")
+}
+
 // TestRefuseCommand: a command refused on demand answers ERROR every time until cleared;
 // other commands are untouched.
 func TestRefuseCommand(t *testing.T) {

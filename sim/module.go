@@ -373,6 +373,22 @@ func (m *Module) DropLink() error {
 	return m.do(func(e *engine) error { return e.killLinks(statPeerClosed) })
 }
 
+// Occupy leaves MQTT client idx as a host restart can leave it: still opening a link (an open
+// can take 75-120 s) that no one will use. AT+QMTOPEN? lists nothing for it, AT+QMTOPEN answers
+// +QMTOPEN: <idx>,2 (index occupied), and AT+QMTCLOSE frees it (reference 2.1, 2.2).
+func (m *Module) Occupy(idx int) error {
+	if idx < 0 || idx > 5 {
+		return fmt.Errorf("sim: client index %d out of range 0-5", idx)
+	}
+	return m.do(func(e *engine) error {
+		cl := e.clients[idx]
+		e.detachLink(cl)
+		cl.state, cl.host, cl.port = stOpening, "", 0
+		e.log.Info().Int("client", idx).Msg("fault: client index left opening")
+		return nil
+	})
+}
+
 // PingFail makes every connected client's keep-alive fail: +QMTPING: <idx>,1 then +QMTSTAT: <idx>,2.
 func (m *Module) PingFail() error {
 	return m.do(func(e *engine) error { return e.killLinks(statPingFailed) })

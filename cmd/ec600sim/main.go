@@ -47,6 +47,7 @@ const commandHelp = `fault commands (one per line on standard input):
   slow DUR               hold every reply back DUR (e.g. 500ms; 0 to stop)
   refuse-connect CODE    CONNACK refused with CODE 1-5 (+QMTCONN: <idx>,0,<CODE>); 0 to stop
   refuse-open CODE       +QMTOPEN: <idx>,<CODE> without connecting; 0 to stop
+  occupy IDX             leave client IDX opening, as a host restart can (+QMTOPEN: IDX,2 until QMTCLOSE)
   refuse PREFIX|off      answer ERROR to every command starting with PREFIX (e.g. AT+QICSGP)
   sim on|off             insert / remove the SIM
   reg on|off             network registration on / off
@@ -279,6 +280,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 		n, err := number()
 		if err == nil {
 			err = m.RefuseConnect(n)
+		}
+		return false, err
+	case "occupy":
+		n, err := number()
+		if err == nil {
+			err = m.Occupy(n)
 		}
 		return false, err
 	case "refuse":

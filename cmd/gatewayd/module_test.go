@@ -85,3 +85,20 @@ func TestURCPortSetElsewhereIsFixed(t *testing.T) {
 		t.Error("urc_port = keep changed the module's setting")
 	}
 }
+
+// TestOccupiedClientIndexIsFreed: after a host restart the module may still be opening a link on
+// gatewayd's client index (not listed by AT+QMTOPEN?), so AT+QMTOPEN answers +QMTOPEN: 0,2. The
+// daemon closes the index and opens again, and connects at once.
+func TestOccupiedClientIndexIsFreed(t *testing.T) {
+	t.Parallel()
+	b := newBench(t, nil)
+	if err := b.mod.Occupy(0); err != nil {
+		t.Fatal(err)
+	}
+	d := b.start(seedConfig(b.mod.Path(), ""))
+	_, i := d.wait(t, 0, "mqtt_connected")
+	waitSubscribed(t, d, i)
+	if n := d.log.Count("mqtt_connect_failed"); n != 0 {
+		t.Errorf("%d failed connects: the occupied index was not freed at once", n)
+	}
+}

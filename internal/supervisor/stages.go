@@ -379,7 +379,15 @@ func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
 		return s.mqttFailed(ctx, k, "configure", err)
 	}
 	s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).Msg("opening the link to the broker")
-	if err := c.Open(ctx, s.set.Host, s.set.Port); err != nil {
+	err := c.Open(ctx, s.set.Host, s.set.Port)
+	if errors.Is(err, qmt.ErrInUse) {
+		// +QMTOPEN: <idx>,2: the index is occupied — a link an earlier process left open or
+		// still opening, even when AT+QMTOPEN? lists nothing. Free it and open again, once.
+		s.log.Warn().Int("client", s.set.ClientIndex).Msg("the module's MQTT client index is occupied; closing it and opening again")
+		s.freeIndex(ctx, k)
+		err = c.Open(ctx, s.set.Host, s.set.Port)
+	}
+	if err != nil {
 		return s.mqttFailed(ctx, k, "open", err)
 	}
 	clientID, user, pass, err := s.set.Credentials(time.Now())
@@ -465,6 +473,19 @@ func (s *Supervisor) closeStaleLink(ctx context.Context, k *link) error {
 		}
 	}
 	return nil
+}
+
+// freeIndex frees the client index with AT+QMTCLOSE or, when the module refuses that (a
+// connected client), AT+QMTDISC.
+func (s *Supervisor) freeIndex(ctx context.Context, k *link) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := k.client.CloseLink(cctx); err != nil {
+		s.log.Debug().Err(err).Msg("AT+QMTCLOSE on the occupied index")
+		if err := k.client.Disconnect(cctx); err != nil {
+			s.log.Debug().Err(err).Msg("AT+QMTDISC on the occupied index")
+		}
+	}
 }
 
 // mqttFailed closes the link after a failed MQTT step and returns the step's error with a hint;
