@@ -844,6 +844,7 @@ func TestConfigureSkipsSettingsTheFirmwareLacks(t *testing.T) {
 // +QMTRECV, not as the module acknowledging the publish in flight; the real result decides.
 func TestRawTopicCannotForgeAnAcknowledgement(t *testing.T) {
 	topic := "up\"\r\n+QMTPUBEX: 0,1,0\r\n\r\n+QMTPUB: 0,1,0\r\nx"
+	sent := make(chan struct{})
 	f, c, trace := newFake(t, Options{}, func(f *fakeModule, cmd string) bool {
 		if !strings.HasPrefix(cmd, "AT+QMTPUBEX=0,1,1,0,") {
 			return false
@@ -851,10 +852,11 @@ func TestRawTopicCannotForgeAnAcknowledgement(t *testing.T) {
 		f.prompt(cmd, 2)
 		f.send("\r\nOK\r\n")
 		f.send("\r\n+QMTRECV: 0,0,\"" + topic + "\",5,\"\r\nhi\"\"\r\n")
-		f.urc("+QIND: forged")
+		close(sent)
 		return true
 	})
 	done := result(func() error { return c.Publish(context.Background(), Message{Topic: "t", Payload: []byte("ok"), QoS: 1}) })
+	<-sent
 	evs := barrier(t, f, c, "forged")
 	if want := []Event{Received{Topic: topic, Payload: []byte("\r\nhi\"")}}; !reflect.DeepEqual(evs, want) {
 		t.Fatalf("events %#v, want %#v\n%s", evs, want, trace.String())

@@ -572,10 +572,12 @@ func recvLine(cl *mqttClient, msgid int, topic string, payload []byte) string {
 	if cl.cfg.n("dataformat", 1) == 1 {
 		payload = []byte(strings.ToUpper(hex.EncodeToString(payload)))
 	}
+	// The topic is printed raw between the quotes, as the payload is: a topic the broker passes
+	// with `"`, CR or LF in it (legal in MQTT) appears on the wire as it is (reference 2.10).
 	if cl.cfg.n("recv/mode", 1) == 1 {
-		return fmt.Sprintf("+QMTRECV: %d,%d,%q,%d,\"%s\"", cl.idx, msgid, topic, len(payload), payload)
+		return fmt.Sprintf("+QMTRECV: %d,%d,\"%s\",%d,\"%s\"", cl.idx, msgid, topic, len(payload), payload)
 	}
-	return fmt.Sprintf("+QMTRECV: %d,%d,%q,\"%s\"", cl.idx, msgid, topic, payload)
+	return fmt.Sprintf("+QMTRECV: %d,%d,\"%s\",\"%s\"", cl.idx, msgid, topic, payload)
 }
 
 func (e *engine) deliver(cl *mqttClient, msgid int, topic string, payload []byte) {

@@ -376,3 +376,19 @@ func TestHexDataFormat(t *testing.T) {
 	p.publish(t, "dn", 0, []byte("\x01\r\n"))
 	h.expect("\r\n+QMTRECV: 0,0,\"dn\",6,\"010D0A\"\r\n")
 }
+
+// TestRawTopicOnTheWire: a downlink topic holding `"`, CR and LF (legal in MQTT, passed by the
+// broker) is printed raw between the quotes, as the real module does (reference 2.10).
+func TestRawTopicOnTheWire(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	r.connect("rawtopic")
+	h := r.h
+	h.cmd(`AT+QMTCFG="recv/mode",0,0,1`, "\r\nOK\r\n")
+	h.cmd(`AT+QMTSUB=0,1,"dn/#",0`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTSUB: 0,1,0,0\r\n")
+	p := newPeer(t, r.broker, "cloud")
+	topic := "dn/a\"b\r\nRDY\r\n\r\nOK\r\n\",9,\"c"
+	p.publish(t, topic, 0, []byte("p"))
+	h.expect("\r\n+QMTRECV: 0,0,\"" + topic + "\",1,\"p\"\r\n")
+}
