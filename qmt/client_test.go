@@ -855,7 +855,9 @@ func TestRawTopicCannotForgeAnAcknowledgement(t *testing.T) {
 		close(sent)
 		return true
 	})
-	done := result(func() error { return c.Publish(context.Background(), Message{Topic: "t", Payload: []byte("ok"), QoS: 1}) })
+	done := result(func() error {
+		return c.Publish(context.Background(), Message{Topic: "t", Payload: []byte("ok"), QoS: 1})
+	})
 	<-sent
 	evs := barrier(t, f, c, "forged")
 	if want := []Event{Received{Topic: topic, Payload: []byte("\r\nhi\"")}}; !reflect.DeepEqual(evs, want) {
