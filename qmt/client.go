@@ -70,6 +70,13 @@ type waiter struct {
 	msgID int // -1: the result carries no message id
 	ch    chan outcome
 	last  Event // the last "retransmitting" report, for the timeout error
+
+	// A QoS 0 publish that timed out stays as a ghost: QoS 0 results all carry message id 0
+	// and are matched in order, so its late result must be taken by the ghost, not complete the
+	// next QoS 0 publish. A ghost ends when that result comes, at expires, or with the link.
+	ghost   bool
+	expires time.Time
+	gone    chan struct{} // closed when the ghost ends
 }
 
 type outcome struct {
@@ -270,6 +277,7 @@ func (c *Client) complete(ev Event) bool {
 	if !ok {
 		return false
 	}
+	c.expireGhostsLocked(time.Now())
 	for i, w := range c.waiters {
 		if w.op != op || w.msgID != msgID {
 			continue
@@ -279,17 +287,69 @@ func (c *Client) complete(ev Event) bool {
 			return false
 		}
 		c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+		if w.ghost {
+			close(w.gone)
+			return false // a late result: passed on to Events
+		}
 		w.ch <- outcome{ev: ev}
 		return true
 	}
 	return false
 }
 
-// failLocked ends every waiter for which why gives an error.
+// expireGhostsLocked ends the ghosts whose time is up.
+func (c *Client) expireGhostsLocked(now time.Time) {
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.ghost && !now.Before(w.expires) {
+			close(w.gone)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(c.waiters[len(kept):])
+	c.waiters = kept
+}
+
+// waitGhosts returns once no ghost of a timed-out QoS 0 publish is left (see waiter), so that a
+// QoS 0 publish sent now cannot take its late result for its own.
+func (c *Client) waitGhosts(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		c.expireGhostsLocked(time.Now())
+		var g *waiter
+		for _, w := range c.waiters {
+			if w.ghost {
+				g = w
+				break
+			}
+		}
+		c.mu.Unlock()
+		if g == nil {
+			return nil
+		}
+		t := time.NewTimer(time.Until(g.expires))
+		select {
+		case <-g.gone:
+		case <-t.C:
+		case <-c.done:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("mqtt publish: waiting for the late result of an earlier QoS 0 publish: %w", ctx.Err())
+		}
+		t.Stop()
+	}
+}
+
+// failLocked ends every waiter for which why gives an error; a ghost ends with any of them.
 func (c *Client) failLocked(why func(*waiter) error) {
 	kept := c.waiters[:0]
 	for _, w := range c.waiters {
 		if err := why(w); err != nil {
+			if w.ghost {
+				close(w.gone)
+				continue
+			}
 			w.ch <- outcome{err: err}
 			continue
 		}
@@ -302,6 +362,9 @@ func (c *Client) failLocked(why func(*waiter) error) {
 func (c *Client) remove(w *waiter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if w.ghost {
+		return // it stays until its late result, its expiry or the link's end
+	}
 	for i, x := range c.waiters {
 		if x == w {
 			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
@@ -340,10 +403,11 @@ func (c *Client) limit(op string) time.Duration {
 		d = c.opts.OpenTimeout
 	case OpDisconnect, OpClose:
 		d = c.opts.CloseTimeout
-	case OpConnect:
-		d = pkt * time.Duration(retries+1)
 	default:
-		d = pkt * time.Duration(max(retries, 1))
+		// CONN, SUB, UNS and PUB: the module sends the packet and retransmits it retries times,
+		// waiting pkt_timeout each time, before it reports the outcome (BC66 doc; the EG800K AN
+		// says pkt × retries, which is shorter).
+		d = pkt * time.Duration(retries+1)
 	}
 	return d + c.opts.Grace
 }
@@ -377,12 +441,15 @@ func (c *Client) call(ctx context.Context, op string, msgID int, cmd at.Command,
 		select {
 		case o = <-w.ch: // it arrived just now
 		default:
+			c.mu.Lock()
+			last := w.last
+			if op == OpPublish && msgID == 0 {
+				c.ghostLocked(w, limit) // its result may still come
+			}
+			c.mu.Unlock()
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("mqtt %s: waiting for %s: %w", op, urcName(op), err)
 			}
-			c.mu.Lock()
-			last := w.last
-			c.mu.Unlock()
 			note := ""
 			if last != nil {
 				note = " (last report: " + last.String() + ", retransmitting)"
@@ -395,6 +462,17 @@ func (c *Client) call(ctx context.Context, op string, msgID int, cmd at.Command,
 		return nil, o.err
 	}
 	return o.ev, nil
+}
+
+// ghostLocked turns the timed-out QoS 0 publish w, if it still waits, into a ghost that takes
+// its late result for up to another limit.
+func (c *Client) ghostLocked(w *waiter, limit time.Duration) {
+	for _, x := range c.waiters {
+		if x == w {
+			w.ghost, w.expires, w.gone = true, time.Now().Add(limit), make(chan struct{})
+			return
+		}
+	}
 }
 
 // commandError words the failure of the command itself (before any result URC).
@@ -593,6 +671,8 @@ func (c *Client) PublishQueued(ctx context.Context, m Message, queued func()) er
 			return err
 		}
 		defer c.freeID(id)
+	} else if err := c.waitGhosts(ctx); err != nil {
+		return err
 	}
 	var cmd at.Command
 	var err error

@@ -327,7 +327,7 @@ func TestTimeouts(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := c.Publish(context.Background(), Message{Topic: "t", Payload: []byte("x"), QoS: 1})
-		if !errors.Is(err, ErrNoResult) || !strings.Contains(err.Error(), "no +QMTPUBEX result within 1s (last report: +QMTPUBEX: 0,1,1,1, retransmitting)") {
+		if !errors.Is(err, ErrNoResult) || !strings.Contains(err.Error(), "no +QMTPUBEX result within 2s (last report: +QMTPUBEX: 0,1,1,1, retransmitting)") {
 			t.Fatalf("error %v", err)
 		}
 	})
@@ -337,8 +337,10 @@ func TestLimitsFollowTheReference(t *testing.T) {
 	c := &Client{opts: Options{OpenTimeout: DefaultOpenTimeout, CloseTimeout: DefaultCloseTimeout, Grace: DefaultGrace}}
 	c.pkt, c.retries = Config{}.timing()
 	want := map[string]time.Duration{
-		OpOpen: 122 * time.Second, OpConnect: 22 * time.Second, OpSubscribe: 17 * time.Second,
-		OpUnsubscribe: 17 * time.Second, OpPublish: 17 * time.Second, OpDisconnect: 32 * time.Second, OpClose: 32 * time.Second,
+		// A result may come packet timeout × (retries+1) after the command: the send, then each
+		// retransmission, waits a packet timeout (issue 12.7).
+		OpOpen: 122 * time.Second, OpConnect: 22 * time.Second, OpSubscribe: 22 * time.Second,
+		OpUnsubscribe: 22 * time.Second, OpPublish: 22 * time.Second, OpDisconnect: 32 * time.Second, OpClose: 32 * time.Second,
 	}
 	for op, d := range want {
 		if got := c.limit(op); got != d {
@@ -349,8 +351,8 @@ func TestLimitsFollowTheReference(t *testing.T) {
 	if got := c.limit(OpConnect); got != 62*time.Second {
 		t.Errorf("connect with 10 s × (5+1): %s", got)
 	}
-	if got := c.limit(OpPublish); got != 52*time.Second {
-		t.Errorf("publish with 10 s × 5: %s", got)
+	if got := c.limit(OpPublish); got != 62*time.Second {
+		t.Errorf("publish with 10 s × (5+1): %s", got)
 	}
 }
 
@@ -867,5 +869,74 @@ func TestRawTopicCannotForgeAnAcknowledgement(t *testing.T) {
 	f.urc("+QMTPUBEX: 0,1,2")
 	if err := wait(t, done); !errors.Is(err, ErrSendFailed) {
 		t.Fatalf("publish = %v, want the module's own result (failed to send)", err)
+	}
+}
+
+// TestLateQoS0ResultDoesNotCompleteTheNext: QoS 0 results all carry message id 0. A QoS 0
+// publish given up on before its result leaves a ghost that takes the late result, and the next
+// QoS 0 publish is sent only then, so it gets its own result (issue 12.7).
+func TestLateQoS0ResultDoesNotCompleteTheNext(t *testing.T) {
+	f, c, _ := newFake(t, Options{}, func(f *fakeModule, cmd string) bool {
+		if !strings.HasPrefix(cmd, "AT+QMTPUBEX=0,0,0,0,") {
+			return false
+		}
+		f.prompt(cmd, 1)
+		f.send("\r\nOK\r\n")
+		return true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := c.Publish(ctx, Message{Topic: "a", Payload: []byte("1")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first publish: %v, want its deadline", err)
+	}
+	second := result(func() error { return c.Publish(context.Background(), Message{Topic: "b", Payload: []byte("2")}) })
+	time.Sleep(100 * time.Millisecond)
+	if got := f.commands(); len(got) != 1 {
+		t.Fatalf("the second QoS 0 publish was sent while the first one's result was owed: %q", got)
+	}
+	f.urc("+QMTPUBEX: 0,0,0") // the first one's, late
+	f.waitCmd("AT+QMTPUBEX=0,0,0,0,\"b\"")
+	notYet(t, second, "second publish after the first one's late result")
+	f.urc("+QMTPUBEX: 0,0,2") // the second one's own
+	if err := wait(t, second); !errors.Is(err, ErrSendFailed) {
+		t.Fatalf("second publish = %v, want its own result (failed to send)", err)
+	}
+	if evs := barrier(t, f, c, "late"); !reflect.DeepEqual(evs, []Event{Published{MsgID: 0, Result: 0, Ex: true}}) {
+		t.Fatalf("events %#v: want the late result passed on", evs)
+	}
+}
+
+// TestOwedQoS0ResultExpires: a ghost whose result never comes holds the next QoS 0 publish for
+// one worst-case wait at most.
+func TestOwedQoS0ResultExpires(t *testing.T) {
+	_, c, _ := newFake(t, Options{Grace: -1}, func(f *fakeModule, cmd string) bool {
+		switch {
+		case strings.HasPrefix(cmd, "AT+QMTCFG="):
+			f.send("\r\nOK\r\n")
+		case strings.HasPrefix(cmd, "AT+QMTPUBEX=0,0,0,0,"):
+			f.prompt(cmd, 1)
+			f.send("\r\nOK\r\n")
+			if strings.Contains(cmd, `"b"`) {
+				f.urc("+QMTPUBEX: 0,0,0")
+			}
+		default:
+			return false
+		}
+		return true
+	})
+	if err := c.Configure(context.Background(), Config{PacketTimeout: time.Second, Retries: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Publish(ctx, Message{Topic: "a", Payload: []byte("1")}); err == nil {
+		t.Fatal("first publish succeeded without a result")
+	}
+	start := time.Now()
+	if err := c.Publish(context.Background(), Message{Topic: "b", Payload: []byte("2")}); err != nil {
+		t.Fatalf("second publish: %v", err)
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond || d > 4*time.Second {
+		t.Fatalf("second publish held %v, want about the 2 s worst case", d)
 	}
 }

@@ -1,0 +1,108 @@
+package qmt_test
+
+// The Client through the real stack: at.Conn on the EC600 emulator's pty (go.bug.st/serial, as
+// the daemon opens it) → the emulator's MQTT client → a real MQTT broker → a cloud-side peer.
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/simtest"
+	"github.com/gatewayd/gatewayd/qmt"
+	"github.com/gatewayd/gatewayd/sim"
+)
+
+// onEmulator is a connected qmt.Client on an emulated module, with a paho peer on its broker.
+type onEmulator struct {
+	mod    *sim.Module
+	client *qmt.Client
+	peer   paho.Client
+}
+
+// connectOnEmulator starts a broker and an emulated module with cfg, and connects client 0 with
+// mcfg.
+func connectOnEmulator(t *testing.T, cfg sim.Config, mcfg qmt.Config) *onEmulator {
+	t.Helper()
+	b, err := sim.NewBroker("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	cfg.Broker = b.Addr()
+	if cfg.SIMBusy == 0 {
+		cfg.SIMBusy = -1 // ready at RDY: these tests are about MQTT
+	}
+	mod, conn := simtest.Start(t, cfg, at.Options{URCs: qmt.URCs()})
+	c := qmt.NewClient(conn, 0)
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Configure(ctx, mcfg); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	if err := c.Open(ctx, "broker.example.com", 1883); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := c.Connect(ctx, "emulated", "", ""); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	peer := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("cloud").SetAutoReconnect(false))
+	if tok := peer.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("peer connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { peer.Disconnect(0) })
+	return &onEmulator{mod: mod, client: c, peer: peer}
+}
+
+func (e *onEmulator) publish(t *testing.T, topic string, payload string) {
+	t.Helper()
+	if tok := e.peer.Publish(topic, 0, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("peer publish: %v", tok.Error())
+	}
+}
+
+// TestRawTopicThroughTheEmulator: a downlink topic that holds `"`, CR, LF and lines the module
+// could print (RDY, OK) — a real broker passes them — arrives as one message with that exact
+// topic; no line inside it restarts the module in the Client's eyes or ends a command, and the
+// publish waiting for its acknowledgement meanwhile gets its real result.
+func TestRawTopicThroughTheEmulator(t *testing.T) {
+	e := connectOnEmulator(t, sim.Config{}, qmt.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := e.client.Subscribe(ctx, qmt.Subscription{Topic: "dn/#", QoS: 0}); err != nil {
+		t.Fatal(err)
+	}
+	e.mod.SetBrokerDelay(500 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- e.client.Publish(ctx, qmt.Message{Topic: "up", Payload: []byte("x"), QoS: 1}) }()
+	topic := "dn/a\"b\r\nRDY\r\n\r\nPOWERED DOWN\r\n\r\nOK\r\n\"c"
+	e.publish(t, topic, "p")
+	for {
+		select {
+		case ev := <-e.client.Events():
+			switch ev := ev.(type) {
+			case qmt.Received:
+				if ev.Topic != topic || string(ev.Payload) != "p" {
+					t.Fatalf("received %q %q, want topic %q", ev.Topic, ev.Payload, topic)
+				}
+				if err := <-done; err != nil {
+					t.Fatalf("publish in flight: %v", err)
+				}
+				return
+			case qmt.ModuleReady, qmt.PoweredDown, qmt.Unknown, qmt.Malformed:
+				t.Fatalf("a line of the topic was read as module output: %v", ev)
+			}
+		case err := <-done:
+			t.Fatalf("publish returned before the downlink was read: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no downlink")
+		}
+	}
+}
+
+var _ = errors.Is
