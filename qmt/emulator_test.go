@@ -28,6 +28,12 @@ type onEmulator struct {
 // mcfg.
 func connectOnEmulator(t *testing.T, cfg sim.Config, mcfg qmt.Config) *onEmulator {
 	t.Helper()
+	return connectOnEmulatorWith(t, cfg, mcfg, qmt.Options{})
+}
+
+// connectOnEmulatorWith is connectOnEmulator with Client options.
+func connectOnEmulatorWith(t *testing.T, cfg sim.Config, mcfg qmt.Config, opts qmt.Options) *onEmulator {
+	t.Helper()
 	b, err := sim.NewBroker("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +44,7 @@ func connectOnEmulator(t *testing.T, cfg sim.Config, mcfg qmt.Config) *onEmulato
 		cfg.SIMBusy = -1 // ready at RDY: these tests are about MQTT
 	}
 	mod, conn := simtest.Start(t, cfg, at.Options{URCs: qmt.URCs()})
-	c := qmt.NewClient(conn, 0)
+	c := qmt.NewClientWithOptions(conn, 0, opts)
 	t.Cleanup(c.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -105,4 +111,25 @@ func TestRawTopicThroughTheEmulator(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
+// TestLateResultWithinTheWorstCase: a publish whose result comes after retransmissions — later
+// than packet timeout × retries, within packet timeout × (retries+1) — still completes; a result
+// later than that is given up on, and the next QoS 0 publish waits for it to pass (issue 12.7).
+func TestLateResultWithinTheWorstCase(t *testing.T) {
+	e := connectOnEmulatorWith(t, sim.Config{}, qmt.Config{PacketTimeout: time.Second, Retries: 1},
+		qmt.Options{Grace: 200 * time.Millisecond})
+	ctx := context.Background()
+	e.mod.SetResultDelay(1800 * time.Millisecond) // the old wait was 1 s × 1 + grace
+	if err := e.client.Publish(ctx, qmt.Message{Topic: "up", Payload: []byte("x"), QoS: 1}); err != nil {
+		t.Fatalf("publish with a late result: %v", err)
+	}
+	e.mod.SetResultDelay(2800 * time.Millisecond) // beyond 1 s × 2 + grace
+	err := e.client.Publish(ctx, qmt.Message{Topic: "up", Payload: []byte("y"), QoS: 0})
+	if !errors.Is(err, qmt.ErrNoResult) {
+		t.Fatalf("publish beyond the worst case: %v, want ErrNoResult", err)
+	}
+	e.mod.SetResultDelay(0)
+	// The first QoS 0 result is still owed: the next QoS 0 publish waits for it, then gets its own.
+	if err := e.client.Publish(ctx, qmt.Message{Topic: "up", Payload: []byte("z"), QoS: 0}); err != nil {
+		t.Fatalf("QoS 0 publish after a late one: %v", err)
+	}
+}

@@ -729,3 +729,29 @@ func TestHostReopensThePort(t *testing.T) {
 	h := openHost(t, r.link)
 	h.cmd("AT", "\r\nOK\r\n") // the module kept its state (echo off) while the port was closed
 }
+
+// TestResultDelayHoldsSubscribeAndPublishResults: SetResultDelay holds every SUB, UNS and
+// publish result, as a module retransmitting would (reference 3.1: up to packet timeout ×
+// (retries+1) after the command).
+func TestResultDelayHoldsSubscribeAndPublishResults(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	r.connect("late")
+	const d = 300 * time.Millisecond
+	r.m.SetResultDelay(d)
+	h := r.h
+	start := time.Now()
+	h.cmd(`AT+QMTSUB=0,1,"t",1`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTSUB: 0,1,0,1\r\n")
+	h.cmd(`AT+QMTUNS=0,2,"t"`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTUNS: 0,2,0\r\n")
+	h.cmd(`AT+QMTPUBEX=0,0,0,0,"t",1`, "\r\n> ")
+	h.write("x")
+	h.expect("\r\nOK\r\n\r\n+QMTPUBEX: 0,0,0\r\n")
+	if waited := time.Since(start); waited < 3*d-30*time.Millisecond {
+		t.Fatalf("three results in %v, want each held %v", waited, d)
+	}
+	r.m.SetResultDelay(0)
+	h.cmd(`AT+QMTSUB=0,3,"t",0`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTSUB: 0,3,0,0\r\n")
+}

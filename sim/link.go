@@ -28,13 +28,15 @@ type (
 	}
 	opConnect struct{ p connectParams }
 	opSub     struct {
-		msgid  int
-		topics []string
-		qos    []byte
+		msgid     int
+		topics    []string
+		qos       []byte
+		notBefore time.Time
 	}
 	opUns struct {
-		msgid  int
-		topics []string
+		msgid     int
+		topics    []string
+		notBefore time.Time
 	}
 	opPub struct {
 		cmd       string
@@ -233,9 +235,9 @@ func (l *link) do(op any) bool {
 		for i, t := range op.topics {
 			filters[t] = op.qos[i]
 		}
-		l.pend.push(pending{tok: l.client.SubscribeMultiple(filters, nil), sub: &op})
+		l.pend.push(pending{tok: l.client.SubscribeMultiple(filters, nil), sub: &op, notBefore: op.notBefore})
 	case opUns:
-		l.pend.push(pending{tok: l.client.Unsubscribe(op.topics...), uns: &op})
+		l.pend.push(pending{tok: l.client.Unsubscribe(op.topics...), uns: &op, notBefore: op.notBefore})
 	case opPub:
 		l.pend.push(pending{tok: l.client.Publish(op.topic, op.qos, op.retain, op.payload), pub: &op, notBefore: op.notBefore})
 	case opDisc:
@@ -401,8 +403,8 @@ func (l *link) onLost(_ mqtt.Client, err error) {
 	}
 }
 
-// complete reports acknowledgements in submission order; a publish result is held until its
-// notBefore (SetBrokerDelay).
+// complete reports acknowledgements in submission order; a result is held until its notBefore
+// (SetBrokerDelay, SetResultDelay).
 func (l *link) complete() {
 	defer l.m.wg.Done()
 	defer close(l.complDone)

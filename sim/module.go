@@ -178,6 +178,7 @@ type Module struct {
 	// Knobs read by the writer and the engine without a round trip.
 	slow          atomic.Int64 // time.Duration
 	brokerDelay   atomic.Int64 // time.Duration
+	resultDelay   atomic.Int64 // time.Duration
 	chunk         atomic.Int32
 	unresponsive  atomic.Bool
 	refuseConnect atomic.Int32
@@ -487,6 +488,21 @@ func (m *Module) SetChunking(n int) {
 func (m *Module) SetBrokerDelay(d time.Duration) {
 	m.log.Info().Dur("delay", d).Msg("fault: broker round-trip delay")
 	m.brokerDelay.Store(int64(max(d, 0)))
+}
+
+// SetResultDelay holds every SUB, UNS and publish result (+QMTSUB, +QMTUNS, +QMTPUBEX, +QMTPUB)
+// until at least d after the command was accepted (0: as soon as the broker answers), as a
+// module does that retransmits: a result may come up to packet timeout × (retries+1) after the
+// command (reference 3.1). Set d beyond the host's wait to make results come late.
+func (m *Module) SetResultDelay(d time.Duration) {
+	m.log.Info().Dur("delay", d).Msg("fault: results late")
+	m.resultDelay.Store(int64(max(d, 0)))
+}
+
+// resultNotBefore is when a result of a command accepted now may be reported at the earliest:
+// after extra (SetBrokerDelay, for publishes) or SetResultDelay, whichever is longer.
+func (m *Module) resultNotBefore(extra time.Duration) time.Time {
+	return time.Now().Add(max(extra, time.Duration(m.resultDelay.Load())))
 }
 
 // RefuseConnect makes every following AT+QMTCONN end in +QMTCONN: <idx>,0,<code>: the CONNECT

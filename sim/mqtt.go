@@ -185,7 +185,7 @@ func (e *engine) finishData() {
 		e.send(r)
 		return
 	}
-	notBefore := time.Now().Add(time.Duration(e.m.brokerDelay.Load()))
+	notBefore := e.m.resultNotBefore(time.Duration(e.m.brokerDelay.Load()))
 	c.link.push(opPub{cmd: d.cmd, msgid: d.msgid, qos: byte(d.qos), retain: d.retain, topic: d.topic, payload: payload, notBefore: notBefore})
 	e.send(ok())
 }
@@ -456,6 +456,7 @@ func (e *engine) cmdQMTSUB(c cmdLine) reply {
 	if cl.state != stConnected {
 		return errReply()
 	}
+	op.notBefore = e.m.resultNotBefore(0)
 	cl.link.push(op)
 	return ok()
 }
@@ -489,6 +490,7 @@ func (e *engine) cmdQMTUNS(c cmdLine) reply {
 	if cl.state != stConnected {
 		return errReply()
 	}
+	op.notBefore = e.m.resultNotBefore(0)
 	cl.link.push(op)
 	return ok()
 }

@@ -54,6 +54,7 @@ const commandHelp = `fault commands (one per line on standard input):
   pdpdeact               the network deactivates the PDP context
   chunk N                write output N bytes at a time (0: whole)
   delay DUR              broker round-trip delay added to each publish result
+  late DUR               every SUB/UNS/PUB result at least DUR after its command, as after retransmissions (0 to stop)
   signal RSSI [BER]      what AT+CSQ reports
   status                 print tty, link, broker and identity
   help                   this list
@@ -268,6 +269,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 		d, err := duration()
 		if err == nil {
 			m.SetBrokerDelay(d)
+		}
+		return false, err
+	case "late":
+		d, err := duration()
+		if err == nil {
+			m.SetResultDelay(d)
 		}
 		return false, err
 	case "chunk":
