@@ -72,6 +72,7 @@
 //	DeactivatePDP()     pdpdeact   +QIURC: "pdpdeact",<cid>, then +QMTSTAT: <idx>,1
 //	SetChunking(n)      chunk N    output written n bytes at a time
 //	SetBrokerDelay(d)   delay DUR  each publish result held until d after the command was accepted
+//	LosePUBACK(n)       losepuback N  next n QoS 1/2 publishes: +QMTPUBEX: <idx>,<id>,1,<k> per retry, then ,2
 //	SetResultDelay(d)   late DUR   every SUB/UNS/PUB result held until d after its command (retransmissions)
 //	SetSignal(r, b)     signal RSSI [BER]     what AT+CSQ reports
 //

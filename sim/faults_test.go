@@ -755,3 +755,38 @@ func TestResultDelayHoldsSubscribeAndPublishResults(t *testing.T) {
 	h.cmd(`AT+QMTSUB=0,3,"t",0`, "\r\nOK\r\n")
 	h.expect("\r\n+QMTSUB: 0,3,0,0\r\n")
 }
+
+// TestLosePUBACK: a QoS 1 publish whose PUBACK is lost is reported as retransmitted every packet
+// timeout and then failed, while the link stays up and other results keep coming (reference 2.6).
+func TestLosePUBACK(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	h.cmd(`AT+QMTCFG="timeout",0,1,2`, "\r\nOK\r\n")
+	h.cmd(`AT+QMTOPEN=0,"h",1883`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTOPEN: 0,0\r\n")
+	h.cmd(`AT+QMTCONN=0,"lost"`, "\r\nOK\r\n")
+	h.expect("\r\n+QMTCONN: 0,0,0\r\n")
+	p := newPeer(t, r.broker, "cloud")
+	p.subscribe(t, "up", 1)
+	r.m.LosePUBACK(1)
+	start := time.Now()
+	h.cmd(`AT+QMTPUBEX=0,7,1,0,"up",1`, "\r\n> ")
+	h.write("a")
+	h.expect("\r\nOK\r\n")
+	h.cmd(`AT+QMTPUBEX=0,8,1,0,"up",1`, "\r\n> ")
+	h.write("b")
+	h.expect("\r\nOK\r\n\r\n+QMTPUBEX: 0,8,0\r\n") // not held behind the lost one
+	h.expect("\r\n+QMTPUBEX: 0,7,1,1\r\n\r\n+QMTPUBEX: 0,7,1,2\r\n\r\n+QMTPUBEX: 0,7,2\r\n")
+	if d := time.Since(start); d < 3*time.Second-100*time.Millisecond {
+		t.Fatalf("gave up after %v, want 1 s × (2 retries + 1)", d)
+	}
+	if got := string(p.next(t).Payload()); got != "a" { // the broker has it: a resend is a duplicate
+		t.Fatalf("broker got %q first", got)
+	}
+	h.cmd("AT+QMTCONN?", "\r\n+QMTCONN: 0,3\r\n\r\nOK\r\n") // still connected
+	h.cmd(`AT+QMTPUBEX=0,9,1,0,"up",1`, "\r\n> ")
+	h.write("c")
+	h.expect("\r\nOK\r\n\r\n+QMTPUBEX: 0,9,0\r\n")
+}

@@ -46,6 +46,11 @@ type (
 		topic     string
 		payload   []byte
 		notBefore time.Time
+		// losePUBACK (LosePUBACK): the broker's acknowledgement never reaches the module, which
+		// reports each retransmission every pktTimeout, retries times, then gives up.
+		losePUBACK bool
+		pktTimeout time.Duration
+		retries    int
 	}
 	opDisc  struct{}
 	opClose struct{}
@@ -78,6 +83,12 @@ type (
 		l     *link
 		msgid int
 		ok    bool
+	}
+	evPubRetry struct {
+		l     *link
+		cmd   string
+		msgid int
+		count int
 	}
 	evPubDone struct {
 		l     *link
@@ -443,11 +454,44 @@ func (l *link) complete() {
 				l.emit(ev)
 			case p.uns != nil:
 				l.emit(evUnsDone{l: l, msgid: p.uns.msgid, ok: ok})
+			case p.pub != nil && p.pub.losePUBACK:
+				l.m.wg.Add(1)
+				go l.lostPUBACK(*p.pub)
 			case p.pub != nil:
 				l.emit(evPubDone{l: l, cmd: p.pub.cmd, msgid: p.pub.msgid, ok: ok})
 			}
 		}
 	}
+}
+
+// lostPUBACK reports a QoS 1/2 publish whose acknowledgement was lost on the way back (the
+// broker has the message): a retransmission report every packet timeout, then the failure,
+// while the link stays up (reference 2.6: result 1 = retransmitting, value = count; 2 = failed).
+// Later results are not held back meanwhile. It ends early when the link does.
+func (l *link) lostPUBACK(p opPub) {
+	defer l.m.wg.Done()
+	for k := 1; k <= p.retries; k++ {
+		if !l.sleepLinked(p.pktTimeout) {
+			return
+		}
+		l.emit(evPubRetry{l: l, cmd: p.cmd, msgid: p.msgid, count: k})
+	}
+	if l.sleepLinked(p.pktTimeout) {
+		l.emit(evPubDone{l: l, cmd: p.cmd, msgid: p.msgid, ok: false})
+	}
+}
+
+// sleepLinked waits d and reports whether the link is still up.
+func (l *link) sleepLinked(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.lost:
+	case <-l.ctx.Done():
+	}
+	return false
 }
 
 // tapConn is the module's TCP socket to the broker. It remembers why the emulator closed it (the

@@ -179,6 +179,7 @@ type Module struct {
 	slow          atomic.Int64 // time.Duration
 	brokerDelay   atomic.Int64 // time.Duration
 	resultDelay   atomic.Int64 // time.Duration
+	lostPUBACKs   atomic.Int32 // LosePUBACK: QoS 1/2 publishes still to lose the PUBACK of
 	chunk         atomic.Int32
 	unresponsive  atomic.Bool
 	refuseConnect atomic.Int32
@@ -497,6 +498,28 @@ func (m *Module) SetBrokerDelay(d time.Duration) {
 func (m *Module) SetResultDelay(d time.Duration) {
 	m.log.Info().Dur("delay", d).Msg("fault: results late")
 	m.resultDelay.Store(int64(max(d, 0)))
+}
+
+// LosePUBACK makes the next n QoS 1/2 publishes lose their acknowledgement on the way back
+// from the broker (which has the message), while the link stays up: the module reports
+// +QMTPUBEX: <idx>,<msgid>,1,<count> after each packet timeout of AT+QMTCFG="timeout", retries
+// times, then +QMTPUBEX: <idx>,<msgid>,2 (reference 2.6). 0 stops losing.
+func (m *Module) LosePUBACK(n int) {
+	m.log.Info().Int("publishes", n).Msg("fault: PUBACKs lost")
+	m.lostPUBACKs.Store(int32(max(min(n, 1<<20), 0)))
+}
+
+// takeLostPUBACK reports whether the publish being sent loses its PUBACK (LosePUBACK).
+func (m *Module) takeLostPUBACK() bool {
+	for {
+		n := m.lostPUBACKs.Load()
+		if n <= 0 {
+			return false
+		}
+		if m.lostPUBACKs.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // resultNotBefore is when a result of a command accepted now may be reported at the earliest:

@@ -186,7 +186,14 @@ func (e *engine) finishData() {
 		return
 	}
 	notBefore := e.m.resultNotBefore(time.Duration(e.m.brokerDelay.Load()))
-	c.link.push(opPub{cmd: d.cmd, msgid: d.msgid, qos: byte(d.qos), retain: d.retain, topic: d.topic, payload: payload, notBefore: notBefore})
+	op := opPub{cmd: d.cmd, msgid: d.msgid, qos: byte(d.qos), retain: d.retain, topic: d.topic, payload: payload, notBefore: notBefore}
+	if d.qos > 0 && e.m.takeLostPUBACK() {
+		op.losePUBACK = true
+		op.pktTimeout = time.Duration(c.cfg.n("timeout", 0)) * time.Second
+		op.retries = c.cfg.n("timeout", 1)
+		e.log.Info().Int("client", d.idx).Int("msgid", d.msgid).Msg("fault: this PUBACK is lost")
+	}
+	c.link.push(op)
 	e.send(ok())
 }
 
@@ -748,6 +755,10 @@ func (e *engine) linkEvent(ev any) {
 	case evUnsDone:
 		if cl := e.current(ev.l); cl != nil {
 			e.urc(fmt.Sprintf("+QMTUNS: %d,%d,%d", cl.idx, ev.msgid, okResult(ev.ok)))
+		}
+	case evPubRetry:
+		if cl := e.current(ev.l); cl != nil {
+			e.urc(fmt.Sprintf("%s: %d,%d,1,%d", ev.cmd, cl.idx, ev.msgid, ev.count))
 		}
 	case evPubDone:
 		if cl := e.current(ev.l); cl != nil {

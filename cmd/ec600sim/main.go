@@ -54,6 +54,7 @@ const commandHelp = `fault commands (one per line on standard input):
   pdpdeact               the network deactivates the PDP context
   chunk N                write output N bytes at a time (0: whole)
   delay DUR              broker round-trip delay added to each publish result
+  losepuback N           the next N QoS 1/2 publishes lose their PUBACK: +QMTPUBEX: <idx>,<id>,1,<n>... then ,2
   late DUR               every SUB/UNS/PUB result at least DUR after its command, as after retransmissions (0 to stop)
   signal RSSI [BER]      what AT+CSQ reports
   status                 print tty, link, broker and identity
@@ -269,6 +270,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 		d, err := duration()
 		if err == nil {
 			m.SetBrokerDelay(d)
+		}
+		return false, err
+	case "losepuback":
+		n, err := number()
+		if err == nil {
+			m.LosePUBACK(n)
 		}
 		return false, err
 	case "late":
