@@ -17,8 +17,7 @@ import (
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/drain"
 	"github.com/gatewayd/gatewayd/internal/outbox"
-	"github.com/gatewayd/gatewayd/internal/port"
-	"github.com/gatewayd/gatewayd/modem"
+	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/sim"
 )
@@ -69,19 +68,7 @@ func newEmulated(tb testing.TB, brokerDelay time.Duration) *emulated {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := port.Open(ctx, mod.Path(), 115200)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	conn := at.New(p, at.Options{URCs: qmt.URCs()})
-	tb.Cleanup(func() { conn.Close() })
-	m := modem.New(conn)
-	if err := m.Sync(ctx, 200*time.Millisecond); err != nil {
-		tb.Fatal(err)
-	}
-	if err := m.Prepare(ctx); err != nil {
-		tb.Fatal(err)
-	}
+	conn := simtest.Open(tb, mod, at.Options{URCs: qmt.URCs()}) // waits for the SIM too
 	e.client = qmt.NewClient(conn, 0)
 	tb.Cleanup(e.client.Close)
 	if err := e.client.Configure(ctx, qmt.Config{CleanSession: true}); err != nil {

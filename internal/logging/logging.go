@@ -23,6 +23,7 @@ const (
 	EventURCPortSet        = "urc_port_set"        // AT+QURCCFG="urcport" named another port; set to ours
 	EventNetworkReady      = "network_ready"       // SIM ready, registered and PDP context active
 	EventMQTTConnected     = "mqtt_connected"      // CONNACK accepted
+	EventSessionUp         = "session_up"          // the whole bring-up done: subscribed, published on connect
 	EventMQTTConnectFailed = "mqtt_connect_failed" // open or connect refused or failed
 	EventMQTTDisconnected  = "mqtt_disconnected"   // the link to the broker went down
 	EventSubscribed        = "subscribed"          // SUBACK received

@@ -5,6 +5,7 @@ package simtest
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -38,7 +39,8 @@ func Start(t testing.TB, cfg sim.Config, opts at.Options) (*sim.Module, *at.Conn
 }
 
 // Open opens m's AT port (again, after a Swap or Replug) and prepares the module: AT until it
-// answers, then ATE0 and AT+CMEE=1.
+// answers, then ATE0 and AT+CMEE=1, then AT+CPIN? until the SIM is ready (as the daemon does, for
+// a SIM that is busy for a while after RDY) — unless m has no SIM.
 func Open(t testing.TB, m *sim.Module, opts at.Options) *at.Conn {
 	t.Helper()
 	p, err := port.Open(context.Background(), m.Path(), 115200)
@@ -55,6 +57,17 @@ func Open(t testing.TB, m *sim.Module, opts at.Options) *at.Conn {
 	}
 	if err := mod.Prepare(ctx); err != nil {
 		t.Fatalf("Prepare: %v", err)
+	}
+	for {
+		state, err := mod.SIMState(ctx)
+		if err == nil && state == "READY" || ctx.Err() != nil {
+			break
+		}
+		var cme *at.CMEError
+		if errors.As(err, &cme) && cme.Code == 10 {
+			break // no SIM: what the test wants
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return conn
 }

@@ -303,25 +303,33 @@ func (m *machine) stageDone(in input) {
 		return // not ours: a result can only come from a stage the machine started
 	}
 	m.running = false
-	if m.cancelled {
-		m.cancelled = false
-		if why := m.interrupted; why != "" {
-			// A URC interrupted the attempt: that is its failure. The stage's own error, when it
-			// has one, says more (a refused CONNECT is followed by the broker closing the link).
-			m.interrupted = ""
-			err := in.err
-			if err == nil || errors.Is(err, context.Canceled) {
-				err = errors.New(why)
-			}
-			m.fail(in.now, in.stage, err)
-			return
+	if c := classify(in.stage, in.err); !m.cancelled && in.err != nil && c.class != classRetry && c.class != classNotYet {
+		m.interrupted = "" // the port is gone, the module unresponsive, ...: handled as such below
+	}
+	if why := m.interrupted; why != "" {
+		// A URC interrupted the attempt: that is its failure, with the stage's own error when it
+		// has one.
+		m.cancelled, m.interrupted = false, ""
+		err := in.err
+		if err == nil || errors.Is(err, context.Canceled) {
+			err = errors.New(why)
 		}
+		m.fail(in.now, in.stage, err)
+		return
+	}
+	if m.cancelled {
 		// The decision was taken when the stage was cancelled; this only frees the slot.
+		m.cancelled = false
 		if in.stage == stagePort && in.err == nil {
 			m.emit(effect{kind: effClosePort}) // a port opened too late to be used
 		}
 		return
 	}
+	m.classified(in)
+}
+
+// classified acts on the result of a stage that ran its course.
+func (m *machine) classified(in input) {
 	st := in.stage
 	if in.err == nil {
 		if m.pollStage == st {
@@ -448,18 +456,28 @@ func (m *machine) fallBack(now time.Time, to stage, why string) {
 		}
 		m.failed(now, to, fmt.Errorf("session lost %s after it came up: %s", now.Sub(m.upSince).Round(time.Millisecond), why), true)
 	case m.running:
-		if to > m.next || m.cancelled {
-			if m.cancelled && to < m.next {
+		switch {
+		case to > m.next:
+			// The running stage comes before the one that must be redone.
+		case m.cancelled:
+			if to < m.next {
 				m.next = to
 			}
-			return // the running stage comes before the one that must be redone
+		case to == m.next:
+			// The running stage itself must be redone (its work may already be undone). It is
+			// not cancelled: the URC ends its waiting calls (a +QMTSTAT fails an MQTT call), and
+			// its own error says more than the URC (a refused CONNECT is followed by the
+			// broker closing the link). Whatever it returns, the attempt is a failure.
+			if m.interrupted == "" {
+				m.interrupted = why
+			}
+		default:
+			// An earlier stage must be redone: stop this one; the attempt is a failure,
+			// counted when the stage has reported back.
+			m.cancelled, m.interrupted = true, why
+			m.emit(effect{kind: effCancelStage})
+			m.next = to
 		}
-		// An earlier stage, or the running one itself (its work may already be undone), is
-		// redone once the running stage has stopped; the interrupted attempt is a failure,
-		// counted when the stage has reported back.
-		m.cancelled, m.interrupted = true, why
-		m.emit(effect{kind: effCancelStage})
-		m.next = to
 	default:
 		if to < m.next {
 			m.next = to // the deadline stays where it is

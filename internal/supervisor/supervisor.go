@@ -361,7 +361,10 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 	case effConnected:
 		l.connectedAt = now
 		l.lastPoll = ""
-		l.notify.Status(fmt.Sprintf("connected to %s:%d as module %s", l.set.Host, l.set.Port, l.link.id.IMEI))
+		status := fmt.Sprintf("connected to %s:%d as module %s", l.set.Host, l.set.Port, l.link.id.IMEI)
+		l.log.Info().Str("event", logging.EventSessionUp).Str("host", l.set.Host).Int("port", l.set.Port).
+			Str("imei", l.link.id.IMEI).Msg("session up")
+		l.notify.Status(status)
 	case effStartDrain:
 		l.startDrain(ctx)
 	case effStopDrain:
