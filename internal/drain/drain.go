@@ -68,6 +68,10 @@ type Stats struct {
 	Failed      uint64 // publishes that failed (their messages stay stored and are retried)
 	Rejected    uint64 // messages the module can never send, removed by Store.Reject
 	Shrunk      uint64 // times the window was cut to 1
+	// Undelivered counts publishes the module gave up on while the link stayed up
+	// (`+QMTPUBEX: <idx>,<msgid>,2`, e.g. a lost PUBACK after its retransmissions): each is
+	// sent again, and the broker may then have it twice. Also counted in Failed.
+	Undelivered uint64
 }
 
 // Drainer moves messages from the store to a Publisher. Create it with New; run one Run at a
@@ -86,6 +90,7 @@ type Drainer struct {
 	failed      atomic.Uint64
 	rejected    atomic.Uint64
 	shrunk      atomic.Uint64
+	undelivered atomic.Uint64
 }
 
 // New returns a Drainer over store.
@@ -127,6 +132,7 @@ func (d *Drainer) Stats() Stats {
 		Failed:      d.failed.Load(),
 		Rejected:    d.rejected.Load(),
 		Shrunk:      d.shrunk.Load(),
+		Undelivered: d.undelivered.Load(),
 	}
 }
 
@@ -255,6 +261,13 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error 
 				}
 			default:
 				d.failed.Add(1)
+				if errors.Is(r.err, qmt.ErrSendFailed) {
+					// Result 2: this message was not delivered (its PUBACK may just have been
+					// lost). It stays stored and is sent again; nothing is said about pipelining.
+					d.undelivered.Add(1)
+					d.log.Warn().Str("event", "publish_undelivered").Uint64("seq", seq).Str("topic", s.m.Topic).Err(r.err).
+						Msg("the module gave up on a publish; it is sent again and the broker may get it twice")
+				}
 				others := len(inflight) > 1
 				if refused(r.err) && others && d.window.Load() > 1 {
 					d.window.Store(1)
@@ -325,8 +338,11 @@ func permanent(err error) bool {
 	return errors.Is(err, qmt.ErrInvalidString) || errors.Is(err, qmt.ErrInvalidArgument)
 }
 
-// refused reports the module refusing a publish: ERROR to the command, or result 2 (failed
-// to send the packet) in the result URC.
+// refused reports the module refusing the publish command itself (ERROR, or +CME ERROR) — while
+// others are in flight, the sign of a module that cannot pipeline. A result 2 in the result URC
+// (qmt.ErrSendFailed) is not: it is the outcome of that one message, such as a PUBACK lost
+// after the module's retransmissions (+QMTPUBEX: <idx>,<msgid>,1,<count> before it).
 func refused(err error) bool {
-	return errors.Is(err, at.ErrError) || errors.Is(err, qmt.ErrSendFailed)
+	var cme *at.CMEError
+	return errors.Is(err, at.ErrError) || errors.As(err, &cme)
 }

@@ -524,3 +524,49 @@ func TestClosedStoreEndsRun(t *testing.T) {
 		t.Fatalf("Run on a closed store: %v", err)
 	}
 }
+
+// TestUndeliveredPublishKeepsTheWindow: result 2 in the result URC (+QMTPUBEX: <idx>,<msgid>,2,
+// e.g. a PUBACK lost after the module's retransmissions) is a failed delivery of that message:
+// it is sent again and counted as a possible duplicate, and the window stays (issue 12.4).
+func TestUndeliveredPublishKeepsTheWindow(t *testing.T) {
+	s := newStore(t, 30)
+	f := &fakePublisher{
+		delay: 3 * time.Millisecond,
+		done:  make(chan string, 100),
+		fail: func(tp string, n int) error {
+			if tp == topic(5) && n == 1 {
+				return &qmt.ResultError{Op: qmt.OpPublish, MsgID: 5, Result: 2, Line: "+QMTPUBEX: 0,5,2"}
+			}
+			return nil
+		},
+	}
+	lb := &testutil.SyncBuffer{}
+	d := New(s, Options{Window: 8, Retry: fastRetry}, zerolog.New(lb))
+	stop := run(t, d, f)
+	waitDelivered(t, f.done, 30)
+	waitEmpty(t, s)
+	stop()
+	if ds := d.Stats(); ds.Window != 8 || ds.Shrunk != 0 || ds.Undelivered != 1 || ds.Failed != 1 {
+		t.Fatalf("drain stats %+v: want the window kept and one undelivered publish", ds)
+	}
+	if s.Stats().DuplicatesPossible != 1 {
+		t.Fatalf("the undelivered message was not counted as a possible duplicate: %+v", s.Stats())
+	}
+	if !strings.Contains(lb.String(), `"event":"publish_undelivered"`) {
+		t.Fatalf("no log line for the undelivered publish:\n%s", lb)
+	}
+	// The window is still 8 for the next batch.
+	f2 := &fakePublisher{delay: 3 * time.Millisecond, done: make(chan string, 100)}
+	for i := 31; i <= 50; i++ {
+		if _, err := s.Put(topic(i), []byte("x"), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop = run(t, d, f2)
+	waitDelivered(t, f2.done, 20)
+	waitEmpty(t, s)
+	stop()
+	if _, _, maxFlight := f2.snapshot(); maxFlight != 8 {
+		t.Fatalf("after an undelivered publish, max in flight %d, want 8", maxFlight)
+	}
+}
