@@ -826,6 +826,9 @@ func (e *engine) cmdCGATT(c cmdLine) reply {
 func (e *engine) cmdQICSGP(c cmdLine) reply {
 	switch c.kind {
 	case kindTest:
+		if e.m.cfg.NoPAPOrCHAP {
+			return ok(`+QICSGP: (1-15),(1-3),<APN>,<username>,<password>,(0-2)`)
+		}
 		return ok(`+QICSGP: (1-15),(1-3),<APN>,<username>,<password>,(0-3)`)
 	case kindSet:
 	default:
@@ -855,7 +858,11 @@ func (e *engine) cmdQICSGP(c cmdLine) reply {
 		next.pass, v4 = f[4].str(127)
 	}
 	if len(f) > 5 {
-		next.auth, v5 = f[5].num(0, 3)
+		hi := 3
+		if e.m.cfg.NoPAPOrCHAP {
+			hi = 2 // reference 4.2 VARIANT: the BG770A offers (0-2)
+		}
+		next.auth, v5 = f[5].num(0, hi)
 	}
 	if !v1 || !v2 || !v3 || !v4 || !v5 {
 		return errReply()

@@ -128,6 +128,15 @@ type Config struct {
 	// AT+CPIN? answer +CME ERROR: 14, then +CPIN: READY follows (reference 4.1). 0 means
 	// DefaultSIMBusy; a negative value makes the SIM ready at once, kinder than the field.
 	SIMBusy time.Duration
+	// NoPAPOrCHAP is the firmware variant whose AT+QICSGP offers authentication (0-2) only, as
+	// a BG770A capture shows (reference 4.2, VARIANT): 3 (PAP or CHAP) answers ERROR.
+	NoPAPOrCHAP bool
+	// Unisoc is the EC600U (Unisoc) firmware variant (reference 1 and 8, VARIANT): the ASR-only
+	// AT+QMTCFG names (willex, send/mode, dataformat, view/mode, edit/timeout, qmtping, onenet,
+	// hwauth, hwprodid, CTWing) are missing from the =? list and refused with
+	// +CME ERROR: 4 (operation not supported) under CMEE=1 — plain ERROR under CMEE=0, the text
+	// under CMEE=2 (UNCONFIRMED which code the real firmware gives).
+	Unisoc bool
 	// SilentRefusal is a kinder module than the field's: after a refused CONNACK
 	// (+QMTCONN: <idx>,0,<code>) it does not report the broker closing the link. By default the
 	// emulator reports +QMTSTAT: <idx>,1 after it, as a module does when the broker closes the

@@ -201,9 +201,12 @@ func (e *engine) finishData() {
 
 func (e *engine) cmdQMTCFG(c cmdLine) reply {
 	if c.kind == kindTest {
-		lines := make([]string, len(qmtcfgSpecs))
-		for i, s := range qmtcfgSpecs {
-			lines[i] = "+QMTCFG: " + s.test
+		lines := make([]string, 0, len(qmtcfgSpecs))
+		for _, s := range qmtcfgSpecs {
+			if e.m.cfg.Unisoc && s.asrOnly {
+				continue
+			}
+			lines = append(lines, "+QMTCFG: "+s.test)
 		}
 		return reply{lines: lines, final: "OK", compact: true}
 	}
@@ -217,6 +220,11 @@ func (e *engine) cmdQMTCFG(c cmdLine) reply {
 	spec, found := lookupCfg(f[0].text)
 	if !found {
 		return errReply()
+	}
+	if e.m.cfg.Unisoc && spec.asrOnly {
+		// Reference 8 VARIANT: Unisoc firmware lacks the ASR-only names, and may say so with a
+		// CME error rather than plain ERROR.
+		return e.cme(4)
 	}
 	idx, valid := f[1].num(0, 5)
 	if !valid {

@@ -21,6 +21,8 @@ type cfgSpec struct {
 	params []cfgParam
 	counts []int // accepted numbers of values in a set
 	data   bool  // willex: the last value is a length and that many bytes follow a "> " prompt
+	// asrOnly: an ASR-family name (reference 8) that Unisoc firmware (Config.Unisoc) lacks.
+	asrOnly bool
 }
 
 func pNum(lo, hi, def int) cfgParam     { return cfgParam{lo: lo, hi: hi, defNum: def} }
@@ -56,6 +58,15 @@ var qmtcfgSpecs = []cfgSpec{
 	{name: "CTWing", test: `"CTWing",(0-5),"client_id","feature_string"`, params: []cfgParam{pStr(256), pStr(256)}, counts: []int{2}},
 	// edit/timeout default: the reference has none; one driver assumes 30 s, enable defaults to 0.
 	{name: "edit/timeout", test: `"edit/timeout",(0-5),(0,1),(1-180)`, params: []cfgParam{pNum(0, 1, 0), pNum(1, 180, 30)}, counts: []int{1, 2}},
+}
+
+func init() {
+	for i, s := range qmtcfgSpecs {
+		switch s.name {
+		case "willex", "send/mode", "dataformat", "view/mode", "edit/timeout", "qmtping", "onenet", "hwauth", "hwprodid", "CTWing":
+			qmtcfgSpecs[i].asrOnly = true
+		}
+	}
 }
 
 // lookupCfg finds a sub-command by name, case-insensitively.

@@ -392,3 +392,42 @@ func TestRawTopicOnTheWire(t *testing.T) {
 	p.publish(t, topic, 0, []byte("p"))
 	h.expect("\r\n+QMTRECV: 0,0,\"" + topic + "\",1,\"p\"\r\n")
 }
+
+// TestNoPAPOrCHAPVariant: the BG770A-like firmware offers authentication (0-2) in AT+QICSGP=?
+// and refuses 3 (reference 4.2 VARIANT).
+func TestNoPAPOrCHAPVariant(t *testing.T) {
+	t.Parallel()
+	for _, narrow := range []bool{false, true} {
+		r := newRig(t, Config{NoPAPOrCHAP: narrow})
+		h := r.h
+		h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+		set3 := "\r\nOK\r\n"
+		offer := "(0-3)"
+		if narrow {
+			set3, offer = "\r\nERROR\r\n", "(0-2)"
+		}
+		h.cmd("AT+QICSGP=?", "\r\n+QICSGP: (1-15),(1-3),<APN>,<username>,<password>,"+offer+"\r\n\r\nOK\r\n")
+		h.cmd(`AT+QICSGP=1,3,"apn","u","p",3`, set3)
+		h.cmd(`AT+QICSGP=1,3,"apn","u","p",2`, "\r\nOK\r\n")
+	}
+}
+
+// TestUnisocVariant: EC600U firmware lacks the ASR-only AT+QMTCFG names: not in =?, refused with
+// a CME error in the CMEE mode set (reference 1, 8 VARIANT).
+func TestUnisocVariant(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{Unisoc: true})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	h.write("AT+QMTCFG=?\r")
+	list := h.until("OK\r\n")
+	if strings.Contains(list, "edit/timeout") || strings.Contains(list, "willex") || !strings.Contains(list, `"timeout"`) {
+		t.Fatalf("=? list %q", list)
+	}
+	h.cmd(`AT+QMTCFG="edit/timeout",0,1,30`, "\r\n+CME ERROR: 4\r\n")
+	h.cmd("AT+CMEE=2", "\r\nOK\r\n")
+	h.cmd(`AT+QMTCFG="qmtping",0,10`, "\r\n+CME ERROR: operation not supported\r\n")
+	h.cmd("AT+CMEE=0", "\r\nOK\r\n")
+	h.cmd(`AT+QMTCFG="willex",0,0`, "\r\nERROR\r\n")
+	h.cmd(`AT+QMTCFG="recv/mode",0,0,1`, "\r\nOK\r\n")
+}

@@ -354,6 +354,8 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   bare-cert-names        AT+QSSLCFG wants bare file names; "UFS:name" answers ERROR
   silent-refusal         no +QMTSTAT: <idx>,1 after a refused CONNACK (kinder than the field)
   urcport-uart1          NV holds AT+QURCCFG="urcport","uart1": URCs go to the UART, not this port
+  qicsgp-auth-0-2        AT+QICSGP=? offers authentication (0-2): 3 (PAP or CHAP) answers ERROR (BG770A)
+  unisoc                 EC600U: no ASR-only AT+QMTCFG names (edit/timeout, willex, ...): +CME ERROR: 4
   sim-ready              the SIM is ready at RDY (kinder than the field's +CME ERROR: 14 for ~1 s)
 `
 
@@ -370,6 +372,10 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.SilentRefusal = true
 		case "urcport-uart1":
 			cfg.SavedURCPort = "uart1"
+		case "qicsgp-auth-0-2":
+			cfg.NoPAPOrCHAP = true
+		case "unisoc":
+			cfg.Unisoc = true
 		case "sim-ready":
 			cfg.SIMBusy = -1
 		default:
