@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -295,8 +296,52 @@ func (m *Module) SignalDBm(ctx context.Context) (dbm int, ok bool, err error) {
 	return -113 + 2*rssi, true, nil
 }
 
-// SetAPN configures PDP context cid with an IPv4v6 APN (AT+QICSGP). user and password may be empty.
+// Auth is the authentication of a PDP context, the <auth> of AT+QICSGP.
+type Auth int
+
+// The authentication methods of AT+QICSGP (reference 4.2).
+const (
+	// AuthAuto is PAP or CHAP when the module offers that (3), and an ErrAuthNotOffered
+	// otherwise: a BG770A-like firmware offers only (0-2), so the method must be chosen.
+	AuthAuto      Auth = -1
+	AuthNone      Auth = 0
+	AuthPAP       Auth = 1
+	AuthCHAP      Auth = 2
+	AuthPAPOrCHAP Auth = 3
+)
+
+// String names the method as a configuration would.
+func (a Auth) String() string {
+	switch a {
+	case AuthAuto:
+		return "auto"
+	case AuthNone:
+		return "none"
+	case AuthPAP:
+		return "pap"
+	case AuthCHAP:
+		return "chap"
+	case AuthPAPOrCHAP:
+		return "pap_or_chap"
+	}
+	return "auth " + strconv.Itoa(int(a))
+}
+
+// ErrAuthNotOffered: the module's AT+QICSGP=? does not offer the authentication method asked for.
+var ErrAuthNotOffered = errors.New("authentication method not offered by the module")
+
+// SetAPN configures PDP context cid with an IPv4v6 APN (AT+QICSGP). user and password may be
+// empty; when either is set the authentication is AuthAuto (see SetAPNAuth).
 func (m *Module) SetAPN(ctx context.Context, cid int, apn, user, password string) error {
+	return m.SetAPNAuth(ctx, cid, apn, user, password, AuthAuto)
+}
+
+// SetAPNAuth is SetAPN with an authentication method, used when user or password is set. The
+// range differs by firmware (reference 4.2 VARIANT: (0-3), or (0-2) on a BG770A capture), so it
+// first asks AT+QICSGP=? what the module offers: AuthAuto takes PAP or CHAP (3) when offered;
+// a method the module does not offer is an error wrapping ErrAuthNotOffered, sent to no module.
+// A module that answers =? with an error is sent the method as asked (AuthAuto: 3).
+func (m *Module) SetAPNAuth(ctx context.Context, cid int, apn, user, password string, auth Auth) error {
 	for _, s := range []struct{ name, v string }{{"apn", apn}, {"apn user", user}, {"apn password", password}} {
 		if err := quotable(s.v); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -305,8 +350,11 @@ func (m *Module) SetAPN(ctx context.Context, cid int, apn, user, password string
 	line := fmt.Sprintf("AT+QICSGP=%d,3,%q", cid, apn)
 	secrets := []string(nil)
 	if user != "" || password != "" {
-		auth := 3 // PAP or CHAP
-		line = fmt.Sprintf(`AT+QICSGP=%d,3,"%s","%s","%s",%d`, cid, apn, user, password, auth)
+		chosen, err := m.chooseAuth(ctx, auth)
+		if err != nil {
+			return fmt.Errorf("AT+QICSGP=%d: %w", cid, err)
+		}
+		line = fmt.Sprintf(`AT+QICSGP=%d,3,"%s","%s","%s",%d`, cid, apn, user, password, chosen)
 		if password != "" {
 			secrets = []string{password}
 		}
@@ -317,6 +365,88 @@ func (m *Module) SetAPN(ctx context.Context, cid int, apn, user, password string
 		return fmt.Errorf("AT+QICSGP=%d: %w", cid, err)
 	}
 	return nil
+}
+
+// chooseAuth picks the <auth> to send for want, from what AT+QICSGP=? offers.
+func (m *Module) chooseAuth(ctx context.Context, want Auth) (Auth, error) {
+	if want < AuthAuto || want > AuthPAPOrCHAP {
+		return 0, fmt.Errorf("authentication %d: %w", want, ErrAuthNotOffered)
+	}
+	offered, err := m.APNAuthOffered(ctx)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+			return 0, err
+		}
+		offered = nil // cannot tell: send what was asked and let the module answer
+	}
+	pick := want
+	if want == AuthAuto {
+		pick = AuthPAPOrCHAP
+	}
+	if offered == nil || slices.Contains(offered, pick) {
+		return pick, nil
+	}
+	names := make([]string, len(offered))
+	for i, a := range offered {
+		names[i] = fmt.Sprintf("%d (%s)", int(a), a)
+	}
+	hint := ""
+	if want == AuthAuto {
+		hint = "; choose PAP or CHAP"
+	}
+	return 0, fmt.Errorf("%w: %s (%d) is not among %s%s", ErrAuthNotOffered, pick, int(pick), strings.Join(names, ", "), hint)
+}
+
+// APNAuthOffered asks AT+QICSGP=? which <auth> values the module takes: the last range of
+// `+QICSGP: (1-15),(1-3),<APN>,<username>,<password>,(0-3)`.
+func (m *Module) APNAuthOffered(ctx context.Context) ([]Auth, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := m.conn.Do(ctx, at.Command{Line: "AT+QICSGP=?", Answers: hasPrefix("+QICSGP:")})
+	if err != nil {
+		return nil, fmt.Errorf("AT+QICSGP=?: %w", err)
+	}
+	for _, l := range texts(resp) {
+		v, ok := strings.CutPrefix(l, "+QICSGP:")
+		if !ok {
+			continue
+		}
+		open, end := strings.LastIndexByte(v, '('), strings.LastIndexByte(v, ')')
+		if open < 0 || end < open {
+			break
+		}
+		vals, ok := parseRange(v[open+1 : end])
+		if !ok || len(vals) == 0 {
+			break
+		}
+		out := make([]Auth, len(vals))
+		for i, n := range vals {
+			out[i] = Auth(n)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("AT+QICSGP=?: %w: %q", ErrProtocol, texts(resp))
+}
+
+// parseRange reads a test-command range list such as "0-3" or "0,1,2" or "0-2,5" (values 0-99).
+func parseRange(s string) ([]int, bool) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+		}
+		if err1 != nil || err2 != nil || a < 0 || b < a || b > 99 {
+			return nil, false
+		}
+		for n := a; n <= b; n++ {
+			out = append(out, n)
+		}
+	}
+	return out, true
 }
 
 // PDPActive reports whether context cid is active (AT+QIACT?) and its first address.
