@@ -520,19 +520,37 @@ func (c *Client) freeID(id int) {
 
 // Configure sends every AT+QMTCFG line cfg asks for (Config.Commands), in order, each bounded
 // by CommandWait, and from then on waits for results with cfg's packet timeout and retries.
-// The aliauth secret is masked in the trace and in errors.
+// The aliauth secret is masked in the trace and in errors. An optional setting the firmware
+// refuses is skipped (see ConfigureReport, which says which).
 func (c *Client) Configure(ctx context.Context, cfg Config) error {
+	_, err := c.ConfigureReport(ctx, cfg)
+	return err
+}
+
+// Skipped is an optional AT+QMTCFG setting the module refused, and how.
+type Skipped struct {
+	Setting string // the sub-command, e.g. "edit/timeout"
+	Err     error  // the refusal: at.ErrError or an *at.CMEError
+}
+
+// ConfigureReport is Configure that also returns the optional settings the module refused and
+// Configure went on without — ASR-only names such as "edit/timeout" that Unisoc firmware
+// (EC600U) lacks, refused with ERROR or, under CMEE=1, +CME ERROR: <n> (reference 8 VARIANT) —
+// for the caller to log. A refused setting that is not optional fails Configure.
+func (c *Client) ConfigureReport(ctx context.Context, cfg Config) ([]Skipped, error) {
 	lines, err := cfg.Commands(c.idx)
 	if err != nil {
-		return fmt.Errorf("mqtt configure: %w", err)
+		return nil, fmt.Errorf("mqtt configure: %w", err)
 	}
 	secrets := cfg.Secrets()
+	var skipped []Skipped
 	for _, l := range lines {
 		if _, err := c.run1(ctx, "configure", at.Command{Line: l, Secrets: secrets}); err != nil {
-			if errors.Is(err, at.ErrError) && optional(l) {
-				continue // this firmware lacks the setting
+			if name, ok := optional(l); ok && refusal(err) {
+				skipped = append(skipped, Skipped{Setting: name, Err: err}) // this firmware lacks it
+				continue
 			}
-			return err
+			return skipped, err
 		}
 		if strings.HasPrefix(l, `AT+QMTCFG="timeout"`) {
 			pkt, retries := cfg.timing()
@@ -541,17 +559,25 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 			c.mu.Unlock()
 		}
 	}
-	return nil
+	return skipped, nil
 }
 
-// optional reports whether an ERROR for the QMTCFG line l only means the firmware lacks it.
-func optional(l string) bool {
+// optional reports whether a refusal of the QMTCFG line l only means the firmware lacks it, and
+// names the setting.
+func optional(l string) (string, bool) {
 	for _, p := range optionalConfig {
 		if strings.HasPrefix(l, p) {
-			return true
+			return strings.Trim(strings.TrimPrefix(p, "AT+QMTCFG="), `"`), true
 		}
 	}
-	return false
+	return "", false
+}
+
+// refusal reports the module answering a command with ERROR or +CME ERROR (not a timeout or a
+// lost port).
+func refusal(err error) bool {
+	var cme *at.CMEError
+	return errors.Is(err, at.ErrError) || errors.As(err, &cme)
 }
 
 // Open opens the TCP/TLS link to the broker (AT+QMTOPEN) and waits for +QMTOPEN, up to

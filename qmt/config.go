@@ -40,7 +40,8 @@ type Config struct {
 	// after the "> " prompt) after this long, whole seconds 1-180 ("edit/timeout", ASR family).
 	// Without it a host that dies between a publish command and its payload leaves the module
 	// waiting for bytes, and whatever the next host sends is published. Firmware without the
-	// setting answers ERROR; Configure then goes on without it.
+	// setting (Unisoc, EC600U) answers ERROR or +CME ERROR: <n>; Configure then goes on without
+	// it, and ConfigureReport says so.
 	EditTimeout time.Duration
 }
 

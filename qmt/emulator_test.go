@@ -133,3 +133,18 @@ func TestLateResultWithinTheWorstCase(t *testing.T) {
 		t.Fatalf("QoS 0 publish after a late one: %v", err)
 	}
 }
+
+// TestUnisocLacksEditTimeout: Unisoc firmware (EC600U) has no "edit/timeout" and refuses it with
+// +CME ERROR: 4 under CMEE=1; Configure skips it, ConfigureReport says so, and the session comes
+// up (issue 12.6).
+func TestUnisocLacksEditTimeout(t *testing.T) {
+	e := connectOnEmulator(t, sim.Config{Unisoc: true}, qmt.Config{EditTimeout: 30 * time.Second})
+	skipped, err := e.client.ConfigureReport(context.Background(), qmt.Config{EditTimeout: 30 * time.Second})
+	var cme *at.CMEError
+	if err != nil || len(skipped) != 1 || skipped[0].Setting != "edit/timeout" || !errors.As(skipped[0].Err, &cme) || cme.Code != 4 {
+		t.Fatalf("ConfigureReport = %+v, %v; want edit/timeout skipped with +CME ERROR: 4", skipped, err)
+	}
+	if err := e.client.Publish(context.Background(), qmt.Message{Topic: "up", Payload: []byte("x"), QoS: 1}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
