@@ -790,3 +790,23 @@ func TestLosePUBACK(t *testing.T) {
 	h.write("c")
 	h.expect("\r\nOK\r\n\r\n+QMTPUBEX: 0,9,0\r\n")
 }
+
+// TestSameClientIDKicksTheOther: two emulated modules with one client id on one real broker —
+// MQTT 3.1.1 (3.1.4-2) has the broker drop the older connection when the newer one connects, so
+// the first module sees its link closed by the peer and says so, +QMTSTAT: 0,1 (reference
+// 2.8); and the other way round when the first connects again.
+func TestSameClientIDKicksTheOther(t *testing.T) {
+	t.Parallel()
+	a := newRig(t, Config{})
+	b := newRig(t, Config{Broker: a.broker})
+	a.connect("twin")
+	b.connect("twin")
+	a.h.expect("\r\n+QMTSTAT: 0,1\r\n")
+	a.h.cmd("AT+QMTCONN?", "\r\nOK\r\n") // the index is closed
+	b.h.cmd("AT+QMTCONN?", "\r\n+QMTCONN: 0,3\r\n\r\nOK\r\n")
+	a.h.cmd(`AT+QMTOPEN=0,"h",1883`, "\r\nOK\r\n")
+	a.h.expect("\r\n+QMTOPEN: 0,0\r\n")
+	a.h.cmd(`AT+QMTCONN=0,"twin"`, "\r\nOK\r\n")
+	a.h.expect("\r\n+QMTCONN: 0,0,0\r\n")
+	b.h.expect("\r\n+QMTSTAT: 0,1\r\n")
+}
