@@ -59,3 +59,32 @@ func TestSetAPNWhenTheTestFormFails(t *testing.T) {
 		t.Fatalf("SetAPN: %v", err)
 	}
 }
+
+// TestValidateTopicIdentity: identity read from the module is input; what would put a topic
+// separator or wildcard (or anything but digits) into {imei} or {iccid} is refused (issue 12.9).
+func TestValidateTopicIdentity(t *testing.T) {
+	good := modem.Identity{IMEI: "866123456789011", ICCID: "89860025128306012474"}
+	tests := []struct {
+		name string
+		id   modem.Identity
+		ok   bool
+	}{
+		{"good", good, true},
+		{"ICCID not read yet", modem.Identity{IMEI: good.IMEI}, true},
+		{"ICCID with a final F", modem.Identity{IMEI: good.IMEI, ICCID: "8986002512830601247F"}, true},
+		{"ICCID 18 digits", modem.Identity{IMEI: good.IMEI, ICCID: "898600251283060124"}, true},
+		{"ICCID 17 digits", modem.Identity{IMEI: good.IMEI, ICCID: "89860025128306012"}, false},
+		{"ICCID with +", modem.Identity{IMEI: good.IMEI, ICCID: "8986002512830601+#"}, false},
+		{"ICCID with /", modem.Identity{IMEI: good.IMEI, ICCID: "898600251283/06012474"}, false},
+		{"ICCID with F inside", modem.Identity{IMEI: good.IMEI, ICCID: "8986002512830F012474"}, false},
+		{"IMEI with #", modem.Identity{IMEI: "86612345678901#"}, false},
+		{"IMEI with /", modem.Identity{IMEI: "866123456/89011"}, false},
+		{"IMEI empty", modem.Identity{}, false},
+	}
+	for _, tt := range tests {
+		err := modem.ValidateTopicIdentity(tt.id)
+		if (err == nil) != tt.ok || err != nil && !errors.Is(err, modem.ErrIdentity) {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}

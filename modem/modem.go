@@ -161,6 +161,28 @@ func ValidICCID(s string) error {
 	return nil
 }
 
+// ErrIdentity marks a module identity that cannot go into a topic: it is input from the
+// module, and {imei} or {iccid} holding a topic separator or wildcard would subscribe to or
+// publish on topics nobody configured.
+var ErrIdentity = errors.New("module identity not usable in topics")
+
+// ValidateTopicIdentity checks the identity fields topics take ({imei}, {iccid}) before they
+// are put in a topic: the IMEI must be 14-17 digits, the ICCID (when read) 18-22 digits with an
+// optional final F, and neither may hold "+", "#", "/" or any other byte. A failure wraps
+// ErrIdentity and names the field; it is permanent for this module (retrying reads the same).
+// An empty ICCID passes: call it again once ICCID has been read.
+func ValidateTopicIdentity(id Identity) error {
+	if strings.ContainsAny(id.IMEI, "+#/") || !digits(id.IMEI) || len(id.IMEI) < 14 || len(id.IMEI) > 17 {
+		return fmt.Errorf("%w: IMEI %q is not 14-17 digits", ErrIdentity, id.IMEI)
+	}
+	if id.ICCID != "" {
+		if err := ValidICCID(id.ICCID); err != nil {
+			return fmt.Errorf("%w: %w", ErrIdentity, err)
+		}
+	}
+	return nil
+}
+
 // URCPort asks AT+QURCCFG="urcport" which interface the module sends its URCs to ("usbat",
 // "usbmodem", "uart1", "uart2", "all"). The module keeps the setting in NV across power cycles.
 func (m *Module) URCPort(ctx context.Context) (string, error) {
