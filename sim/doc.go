@@ -50,6 +50,12 @@
 // (Replug) has none. Config.ListUFSPrefix and Config.BareCertNames select the firmware
 // variants of the reference ("UFS:" in listings; bare names only in AT+QSSLCFG).
 //
+// More firmware variants (reference VARIANT markers; ec600sim -variant): Config.NoPAPOrCHAP
+// (qicsgp-auth-0-2: AT+QICSGP=? offers auth (0-2), 3 answers ERROR, as on a BG770A) and
+// Config.Unisoc (unisoc: EC600U firmware without the ASR-only AT+QMTCFG names, refused with
+// +CME ERROR: 4 under CMEE=1). Downlink topics are printed raw between the quotes, `"`, CR and
+// LF included, as the broker passed them (reference 2.10).
+//
 // # Faults
 //
 // From Go (methods of Module) and from cmd/ec600sim (lines on its standard input):
