@@ -102,3 +102,42 @@ func TestOccupiedClientIndexIsFreed(t *testing.T) {
 		t.Errorf("%d failed connects: the occupied index was not freed at once", n)
 	}
 }
+
+// TestFirmwareVariantsConnect: firmware that offers AT+QICSGP auth (0-2) only, and Unisoc
+// firmware without the ASR-only AT+QMTCFG settings, still come up; a configured method the
+// module does not offer is said in words, with what to set.
+func TestFirmwareVariantsConnect(t *testing.T) {
+	t.Parallel()
+	broker, err := sim.NewBroker("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	apn := func(auth string) string {
+		return "[module]\napn = \"internet\"\napn_user = \"u\"\napn_password = \"p\"\napn_auth = \"" + auth + "\"\n\n[mqtt]"
+	}
+
+	b := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.NoPAPOrCHAP = true })
+	d := b.start(strings.Replace(seedConfig(b.mod.Path(), ""), "[mqtt]", apn("auto"), 1))
+	e, _ := d.wait(t, 0, "bringup_failed")
+	if e.Str("step") != "apn" || !strings.Contains(e.Str("hint"), "apn_auth") {
+		t.Errorf("auth 3 not offered: %v, want the apn step with a hint to set module.apn_auth", e)
+	}
+
+	b2 := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.NoPAPOrCHAP = true })
+	d2 := b2.start(strings.Replace(seedConfig(b2.mod.Path(), ""), "[mqtt]", apn("chap"), 1))
+	d2.wait(t, 0, "session_up")
+
+	b3 := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.Unisoc = true })
+	d3 := b3.start(seedConfig(b3.mod.Path(), ""))
+	d3.wait(t, 0, "session_up")
+	skipped := false
+	for _, l := range d3.log.Raw() {
+		if strings.Contains(l, "edit/timeout") && strings.Contains(l, "optional AT+QMTCFG setting") {
+			skipped = true
+		}
+	}
+	if !skipped {
+		t.Error("the Unisoc module's missing edit/timeout was not logged as skipped")
+	}
+}

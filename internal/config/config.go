@@ -116,9 +116,12 @@ func defaultURCPort(path string) string {
 
 // Module is the cellular side of the bring-up.
 type Module struct {
-	APN             string // empty: leave the module's / network's default PDP context settings
-	APNUser         string
-	APNPassword     Secret
+	APN         string // empty: leave the module's / network's default PDP context settings
+	APNUser     string
+	APNPassword Secret
+	// APNAuth is the authentication AT+QICSGP is sent with when apn_user is set: "auto" (PAP or
+	// CHAP, where the module offers that), "pap", "chap", "pap_or_chap" or "none".
+	APNAuth         string
 	PDPContext      int           // PDP context id 1–15, also the one MQTT uses
 	SIMTimeout      time.Duration // how long to wait for +CPIN: READY
 	RegisterTimeout time.Duration // how long to wait for network registration
@@ -387,6 +390,12 @@ func (b *builder) module(t *table) {
 	b.atString(t, "apn_user", m.APNUser, MaxAPNUser)
 	m.APNPassword = b.secret(t, "apn_password", "apn_password_file", CredAPNPassword, m.APNUser != "")
 	b.atSecret(t, "apn_password", m.APNPassword, MaxAPNPass)
+	m.APNAuth = t.str("apn_auth", "auto")
+	switch m.APNAuth {
+	case "auto", "pap", "chap", "pap_or_chap", "none":
+	default:
+		t.fail("apn_auth", "%q is not one of auto, pap, chap, pap_or_chap or none", m.APNAuth)
+	}
 	if m.APN == "" {
 		if m.APNUser != "" {
 			t.fail("apn_user", "needs module.apn")

@@ -67,6 +67,7 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	if c.Module.APNUser != "" {
 		line("module.apn_user", "%s", c.Module.APNUser)
 		line("module.apn_password", "%s", secret("module.apn_password", c.Module.APNPassword))
+		line("module.apn_auth", "%s", c.Module.APNAuth)
 	}
 	line("module.pdp_context", "%d", c.Module.PDPContext)
 	line("module.sim_timeout", "%s", fmtDuration(c.Module.SIMTimeout))

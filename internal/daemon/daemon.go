@@ -23,6 +23,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
+	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
@@ -189,6 +190,7 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		APN:             cfg.Module.APN,
 		APNUser:         cfg.Module.APNUser,
 		APNPassword:     cfg.Module.APNPassword.Reveal(),
+		APNAuth:         apnAuth(cfg.Module.APNAuth),
 		PDPContext:      cfg.Module.PDPContext,
 		SIMTimeout:      cfg.Module.SIMTimeout,
 		RegisterTimeout: cfg.Module.RegisterTimeout,
@@ -245,6 +247,21 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		set.OpenPort = func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, path, baud) }
 	}
 	return set, nil
+}
+
+// apnAuth is the modem's value for module.apn_auth (validated by config).
+func apnAuth(s string) modem.Auth {
+	switch s {
+	case "pap":
+		return modem.AuthPAP
+	case "chap":
+		return modem.AuthCHAP
+	case "pap_or_chap":
+		return modem.AuthPAPOrCHAP
+	case "none":
+		return modem.AuthNone
+	}
+	return modem.AuthAuto
 }
 
 // openAuto finds the EC600 AT port by USB identity and opens the first candidate that answers AT.

@@ -317,10 +317,17 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 		return &stepError{step: "iccid", err: err, hint: "the SIM's number (AT+QCCID) is needed for {iccid} in topics; check the SIM"}
 	}
 	k.id.ICCID = iccid
+	if err := modem.ValidateTopicIdentity(k.id); err != nil {
+		return &stepError{step: "identity", err: err, hint: "the module's IMEI or the SIM's ICCID cannot go into a topic; nothing is subscribed with it"}
+	}
 	s.log.Info().Str("event", logging.EventSIMReady).Str("iccid", iccid).Str("imei", k.id.IMEI).Msg("SIM ready")
 	if s.set.APN != "" {
-		if err := k.mod.SetAPN(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword); err != nil {
-			return &stepError{step: "apn", err: err, hint: "check module.apn, module.apn_user and module.apn_password"}
+		if err := k.mod.SetAPNAuth(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword, s.set.APNAuth); err != nil {
+			hint := "check module.apn, module.apn_user and module.apn_password"
+			if errors.Is(err, modem.ErrAuthNotOffered) {
+				hint = "this module does not offer that authentication: set module.apn_auth to pap or chap"
+			}
+			return &stepError{step: "apn", err: err, hint: hint}
 		}
 	}
 	return nil
@@ -375,11 +382,16 @@ func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
 			return s.mqttFailed(ctx, k, "tls", err)
 		}
 	}
-	if err := c.Configure(ctx, s.set.MQTT); err != nil {
+	skipped, err := c.ConfigureReport(ctx, s.set.MQTT)
+	if err != nil {
 		return s.mqttFailed(ctx, k, "configure", err)
 	}
+	for _, sk := range skipped {
+		s.log.Info().Str("setting", sk.Setting).Err(sk.Err).
+			Msg("this firmware lacks an optional AT+QMTCFG setting; going on without it")
+	}
 	s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).Msg("opening the link to the broker")
-	err := c.Open(ctx, s.set.Host, s.set.Port)
+	err = c.Open(ctx, s.set.Host, s.set.Port)
 	if errors.Is(err, qmt.ErrInUse) {
 		// +QMTOPEN: <idx>,2: the index is occupied — a link an earlier process left open or
 		// still opening, even when AT+QMTOPEN? lists nothing. Free it and open again, once.

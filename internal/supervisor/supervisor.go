@@ -16,6 +16,7 @@ import (
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/backoff"
 	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/qssl"
 )
@@ -58,6 +59,7 @@ type Settings struct {
 	URCPort string
 
 	APN, APNUser, APNPassword string
+	APNAuth                   modem.Auth // with APNUser; modem.AuthAuto picks what the module offers (the zero value is AuthNone)
 	PDPContext                int
 
 	SIMTimeout      time.Duration // how long to wait for +CPIN: READY
