@@ -155,7 +155,8 @@ func logOutboxStats(log zerolog.Logger, store *outbox.Store, d *drain.Drainer, e
 		Uint64("stored", st.Stored).Uint64("delivered", st.Delivered).Uint64("refused", st.Refused).
 		Uint64("expired", st.Expired).Uint64("dropped_oldest", st.DroppedOldest).Uint64("rejected", st.Rejected).
 		Uint64("damaged", st.Damaged).Uint64("duplicates_possible", st.DuplicatesPossible).
-		Uint64("publish_failures", ds.Failed).Int("max_in_flight", ds.MaxInFlight).Uint64("window_shrunk", ds.Shrunk).
+		Uint64("publish_failures", ds.Failed).Uint64("publish_undelivered", ds.Undelivered).
+		Int("max_in_flight", ds.MaxInFlight).Uint64("window_shrunk", ds.Shrunk).
 		Uint64("local_forwarded", es.Forwarded).Uint64("local_refused", es.Refused).
 		Uint64("local_not_forwarded", es.NotForwarded).Uint64("local_delivered", es.Delivered).
 		Msg("outbox counters for this run")
