@@ -70,6 +70,17 @@ func newBench(t *testing.T, auth func(clientID, user string, pass []byte) byte) 
 	return newBenchOn(t, b.Addr())
 }
 
+// startBroker starts an embedded broker on a free loopback port, closed when the test ends.
+func startBroker(t *testing.T) *sim.Broker {
+	t.Helper()
+	b, err := sim.NewBroker("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
 // newBenchOn starts an emulated module routed to the broker at addr; variants, if given, set
 // firmware variants on its configuration.
 func newBenchOn(t *testing.T, addr string, variants ...func(*sim.Config)) *bench {

@@ -64,11 +64,7 @@ func TestICCIDReadOnlyOnceTheSIMIsReady(t *testing.T) {
 // it, and connects.
 func TestURCPortSetElsewhereIsFixed(t *testing.T) {
 	t.Parallel()
-	broker, err := sim.NewBroker("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { broker.Close() })
+	broker := startBroker(t)
 	b := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.SavedURCPort = "uart1" })
 	d := b.start(seedConfig(b.mod.Path(), ""))
 	e, i := d.wait(t, 0, "urc_port_set")
@@ -108,11 +104,7 @@ func TestOccupiedClientIndexIsFreed(t *testing.T) {
 // module does not offer is said in words, with what to set.
 func TestFirmwareVariantsConnect(t *testing.T) {
 	t.Parallel()
-	broker, err := sim.NewBroker("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { broker.Close() })
+	broker := startBroker(t)
 	apn := func(auth string) string {
 		return "[module]\napn = \"internet\"\napn_user = \"u\"\napn_password = \"p\"\napn_auth = \"" + auth + "\"\n\n[mqtt]"
 	}

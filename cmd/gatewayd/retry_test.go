@@ -222,11 +222,7 @@ func TestBrokerDownAtBootStaysHealthyToSystemd(t *testing.T) {
 // reconnecting every second forever.
 func TestTwinGatewaysBackOff(t *testing.T) {
 	t.Parallel()
-	broker, err := sim.NewBroker("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { broker.Close() })
+	broker := startBroker(t)
 	var twins [2]*proc
 	for i := range twins {
 		b := newBenchOn(t, broker.Addr())
