@@ -389,7 +389,9 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 	case effReset:
 		lk := l.link
 		go func() {
-			lk.escalate(ctx, l.Supervisor, e.err)
+			if lk != nil { // a port lost meanwhile: reopening it is the reset
+				lk.escalate(ctx, l.Supervisor, e.err)
+			}
 			l.resetDone <- struct{}{}
 		}()
 	case effClosePort:
