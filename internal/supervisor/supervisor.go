@@ -1,6 +1,10 @@
 // Package supervisor is the one place in gatewayd that decides what happens next: it opens the
 // module's AT port, brings the module up, keeps its MQTT client connected, turns downlinks into LED
 // toggles and log events, and after every fault starts again from the right step, with back-off.
+//
+// The decisions are a pure state machine (machine.go) fed by one loop (Run) that performs its
+// effects and owns every timer; the bring-up stages (stages.go) never sleep, and one classifier
+// (classify.go) says what each of their errors means.
 package supervisor
 
 import (
