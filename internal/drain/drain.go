@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/backoff"
+	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/qmt"
 )
@@ -265,14 +266,14 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error 
 					// Result 2: this message was not delivered (its PUBACK may just have been
 					// lost). It stays stored and is sent again; nothing is said about pipelining.
 					d.undelivered.Add(1)
-					d.log.Warn().Str("event", "publish_undelivered").Uint64("seq", seq).Str("topic", s.m.Topic).Err(r.err).
+					d.log.Warn().Str(logging.EventKey, logging.EventPublishUndelivered).Uint64("seq", seq).Str("topic", s.m.Topic).Err(r.err).
 						Msg("the module gave up on a publish; it is sent again and the broker may get it twice")
 				}
 				others := len(inflight) > 1
 				if refused(r.err) && others && d.window.Load() > 1 {
 					d.window.Store(1)
 					d.shrunk.Add(1)
-					d.log.Warn().Str("event", "drain_window_shrunk").Uint64("seq", seq).Err(r.err).
+					d.log.Warn().Str(logging.EventKey, logging.EventDrainWindowShrunk).Uint64("seq", seq).Err(r.err).
 						Int("was", w).Int("in_flight", len(inflight)).
 						Msg("the module refused a publish while others were in flight; sending one at a time until the module is replaced")
 				}

@@ -47,6 +47,7 @@ const (
 	EventOutboxSetAside      = "outbox_set_aside"      // a damaged store file renamed, a fresh one started
 	EventOutboxDamaged       = "outbox_damaged_record" // a damaged record dropped from a sound store
 	EventDrainWindowShrunk   = "drain_window_shrunk"   // the module refused a publish; window cut to 1
+	EventPublishUndelivered  = "publish_undelivered"   // the module gave up on a QoS 1 publish (result 2); sent again
 	EventLocalRefused        = "local_refused"         // a local client's publish refused (no PUBACK)
 	EventLocalNotForwarded   = "local_not_forwarded"   // a local publish the module could never send
 )

@@ -60,12 +60,15 @@ func Open(t testing.TB, m *sim.Module, opts at.Options) *at.Conn {
 	}
 	for {
 		state, err := mod.SIMState(ctx)
-		if err == nil && state == "READY" || ctx.Err() != nil {
+		if err == nil && state == "READY" {
 			break
 		}
 		var cme *at.CMEError
 		if errors.As(err, &cme) && cme.Code == 10 {
 			break // no SIM: what the test wants
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the SIM was not ready in 10 s: %q, %v", state, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

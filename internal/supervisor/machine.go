@@ -539,11 +539,6 @@ func (m *machine) healthAllowed(now time.Time) bool {
 }
 
 func (m *machine) healthTick(now time.Time) {
-	if m.connected && now.Sub(m.upSince) >= m.cfg.stableAfter {
-		for _, b := range m.bo {
-			b.Reset()
-		}
-	}
 	if m.healthAllowed(now) {
 		m.healthRunning = true
 		m.emit(effect{kind: effHealth})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -465,8 +466,13 @@ func TestSIMNotReadyIsPolledThenBackedOff(t *testing.T) {
 	if got := h.retries[len(h.retries)-1]; got.kindOf != kindModule {
 		t.Fatalf("SIM timeout counted as %s", got.kindOf)
 	}
-	if h.status[len(h.status)-1] == "" {
-		t.Fatal("no status")
+	polled, retried := false, false
+	for _, st := range h.status {
+		polled = polled || st == "waiting for the SIM: SIM busy"
+		retried = retried || strings.HasPrefix(st, "module sim failed: waiting for the SIM after 30s") && strings.Contains(st, "; retry in ")
+	}
+	if !polled || !retried {
+		t.Fatalf("STATUS= did not say it waited for the SIM, then when it retries: %q", h.status)
 	}
 }
 

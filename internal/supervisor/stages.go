@@ -231,7 +231,7 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 	err := k.mod.Sync(syncCtx, 500*time.Millisecond)
 	cancel()
 	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+		if stopped(ctx, err) {
 			return err
 		}
 		// A module that answers nothing for this long needs more than a retry.
@@ -273,7 +273,7 @@ func (s *Supervisor) checkURCPort(ctx context.Context, k *link) error {
 	}
 	got, err := k.mod.URCPort(ctx)
 	switch {
-	case err != nil && (ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed)):
+	case err != nil && stopped(ctx, err):
 		return err
 	case err != nil:
 		s.log.Warn().Err(err).Msg(`cannot read AT+QURCCFG="urcport"; leaving it as it is`)
@@ -289,6 +289,12 @@ func (s *Supervisor) checkURCPort(ctx context.Context, k *link) error {
 	return nil
 }
 
+// stopped reports that a stage cannot go on: it is being stopped, or the port is gone (classify
+// then reopens it). Its error is returned as it is.
+func stopped(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || classify(stageModule, err).class == classPortGone
+}
+
 // simPoll is how often the SIM is asked again while it is not ready.
 const simPoll = time.Second
 
@@ -296,8 +302,6 @@ const simPoll = time.Second
 func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 	state, err := k.mod.SIMState(ctx)
 	switch {
-	case err != nil && (ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed)):
-		return err
 	case err != nil:
 		var cme *at.CMEError
 		if errors.As(err, &cme) {
@@ -503,7 +507,7 @@ func (s *Supervisor) freeIndex(ctx context.Context, k *link) {
 // mqttFailed closes the link after a failed MQTT step and returns the step's error with a hint;
 // the machine logs it with the time to the next attempt.
 func (s *Supervisor) mqttFailed(ctx context.Context, k *link, step string, err error) error {
-	if ctx.Err() != nil || errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
+	if stopped(ctx, err) {
 		return err
 	}
 	se := &stepError{step: step, err: err}
