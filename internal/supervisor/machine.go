@@ -189,8 +189,7 @@ type machine struct {
 	resetting   bool
 	stopped     bool
 
-	quietDone  bool
-	quietUntil time.Time
+	quietUntil time.Time // the end of the first bring-up's quiet period; zero until it began
 
 	pollStage stage // the stage whose "not yet" answers are being polled, -1 for none
 	pollSince time.Time
@@ -280,10 +279,9 @@ func (m *machine) advance(now time.Time) {
 		}
 		return
 	}
-	if m.next == stageModule && !m.quietDone && m.cfg.quiet > 0 {
+	if m.next == stageModule && m.quietUntil.IsZero() && m.cfg.quiet > 0 {
 		// The first bring-up lets a publish that an earlier process left half-sent time out
 		// on the module before anything is written to the port (see Settings.MQTT.EditTimeout).
-		m.quietDone = true
 		m.quietUntil = now.Add(m.cfg.quiet)
 		m.notBefore = m.quietUntil
 		m.setStatus("keeping the port quiet for a half-sent publish to time out")

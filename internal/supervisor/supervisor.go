@@ -224,10 +224,9 @@ type loop struct {
 	// stored carries buffer-mode messages read out of their slots (readStored) to the loop.
 	stored chan []qmt.Received
 
-	connectedAt time.Time
-	lastPoll    string // the last "not yet" logged at info, so polls do not flood the log
-	exit        bool
-	exitErr     error
+	lastPoll string // the last "not yet" logged at info, so polls do not flood the log
+	exit     bool
+	exitErr  error
 }
 
 // healthResult is a health check's answer on the port k.
@@ -365,7 +364,6 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 	case effPoll:
 		l.logPoll(e)
 	case effConnected:
-		l.connectedAt = now
 		l.lastPoll = ""
 		status := fmt.Sprintf("connected to %s:%d as module %s", l.set.Host, l.set.Port, l.link.id.IMEI)
 		l.log.Info().Str("event", logging.EventSessionUp).Str("host", l.set.Host).Int("port", l.set.Port).
