@@ -484,6 +484,11 @@ func (c *Client) commandError(ctx context.Context, op string, err error) error {
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("mqtt %s: the module did not answer the command within %s: %w", op, c.limit(op), err)
 	}
+	if errors.Is(err, at.ErrClosed) || errors.Is(err, at.ErrPortGone) {
+		// The at.Conn ended before the command's answer: the same end as one that comes
+		// while the call waits for its result URC.
+		return fmt.Errorf("mqtt %s: %w: %w", op, ErrClientClosed, err)
+	}
 	return fmt.Errorf("mqtt %s: %w", op, err)
 }
 
