@@ -79,22 +79,23 @@ type Response struct {
 
 // Stats are the engine's counters, for health reporting and escalation.
 type Stats struct {
-	BytesIn             uint64 // bytes read from the port
-	BytesOut            uint64 // bytes written to the port
-	Commands            uint64 // commands sent (resync ATs excluded)
-	URCs                uint64 // URCs framed and offered to the subscribers
-	URCsDropped         uint64 // URC copies dropped because a subscriber's queue was full
-	Echoes              uint64 // command echoes dropped (ATE1)
-	StaleLines          uint64 // lines no live command could own (late replies, resync chatter), dropped
-	LinesTooLong        uint64 // lines longer than MaxLine, dropped
-	PayloadsTooLong     uint64 // counted payloads longer than MaxPayload, dropped with their line
-	BadFrames           uint64 // counted payloads not followed by `"` CRLF (Line.Err = ErrBadTrailer)
-	NoiseLines          uint64 // lines of only NUL/0xFF bytes, dropped
-	DroppedBytes        uint64 // bytes discarded by framing for the reasons above
-	Timeouts            uint64 // commands whose deadline passed before their final result
-	ConsecutiveTimeouts uint64 // deadline timeouts since the last final result; escalate on this
-	Resyncs             uint64 // resynchronisations started
-	ResyncFailures      uint64 // resynchronisations that got no OK (ErrUnresponsive)
+	BytesIn             uint64        // bytes read from the port
+	BytesOut            uint64        // bytes written to the port
+	Commands            uint64        // commands sent (resync ATs excluded)
+	URCs                uint64        // URCs framed and offered to the subscribers
+	HeldBack            uint64        // times the reader waited for room in a full subscriber queue (nothing is dropped)
+	HeldFor             time.Duration // total time the reader spent waiting so
+	Echoes              uint64        // command echoes dropped (ATE1)
+	StaleLines          uint64        // lines no live command could own (late replies, resync chatter), dropped
+	LinesTooLong        uint64        // lines longer than MaxLine, dropped
+	PayloadsTooLong     uint64        // counted payloads longer than MaxPayload, dropped with their line
+	BadFrames           uint64        // counted payloads not followed by `"` CRLF (Line.Err = ErrBadTrailer)
+	NoiseLines          uint64        // lines of only NUL/0xFF bytes, dropped
+	DroppedBytes        uint64        // bytes discarded by framing for the reasons above
+	Timeouts            uint64        // commands whose deadline passed before their final result
+	ConsecutiveTimeouts uint64        // deadline timeouts since the last final result; escalate on this
+	Resyncs             uint64        // resynchronisations started
+	ResyncFailures      uint64        // resynchronisations that got no OK (ErrUnresponsive)
 }
 
 // Conn is the AT engine over one port. One reader goroutine owns all input
@@ -129,10 +130,15 @@ type Conn struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	commands, urcs, urcsDropped, echoes, stale atomic.Uint64
-	bytesIn, bytesOut                          atomic.Uint64
-	timeouts, consecutive                      atomic.Uint64
-	resyncs, resyncFailures                    atomic.Uint64
+	holdMu    sync.Mutex
+	holding   chan struct{} // non-nil while the reader waits for room in a subscriber queue
+	holds     atomic.Uint64
+	heldNanos atomic.Int64
+
+	commands, urcs, echoes, stale atomic.Uint64
+	bytesIn, bytesOut             atomic.Uint64
+	timeouts, consecutive         atomic.Uint64
+	resyncs, resyncFailures       atomic.Uint64
 }
 
 // New starts the single reader goroutine (and a writer goroutine) over rw
@@ -192,6 +198,7 @@ type call struct {
 	prompt    chan struct{} // closed when the prompt came
 	done      chan struct{} // closed when the final result came
 	finished  bool
+	holds     uint64 // Stats().HeldBack when the command was sent
 	held      []Line // lines that came while the command was being written
 	heldFinal bool   // held ends with the final result
 	lines     []Line
@@ -278,6 +285,7 @@ func (c *Conn) exec(ctx context.Context, cmd Command) (Response, error) {
 	}
 	c.cur = cl
 	c.mu.Unlock()
+	cl.holds = c.holds.Load()
 	c.commands.Add(1)
 	if c.trace != nil {
 		c.trace.remember(cmd.Secrets)
@@ -352,13 +360,21 @@ func (c *Conn) settle(ctx context.Context, cl *call, noPrompt bool) (Response, e
 	if ctxErr == nil { // cannot happen: every wait ends with ctx, the call or the engine
 		ctxErr = context.Canceled
 	}
-	if errors.Is(ctxErr, context.DeadlineExceeded) {
-		c.timeouts.Add(1)
-		c.consecutive.Add(1)
-	}
 	what := ErrTimeout
 	if noPrompt {
 		what = fmt.Errorf("%w: %w", ErrNoPrompt, ErrTimeout)
+	}
+	held := c.heldSince(cl.holds)
+	if held {
+		// The reply may be unread behind URCs a slow subscriber held back: not the module's
+		// fault, so it does not count towards escalation.
+		what = fmt.Errorf("%w: %w", ErrHeldBack, what)
+	}
+	if errors.Is(ctxErr, context.DeadlineExceeded) {
+		c.timeouts.Add(1)
+		if !held {
+			c.consecutive.Add(1)
+		}
 	}
 	c.log.Debug().Str("command", c.redact(cl.cmd)).Err(ctxErr).Msg("at: command abandoned; resync before the next one")
 	return Response{Lines: lines}, fmt.Errorf("at: %s: %w (%w)", c.redact(cl.cmd), what, ctxErr)
@@ -411,6 +427,7 @@ func (c *Conn) resync(ctx context.Context) error {
 	cancel()
 	ok := false
 	for try := 0; try < c.resyncTries && !c.ended() && ctx.Err() == nil; try++ {
+		c.waitReader(ctx) // the OK would be behind the URCs a slow subscriber holds back
 		tctx, cancel := context.WithTimeout(ctx, c.resyncWait)
 		if err := c.write(tctx, []byte("AT\r")); err == nil {
 			c.wait(tctx, cl.done, nil)
@@ -552,26 +569,83 @@ func (t token) line() Line {
 	return Line{Text: string(t.text), Payload: t.payload, Err: t.err}
 }
 
-// deliver offers a URC to every subscriber without blocking.
+// deliver queues a URC for every subscriber, in order. When a queue is full
+// the reader waits for room (or for the subscriber to close, or the engine to
+// end) and reads nothing from the port meanwhile: the source is pushed back,
+// nothing is dropped. Command replies behind the URC wait too; settle and
+// resync account for that (heldDuring). It runs on the reader goroutine.
 func (c *Conn) deliver(l Line) {
 	c.urcs.Add(1)
 	c.subMu.RLock()
+	defer c.subMu.RUnlock()
 	for _, s := range c.subs {
 		select {
 		case s.ch <- l:
+			continue
 		default:
-			s.dropped.Add(1)
-			c.urcsDropped.Add(1)
 		}
+		release := c.holdBack()
+		select {
+		case s.ch <- l:
+		case <-s.quit:
+		case <-c.done:
+		}
+		release()
 	}
-	c.subMu.RUnlock()
+}
+
+// holdBack records that the reader waits for room in a subscriber's queue;
+// the returned func records the end of the wait.
+func (c *Conn) holdBack() (release func()) {
+	start := time.Now()
+	c.holdMu.Lock()
+	c.holds.Add(1)
+	c.holding = make(chan struct{})
+	c.holdMu.Unlock()
+	return func() {
+		c.holdMu.Lock()
+		close(c.holding)
+		c.holding = nil
+		c.holdMu.Unlock()
+		c.heldNanos.Add(int64(time.Since(start)))
+	}
+}
+
+// heldNow returns a channel closed when the reader stops waiting for room,
+// or nil when it is not waiting.
+func (c *Conn) heldNow() <-chan struct{} {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	return c.holding
+}
+
+// heldSince reports whether the reader has waited for a subscriber at any
+// time since Stats().HeldBack was holds: a command's reply may have been
+// behind the URCs it held back.
+func (c *Conn) heldSince(holds uint64) bool {
+	return c.holds.Load() != holds || c.heldNow() != nil
+}
+
+// waitReader waits until the reader is not held back by a full subscriber
+// queue, so that a short timeout measures the module and not a slow
+// subscriber.
+func (c *Conn) waitReader(ctx context.Context) {
+	ch := c.heldNow()
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-c.done:
+	}
 }
 
 // Subscribe returns a new bounded, ordered URC queue that receives every
-// URC framed from now on. The reader never blocks on it: when full, the URC
-// is dropped for that subscriber and counted.
+// URC framed from now on. When it is full the reader waits for room: the
+// subscriber must keep receiving, or Close it.
 func (c *Conn) Subscribe() *Subscription {
-	s := &Subscription{c: c, ch: make(chan Line, c.queueLen)}
+	s := &Subscription{c: c, ch: make(chan Line, c.queueLen), quit: make(chan struct{})}
 	c.subMu.Lock()
 	defer c.subMu.Unlock()
 	if c.subsDone {
@@ -750,7 +824,8 @@ func (c *Conn) Stats() Stats {
 		BytesOut:            c.bytesOut.Load(),
 		Commands:            c.commands.Load(),
 		URCs:                c.urcs.Load(),
-		URCsDropped:         c.urcsDropped.Load(),
+		HeldBack:            c.holds.Load(),
+		HeldFor:             time.Duration(c.heldNanos.Load()),
 		Echoes:              c.echoes.Load(),
 		StaleLines:          c.stale.Load(),
 		LinesTooLong:        fc.linesTooLong.Load(),

@@ -775,47 +775,102 @@ func TestInvalidCommand(t *testing.T) {
 	}
 }
 
-// TestSubscriptionDrops: a full queue drops and counts, in order, without
-// blocking the reader.
-func TestSubscriptionDrops(t *testing.T) {
+// statLines are n distinct URC lines, and the bytes that carry them.
+func statLines(n int) ([]string, string) {
+	var lines []string
+	for i := range n {
+		lines = append(lines, fmt.Sprintf("+QMTSTAT: %d,1", i))
+	}
+	return lines, "\r\n" + strings.Join(lines, "\r\n\r\n") + "\r\n"
+}
+
+// TestFullSubscriptionHoldsTheReaderBack: a full queue makes the reader wait
+// instead of dropping; every URC comes out in order, and a command's reply
+// behind them completes the command once the subscriber has made room.
+func TestFullSubscriptionHoldsTheReaderBack(t *testing.T) {
 	c, m := newTestConn(t, func(r io.Reader) io.Reader { return r }, Options{URCQueue: 2})
+	sub := c.Subscribe()
+	want, wire := statLines(5)
+	go m.send(wire)
+	waitFor(t, "the reader to be held back", func() bool { return c.Stats().HeldBack >= 1 })
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.Run(ctx, "AT")
+		done <- err
+	}()
+	m.expect("AT\r")
+	go m.send("\r\nOK\r\n") // read only once the reader has room again
+	for _, w := range want {
+		if l := <-sub.C(); l.Text != w {
+			t.Fatalf("got %q, want %q", l.Text, w)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("command behind the held-back URCs: %v", err)
+	}
+	if st := c.Stats(); st.HeldFor <= 0 || st.URCs != 5 {
+		t.Errorf("stats %+v: want HeldFor > 0 and 5 URCs", st)
+	}
+}
+
+// TestTimeoutWhileHeldBackIsNotTheModules: a command that times out while the
+// reader waits for a slow subscriber says so, and does not count towards the
+// consecutive timeouts the caller escalates on.
+func TestTimeoutWhileHeldBackIsNotTheModules(t *testing.T) {
+	c, m := newTestConn(t, func(r io.Reader) io.Reader { return r }, Options{URCQueue: 1})
+	sub := c.Subscribe()
+	_, wire := statLines(3)
+	go m.send(wire)
+	waitFor(t, "the reader to be held back", func() bool { return c.Stats().HeldBack >= 1 })
+	go m.expect("AT\r")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Run(ctx, "AT")
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrHeldBack) {
+		t.Fatalf("err = %v, want ErrTimeout and ErrHeldBack", err)
+	}
+	if st := c.Stats(); st.Timeouts != 1 || st.ConsecutiveTimeouts != 0 {
+		t.Errorf("Timeouts = %d, ConsecutiveTimeouts = %d; want 1 and 0", st.Timeouts, st.ConsecutiveTimeouts)
+	}
+	for range 3 {
+		<-sub.C()
+	}
+}
+
+// TestClosingAHeldSubscriptionReleasesTheReader: the reader waiting on a
+// subscriber that then closes goes on, and the other subscribers get every
+// URC; closing the engine while held back ends it too.
+func TestClosingAHeldSubscriptionReleasesTheReader(t *testing.T) {
+	c, m := newTestConn(t, func(r io.Reader) io.Reader { return r }, Options{URCQueue: 1})
 	slow := c.Subscribe()
 	fast := c.Subscribe()
-	var got []string
-	collected := make(chan struct{})
-	go func() {
-		defer close(collected)
-		for l := range fast.C() {
-			got = append(got, l.Text)
-			if l.Text == endMark {
-				return
-			}
-		}
-	}()
-	var want []string
-	for i := range 5 {
-		want = append(want, fmt.Sprintf("+QMTSTAT: %d,1", i))
-	}
-	for _, s := range want {
-		m.send("\r\n" + s + "\r\n")
-		waitFor(t, "fast subscriber", func() bool { return len(fast.C()) == 0 })
-	}
-	m.send("\r\n" + endMark + "\r\n")
-	<-collected
-	if !slices.Equal(got, append(want, endMark)) {
-		t.Errorf("fast subscriber got %q", got)
-	}
-	if slow.Dropped() != 4 || c.Stats().URCsDropped != 4 {
-		t.Errorf("slow.Dropped = %d, Stats.URCsDropped = %d, want 4", slow.Dropped(), c.Stats().URCsDropped)
-	}
-	for _, w := range want[:2] {
-		if l := <-slow.C(); l.Text != w {
-			t.Errorf("slow subscriber got %q, want %q", l.Text, w)
-		}
-	}
+	want, wire := statLines(4)
+	go m.send(wire + "\r\n" + endMark + "\r\n")
+	got := make(chan []Line, 1)
+	go func() { got <- collectURCs(t, fast) }()
+	waitFor(t, "the reader to be held back", func() bool { return c.Stats().HeldBack >= 1 })
 	slow.Close()
-	if _, ok := <-slow.C(); ok {
-		t.Error("closed subscription still open")
+	if lines := fmtLines(<-got); !slices.Equal(lines, want) {
+		t.Errorf("fast subscriber got %q, want %q", lines, want)
+	}
+	if _, ok := <-slow.C(); !ok {
+		t.Error("the line queued before Close is gone")
+	}
+
+	held := c.Subscribe()
+	go m.send(wire)
+	waitFor(t, "the reader to be held back again", func() bool { return c.Stats().HeldBack >= 2 })
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return while the reader was held back")
+	}
+	for range held.C() {
 	}
 }
 

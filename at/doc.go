@@ -7,7 +7,9 @@
 // and counted payloads whose length a URC header announces (URCSpec.Payload,
 // e.g. +QMTRECV with the length field). Each line is routed exactly once: to
 // the command in flight when it answers it, otherwise to the URC
-// subscribers (Subscribe), each through its own bounded, ordered queue.
+// subscribers (Subscribe), each through its own bounded, ordered queue; a
+// full queue holds the reader back (nothing is dropped), which pushes back on
+// the module.
 //
 // Commands (Do, Run) run one at a time, in call order, each bounded by its
 // context. Do returns the command's information lines and its final

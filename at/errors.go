@@ -20,6 +20,11 @@ var (
 	// error Do returns also wraps the context's error, so
 	// errors.Is(err, context.DeadlineExceeded) holds for a deadline.
 	ErrTimeout = errors.New("no final result before the context ended")
+	// ErrHeldBack is wrapped, together with ErrTimeout, by a timeout during
+	// which the reader waited for room in a full URC queue: the reply may be
+	// unread behind the URCs a slow subscriber held back. Such a timeout does
+	// not count in Stats().ConsecutiveTimeouts.
+	ErrHeldBack = errors.New("the reader was held back by a full URC queue")
 	// ErrNoPrompt means the "> " prompt of a data command never came. It is
 	// returned together with ErrTimeout.
 	ErrNoPrompt = errors.New(`no "> " prompt`)

@@ -26,7 +26,9 @@ type Options struct {
 	// PublishMode selects AT+QMTPUBEX with a length (default) or the classic Ctrl-Z AT+QMTPUB.
 	PublishMode PublishMode
 	// EventQueue is the capacity of the Events channel; 0 = DefaultEventQueue. When it is full,
-	// events are dropped and counted (DroppedEvents) so result URCs keep completing calls.
+	// the event loop waits for room (counted, HeldBack), and the AT reader behind it stops
+	// reading the port: nothing is dropped. A caller that waits for a call's result must
+	// therefore never be the only reader of Events.
 	EventQueue int
 	// MaxPayload is the largest payload Publish sends; 0 = DefaultMaxPayload.
 	MaxPayload int
@@ -53,7 +55,7 @@ type Client struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	dropped atomic.Uint64
+	heldBack atomic.Uint64
 
 	mu       sync.Mutex
 	waiters  []*waiter
@@ -139,11 +141,13 @@ func (c *Client) Index() int { return c.idx }
 // Events gives the URCs no call consumed: downlinks, +QMTSTAT, +QMTPING, late results, and the
 // module-level ones (RDY, +CPIN, pdpdeact, POWERED DOWN, registration), and Unknown and Malformed
 // lines. MQTT events of other client indexes are left out. The channel is bounded and ordered,
-// and closed when the client ends.
+// and closed when the client ends. Receive from it until then (or Close the client): while it is
+// full the module's output is not read, and the results of calls wait behind it.
 func (c *Client) Events() <-chan Event { return c.events }
 
-// DroppedEvents counts events dropped because Events was full.
-func (c *Client) DroppedEvents() uint64 { return c.dropped.Load() }
+// HeldBack counts the events that found Events full, so that the event loop (and the AT reader
+// behind it) waited for the reader of Events. Nothing is dropped.
+func (c *Client) HeldBack() uint64 { return c.heldBack.Load() }
 
 // Close stops the event loop; calls still waiting end with ErrClientClosed. It does not close
 // the at.Conn.
@@ -193,8 +197,13 @@ func (c *Client) handle(ev Event) {
 	}
 	select {
 	case c.events <- ev:
+		return
 	default:
-		c.dropped.Add(1)
+	}
+	c.heldBack.Add(1)
+	select {
+	case c.events <- ev:
+	case <-c.quit:
 	}
 }
 

@@ -700,21 +700,33 @@ func TestInvalidIndex(t *testing.T) {
 	}
 }
 
-func TestFullEventQueueDropsEventsButCallsComplete(t *testing.T) {
+// A full Events channel holds the event loop back instead of dropping: the events come out in
+// order, and the call whose result was behind them completes once they are read.
+func TestFullEventQueueHoldsBackAndLosesNothing(t *testing.T) {
 	_, c, _ := newFake(t, Options{EventQueue: 1}, script(answer{"AT+QMTOPEN=", func(f *fakeModule, _ string) {
 		f.urc("+QIND: a")
 		f.urc("+QIND: b")
 		f.urc("+QIND: c")
 		f.send(ok + "\r\n+QMTOPEN: 0,0\r\n")
 	}}))
-	if err := c.Open(context.Background(), "h", 1); err != nil {
+	done := result(func() error { return c.Open(context.Background(), "h", 1) })
+	for deadline := time.Now().Add(10 * time.Second); c.HeldBack() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("HeldBack() = 0: the queue of 1 never filled")
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Open returned (%v) before the events ahead of its result were read", err)
+	default:
+	}
+	for _, want := range []string{"a", "b", "c"} {
+		if ev := <-c.Events(); ev != (Indication{Text: want}) {
+			t.Fatalf("event %v, want +QIND: %s", ev, want)
+		}
+	}
+	if err := wait(t, done); err != nil {
 		t.Fatal(err)
-	}
-	if n := c.DroppedEvents(); n != 2 {
-		t.Fatalf("DroppedEvents() = %d, want 2", n)
-	}
-	if ev := <-c.Events(); ev != (Indication{Text: "a"}) {
-		t.Fatalf("first event %v", ev)
 	}
 }
 

@@ -615,3 +615,67 @@ func (m *Module) SetSignal(rssi, ber int) error {
 		return nil
 	})
 }
+
+// burstBacklog is how much output Burst lets wait for a host that reads slowly before it waits
+// itself: half of what the module buffers.
+const burstBacklog = maxQueued / 2
+
+// burstBatch is how many messages Burst hands the engine at a time.
+const burstBatch = 64
+
+// ErrNotDirect is returned by Burst when the connected client is in buffer receive mode, where the
+// module holds five messages at most.
+var ErrNotDirect = errors.New(`sim: burst needs recv/mode 0 (messages inside +QMTRECV)`)
+
+// Burst has the broker deliver n messages on topic to the first connected MQTT client back to
+// back, as a persistent session's backlog after a reconnect or a flood of retained messages does:
+// +QMTRECV URCs (in the client's recv/mode and dataformat, message ids 1-65535 in turn) written
+// as fast as the host takes them. payload gives the i-th payload (nil: "burst-<i>"). Burst holds
+// messages back while the host does not read (flow control), so none is dropped; what a real
+// module does when the host stops reading for long is UNCONFIRMED (reference: only that the
+// module acknowledges QoS 1 downlinks to the broker itself). It returns when all n are queued
+// for the host, or with the error that stopped it.
+func (m *Module) Burst(ctx context.Context, topic string, n int, payload func(i int) []byte) error {
+	if payload == nil {
+		payload = func(i int) []byte { return []byte(fmt.Sprintf("burst-%d", i)) }
+	}
+	for i := 0; i < n; {
+		var w *writer
+		from := i
+		err := m.do(func(e *engine) error {
+			cl := e.connectedClient()
+			switch {
+			case e.w == nil:
+				return ErrUnplugged
+			case cl == nil:
+				return ErrNoLink
+			case cl.cfg.n("recv/mode", 0) != 0:
+				return ErrNotDirect
+			}
+			w = e.w
+			// Not while the host is inside a data prompt: the engine would hold the URCs.
+			for end := min(i+burstBatch, n); i < end && e.data == nil && w.backlog() < burstBacklog; i++ {
+				e.deliver(cl, i%65535+1, topic, payload(i))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("sim: burst stopped after %d of %d messages: %w", i, n, err)
+		}
+		if i-from < burstBatch && i < n { // held up: wait for the host to take some
+			t := time.NewTimer(5 * time.Millisecond)
+			select {
+			case <-w.room:
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("sim: burst stopped after %d of %d messages: %w", i, n, ctx.Err())
+			case <-m.done:
+				t.Stop()
+				return ErrNotRunning
+			}
+			t.Stop()
+		}
+	}
+	return nil
+}

@@ -597,6 +597,16 @@ func recvLine(cl *mqttClient, msgid int, topic string, payload []byte) string {
 	return fmt.Sprintf("+QMTRECV: %d,%d,\"%s\",\"%s\"", cl.idx, msgid, topic, payload)
 }
 
+// connectedClient is the first MQTT client whose CONNECT was accepted, or nil.
+func (e *engine) connectedClient() *mqttClient {
+	for _, cl := range e.clients {
+		if cl != nil && cl.state == stConnected {
+			return cl
+		}
+	}
+	return nil
+}
+
 func (e *engine) deliver(cl *mqttClient, msgid int, topic string, payload []byte) {
 	if cl.cfg.n("recv/mode", 0) == 0 {
 		e.urc(recvLine(cl, msgid, topic, payload))

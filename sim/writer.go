@@ -58,12 +58,13 @@ type writer struct {
 	m      *Module
 	f      *os.File
 	q      *queue[outItem]
+	room   chan struct{} // signalled after each block written
 	mu     sync.Mutex
 	queued int // bytes waiting
 }
 
 func newWriter(m *Module, f *os.File) *writer {
-	return &writer{m: m, f: f, q: newQueue[outItem]()}
+	return &writer{m: m, f: f, q: newQueue[outItem](), room: make(chan struct{}, 1)}
 }
 
 // enqueue adds a block; it never blocks. It reports false when the block was dropped.
@@ -78,6 +79,13 @@ func (w *writer) enqueue(it outItem) bool {
 	w.mu.Unlock()
 	w.q.push(it)
 	return true
+}
+
+// backlog is how many bytes wait to be written.
+func (w *writer) backlog() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued
 }
 
 // run writes queued blocks until ctx ends or a write fails (the port was closed).
@@ -100,6 +108,10 @@ func (w *writer) run(ctx context.Context) {
 			w.mu.Lock()
 			w.queued -= len(it.b)
 			w.mu.Unlock()
+			select {
+			case w.room <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

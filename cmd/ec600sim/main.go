@@ -56,6 +56,7 @@ const commandHelp = `fault commands (one per line on standard input):
   delay DUR              broker round-trip delay added to each publish result
   losepuback N           the next N QoS 1/2 publishes lose their PUBACK: +QMTPUBEX: <idx>,<id>,1,<n>... then ,2
   late DUR               every SUB/UNS/PUB result at least DUR after its command, as after retransmissions (0 to stop)
+  burst TOPIC N          the broker delivers N messages on TOPIC back to back (+QMTRECV as fast as the host reads)
   signal RSSI [BER]      what AT+CSQ reports
   status                 print tty, link, broker and identity
   help                   this list
@@ -278,6 +279,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 			m.LosePUBACK(n)
 		}
 		return false, err
+	case "burst":
+		n, err := strconv.Atoi(arg(2))
+		if err != nil || arg(1) == "" || n < 0 {
+			return false, fmt.Errorf("burst needs a topic and a count: burst devices/x/led 10000")
+		}
+		return false, m.Burst(context.Background(), arg(1), n, nil)
 	case "late":
 		d, err := duration()
 		if err == nil {

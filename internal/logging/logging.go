@@ -35,6 +35,7 @@ const (
 	EventModuleReset       = "module_reset"        // the module stopped answering: reset by AT+CFUN=1,1 or its reset line
 	EventBringUpFailed     = "bringup_failed"      // a module, SIM, registration or PDP step failed; retried after retry_in
 	EventTLSReady          = "tls_ready"           // the module's TLS context and certificate files are set
+	EventHeldBack          = "held_back"           // downlinks came faster than handled: the AT reader paused (nothing lost)
 
 	// The outbox (internal/outbox, internal/drain, internal/local) logs these names; the daemon
 	// logs EventOutboxStats, and EventPublished with from "outbox" for each forwarded message.

@@ -38,8 +38,9 @@ type link struct {
 	prepared atomic.Bool
 	// filters are the topic filters subscribed (with {imei}/{iccid} expanded); loop only.
 	filters []string
-	// droppedURCs and droppedEvents are the drop counters last reported (loop only).
-	droppedURCs, droppedEvents uint64
+	// heldBack and heldFor are the reader's hold-back counters last reported (loop only).
+	heldBack uint64
+	heldFor  time.Duration
 }
 
 func newLink(port io.ReadWriteCloser, s *Supervisor) *link {
@@ -74,17 +75,19 @@ func (k *link) restartedWithEcho() bool {
 	return k.prepared.Load() && k.conn.Stats().Echoes > k.echoes.Load()
 }
 
-// reportDrops logs URCs and events that the bounded queues between the AT reader and the loop
-// had to drop since the last look (a burst faster than the loop).
-func (k *link) reportDrops(log zerolog.Logger) {
-	urcs, events := k.conn.Stats().URCsDropped, k.client.DroppedEvents()
-	if urcs == k.droppedURCs && events == k.droppedEvents {
+// reportHeldBack logs how often, since the last look, the module's output came faster than the
+// loop handled it, so that the AT reader waited (and stopped reading the port) until there was
+// room. Nothing is lost that way; a burst of downlinks shows here.
+func (k *link) reportHeldBack(log zerolog.Logger) {
+	st := k.conn.Stats()
+	if st.HeldBack == k.heldBack {
 		return
 	}
-	log.Warn().Uint64("urcs_dropped", urcs-k.droppedURCs).Uint64("events_dropped", events-k.droppedEvents).
-		Uint64("urcs_dropped_total", urcs).Uint64("events_dropped_total", events).
-		Msg("unsolicited lines were dropped: the module sent them faster than gatewayd handled them")
-	k.droppedURCs, k.droppedEvents = urcs, events
+	log.Info().Str("event", logging.EventHeldBack).Uint64("times", st.HeldBack-k.heldBack).
+		Str("for", (st.HeldFor-k.heldFor).Round(time.Millisecond).String()).
+		Uint64("times_total", st.HeldBack).Uint64("events_held_back_total", k.client.HeldBack()).
+		Msg("the module sent faster than gatewayd handled: the AT reader paused until there was room; nothing was dropped")
+	k.heldBack, k.heldFor = st.HeldBack, st.HeldFor
 }
 
 // shutdown disconnects cleanly on the way out.

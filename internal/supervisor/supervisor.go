@@ -223,6 +223,8 @@ type loop struct {
 	timer       *time.Timer
 	// stored carries buffer-mode messages read out of their slots (readStored) to the loop.
 	stored chan []qmt.Received
+	// pending holds, in order, the events while took and left for the loop.
+	pending []pendingEvent
 
 	lastPoll string // the last "not yet" logged at info, so polls do not flood the log
 	exit     bool
@@ -249,6 +251,14 @@ func (l *loop) run(ctx context.Context) error {
 	l.feed(ctx, input{kind: inStart})
 	for !l.exit {
 		l.loops.Add(1)
+		if len(l.pending) > 0 {
+			p := l.pending[0]
+			l.pending = l.pending[1:]
+			if p.k == l.link { // not an event of a port closed since
+				l.event(ctx, p.ev)
+			}
+			continue
+		}
 		var events <-chan qmt.Event
 		var portDone <-chan struct{}
 		if l.link != nil && !l.link.dead {
@@ -264,9 +274,7 @@ func (l *loop) run(ctx context.Context) error {
 				l.portGone(ctx)
 				continue
 			}
-			if to, why, ok := l.handleEvent(ctx, ev); ok {
-				l.feed(ctx, input{kind: inFallBack, stage: to, why: why})
-			}
+			l.event(ctx, ev)
 		case r := <-l.stageDone:
 			l.stageLive = false
 			l.stageCancel()
@@ -287,9 +295,7 @@ func (l *loop) run(ctx context.Context) error {
 				l.healthChecked(ctx, r.err)
 			}
 		case msgs := <-l.stored:
-			for _, m := range msgs {
-				l.downlink(m.Topic, m.Payload, m.MsgID)
-			}
+			l.storedDownlinks(msgs)
 		case <-l.resetDone:
 			l.feed(ctx, input{kind: inResetDone})
 		case <-beat.C:
@@ -299,6 +305,67 @@ func (l *loop) run(ctx context.Context) error {
 	l.cleanUp()
 	l.notify.Stopping()
 	return l.exitErr
+}
+
+// event acts on one event of the link's client and gives the machine what it means.
+func (l *loop) event(ctx context.Context, ev qmt.Event) {
+	if to, why, ok := l.handleEvent(ctx, ev); ok {
+		l.feed(ctx, input{kind: inFallBack, stage: to, why: why})
+	}
+}
+
+func (l *loop) storedDownlinks(msgs []qmt.Received) {
+	for _, m := range msgs {
+		l.downlink(m.Topic, m.Payload, m.MsgID)
+	}
+}
+
+// pendingEvent is an event while kept, with the link it came from.
+type pendingEvent struct {
+	k  *link
+	ev qmt.Event
+}
+
+// maxPending bounds the events while keeps for the loop; beyond it the rest wait in the
+// client's queue.
+const maxPending = 64
+
+// while runs fn, which waits for something that may need the module's output (a disconnect's
+// result, the drain's last publish, a stage's last command), and meanwhile goes on reading the
+// link's events: a full event queue holds the AT reader back, so a loop that stopped reading
+// would keep fn's answer unread behind the downlinks. Downlinks are handled at once (logged,
+// the LED, local delivery); every other event is kept, in order, for the loop to act on
+// afterwards, since acting on it means feeding the machine, which is performing an effect now.
+func (l *loop) while(ctx context.Context, fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	ended := false // the client's events ended; the loop will notice
+	for {
+		var events <-chan qmt.Event
+		if l.link != nil && !l.link.dead && !ended && len(l.pending) < maxPending {
+			events = l.link.client.Events()
+		}
+		select {
+		case <-done:
+			return
+		case ev, ok := <-events:
+			switch e := ev.(type) {
+			case nil:
+				ended = !ok
+			case qmt.Received:
+				l.downlink(e.Topic, e.Payload, e.MsgID)
+			case qmt.Stored:
+				l.handleEvent(ctx, e)
+			default:
+				l.pending = append(l.pending, pendingEvent{l.link, ev})
+			}
+		case msgs := <-l.stored:
+			l.storedDownlinks(msgs)
+		}
+	}
 }
 
 // portGone reports the loss of the open port to the machine, once.
@@ -315,7 +382,7 @@ func (l *loop) portGone(ctx context.Context) {
 // module that restarted with its echo on although its RDY was missed.
 func (l *loop) healthChecked(ctx context.Context, err error) {
 	if l.link != nil {
-		l.link.reportDrops(l.log)
+		l.link.reportHeldBack(l.log)
 	}
 	if err != nil {
 		l.log.Warn().Err(err).Msg("module did not answer the health check")
@@ -399,8 +466,8 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 	case effClosePort:
 		l.closeLink()
 	case effShutdown:
-		if l.link != nil {
-			l.link.shutdown(l.log)
+		if k := l.link; k != nil {
+			l.while(ctx, func() { k.shutdown(l.log) })
 		}
 	case effExit:
 		l.exit, l.exitErr = true, e.err
@@ -478,7 +545,9 @@ func (l *loop) stopDrain() {
 		return
 	}
 	l.drainCancel()
-	if err := <-l.drainDone; err != nil {
+	var err error
+	l.while(context.Background(), func() { err = <-l.drainDone })
+	if err != nil {
 		l.log.Error().Err(err).Msg("outbox drain stopped with an error")
 	}
 	l.drainCancel = nil
@@ -498,7 +567,8 @@ func (l *loop) cleanUp() {
 	l.stopDrain()
 	if l.stageLive {
 		l.stageCancel()
-		r := <-l.stageDone
+		var r stageResult
+		l.while(context.Background(), func() { r = <-l.stageDone })
 		if r.link != nil {
 			r.link.close()
 		}
