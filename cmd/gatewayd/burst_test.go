@@ -72,3 +72,42 @@ func TestDownlinkBurstLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d downlinks in %v; the AT reader was held back %d times (reported so far)", n, took.Round(time.Millisecond), held)
 }
+
+// TestShutdownDuringBurst: SIGTERM while a burst is still coming. The disconnect's result is
+// behind the downlinks the module already sent, so a daemon that stopped reading them to wait for
+// it would wait in vain; this one goes on handling them, disconnects cleanly and exits in time.
+func TestShutdownDuringBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a burst; skipped with -short")
+	}
+	b := newBench(t, nil)
+	d := b.start(burstConfig(b.mod.Path()))
+	_, from := d.wait(t, 0, logging.EventSessionUp)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	burst := make(chan error, 1)
+	go func() { burst <- b.mod.Burst(ctx, setTopic, 200000, nil) }()
+	waitDownlinks(ctx, t, d, setTopic, from, 2000)
+	took, err := d.stop(t)
+	if err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("took %v to exit on SIGTERM during a burst", took)
+	}
+	clean := false
+	for _, e := range d.log.Entries() {
+		if e.Event() == logging.EventMQTTDisconnected && e.Str("reason") == "shutting down" {
+			clean = true
+		}
+		if e.Str("message") == "MQTT disconnect on shutdown failed" {
+			t.Errorf("disconnect failed: %v", e)
+		}
+	}
+	if !clean {
+		t.Error("no clean MQTT disconnect logged")
+	}
+	cancel()
+	<-burst // stopped by the unplugged host or ctx; either is fine
+	t.Logf("exited %v after SIGTERM, %d downlinks logged", took.Round(time.Millisecond), d.log.Count(logging.EventDownlink))
+}
