@@ -1,0 +1,408 @@
+package local
+
+// How the endpoint accepts connections, and why not with mochi's listeners.Net.
+//
+// mochi hands every accepted connection straight to the broker, and from then on:
+//   - it reads the CONNECT with no deadline, so a connection that sends nothing, or half a
+//     CONNECT, stays open (and the broker's Close waits for it) for ever;
+//   - Client.WritePacket holds the client's lock across the write to the socket, which has no
+//     deadline for a client with keep-alive 0 (and 1.5 × keep-alive otherwise, renewed by every
+//     packet the client sends). Every publish to that client takes the same lock
+//     (publishToClient → Client.NextPacketID), so one subscriber that stops reading blocks every
+//     publisher whose message it is subscribed to — Deliver among them — not only itself.
+//
+// So every accepted connection is a *conn here:
+//   - at most 2 × MaxClients are open at once; one more is closed at once (mochi itself refuses
+//     a client past MaxClients, once it has read its CONNECT, with CONNACK "server unavailable");
+//   - until its CONNECT is read it has ConnectTimeout to send it; then mochi's keep-alive rules
+//     the reading side (Client.refreshDeadline sets the read deadline to 1.5 × keep-alive, or
+//     clears it for keep-alive 0 — SetDeadline below passes it to the read side only);
+//   - mochi's writes never touch the socket: Write appends whole packets to a buffer of at most
+//     WriteBuffer bytes and returns, so the client's lock is only ever held for a copy, and a
+//     goroutine of the connection's own writes the buffer out with a deadline. A client that
+//     accepts no byte for WriteTimeout while data waits for it, or lets more than WriteBuffer
+//     bytes pile up, is disconnected: it loses its own copies (counted in Stats.Lost), and no
+//     other client and no publisher ever waits for it.
+//   - the kernel's send buffer is set small (sendBuffer), so that "stuck" shows within a few
+//     hundred kilobytes rather than the few megabytes Linux would let a socket queue.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+const (
+	// sendBuffer is the kernel send buffer (SO_SNDBUF) of every accepted connection. Loopback
+	// clients read at memory speed; downlinks come at the module's pace (a UART's).
+	sendBuffer = 64 << 10
+	// closeGrace is how long a closing connection has to write what mochi queued for it last
+	// (a DISCONNECT, a PUBACK) before it is closed regardless.
+	closeGrace = 250 * time.Millisecond
+)
+
+// errSlowClient is what writes to a connection return once it was disconnected for not reading.
+var errSlowClient = errors.New("local client stopped reading: disconnected")
+
+// aLongTimeAgo is a deadline that has passed: setting it wakes a blocked Read or Write.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// listener is a mochi listener over a net.Listener that makes every connection a *conn.
+type listener struct {
+	id        string
+	l         net.Listener
+	e         *Endpoint
+	stop      chan struct{}
+	stopOnce  sync.Once
+	closeOnce sync.Once
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func newListener(id string, l net.Listener, e *Endpoint) *listener {
+	return &listener{id: id, l: l, e: e, stop: make(chan struct{})}
+}
+
+func (l *listener) ID() string              { return l.id }
+func (l *listener) Address() string         { return l.l.Addr().String() }
+func (l *listener) Protocol() string        { return l.l.Addr().Network() }
+func (l *listener) Init(*slog.Logger) error { return nil }
+
+// Serve accepts connections until the listener is closed. A failing Accept (out of file
+// descriptors, say) is retried with a back-off instead of ending the listener for good.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	var wait time.Duration
+	for {
+		raw, err := l.l.Accept()
+		if err != nil {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			l.e.note(&l.e.acceptFailed).Err(err).Dur("retry_in", wait).Msg("accepting a local connection failed; retrying")
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(wait):
+			}
+			continue
+		}
+		wait = 0
+		c := l.e.admit(raw)
+		if c == nil {
+			continue
+		}
+		go func() {
+			err := establish(l.id, c)
+			l.e.finished(c, err)
+		}()
+	}
+}
+
+// stopAccepting closes the socket: no new connections.
+func (l *listener) stopAccepting() {
+	l.stopOnce.Do(func() {
+		close(l.stop)
+		_ = l.l.Close()
+	})
+}
+
+// Close is mochi's: disconnect the clients of this listener (closeClients), stop accepting.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.closeOnce.Do(func() { closeClients(l.id) })
+	l.stopAccepting()
+}
+
+// segment is one MQTT packet (or, should mochi ever write a partial one, a run of bytes) queued
+// for a connection.
+type segment struct {
+	b       []byte
+	publish bool
+}
+
+// conn is an accepted connection as mochi sees it; see the comment at the top of the file.
+type conn struct {
+	net.Conn // the accepted connection: Read, the addresses and the read deadline are its own
+	e        *Endpoint
+
+	connected atomic.Bool // mochi has read the CONNECT (set by the hook's OnConnect)
+
+	mu       sync.Mutex
+	wake     sync.Cond // signalled when queue, closing or err change
+	queue    []segment // written by nobody yet
+	queued   int       // bytes in queue and in the batch being written
+	closing  bool      // Close was called: write what is queued (until closeBy), then close
+	closeBy  time.Time //
+	aborted  bool      // closed by the endpoint without waiting (shutdown)
+	err      error     // once set, writes fail and the writer closes the connection
+	slow     string    // why the client was found stuck; "" if it was not
+	clientID string
+}
+
+// newConn wraps raw, gives it its CONNECT deadline and starts its writer.
+func newConn(raw net.Conn, e *Endpoint) *conn {
+	c := &conn{Conn: raw, e: e}
+	c.wake.L = &c.mu
+	type sendBufferer interface{ SetWriteBuffer(int) error }
+	if s, ok := raw.(sendBufferer); ok {
+		_ = s.SetWriteBuffer(sendBuffer)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(e.connectTimeout))
+	go c.writeLoop()
+	return c
+}
+
+// connectRead records that mochi read the client's CONNECT, and the client's ID.
+func (c *conn) connectRead(id string) {
+	c.mu.Lock()
+	c.clientID = id
+	c.mu.Unlock()
+	c.connected.Store(true)
+}
+
+func (c *conn) id() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clientID
+}
+
+// Write queues p (whole packets, as mochi writes them) for the writer and returns at once.
+func (c *conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.err != nil:
+		c.e.lost.Add(uint64(countPublishes(p)))
+		return 0, c.err
+	case c.closing:
+		c.e.lost.Add(uint64(countPublishes(p)))
+		return 0, net.ErrClosed
+	case c.queued+len(p) > c.e.writeBuffer:
+		c.e.lost.Add(uint64(countPublishes(p)))
+		c.failLocked(errSlowClient, fmt.Sprintf("more than %d bytes waiting for it", c.e.writeBuffer))
+		return 0, c.err
+	}
+	c.queue = appendPackets(c.queue, bytes.Clone(p))
+	c.queued += len(p)
+	c.wake.Signal()
+	return len(p), nil
+}
+
+// failLocked makes every write fail from now on and wakes both directions: the writer closes
+// the connection, and mochi's reader sees it end.
+func (c *conn) failLocked(err error, slow string) {
+	if c.err != nil {
+		return
+	}
+	c.err, c.slow = err, slow
+	_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+	_ = c.Conn.SetWriteDeadline(aLongTimeAgo)
+	c.wake.Broadcast()
+}
+
+// SetDeadline is mochi's keep-alive (Client.refreshDeadline): it sets the read side only. The
+// write side belongs to the writer.
+func (c *conn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+
+// SetReadDeadline sets the read deadline, unless the connection is closing (which has set it in
+// the past to end mochi's read at once).
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || c.closing {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline does nothing: the writer keeps its own.
+func (c *conn) SetWriteDeadline(time.Time) error { return nil }
+
+// Close ends mochi's reading at once and lets the writer write what is queued (a DISCONNECT,
+// the PUBACK before a refusal) for up to closeGrace before it closes the socket. It returns at
+// once.
+func (c *conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil
+	}
+	c.closing = true
+	c.closeBy = time.Now().Add(closeGrace)
+	_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+	_ = c.Conn.SetWriteDeadline(c.closeBy)
+	c.wake.Broadcast()
+	return nil
+}
+
+// abort closes the socket now, whatever is queued.
+func (c *conn) abort() {
+	c.mu.Lock()
+	c.aborted = true
+	c.closing = true
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	c.wake.Broadcast()
+	c.mu.Unlock()
+	_ = c.Conn.Close()
+}
+
+// writeLoop writes what mochi queued, in order, until the connection closes or fails; then it
+// closes the socket and reports what was never written.
+func (c *conn) writeLoop() {
+	lost := 0
+	c.mu.Lock()
+	for {
+		for len(c.queue) == 0 && !c.closing && c.err == nil {
+			c.wake.Wait()
+		}
+		if c.err != nil || len(c.queue) == 0 {
+			break // failed, or closing with nothing left to write
+		}
+		batch := c.queue
+		c.queue = nil
+		c.setWriteDeadlineLocked()
+		c.mu.Unlock()
+		rest, err := c.writeBatch(batch)
+		c.mu.Lock()
+		c.queued -= size(batch) - size(rest)
+		if err != nil {
+			lost += countSegments(rest)
+			if c.err == nil && !c.closing && isTimeout(err) {
+				c.slow = "read nothing for " + c.e.writeTimeout.String()
+			}
+			if c.err == nil {
+				c.err = err
+			}
+			break
+		}
+	}
+	lost += countSegments(c.queue)
+	c.queue = nil
+	c.queued = 0
+	slow, id := c.slow, c.clientID
+	c.err = errors.Join(c.err, net.ErrClosed) // writes fail from now on, even after a clean close
+	c.mu.Unlock()
+	_ = c.Conn.Close()
+	c.e.writerDone(c, id, slow, lost)
+}
+
+// setWriteDeadlineLocked gives the next write WriteTimeout, or what is left of closeGrace.
+func (c *conn) setWriteDeadlineLocked() {
+	if c.closing {
+		_ = c.Conn.SetWriteDeadline(c.closeBy)
+		return
+	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.e.writeTimeout))
+}
+
+// writeBatch writes batch (with writev, for a TCP or unix socket) and returns what is left
+// unwritten when it fails. A deadline that passes while the client accepts bytes, only slowly,
+// is renewed: a client is stuck when it accepted nothing for WriteTimeout.
+func (c *conn) writeBatch(batch []segment) ([]segment, error) {
+	bufs := make(net.Buffers, len(batch))
+	for i, s := range batch {
+		bufs[i] = s.b
+	}
+	var written int64
+	for {
+		n, err := bufs.WriteTo(c.Conn)
+		written += n
+		if err == nil {
+			return nil, nil
+		}
+		if n == 0 || !isTimeout(err) || !c.renewDeadline() {
+			return unwritten(batch, written), err
+		}
+	}
+}
+
+// renewDeadline gives a write that made progress another WriteTimeout, unless the connection
+// is closing or has failed.
+func (c *conn) renewDeadline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.err != nil {
+		return false
+	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.e.writeTimeout))
+	return true
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// appendPackets splits b into its MQTT packets (type byte, remaining length, body) and appends
+// them to q. Bytes that do not make a whole packet become one segment of their own.
+func appendPackets(q []segment, b []byte) []segment {
+	for len(b) > 0 {
+		n := packetLen(b)
+		if n == 0 || n > len(b) {
+			return append(q, segment{b: b})
+		}
+		q = append(q, segment{b: b[:n:n], publish: b[0]>>4 == packets.Publish})
+		b = b[n:]
+	}
+	return q
+}
+
+// packetLen is the length of the MQTT packet at the start of b, header included, or 0 when b is
+// too short to say.
+func packetLen(b []byte) int {
+	rem, shift := 0, 0
+	for i := 1; i < len(b) && i <= 4; i++ {
+		rem |= int(b[i]&0x7f) << shift
+		if b[i]&0x80 == 0 {
+			return 1 + i + rem
+		}
+		shift += 7
+	}
+	return 0
+}
+
+// countPublishes counts the PUBLISH packets in b.
+func countPublishes(b []byte) int { return countSegments(appendPackets(nil, b)) }
+
+func countSegments(q []segment) int {
+	n := 0
+	for _, s := range q {
+		if s.publish {
+			n++
+		}
+	}
+	return n
+}
+
+func size(q []segment) int {
+	n := 0
+	for _, s := range q {
+		n += len(s.b)
+	}
+	return n
+}
+
+// unwritten is what is left of batch once its first n bytes are written; a segment written in
+// part counts as unwritten.
+func unwritten(batch []segment, n int64) []segment {
+	for i, s := range batch {
+		if n < int64(len(s.b)) {
+			return batch[i:]
+		}
+		n -= int64(len(s.b))
+	}
+	return nil
+}
