@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -143,5 +144,45 @@ func publishTo(t *testing.T, c paho.Client, topic, payload string) {
 	t.Helper()
 	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("local publish: %v", tok.Error())
+	}
+}
+
+// TestUnusableOutboxKeepsTheMainJob: the outbox directory cannot be created (a file stands where
+// its parent should be — unusable even for root, as a card gone read-only is). The daemon used to
+// exit at start, so no downlink was ever handled and systemd restarted it every 5 s. Now it says
+// so loudly, with the path, comes up, handles downlinks, and refuses only what it would have
+// stored: a QoS 1 publish on a forwarded topic gets no PUBACK.
+func TestUnusableOutboxKeepsTheMainJob(t *testing.T) {
+	b := newBench(t, nil)
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := testutil.FreeAddr(t)
+	d := b.start(localConfig(b.mod.Path(), listen, filepath.Join(blocker, "outbox")))
+	e, _ := d.wait(t, 0, logging.EventOutboxUnavailable)
+	if msg := e.Str("error"); !strings.Contains(msg, blocker) || strings.Contains(msg, "outbox: outbox:") {
+		t.Errorf("outbox_unavailable error %q: want the path, once prefixed", msg)
+	}
+	if e.Str("level") != "error" || e.Str("hint") == "" {
+		t.Errorf("outbox_unavailable %v: want level error and a hint", e)
+	}
+	_, from := d.wait(t, 0, logging.EventSessionUp)
+	b.publish(setTopic, []byte("on"))
+	if e, _ := d.wait(t, from, logging.EventDownlink); e.Str("payload") != "on" {
+		t.Errorf("downlink %v", e)
+	}
+
+	c := localClient(t, d, listen, "sensor")
+	tok := c.Publish(telemetry+"/temp", 1, false, "21.5")
+	if tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+		t.Fatal("a forwarded QoS 1 publish was acknowledged with no outbox to hold it")
+	}
+	if e, _ := d.wait(t, from, logging.EventLocalRefused); !strings.Contains(e.Str("error"), "outbox is unavailable") {
+		t.Errorf("local_refused %v: want the reason", e)
+	}
+	st := d.stats(t)
+	if st.Bool("outbox_available") || st.Int("local_refused") != 1 {
+		t.Errorf("outbox_stats %v", st)
 	}
 }

@@ -71,6 +71,9 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		}
 		defer func() {
 			logOutboxStats(log, store, d, ep)
+			if store == nil {
+				return
+			}
 			if err := store.Close(); err != nil {
 				log.Warn().Err(err).Msg("closing the outbox")
 			}
@@ -79,7 +82,9 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		epDone := make(chan error, 1)
 		go func() { epDone <- ep.Run(epCtx) }()
 		defer func() { stopEP(); <-epDone }()
-		set.Outbox = drainer{d, log}
+		if d != nil {
+			set.Outbox = drainer{d, log}
+		}
 		set.Downlinks = func(topic string, payload []byte) {
 			if err := ep.Deliver(topic, payload); err != nil {
 				log.Warn().Err(err).Str("topic", topic).Msg("downlink not delivered to local clients")
@@ -90,26 +95,57 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 }
 
 // openLocal opens the outbox (a damaged store is set aside) and the local MQTT endpoint that
-// feeds it.
+// feeds it. An outbox directory that cannot be used (an SD card gone read-only, permissions)
+// does not stop the daemon: it logs that loudly and runs without the outbox — store and
+// drainer nil, the endpoint refusing what it would have stored — so that downlinks, the LED
+// and local delivery go on. Only another process holding the store (outbox.ErrLocked: a
+// second gatewayd) is fatal.
 func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Drainer, *local.Endpoint, error) {
 	o := cfg.Outbox
+	var box local.Outbox
 	store, err := outbox.Open(outbox.Config{Dir: o.Dir, MaxBytes: o.MaxBytes, MaxAge: o.MaxAge, Overflow: outbox.Overflow(o.Overflow)}, log)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("outbox: %w", err)
+	var d *drain.Drainer
+	switch {
+	case errors.Is(err, outbox.ErrLocked):
+		return nil, nil, nil, err
+	case err != nil:
+		log.Error().Str(logging.EventKey, logging.EventOutboxUnavailable).Str("dir", o.Dir).Err(err).
+			Str("hint", "check that the directory is writable and its file system not read-only (dmesg; an SD card that fails turns read-only), then restart gatewayd").
+			Msg("the outbox cannot be opened: running without it; local publishes on forwarded topics are refused, downlinks go on")
+		store, box = nil, noOutbox{err}
+	default:
+		box = store
+		d = drain.New(store, drain.Options{Window: o.Window}, log)
 	}
-	d := drain.New(store, drain.Options{Window: o.Window}, log)
 	l := cfg.Local
 	lc := local.Config{Listen: l.Listen, Socket: l.Socket, Username: l.Username, Password: l.Password.Reveal(), AllowNonLoopback: l.AllowNonLoopback}
 	for _, f := range l.Forward {
 		lc.Forward = append(lc.Forward, local.Forward{Topic: f.Topic, QoS: f.QoS})
 	}
-	ep, err := local.New(lc, store, d.Notify, log)
+	var notify func()
+	if d != nil {
+		notify = d.Notify
+	}
+	ep, err := local.New(lc, box, notify, log)
 	if err != nil {
-		store.Close()
+		if store != nil {
+			store.Close()
+		}
 		return nil, nil, nil, fmt.Errorf("local endpoint: %w", err)
 	}
 	return store, d, ep, nil
 }
+
+// noOutbox stands in for an outbox that could not be opened: it refuses every message.
+type noOutbox struct{ err error }
+
+// Put refuses the message, saying why.
+func (n noOutbox) Put(string, []byte, int, bool) (uint64, error) {
+	return 0, fmt.Errorf("the outbox is unavailable (%w): %w", n.err, errNoOutbox)
+}
+
+// errNoOutbox marks a publish refused because the daemon runs without its outbox.
+var errNoOutbox = errors.New("running without an outbox")
 
 // drainer adapts drain.Drainer to the supervisor's Outbox.
 type drainer struct {
@@ -149,13 +185,18 @@ func (p loggedPublisher) PublishQueued(ctx context.Context, m qmt.Message, queue
 
 // logOutboxStats logs what the outbox, the drainer and the local endpoint counted in this run.
 func logOutboxStats(log zerolog.Logger, store *outbox.Store, d *drain.Drainer, ep *local.Endpoint) {
-	st, ds, es := store.Stats(), d.Stats(), ep.Stats()
-	log.Info().Str(logging.EventKey, logging.EventOutboxStats).
+	var st outbox.Stats
+	var ds drain.Stats
+	if store != nil { // nil: the daemon ran without its outbox
+		st, ds = store.Stats(), d.Stats()
+	}
+	es := ep.Stats()
+	log.Info().Str(logging.EventKey, logging.EventOutboxStats).Bool("outbox_available", store != nil).
 		Int("messages", st.Messages).Int64("bytes", st.Bytes).
 		Uint64("stored", st.Stored).Uint64("delivered", st.Delivered).Uint64("refused", st.Refused).
 		Uint64("expired", st.Expired).Uint64("dropped_oldest", st.DroppedOldest).Uint64("rejected", st.Rejected).
 		Uint64("damaged", st.Damaged).Uint64("duplicates_possible", st.DuplicatesPossible).
-		Uint64("publish_failures", ds.Failed).Uint64("publish_undelivered", ds.Undelivered).
+		Uint64("publish_failures", ds.Failed).Uint64("publish_undelivered", ds.Undelivered).Uint64("publish_refused_rejected", ds.Refused).
 		Int("max_in_flight", ds.MaxInFlight).Uint64("window_shrunk", ds.Shrunk).
 		Uint64("local_forwarded", es.Forwarded).Uint64("local_refused", es.Refused).
 		Uint64("local_not_forwarded", es.NotForwarded).Uint64("local_delivered", es.Delivered).

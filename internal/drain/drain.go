@@ -20,6 +20,11 @@ import (
 // DefaultWindow is how many publishes may be in flight at once unless Options say otherwise.
 const DefaultWindow = 8
 
+// DefaultMaxRefusals is how many times in a row the module may refuse the oldest message's publish
+// command (ERROR or +CME ERROR, with nothing else in flight) before the message is rejected from
+// the store, unless Options say otherwise.
+const DefaultMaxRefusals = 5
+
 // DefaultRetry is the back-off between drain attempts after a failure while the session stays up.
 var DefaultRetry = backoff.Policy{Initial: time.Second, Max: 30 * time.Second, Factor: 2, Jitter: 0.5}
 
@@ -58,6 +63,10 @@ type Options struct {
 	Window int
 	// Retry is the back-off after a failed attempt; zero = DefaultRetry.
 	Retry backoff.Policy
+	// MaxRefusals is how many times in a row the module may refuse a message sent alone before
+	// it is rejected (removed, logged and counted) so that the queue moves on: a topic longer
+	// than the module's command line, say, which no retry mends. 0 = DefaultMaxRefusals.
+	MaxRefusals int
 }
 
 // Stats is a snapshot of a Drainer's counters, since New.
@@ -68,6 +77,7 @@ type Stats struct {
 	Published   uint64 // acknowledged and removed from the store
 	Failed      uint64 // publishes that failed (their messages stay stored and are retried)
 	Rejected    uint64 // messages the module can never send, removed by Store.Reject
+	Refused     uint64 // of those, messages the module refused MaxRefusals times in a row
 	Shrunk      uint64 // times the window was cut to 1
 	// Undelivered counts publishes the module gave up on while the link stayed up
 	// (`+QMTPUBEX: <idx>,<msgid>,2`, e.g. a lost PUBACK after its retransmissions): each is
@@ -90,8 +100,14 @@ type Drainer struct {
 	published   atomic.Uint64
 	failed      atomic.Uint64
 	rejected    atomic.Uint64
+	refusedOut  atomic.Uint64
 	shrunk      atomic.Uint64
-	undelivered atomic.Uint64
+	// The refusals in a row of the message at the head of the store (Run's goroutine only: one
+	// Run at a time).
+	refusedSeq    uint64
+	refusedTimes  int
+	forgetRefused atomic.Bool // set by Reset: the row starts again with the new module
+	undelivered   atomic.Uint64
 }
 
 // New returns a Drainer over store.
@@ -101,6 +117,9 @@ func New(store Store, opts Options, log zerolog.Logger) *Drainer {
 	}
 	if opts.Retry == (backoff.Policy{}) {
 		opts.Retry = DefaultRetry
+	}
+	if opts.MaxRefusals <= 0 {
+		opts.MaxRefusals = DefaultMaxRefusals
 	}
 	d := &Drainer{store: store, opts: opts, log: log.With().Str("component", "drain").Logger(), wake: make(chan struct{}, 1)}
 	d.window.Store(int64(opts.Window))
@@ -115,9 +134,10 @@ func (d *Drainer) Notify() {
 	}
 }
 
-// Reset restores the configured window. The daemon calls it when a different module is
+// Reset restores the configured window and forgets the refusals counted towards MaxRefusals. The daemon calls it when a different module is
 // attached: a refusal by the old module says nothing about the new one.
 func (d *Drainer) Reset() {
+	d.forgetRefused.Store(true)
 	if old := d.window.Swap(int64(d.opts.Window)); old != int64(d.opts.Window) {
 		d.log.Info().Str("event", "drain_window_reset").Int("window", d.opts.Window).Msg("publish window restored for the new module")
 	}
@@ -132,6 +152,7 @@ func (d *Drainer) Stats() Stats {
 		Published:   d.published.Load(),
 		Failed:      d.failed.Load(),
 		Rejected:    d.rejected.Load(),
+		Refused:     d.refusedOut.Load(),
 		Shrunk:      d.shrunk.Load(),
 		Undelivered: d.undelivered.Load(),
 	}
@@ -248,6 +269,7 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error 
 			s := r.s
 			s.done = true
 			seq := s.m.Seq
+			alone := len(inflight) == 1
 			switch {
 			case r.err == nil:
 				acks = append(acks, seq)
@@ -258,6 +280,13 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error 
 			case permanent(r.err):
 				d.rejected.Add(1)
 				if err := d.store.Reject(seq, r.err); err != nil && failure == nil {
+					failure = err
+				}
+			case refused(r.err) && alone && d.refusedAgain(seq) >= d.opts.MaxRefusals:
+				d.rejected.Add(1)
+				d.refusedOut.Add(1)
+				reason := fmt.Errorf("the module refused it %d times in a row, sent alone: %w", d.opts.MaxRefusals, r.err)
+				if err := d.store.Reject(seq, reason); err != nil && failure == nil {
 					failure = err
 				}
 			default:
@@ -330,6 +359,17 @@ func (d *Drainer) launch(ctx context.Context, pub Publisher, m outbox.Message, r
 	}()
 	<-queued
 	return s
+}
+
+// refusedAgain counts one more refusal of seq, sent alone, and returns how many in a row: the
+// count starts again with another message. A refusal with others in flight is not counted (it
+// may be the module's pipelining), nor is any other failure — but neither does it break a row.
+func (d *Drainer) refusedAgain(seq uint64) int {
+	if d.forgetRefused.Swap(false) || d.refusedSeq != seq {
+		d.refusedSeq, d.refusedTimes = seq, 0
+	}
+	d.refusedTimes++
+	return d.refusedTimes
 }
 
 // permanent reports an error that no retry mends: qmt refused the message itself (a topic

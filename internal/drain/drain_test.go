@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -568,5 +569,43 @@ func TestUndeliveredPublishKeepsTheWindow(t *testing.T) {
 	stop()
 	if _, _, maxFlight := f2.snapshot(); maxFlight != 8 {
 		t.Fatalf("after an undelivered publish, max in flight %d, want 8", maxFlight)
+	}
+}
+
+// A message the module refuses every time it is sent alone (a topic longer than its command line,
+// say) is rejected after MaxRefusals attempts, and the messages behind it go out; refusals of
+// other messages in between do not add up.
+func TestMessageRefusedTimesInARowIsRejected(t *testing.T) {
+	s := newStore(t, 4)
+	refusal := fmt.Errorf("at: AT+QMTPUBEX=...: %w", at.ErrError)
+	f := &fakePublisher{
+		delay: time.Millisecond,
+		done:  make(chan string, 100),
+		fail: func(tp string, n int) error {
+			switch {
+			case tp == topic(2):
+				return refusal // never sendable
+			case tp == topic(1) && n <= 2:
+				return refusal // refused twice, then sent
+			}
+			return nil
+		},
+	}
+	d := New(s, Options{Window: 1, Retry: fastRetry, MaxRefusals: 3}, zerolog.Nop())
+	stop := run(t, d, f)
+	waitDelivered(t, f.done, 3)
+	waitEmpty(t, s)
+	stop()
+	if st := s.Stats(); st.Rejected != 1 || st.Delivered != 3 {
+		t.Fatalf("store stats %+v: want 1 rejected, 3 delivered", st)
+	}
+	if n := f.attempts[topic(2)]; n != 3 {
+		t.Errorf("the refused message was tried %d times, want 3", n)
+	}
+	if st := d.Stats(); st.Refused != 1 || st.Rejected != 1 {
+		t.Errorf("drain stats %+v", st)
+	}
+	if _, delivered, _ := f.snapshot(); !slices.Equal(delivered, []string{topic(1), topic(3), topic(4)}) {
+		t.Errorf("delivered %v", delivered)
 	}
 }
