@@ -585,7 +585,7 @@ func (e *Endpoint) finished(c *conn, err error) {
 	c.mu.Lock()
 	aborted, slow := c.aborted, c.slow
 	c.mu.Unlock()
-	c.abort() // mochi closed it already; make sure
+	_ = c.Close() // mochi has (Client.Stop); the writer closes the socket once what is queued is written
 	remote := c.RemoteAddr().String()
 	switch {
 	case err == nil || slow != "":
