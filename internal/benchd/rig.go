@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,9 @@ type Options struct {
 	PollerPort bool
 	// ReadyTimeout bounds the bring-up; 0 means 30 s.
 	ReadyTimeout time.Duration
+	// Local runs the daemon's local MQTT endpoint on a free loopback port (Rig.LocalAddr), with
+	// its outbox in the rig's directory: every downlink is also published to local subscribers.
+	Local bool
 }
 
 // Rig is the daemon connected through a Relay to the EC600 emulator and an embedded broker.
@@ -78,6 +82,8 @@ type Rig struct {
 	LED *MeasuringLED
 	// Pid is the daemon's process id ("self" when in this process).
 	Pid string
+	// LocalAddr is the local endpoint's address with Options.Local, else "".
+	LocalAddr string
 
 	dir    string
 	cancel context.CancelFunc
@@ -126,6 +132,12 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 		return r, err
 	}
 	text := fmt.Sprintf(rigConfig, r.Relay.Path(), Topic)
+	if o.Local {
+		if r.LocalAddr, err = freeAddr(); err != nil {
+			return r, err
+		}
+		text += fmt.Sprintf("\n[local]\nlisten = %q\n\n[outbox]\ndir = %q\n", r.LocalAddr, filepath.Join(dir, "outbox"))
+	}
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	r.done = make(chan error, 1)
@@ -143,6 +155,16 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 		return r, fmt.Errorf("daemon bring-up: %w", err)
 	}
 	return r, nil
+}
+
+// freeAddr is a loopback address no one listens on now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func (r *Rig) startInProcess(ctx context.Context, text string, o Options) error {
