@@ -128,6 +128,7 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	}
 	if l := c.Local; l != nil {
 		line("local.listen", "%q  socket %q  allow_non_loopback %t", l.Listen, l.Socket, l.AllowNonLoopback)
+		line("local.limits", "max_clients %d  max_topic %d  max_retained %d  max_retained_bytes %d", l.MaxClients, l.MaxTopic, l.MaxRetained, l.MaxRetainedBytes)
 		if l.Username != "" {
 			line("local.username", "%s  password %s", l.Username, l.Password)
 		}

@@ -112,6 +112,10 @@ func TestExampleFile(t *testing.T) {
 		{"log.format", c.Log.Format, def.Log.Format},
 		{"log.at_trace", c.Log.ATTrace, def.Log.ATTrace},
 		{"led.active_low", c.LED.ActiveLow, def.LED.ActiveLow},
+		{"local.max_clients", c.Local.MaxClients, DefaultLocalMaxClients},
+		{"local.max_topic", c.Local.MaxTopic, DefaultLocalMaxTopic},
+		{"local.max_retained", c.Local.MaxRetained, DefaultLocalMaxRetained},
+		{"local.max_retained_bytes", c.Local.MaxRetainedBytes, DefaultLocalMaxRetainedBytes},
 	} {
 		if ck.example != ck.defval {
 			t.Errorf("example sets %s = %v, but the default is %v", ck.key, ck.example, ck.defval)

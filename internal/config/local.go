@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/topic"
@@ -15,6 +16,15 @@ const (
 	DefaultOutboxMaxAge   = 7 * 24 * time.Hour
 	DefaultOutboxWindow   = 8
 	CredLocalPassword     = "local-password" // local.password, when local.username is set
+
+	// What local clients may cost (internal/local has the same defaults).
+	DefaultLocalMaxClients       = 32
+	DefaultLocalMaxTopic         = 1024      // a guess: the module's limit is undocumented
+	DefaultLocalMaxRetained      = 1000      // retained messages kept
+	DefaultLocalMaxRetainedBytes = 256 << 10 // their topics and payloads
+	// MaxLocalTopic is the highest local.max_topic: an AT+QMTPUBEX line is 31 bytes plus the
+	// topic, and the emulator (like any AT parser, with some limit) refuses lines over 4096.
+	MaxLocalTopic = 4000
 )
 
 // Local is the MQTT endpoint for programs on the Pi; nil in Config when [local] is absent.
@@ -25,6 +35,10 @@ type Local struct {
 	Password         Secret
 	AllowNonLoopback bool
 	Forward          []Forward
+	MaxClients       int // local clients connected at once
+	MaxTopic         int // the longest topic forwarded, in bytes
+	MaxRetained      int // retained messages kept
+	MaxRetainedBytes int // bytes of their topics and payloads
 }
 
 // Forward is one forwarding rule: what local clients publish on Topic goes to the cloud.
@@ -49,6 +63,10 @@ func (b *builder) local(t *table) {
 	l.Username = t.str("username", "")
 	l.Password = b.secret(t, "password", "password_file", CredLocalPassword, l.Username != "")
 	l.AllowNonLoopback = t.boolean("allow_non_loopback", false)
+	l.MaxClients = t.integer("max_clients", DefaultLocalMaxClients, 1, 1024)
+	l.MaxTopic = t.integer("max_topic", DefaultLocalMaxTopic, 1, MaxLocalTopic)
+	l.MaxRetained = t.integer("max_retained", DefaultLocalMaxRetained, 1, 100000)
+	l.MaxRetainedBytes = t.integer("max_retained_bytes", DefaultLocalMaxRetainedBytes, 1024, 64<<20)
 	if l.Listen != "" {
 		host, _, err := net.SplitHostPort(l.Listen)
 		switch ip := net.ParseIP(host); {
@@ -75,11 +93,32 @@ func (b *builder) local(t *table) {
 			ft.fail("topic", "%v", err)
 			continue
 		}
-		b.atString(ft, "topic", f.Topic, MaxTopic)
+		if !b.atString(ft, "topic", f.Topic, MaxTopic) {
+			continue
+		}
+		if n := shortestTopic(f.Topic); n > l.MaxTopic {
+			ft.fail("topic", "matches only topics of %d bytes or more, longer than local.max_topic (%d): nothing would be forwarded", n, l.MaxTopic)
+			continue
+		}
 		l.Forward = append(l.Forward, f)
 	}
 	t.done()
 	b.cfg.Local = l
+}
+
+// shortestTopic is the length of the shortest topic the (valid) filter f matches: '+' matches
+// an empty level, and "a/#" matches "a".
+func shortestTopic(f string) int {
+	levels := strings.Split(f, "/")
+	if levels[len(levels)-1] == "#" {
+		levels = levels[:len(levels)-1]
+	}
+	for i, l := range levels {
+		if l == "+" {
+			levels[i] = ""
+		}
+	}
+	return len(strings.Join(levels, "/"))
 }
 
 func (b *builder) outbox(t *table) {

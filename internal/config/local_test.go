@@ -27,6 +27,9 @@ func TestLocalAndOutboxDefaults(t *testing.T) {
 	if l == nil || l.Listen != "127.0.0.1:1883" || l.Socket != "" || l.Username != "" || !l.Password.IsZero() || l.AllowNonLoopback {
 		t.Fatalf("Local = %+v", l)
 	}
+	if l.MaxClients != 32 || l.MaxTopic != 1024 || l.MaxRetained != 1000 || l.MaxRetainedBytes != 256<<10 {
+		t.Fatalf("limits = %+v", l)
+	}
 	if len(l.Forward) != 1 || l.Forward[0] != (Forward{Topic: "up/#", QoS: 1}) {
 		t.Fatalf("Forward = %+v; want up/# at QoS 1 (the default)", l.Forward)
 	}
@@ -42,6 +45,10 @@ listen = "[::1]:1884"
 socket = "/run/gatewayd/mqtt.sock"
 username = "sensors"
 password = "s3cret"
+max_clients = 4
+max_topic = 100
+max_retained = 10
+max_retained_bytes = 4096
 [[local.forward]]
 topic = "a/+/b"
 qos = 0
@@ -58,6 +65,9 @@ window = 1
 	if l.Listen != "[::1]:1884" || l.Socket != "/run/gatewayd/mqtt.sock" || l.Username != "sensors" || l.Password.Reveal() != "s3cret" {
 		t.Fatalf("Local = %+v", l)
 	}
+	if l.MaxClients != 4 || l.MaxTopic != 100 || l.MaxRetained != 10 || l.MaxRetainedBytes != 4096 {
+		t.Fatalf("limits = %+v", l)
+	}
 	if len(l.Forward) != 2 || l.Forward[0] != (Forward{"a/+/b", 0}) || l.Forward[1] != (Forward{"c", 1}) {
 		t.Fatalf("Forward = %+v", l.Forward)
 	}
@@ -73,6 +83,7 @@ window = 1
 	for _, w := range []string{
 		`local.listen             "[::1]:1884"  socket "/run/gatewayd/mqtt.sock"  allow_non_loopback false`,
 		"local.username           sensors  password ***",
+		"local.limits             max_clients 4  max_topic 100  max_retained 10  max_retained_bytes 4096",
 		"local.forward            qos 0  a/+/b",
 		"local.forward            qos 1  c",
 		"outbox                   dir /data/outbox  max_bytes 1048576  max_age 2s  overflow drop_oldest  window 1",
@@ -107,6 +118,13 @@ func TestLocalAndOutboxRejections(t *testing.T) {
 		{"forward bad filter", "[local]\n[[local.forward]]\ntopic = \"a/#/b\"\n", `gatewayd.toml:6: local.forward[0].topic: topic filter "a/#/b": '#' must be the last level`},
 		{"forward qos 2", "[local]\n[[local.forward]]\ntopic = \"a\"\nqos = 2\n", "gatewayd.toml:7: local.forward[0].qos: 2 is out of range 0–1"},
 		{"forward quote", "[local]\n[[local.forward]]\ntopic = 'a\"b'\n", `gatewayd.toml:6: local.forward[0].topic: byte '"' at offset 1 cannot be sent inside an AT command string`},
+		{"max_clients 0", "[local]\nmax_clients = 0\n", "gatewayd.toml:5: local.max_clients: 0 is out of range 1–1024"},
+		{"max_clients text", "[local]\nmax_clients = \"32\"\n", "gatewayd.toml:5: local.max_clients: want an integer"},
+		{"max_topic 0", "[local]\nmax_topic = 0\n", "gatewayd.toml:5: local.max_topic: 0 is out of range 1–4000"},
+		{"max_topic past the AT line", "[local]\nmax_topic = 5000\n", "gatewayd.toml:5: local.max_topic: 5000 is out of range 1–4000"},
+		{"max_retained 0", "[local]\nmax_retained = 0\n", "gatewayd.toml:5: local.max_retained: 0 is out of range 1–100000"},
+		{"max_retained_bytes small", "[local]\nmax_retained_bytes = 100\n", "gatewayd.toml:5: local.max_retained_bytes: 100 is out of range 1024–67108864"},
+		{"forward longer than max_topic", "[local]\nmax_topic = 8\n[[local.forward]]\ntopic = \"abcd/+/efgh/#\"\n", "gatewayd.toml:7: local.forward[0].topic: matches only topics of 10 bytes or more, longer than local.max_topic (8)"},
 		{"unknown local key", "[local]\nlisten_addr = \"127.0.0.1:1\"\n", "gatewayd.toml:5: unknown key local.listen_addr"},
 		{"relative dir", "[local]\n[outbox]\ndir = \"outbox\"\n", `gatewayd.toml:6: outbox.dir: "outbox" is not an absolute path`},
 		{"max_bytes too small", "[local]\n[outbox]\nmax_bytes = 1000\n", "gatewayd.toml:6: outbox.max_bytes: 1000 is out of range"},

@@ -86,7 +86,8 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 			set.Outbox = drainer{d, log}
 		}
 		set.Downlinks = func(topic string, payload []byte) {
-			if err := ep.Deliver(topic, payload); err != nil {
+			// Deliver never waits; a downlink its queue had no room for is logged by the endpoint.
+			if err := ep.Deliver(topic, payload); err != nil && !errors.Is(err, local.ErrQueueFull) {
 				log.Warn().Err(err).Str("topic", topic).Msg("downlink not delivered to local clients")
 			}
 		}
@@ -118,7 +119,8 @@ func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Dr
 		d = drain.New(store, drain.Options{Window: o.Window}, log)
 	}
 	l := cfg.Local
-	lc := local.Config{Listen: l.Listen, Socket: l.Socket, Username: l.Username, Password: l.Password.Reveal(), AllowNonLoopback: l.AllowNonLoopback}
+	lc := local.Config{Listen: l.Listen, Socket: l.Socket, Username: l.Username, Password: l.Password.Reveal(), AllowNonLoopback: l.AllowNonLoopback,
+		MaxClients: l.MaxClients, MaxTopic: l.MaxTopic, MaxRetained: l.MaxRetained, MaxRetainedBytes: l.MaxRetainedBytes}
 	for _, f := range l.Forward {
 		lc.Forward = append(lc.Forward, local.Forward{Topic: f.Topic, QoS: f.QoS})
 	}

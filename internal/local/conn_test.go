@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/gatewayd/gatewayd/internal/config"
 )
 
 func TestAppendPacketsSplitsWholePackets(t *testing.T) {
@@ -123,5 +125,26 @@ func TestMochiLogIsThrottledPerMessage(t *testing.T) {
 	}
 	if n := strings.Count(b.String(), "another message"); n != logBurst {
 		t.Fatalf("%d lines of another, want %d (each message has its own budget)", n, logBurst)
+	}
+}
+
+// The configuration's defaults are the endpoint's: a [local] without the keys and a Config
+// without the fields mean the same.
+func TestConfigDefaultsAreTheEndpointDefaults(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		cfg, local int
+	}{
+		{"max_clients", config.DefaultLocalMaxClients, DefaultMaxClients},
+		{"max_topic", config.DefaultLocalMaxTopic, DefaultMaxTopic},
+		{"max_retained", config.DefaultLocalMaxRetained, DefaultMaxRetained},
+		{"max_retained_bytes", config.DefaultLocalMaxRetainedBytes, DefaultMaxRetainedBytes},
+	} {
+		if c.cfg != c.local {
+			t.Errorf("%s: config default %d, endpoint default %d", c.name, c.cfg, c.local)
+		}
+	}
+	if config.MaxLocalTopic > 65535 {
+		t.Errorf("config allows max_topic %d; the endpoint refuses over 65535", config.MaxLocalTopic)
 	}
 }
