@@ -79,6 +79,7 @@
 //	SetChunking(n)      chunk N    output written n bytes at a time
 //	SetBrokerDelay(d)   delay DUR  each publish result held until d after the command was accepted
 //	LosePUBACK(n)       losepuback N  next n QoS 1/2 publishes: +QMTPUBEX: <idx>,<id>,1,<k> per retry, then ,2
+//	Burst(ctx, t, n, p) burst T N  n downlinks on t back to back, held back (never dropped) while the host does not read
 //	SetResultDelay(d)   late DUR   every SUB/UNS/PUB result held until d after its command (retransmissions)
 //	SetSignal(r, b)     signal RSSI [BER]     what AT+CSQ reports
 //

@@ -11,8 +11,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// maxLine is the longest command line kept; a longer one is answered with ERROR.
-const maxLine = 4096
+// DefaultMaxLine is the longest command line kept unless Config.MaxLine says otherwise; a longer
+// one is answered with ERROR.
+const DefaultMaxLine = 4096
 
 // Registration <n> slots: AT+CREG, AT+CGREG, AT+CEREG.
 const (
@@ -378,6 +379,14 @@ func (e *engine) emit(it outItem) {
 
 // urc sends an unsolicited line, honouring AT+QURCCFG="urcport" and holding it back while the
 // host is typing data after a "> " prompt.
+// maxLine is the longest command line this module takes.
+func (e *engine) maxLine() int {
+	if n := e.m.cfg.MaxLine; n > 0 {
+		return n
+	}
+	return DefaultMaxLine
+}
+
 func (e *engine) urc(line string) {
 	if e.urcPort != "all" && e.urcPort != e.m.cfg.URCPort {
 		e.log.Debug().Str("urc", line).Str("urcport", e.urcPort).Msg("URC goes to another port")
@@ -524,7 +533,7 @@ func (e *engine) input(b []byte) {
 				e.line = e.line[:len(e.line)-1]
 			}
 		default:
-			if len(e.line) < maxLine {
+			if len(e.line) < e.maxLine() {
 				e.line = append(e.line, c)
 			} else {
 				e.lineLong = true

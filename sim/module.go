@@ -123,6 +123,10 @@ type Config struct {
 	// module that someone set up for another interface ("uart1") answers every command on this
 	// one but sends its URCs there (reference 2.10). Empty means "usbat".
 	SavedURCPort string
+	// MaxLine is the longest command line the module takes; a longer one is answered with ERROR
+	// (the publish with a 2,000-byte topic, say). 0 means DefaultMaxLine. The EC600's own limit
+	// is UNCONFIRMED (reference 2.6: "Maximum topic length: UNCONFIRMED").
+	MaxLine int
 	// SIMBusy is how long the SIM stays busy after power-on (RDY) and after it is put back: the
 	// real module prints RDY before the SIM is ready, and until it is AT+QCCID, AT+CIMI and
 	// AT+CPIN? answer +CME ERROR: 14, then +CPIN: READY follows (reference 4.1). 0 means

@@ -364,6 +364,7 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   qicsgp-auth-0-2        AT+QICSGP=? offers authentication (0-2): 3 (PAP or CHAP) answers ERROR (BG770A)
   unisoc                 EC600U: no ASR-only AT+QMTCFG names (edit/timeout, willex, ...): +CME ERROR: 4
   sim-ready              the SIM is ready at RDY (kinder than the field's +CME ERROR: 14 for ~1 s)
+  short-lines            command lines over 1024 bytes answer ERROR (the EC600's limit is UNCONFIRMED; default 4096)
 `
 
 // applyVariants sets the firmware variants named in list (comma-separated) on cfg.
@@ -385,6 +386,8 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.Unisoc = true
 		case "sim-ready":
 			cfg.SIMBusy = -1
+		case "short-lines":
+			cfg.MaxLine = 1024
 		default:
 			return fmt.Errorf("unknown variant %q (see -help)", v)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/sim"
 )
 
 // stats stops d with SIGTERM and returns its outbox_stats line, which the daemon logs at exit.
@@ -185,4 +186,37 @@ func TestUnusableOutboxKeepsTheMainJob(t *testing.T) {
 	if st.Bool("outbox_available") || st.Int("local_refused") != 1 {
 		t.Errorf("outbox_stats %v", st)
 	}
+}
+
+// TestOutboxMovesPastAMessageTheModuleRefuses: a forwarded message the module answers ERROR to
+// every time (its AT+QMTPUBEX line longer than the module takes) used to stay at the head of the
+// outbox until max_age: retried first in every round, each round ending in a failure and a longer
+// back-off (up to 30 s), and with a window of 1 holding back everything behind it. Now it is
+// rejected after 5 refusals in a row, logged and counted, and the messages behind it reach the
+// cloud in order. (Checked: with the rule off, no outbox_rejected ever comes.)
+func TestOutboxMovesPastAMessageTheModuleRefuses(t *testing.T) {
+	b := newBenchOn(t, startBroker(t).Addr(), func(c *sim.Config) { c.MaxLine = 1024 })
+	cloud := b.subscribe(telemetry + "/#")
+	listen := testutil.FreeAddr(t)
+	cfg := localConfig(b.mod.Path(), listen, t.TempDir())
+	// The endpoint lets topics of up to 4,000 bytes through; this module takes lines of 1,024.
+	cfg = strings.Replace(cfg, "[[local.forward]]", "max_topic = 4000\n\n[[local.forward]]", 1)
+	d := b.start(cfg)
+	d.wait(t, 0, logging.EventSessionUp)
+	c := localClient(t, d, listen, "sensor")
+	long := telemetry + "/" + strings.Repeat("x", 1100)
+	publishTo(t, c, long, "too long for the module")
+	d.wait(t, 0, "drain_retry") // refused once: it now heads the queue
+	for i := range 3 {
+		publishTo(t, c, telemetry+"/temp", fmt.Sprintf("after-%d", i))
+	}
+	if got, want := cloud.wait(t, 3), []string{"after-0", "after-1", "after-2"}; !slices.Equal(got, want) {
+		t.Fatalf("the cloud received %q, want %q", got, want)
+	}
+	e, _ := d.wait(t, 0, logging.EventOutboxRejected)
+	if !strings.Contains(e.Str("error"), "5 times in a row") {
+		t.Errorf("outbox_rejected %v: want the refusals named", e)
+	}
+	st := d.stats(t)
+	wantCounts(t, st, map[string]int{"rejected": 1, "publish_refused_rejected": 1, "delivered": 3, "messages": 0})
 }
