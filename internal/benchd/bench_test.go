@@ -12,6 +12,7 @@ package benchd
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -440,4 +441,30 @@ func benchBurst(b *testing.B, r *Rig) {
 	b.ReportMetric(cores, "proc-cores")
 	b.ReportMetric(float64(p.HWM)/(1<<20), "peak-RSS-MiB")
 	b.ReportMetric(float64(r.Sink.Count(logging.EventHeldBack)), "held-back-reports")
+}
+
+// BenchmarkBurstLoss: how many of a burst the real binary loses, by burst size (1,000, 10,000 and
+// 100,000 downlinks written back to back, no window). Each op is one burst; "lost" is what had
+// not completed (LED toggled) when nothing more completed for Stream's Stall (5 s), summed over
+// the ops. It never fails on a loss: it reports it, so that daemons can be compared.
+func BenchmarkBurstLoss(b *testing.B) {
+	r := startRig(b, Options{Binary: buildDaemon(b)})
+	time.Sleep(time.Second)
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, err := NewStream(benchPayload, *batch, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lost := uint64(0)
+			for range b.N {
+				base := r.Completed()
+				if err := s.Run(context.Background(), r, n); err != nil {
+					lost += base + uint64(n) - r.Completed()
+				}
+			}
+			b.ReportMetric(float64(lost), "lost")
+			b.ReportMetric(float64(lost)/float64(b.N*n)*100, "lost-%")
+		})
+	}
 }
