@@ -318,6 +318,33 @@ func (m *Module) SignalDBm(ctx context.Context) (dbm int, ok bool, err error) {
 	return -113 + 2*rssi, true, nil
 }
 
+// Operator asks AT+COPS? for the network the module is registered on and returns its name as
+// the module gives it: long alphanumeric ("CHINA MOBILE"), short, or numeric ("46000"), by the
+// <format> set. It returns "" with no error when the module is not registered (`+COPS: 0`).
+// The answer's shape is 3GPP TS 27.007's; the reference gives only its timing (AT+COPS is not
+// in its byte-exact tables), so any of those formats is accepted.
+func (m *Module) Operator(ctx context.Context) (string, error) {
+	resp, err := m.run(ctx, "AT+COPS?", 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	v, found := strings.CutPrefix(firstText(resp), "+COPS:")
+	f := fields(v)
+	switch {
+	case !found || len(f) == 0:
+		return "", fmt.Errorf("AT+COPS?: %w: %q", ErrProtocol, texts(resp))
+	case len(f) < 3:
+		return "", nil
+	}
+	// The name is quoted and may hold a comma: take it between its quotes.
+	if i := strings.IndexByte(v, '"'); i >= 0 {
+		if j := strings.IndexByte(v[i+1:], '"'); j >= 0 {
+			return v[i+1 : i+1+j], nil
+		}
+	}
+	return "", fmt.Errorf("AT+COPS?: %w: %q", ErrProtocol, texts(resp))
+}
+
 // Auth is the authentication of a PDP context, the <auth> of AT+QICSGP.
 type Auth int
 

@@ -185,3 +185,21 @@ func TestURCPort(t *testing.T) {
 		t.Fatal("a quote in the port name was sent")
 	}
 }
+
+// TestOperator: the network's name while registered (long alphanumeric or, as a module set to
+// the numeric format prints it, digits), and "" with no error while not registered.
+func TestOperator(t *testing.T) {
+	for _, tc := range []struct{ cfg, want string }{{"", sim.DefaultOperator}, {"46000", "46000"}, {"T-Mobile, DE", "T-Mobile, DE"}} {
+		m, conn := simtest.Start(t, sim.Config{SIMBusy: -1, Operator: tc.cfg}, at.Options{})
+		mod := modem.New(conn)
+		if op, err := mod.Operator(ctx(t)); err != nil || op != tc.want {
+			t.Errorf("Operator = %q, %v; want %q", op, err, tc.want)
+		}
+		if err := m.SetRegistered(false); err != nil {
+			t.Fatal(err)
+		}
+		if op, err := mod.Operator(ctx(t)); err != nil || op != "" {
+			t.Errorf("Operator while searching = %q, %v; want none", op, err)
+		}
+	}
+}

@@ -615,6 +615,7 @@ var handlers = map[string]func(*engine, cmdLine) reply{
 	"+CIMI":     (*engine).cmdCIMI,
 	"+CPIN":     (*engine).cmdCPIN,
 	"+CSQ":      (*engine).cmdCSQ,
+	"+COPS":     (*engine).cmdCOPS,
 	"+CREG":     regHandler(regCREG),
 	"+CGREG":    regHandler(regCGREG),
 	"+CEREG":    regHandler(regCEREG),
@@ -713,6 +714,31 @@ func (e *engine) cmdCSQ(c cmdLine) reply {
 		return ok(fmt.Sprintf("+CSQ: %d,%d", e.rssi, e.ber))
 	case kindTest:
 		return ok("+CSQ: (0-31,99),(0-7,99)")
+	}
+	return errReply()
+}
+
+// cmdCOPS answers the operator query the 3GPP way (TS 27.007; the reference gives AT+COPS only its
+// timing): `+COPS: 0,0,"<name>",7` while registered on LTE, `+COPS: 0` otherwise. Config.Operator
+// names the network; a name of digits only is printed with format 2 (numeric), as a module set
+// to AT+COPS=3,2 does.
+func (e *engine) cmdCOPS(c cmdLine) reply {
+	switch c.kind {
+	case kindRead:
+		if e.regStat() != 1 {
+			return ok("+COPS: 0")
+		}
+		name := e.m.cfg.Operator
+		if name == "" {
+			name = DefaultOperator
+		}
+		format := 0
+		if strings.Trim(name, "0123456789") == "" {
+			format = 2
+		}
+		return ok(fmt.Sprintf("+COPS: 0,%d,\"%s\",7", format, name))
+	case kindTest:
+		return ok(`+COPS: (1,"CHINA MOBILE","CMCC","46000",7),,(0-4),(0-2)`)
 	}
 	return errReply()
 }

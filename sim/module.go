@@ -123,6 +123,9 @@ type Config struct {
 	// module that someone set up for another interface ("uart1") answers every command on this
 	// one but sends its URCs there (reference 2.10). Empty means "usbat".
 	SavedURCPort string
+	// Operator is the network AT+COPS? names while registered; "" means DefaultOperator. Digits
+	// only ("46000") are printed in the numeric format.
+	Operator string
 	// MaxLine is the longest command line the module takes; a longer one is answered with ERROR
 	// (the publish with a 2,000-byte topic, say). 0 means DefaultMaxLine. The EC600's own limit
 	// is UNCONFIRMED (reference 2.6: "Maximum topic length: UNCONFIRMED").
@@ -619,6 +622,9 @@ func (m *Module) SetSignal(rssi, ber int) error {
 		return nil
 	})
 }
+
+// DefaultOperator is the network the emulated module is registered on.
+const DefaultOperator = "CHINA MOBILE"
 
 // burstBacklog is how much output Burst lets wait for a host that reads slowly before it waits
 // itself: half of what the module buffers.

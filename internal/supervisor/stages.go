@@ -179,6 +179,7 @@ func (l *loop) downlink(topic string, payload []byte, msgID int) {
 		ev = ev.Hex("payload_hex", payload)
 	}
 	ev.Msg("downlink")
+	l.book.update(func(st *Status) { st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload)) })
 	l.toggleLED("downlink")
 	if l.set.Downlinks != nil {
 		l.set.Downlinks(topic, payload)
@@ -253,6 +254,7 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 		return failedStep("identify", err)
 	}
 	k.id = id
+	s.book.update(func(st *Status) { st.Module = id })
 	s.log.Info().Str("event", logging.EventModule).Str("model", id.Model).Str("revision", id.Revision).
 		Str("imei", id.IMEI).Msg("module identified")
 	if s.lastIMEI != "" && s.lastIMEI != id.IMEI {
@@ -304,14 +306,16 @@ const simPoll = time.Second
 // checkSIM asks for the SIM state once; a SIM that is not ready is polled by the machine.
 func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 	state, err := k.mod.SIMState(ctx)
+	var cme *at.CMEError
 	switch {
+	case err != nil && errors.As(err, &cme):
+		s.book.update(func(st *Status) { st.SIM = at.CMEMeaning(cme.Code) })
+		return &notYetError{state: at.CMEMeaning(cme.Code), poll: simPoll, err: err}
 	case err != nil:
-		var cme *at.CMEError
-		if errors.As(err, &cme) {
-			return &notYetError{state: at.CMEMeaning(cme.Code), poll: simPoll, err: err}
-		}
 		return failedStep("sim", err)
-	case state != "READY":
+	}
+	s.book.update(func(st *Status) { st.SIM = state })
+	if state != "READY" {
 		return &notYetError{state: state, poll: simPoll}
 	}
 	// Only now can the SIM's identity be read: for a while after RDY the module answers but the
@@ -324,6 +328,7 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 		return &stepError{step: "iccid", err: err, hint: "the SIM's number (AT+QCCID) is needed for {iccid} in topics; check the SIM"}
 	}
 	k.id.ICCID = iccid
+	s.book.update(func(st *Status) { st.Module.ICCID = iccid })
 	if err := modem.ValidateTopicIdentity(k.id); err != nil {
 		return &stepError{step: "identity", err: err, hint: "the module's IMEI or the SIM's ICCID cannot go into a topic; nothing is subscribed with it"}
 	}
@@ -348,6 +353,7 @@ func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
 	if err != nil {
 		return failedStep("register", err)
 	}
+	s.book.update(func(st *Status) { st.Registered, st.Registration = reg.Registered(), reg.String() })
 	if !reg.Registered() {
 		return &notYetError{state: reg.String(), poll: registerPoll}
 	}
@@ -370,8 +376,12 @@ func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 		}
 	}
 	ev := s.log.Info().Str("event", logging.EventNetworkReady).Int("context", cid).Str("address", addr)
-	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil && ok {
-		ev = ev.Int("rssi_dbm", dbm)
+	s.book.update(func(st *Status) { st.PDPAddress = addr })
+	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil {
+		s.book.update(func(st *Status) { st.Signal, st.SignalAt = Signal{RSSI: dbm, HasRSSI: ok}, time.Now() })
+		if ok {
+			ev = ev.Int("rssi_dbm", dbm)
+		}
 	}
 	ev.Msg("network ready")
 	s.setLED(false, "network ready")
@@ -416,6 +426,7 @@ func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
 	if err := c.Connect(ctx, clientID, user, pass); err != nil {
 		return s.mqttFailed(ctx, k, "connect", err)
 	}
+	s.book.update(func(st *Status) { st.ClientID = clientID })
 	s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
 		Str("client_id", clientID).Str("username", user).Msg("MQTT connected")
 	ids := identityVars(k.id)
@@ -433,11 +444,18 @@ func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
 			ev.Msg("subscribed")
 		}
 	}
+	s.book.update(func(st *Status) {
+		st.Subscriptions = st.Subscriptions[:0]
+		for _, sub := range subs {
+			st.Subscriptions = append(st.Subscriptions, sub.Topic)
+		}
+	})
 	for _, m := range s.set.PublishOnConnect {
 		m.Topic = ids.Replace(m.Topic)
 		if err := c.Publish(ctx, m); err != nil {
 			return s.mqttFailed(ctx, k, "publish", err)
 		}
+		s.book.update(func(st *Status) { st.Published++ })
 		s.log.Info().Str("event", logging.EventPublished).Str("topic", m.Topic).Int("bytes", len(m.Payload)).
 			Int("qos", m.QoS).Msg("published")
 	}

@@ -132,6 +132,9 @@ type Supervisor struct {
 	beat   time.Duration           // how often the idle loop proves it is alive
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
+
+	book     statusBook   // what Status returns
+	signalPoll atomic.Int64 // UnixNano of the last signal/registration poll
 }
 
 // New returns a supervisor. notify may be nil.
@@ -187,6 +190,10 @@ func (s *Supervisor) machineConfig() machineConfig {
 // Run keeps the gateway going until ctx ends, then disconnects cleanly and returns nil. It returns
 // an error only for a fault no retry can mend.
 func (s *Supervisor) Run(ctx context.Context) error {
+	s.book.update(func(st *Status) {
+		st.Started, st.Port, st.Host, st.BrokerPort = time.Now(), s.set.PortName, s.set.Host, s.set.Port
+		st.Stage = stagePort.String()
+	})
 	s.setLED(true, "power-up")
 	if s.set.WatchdogInterval > 0 {
 		go s.watchdog(ctx)
@@ -281,6 +288,7 @@ func (l *loop) run(ctx context.Context) error {
 			if r.link != nil {
 				l.link = r.link
 				l.reader.Store(r.link.conn)
+				l.book.update(func(st *Status) { st.PortOpen = true })
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
 				l.link.setFilters(l.subscriptions(l.link.id))
@@ -407,7 +415,9 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.notify.Ready()
 	case effStatus:
 		l.notify.Status(e.text)
+		l.book.update(func(st *Status) { st.Doing = e.text })
 	case effRunStage:
+		l.book.update(func(st *Status) { st.Stage = e.stage.String() })
 		var sctx context.Context
 		sctx, l.stageCancel = context.WithCancel(ctx)
 		l.stageLive = true
@@ -427,11 +437,19 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		}
 		l.timer.Reset(e.at.Sub(now))
 	case effRetry:
+		l.book.update(func(st *Status) {
+			st.LastError, st.LastErrorAt = e.err.Error(), now
+			st.NextAttempt, st.Attempt = now.Add(e.delay), e.attempt
+		})
 		l.logRetry(e)
 	case effPoll:
 		l.logPoll(e)
 	case effConnected:
 		l.lastPoll = ""
+		l.book.update(func(st *Status) {
+			st.Connected, st.ConnectedAt, st.Stage = true, now, stageConnected.String()
+			st.NextAttempt, st.Attempt = time.Time{}, 0
+		})
 		status := fmt.Sprintf("connected to %s:%d as module %s", l.set.Host, l.set.Port, l.link.id.IMEI)
 		l.log.Info().Str("event", logging.EventSessionUp).Str("host", l.set.Host).Int("port", l.set.Port).
 			Str("imei", l.link.id.IMEI).Msg("session up")
@@ -441,6 +459,13 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 	case effStopDrain:
 		l.stopDrain()
 	case effLost:
+		l.book.update(func(st *Status) {
+			st.Connected, st.ConnectedAt = false, time.Time{}
+			if st.Reconnects == nil {
+				st.Reconnects = map[string]uint64{}
+			}
+			st.Reconnects[LossReason(e.text)]++
+		})
 		ev := l.log.Warn().Str("event", logging.EventMQTTDisconnected).Str("reason", e.text).
 			Str("connected_for", e.dur.Round(time.Millisecond).String())
 		if e.dur < l.set.StableAfter {
@@ -454,6 +479,10 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 			defer cancel()
 			_, err := k.conn.Run(hctx, "AT")
 			l.healthDone <- healthResult{k, err}
+			if err == nil && time.Since(time.Unix(0, l.signalPoll.Load())) >= pollInterval {
+				l.signalPoll.Store(time.Now().UnixNano())
+				l.poll(hctx, k)
+			}
 		}()
 	case effReset:
 		lk := l.link
@@ -560,6 +589,7 @@ func (l *loop) closeLink() {
 	l.link.close()
 	l.reader.Store(nil)
 	l.link = nil
+	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress = false, "" })
 }
 
 // cleanUp stops what still runs when Run returns.
@@ -629,6 +659,7 @@ func (s *Supervisor) setLED(on bool, why string) {
 		s.log.Error().Err(err).Msg("cannot set the LED")
 		return
 	}
+	s.book.update(func(st *Status) { st.LEDKnown, st.LEDOn = true, on })
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
 }
 
@@ -641,5 +672,6 @@ func (s *Supervisor) toggleLED(why string) {
 		s.log.Error().Err(err).Msg("cannot toggle the LED")
 		return
 	}
+	s.book.update(func(st *Status) { st.LEDKnown, st.LEDOn = true, on })
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
 }

@@ -1,0 +1,146 @@
+package supervisor
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/modem"
+)
+
+// Status is a snapshot of what the supervisor knows: the module, the SIM and the network as last
+// seen, the session and its retries, and what it has counted. `gatewayd status`, `gatewayd
+// doctor` and the metrics read it; taking it never waits for the loop or the module.
+type Status struct {
+	Started  time.Time // when Run started
+	Port     string    // the configured AT port
+	PortOpen bool      // an AT port is open now
+
+	// Stage is the bring-up step the session is at: "port", "module", "sim", "register", "pdp",
+	// "mqtt", or "connected".
+	Stage string
+	// Doing says in words what the supervisor does or waits for (the STATUS= text).
+	Doing string
+
+	Module     modem.Identity // model, revision, IMEI (and ICCID once the SIM is ready)
+	SIM        string         // the SIM state AT+CPIN? last gave ("READY", "SIM PIN", ...) or why not
+	Registered bool
+	// Registration is the last registration state in words ("registered, home network", ...).
+	Registration string
+	Operator     string    // the network operator AT+COPS? names, "" when unknown
+	Signal       Signal    // the last signal reading
+	SignalAt     time.Time // when it was read
+	PDPAddress   string    // the PDP context's address once active
+
+	Connected   bool
+	ConnectedAt time.Time // the current session's start (zero while not connected)
+	Host        string
+	BrokerPort  int
+	ClientID    string
+	// LastError is the last failure in words, LastErrorAt its time; NextAttempt is when the next
+	// attempt starts (zero when none is pending), Attempt the number of failures in a row.
+	LastError   string
+	LastErrorAt time.Time
+	NextAttempt time.Time
+	Attempt     int
+
+	Subscriptions []string // the topic filters subscribed, as sent
+	LEDKnown      bool
+	LEDOn         bool
+
+	// Reconnects counts the sessions lost, by reason (see LossReason).
+	Reconnects map[string]uint64
+	// Downlinks and DownlinkBytes count the messages handled (and their payload bytes).
+	Downlinks     uint64
+	DownlinkBytes uint64
+	// Published counts the daemon's own publishes on connect that the module reported done.
+	Published uint64
+}
+
+// Signal is a signal reading; a field is meaningful when its Has flag is set.
+type Signal struct {
+	RSSI    int // dBm, from AT+CSQ
+	HasRSSI bool
+}
+
+// Loss reasons, the keys of Status.Reconnects.
+const (
+	LossLinkClosed   = "link_closed"     // +QMTSTAT: the broker or the network closed the link
+	LossPing         = "ping_failed"     // the keep-alive ping failed
+	LossPDP          = "pdp_deactivated" // the network deactivated the PDP context
+	LossReboot       = "module_rebooted" // RDY, POWERED DOWN, echo back on
+	LossSIM          = "sim"             // the SIM went away or needs a PIN
+	LossPort         = "port_lost"       // the AT port failed (unplugged)
+	LossUnresponsive = "unresponsive"    // the module stopped answering
+	LossOther        = "other"
+)
+
+// LossReason gives the Reconnects key of a session loss from the machine's words for it.
+func LossReason(why string) string {
+	switch {
+	case strings.HasPrefix(why, "+QMTSTAT"):
+		return LossLinkClosed
+	case strings.HasPrefix(why, "keep-alive ping"):
+		return LossPing
+	case strings.Contains(why, "PDP"):
+		return LossPDP
+	case strings.Contains(why, "RDY"), strings.Contains(why, "powered down"), strings.Contains(why, "restarted"):
+		return LossReboot
+	case strings.HasPrefix(why, "SIM"):
+		return LossSIM
+	case strings.Contains(why, "port"):
+		return LossPort
+	case strings.Contains(why, "health"), strings.Contains(why, "unresponsive"):
+		return LossUnresponsive
+	}
+	return LossOther
+}
+
+// statusBook holds the Status the loop and the stages keep up to date.
+type statusBook struct {
+	mu sync.Mutex
+	st Status
+}
+
+// update changes the status under its lock.
+func (b *statusBook) update(f func(*Status)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f(&b.st)
+}
+
+// Status returns a snapshot of what the supervisor knows now. It is safe to call at any time from
+// any goroutine; it never waits for the module.
+func (s *Supervisor) Status() Status {
+	s.book.mu.Lock()
+	defer s.book.mu.Unlock()
+	st := s.book.st
+	st.Subscriptions = slices.Clone(st.Subscriptions)
+	st.Reconnects = maps.Clone(st.Reconnects)
+	return st
+}
+
+// pollInterval is how often, at most, a health check also reads the signal, the registration and
+// the operator for Status.
+const pollInterval = time.Minute
+
+// poll reads the signal, the registration and the operator for Status; each reading that fails is
+// left as it was. It runs in the health check's goroutine.
+func (s *Supervisor) poll(ctx context.Context, k *link) {
+	dbm, ok, err := k.mod.SignalDBm(ctx)
+	if err == nil {
+		s.book.update(func(st *Status) {
+			st.Signal = Signal{RSSI: dbm, HasRSSI: ok}
+			st.SignalAt = time.Now()
+		})
+	}
+	if reg, err := k.mod.Registration(ctx); err == nil {
+		s.book.update(func(st *Status) { st.Registered, st.Registration = reg.Registered(), reg.String() })
+	}
+	if op, err := k.mod.Operator(ctx); err == nil {
+		s.book.update(func(st *Status) { st.Operator = op })
+	}
+}
