@@ -179,7 +179,9 @@ func (l *loop) downlink(topic string, payload []byte, msgID int) {
 		ev = ev.Hex("payload_hex", payload)
 	}
 	ev.Msg("downlink")
-	l.book.update(func(st *Status) { st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload)) })
+	l.book.update(func(st *Status) {
+		st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload))
+	})
 	l.toggleLED("downlink")
 	if l.set.Downlinks != nil {
 		l.set.Downlinks(topic, payload)

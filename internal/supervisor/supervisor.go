@@ -133,7 +133,7 @@ type Supervisor struct {
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
 
-	book     statusBook   // what Status returns
+	book       statusBook   // what Status returns
 	signalPoll atomic.Int64 // UnixNano of the last signal/registration poll
 }
 
