@@ -81,6 +81,8 @@ type Config struct {
 	Local  *Local
 	Outbox Outbox
 	Retry  Retry
+	// Control is the control socket.
+	Control Control
 	// Sources says where each secret came from, by key: "inline", "file /etc/gatewayd/pw" or
 	// "systemd credential mqtt-password". It never holds a secret.
 	Sources map[string]string
@@ -348,6 +350,7 @@ func (b *builder) build(root *table) {
 	}
 	b.outbox(root.sub("outbox"))
 	b.retry(root.sub("retry"))
+	b.control(root.sub("control"))
 	root.done()
 }
 

@@ -155,6 +155,14 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	}
 	line("retry", "initial %s, doubling to %s, half jitter; reset by a session up %s", fmtDuration(c.Retry.Initial), fmtDuration(c.Retry.Max), fmtDuration(c.Retry.StableAfter))
 	line("log", "level %s, format %s, at_trace %t", c.Log.Level, c.Log.Format, c.Log.ATTrace)
+	switch {
+	case c.Control.Socket == "":
+		line("control", "off")
+	case c.Control.Group != "":
+		line("control", "%s (mode 0660, group %s)", c.Control.Socket, c.Control.Group)
+	default:
+		line("control", "%s (mode 0660)", c.Control.Socket)
+	}
 	for _, w := range c.Warnings {
 		line("warning", "%s", w)
 	}
