@@ -82,6 +82,7 @@ type Stats struct {
 	BytesIn             uint64        // bytes read from the port
 	BytesOut            uint64        // bytes written to the port
 	Commands            uint64        // commands sent (resync ATs excluded)
+	CommandTime         time.Duration // total time those commands took, from being sent to their result or timeout
 	URCs                uint64        // URCs framed and offered to the subscribers
 	HeldBack            uint64        // times the reader waited for room in a full subscriber queue (nothing is dropped)
 	HeldFor             time.Duration // total time the reader spent waiting so
@@ -134,6 +135,7 @@ type Conn struct {
 	holding   chan struct{} // non-nil while the reader waits for room in a subscriber queue
 	holds     atomic.Uint64
 	heldNanos atomic.Int64
+	cmdNanos  atomic.Int64 // Stats().CommandTime
 
 	commands, urcs, echoes, stale atomic.Uint64
 	bytesIn, bytesOut             atomic.Uint64
@@ -287,6 +289,8 @@ func (c *Conn) exec(ctx context.Context, cmd Command) (Response, error) {
 	c.mu.Unlock()
 	cl.holds = c.holds.Load()
 	c.commands.Add(1)
+	start := time.Now()
+	defer func() { c.cmdNanos.Add(int64(time.Since(start))) }()
 	if c.trace != nil {
 		c.trace.remember(cmd.Secrets)
 	}
@@ -823,6 +827,7 @@ func (c *Conn) Stats() Stats {
 		BytesIn:             c.bytesIn.Load(),
 		BytesOut:            c.bytesOut.Load(),
 		Commands:            c.commands.Load(),
+		CommandTime:         time.Duration(c.cmdNanos.Load()),
 		URCs:                c.urcs.Load(),
 		HeldBack:            c.holds.Load(),
 		HeldFor:             time.Duration(c.heldNanos.Load()),
