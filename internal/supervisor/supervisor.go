@@ -134,6 +134,7 @@ type Supervisor struct {
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
 
 	book       statusBook   // what Status returns
+	atTotals   atTotals     // what ATStats returns
 	signalPoll atomic.Int64 // UnixNano of the last signal/registration poll
 }
 
@@ -587,7 +588,7 @@ func (l *loop) closeLink() {
 		return
 	}
 	l.link.close()
-	l.reader.Store(nil)
+	l.retireReader()
 	l.link = nil
 	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress = false, "" })
 }
