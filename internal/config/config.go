@@ -83,6 +83,8 @@ type Config struct {
 	Retry  Retry
 	// Control is the control socket.
 	Control Control
+	// Metrics is the Prometheus endpoint; nil when [metrics] is absent.
+	Metrics *Metrics
 	// Sources says where each secret came from, by key: "inline", "file /etc/gatewayd/pw" or
 	// "systemd credential mqtt-password". It never holds a secret.
 	Sources map[string]string
@@ -351,6 +353,9 @@ func (b *builder) build(root *table) {
 	b.outbox(root.sub("outbox"))
 	b.retry(root.sub("retry"))
 	b.control(root.sub("control"))
+	if root.has("metrics") {
+		b.metrics(root.sub("metrics"))
+	}
 	root.done()
 }
 

@@ -163,6 +163,11 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	default:
 		line("control", "%s (mode 0660)", c.Control.Socket)
 	}
+	if m := c.Metrics; m != nil {
+		line("metrics", "http://%s/metrics  allow_non_loopback %t", m.Listen, m.AllowNonLoopback)
+	} else {
+		line("metrics", "off")
+	}
 	for _, w := range c.Warnings {
 		line("warning", "%s", w)
 	}
