@@ -273,10 +273,17 @@ topic = %q
 payload = "test publish"
 qos = 1
 
+[control]
+socket = %q
+
 [log]
 level = "debug"
-`, port, pk, dn, pk, extra, postTopic, setTopic, postTopic)
+`, port, pk, dn, pk, extra, postTopic, setTopic, postTopic, controlSocket(port))
 }
+
+// controlSocket is the control socket of the daemon whose AT port is port: next to it, in the
+// test's directory.
+func controlSocket(port string) string { return filepath.Join(filepath.Dir(port), "control.sock") }
 
 var timeField = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$`)
 

@@ -3,6 +3,8 @@
 //
 //	gatewayd [-config FILE]          run the daemon (default /etc/gatewayd/gatewayd.toml)
 //	gatewayd check [-config FILE]    validate a configuration and print what it resolves to
+//	gatewayd status [-json] [-q]     ask the running daemon what it is doing
+//	gatewayd at 'AT+CSQ'             one AT command through the running daemon
 //	gatewayd sim                     the whole daemon on the built-in EC600 emulator and broker
 //	gatewayd -version                print the version
 package main
@@ -46,6 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(args, stdout, stderr)
 	case "check":
 		return runCheck(args, stdout, stderr)
+	case "status":
+		return runStatus(args, stdout, stderr)
+	case "at":
+		return runAT(args, stdout, stderr)
 	case "sim":
 		return runSim(args, stdout, stderr)
 	case "version":
@@ -65,6 +71,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   gatewayd [-config FILE]          run the daemon (default `+defaultConfig+`)
   gatewayd check [-config FILE]    validate a configuration and print the settings it resolves to
+  gatewayd status [-json] [-q]     ask the running daemon what it is doing (exit 1: not connected)
+  gatewayd at [-force] 'AT+CSQ'    one AT command through the running daemon, which owns the port
   gatewayd sim [-h]                the whole daemon on the built-in EC600 emulator and broker
   gatewayd -version                print the version
 `)
@@ -117,7 +125,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	notify := sdnotify.New(log)
 	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("gatewayd starting")
-	if err := daemon.Run(ctx, cfg, log, notify, notify.WatchdogInterval()); err != nil && !errors.Is(err, context.Canceled) {
+	if err := daemon.Run(ctx, cfg, log, notify, notify.WatchdogInterval(), versionString()); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error().Err(err).Msg("gatewayd stopped")
 		return 1
 	}

@@ -142,6 +142,7 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
 	if err != nil {
 		return fmt.Errorf("built-in configuration: %w", err)
 	}
+	cfg.Control.Socket = filepath.Join(dir, "control.sock")
 	host, port := splitAddr(broker.Addr())
 	fmt.Fprintf(stdout, `gatewayd sim: an emulated EC600 on %s (%s), an MQTT broker on %s.
   The daemon subscribes to %q; the LED is virtual, watch the "led" events.
@@ -155,12 +156,14 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
     hear the downlinks:     mosquitto_sub -h %s -p %s -t %s -v
 `, o.local, lhost, lport, lhost, lport, demoTopic)
 	}
+	fmt.Fprintf(stdout, "  Ask the daemon:          go run ./cmd/gatewayd status -socket %s\n", cfg.Control.Socket)
+	fmt.Fprintf(stdout, "                           go run ./cmd/gatewayd at -socket %s 'AT+CSQ'\n", cfg.Control.Socket)
 	fmt.Fprintln(stdout, "  Stop with Ctrl-C.")
 
 	if o.every > 0 {
 		go demo(ctx, broker, o.every, log)
 	}
-	err = daemon.Run(ctx, cfg, log, nil, 0)
+	err = daemon.Run(ctx, cfg, log, nil, 0, versionString())
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

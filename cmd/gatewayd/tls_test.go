@@ -108,10 +108,13 @@ key_file = "client.key"
 topic = %q
 qos = 1
 
+[control]
+socket = %q
+
 [log]
 level = "trace"
 at_trace = true
-`, tb.mod.Path(), tlsHost, caFile, setTopic)
+`, tb.mod.Path(), tlsHost, caFile, setTopic, controlSocket(tb.mod.Path()))
 }
 
 func (tb *tlsBench) handshakes() []string {

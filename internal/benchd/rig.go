@@ -27,7 +27,8 @@ import (
 // property-set topic of the project's seed device.
 const Topic = "/sys/a1B2c3D4e5F/pi-led-01/thing/service/property/set"
 
-// rigConfig is the daemon's configuration; %q is the relay's pty. It goes through the daemon's own
+// rigConfig is the daemon's configuration; the %q are the relay's pty, the topic and the control
+// socket. It goes through the daemon's own
 // parser and validation. Logging is JSON at info, as deployed.
 const rigConfig = `
 [serial]
@@ -44,6 +45,9 @@ keepalive = "60s"
 [[mqtt.subscribe]]
 topic = %q
 qos = 1
+
+[control]
+socket = %q
 
 [log]
 level = "info"
@@ -131,7 +135,7 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 		up.Close()
 		return r, err
 	}
-	text := fmt.Sprintf(rigConfig, r.Relay.Path(), Topic)
+	text := fmt.Sprintf(rigConfig, r.Relay.Path(), Topic, filepath.Join(dir, "control.sock"))
 	if o.Local {
 		if r.LocalAddr, err = freeAddr(); err != nil {
 			return r, err

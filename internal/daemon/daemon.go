@@ -32,8 +32,9 @@ import (
 // killed gatewayd left half-sent is never completed with the new process's commands.
 const EditTimeout = 2 * time.Second
 
-// Run runs the gateway described by cfg until ctx ends. notify may be nil.
-func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify supervisor.Notifier, watchdog time.Duration) error {
+// Run runs the gateway described by cfg until ctx ends. notify may be nil; version is what
+// `gatewayd status` reports.
+func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify supervisor.Notifier, watchdog time.Duration, version string) error {
 	for _, w := range cfg.Warnings {
 		log.Warn().Str("config", cfg.File).Msg(w)
 	}
@@ -64,8 +65,11 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		set.Reset = reset
 	}
 	set.WatchdogInterval = watchdog
+	var store *outbox.Store
+	var ep *local.Endpoint
 	if cfg.Local != nil {
-		store, d, ep, err := openLocal(cfg, log)
+		var d *drain.Drainer
+		store, d, ep, err = openLocal(cfg, log)
 		if err != nil {
 			return err
 		}
@@ -92,7 +96,10 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 			}
 		}
 	}
-	return supervisor.New(set, log, led, notify).Run(ctx)
+	sup := supervisor.New(set, log, led, notify)
+	stopControl := startControl(ctx, cfg, controlHandler{sup: sup, store: store, ep: ep, version: version}, log)
+	defer stopControl()
+	return sup.Run(ctx)
 }
 
 // openLocal opens the outbox (a damaged store is set aside) and the local MQTT endpoint that

@@ -59,6 +59,8 @@ client_id = "soak"
 [[mqtt.subscribe]]
 topic = %q
 qos = 1
+[control]
+socket = ""
 `, mod.Path(), topic)), "soak.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +70,7 @@ qos = 1
 	log := zerolog.New(logs).With().Timestamp().Logger().Level(zerolog.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- daemon.Run(ctx, cfg, log, nil, 0) }()
+	go func() { done <- daemon.Run(ctx, cfg, log, nil, 0, "soak") }()
 
 	waitConnected := func(from int) {
 		t.Helper()

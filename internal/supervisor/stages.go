@@ -385,6 +385,10 @@ func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 			ev = ev.Int("rssi_dbm", dbm)
 		}
 	}
+	if op, err := k.mod.Operator(ctx); err == nil && op != "" {
+		s.book.update(func(st *Status) { st.Operator = op })
+		ev = ev.Str("operator", op)
+	}
 	ev.Msg("network ready")
 	s.setLED(false, "network ready")
 	return nil

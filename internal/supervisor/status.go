@@ -2,12 +2,14 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/modem"
 )
 
@@ -143,4 +145,17 @@ func (s *Supervisor) poll(ctx context.Context, k *link) {
 	if op, err := k.mod.Operator(ctx); err == nil {
 		s.book.update(func(st *Status) { st.Operator = op })
 	}
+}
+
+// ErrNoModule is returned by Command while no AT port is open.
+var ErrNoModule = errors.New("no module attached now")
+
+// Command sends one AT command line to the module, in turn with the supervisor's own commands,
+// and returns its answer: for an operator's `gatewayd at`. The caller decides what may be sent.
+func (s *Supervisor) Command(ctx context.Context, line string) (at.Response, error) {
+	conn := s.reader.Load()
+	if conn == nil {
+		return at.Response{}, ErrNoModule
+	}
+	return conn.Do(ctx, at.Command{Line: line})
 }
