@@ -62,6 +62,11 @@ func resetVariant(t *testing.T, src string) string {
 	return variant(t, src, "Reset line variant", nil)
 }
 
+// metricsVariant is the example's metrics variant.
+func metricsVariant(t *testing.T, src string) string {
+	return variant(t, src, "Metrics variant", nil)
+}
+
 // tlsFiles writes a CA and a client certificate in dir, and the key as the systemd credential
 // mqtt-tls-key in creds, where the TLS variant of the example looks for them.
 func tlsFiles(t *testing.T, dir, creds string) {
@@ -170,6 +175,18 @@ func TestExampleFile(t *testing.T) {
 	if r := rv.Reset; r == nil || r.Pulse != DefaultResetPulse || r.Line.ActiveLow || r.Line.Offset < 0 {
 		t.Errorf("reset-line variant: %+v", r)
 	}
+
+	// The metrics variant: the documented defaults are the defaults.
+	mv, err := envWith(creds).Parse([]byte(metricsVariant(t, string(src))), "metrics.toml")
+	if err != nil {
+		t.Fatalf("the metrics variant does not parse:\n%v", err)
+	}
+	if m := mv.Metrics; m == nil || *m != (Metrics{Listen: DefaultMetricsListen}) {
+		t.Errorf("metrics variant: %+v", m)
+	}
+	if c.Metrics != nil {
+		t.Errorf("the example turns the metrics on: %+v", c.Metrics)
+	}
 }
 
 // Every key the parser knows appears in the example, in its table (commented out or not).
@@ -195,6 +212,9 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := envWith(creds).parse([]byte(resetVariant(t, string(src))), "reset variant", known); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envWith(creds).parse([]byte(metricsVariant(t, string(src))), "metrics variant", known); err != nil {
 		t.Fatal(err)
 	}
 
