@@ -585,3 +585,73 @@ func quotable(s string) error {
 	}
 	return nil
 }
+
+// ErrDNS is wrapped by ResolveHost when the module's DNS reports an error for the name.
+var ErrDNS = errors.New("the module could not resolve the host name")
+
+// DNSWait bounds ResolveHost's wait for the module's DNS answer after its OK.
+const DNSWait = 60 * time.Second
+
+// ResolveHost asks the module's own DNS, through PDP context cid, for host's addresses: what the
+// module's MQTT client will do when it opens the link. It sends AT+QIDNSGIP=<cid>,"<host>" and
+// reads the answer the way Quectel's TCP/IP application notes give it (the reference does not
+// list the command; UNCONFIRMED on EC600): +QIURC: "dnsgip",<err>,<count>,<ttl>, then one
+// +QIURC: "dnsgip","<addr>" per address. A non-zero <err> wraps ErrDNS with the code; a context
+// that is not active gives the module's +CME ERROR.
+func (m *Module) ResolveHost(ctx context.Context, cid int, host string) ([]string, error) {
+	if err := quotable(host); err != nil || host == "" {
+		return nil, fmt.Errorf("resolve %q: %w", host, errors.Join(ErrProtocol, err))
+	}
+	sub := m.conn.Subscribe() // before the command: the answer may follow the OK at once
+	defer sub.Close()
+	line := fmt.Sprintf(`AT+QIDNSGIP=%d,"%s"`, cid, host)
+	if _, err := m.run(ctx, line, 5*time.Second); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, DNSWait)
+	defer cancel()
+	want := -1
+	var addrs []string
+	for {
+		select {
+		case l, open := <-sub.C():
+			if !open {
+				return nil, fmt.Errorf("%s: %w", line, at.ErrPortGone)
+			}
+			rest, found := strings.CutPrefix(l.Text, "+QIURC:")
+			if !found {
+				continue
+			}
+			v, found := strings.CutPrefix(strings.TrimSpace(rest), `"dnsgip",`)
+			if !found {
+				continue
+			}
+			if want < 0 {
+				f := fields(v)
+				code, err := strconv.Atoi(f[0])
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w: %q", line, ErrProtocol, l.Text)
+				}
+				if code != 0 {
+					return nil, fmt.Errorf("%s: error %d: %w", line, code, ErrDNS)
+				}
+				if len(f) < 2 {
+					return nil, fmt.Errorf("%s: %w: %q", line, ErrProtocol, l.Text)
+				}
+				if want, err = strconv.Atoi(f[1]); err != nil || want < 0 {
+					return nil, fmt.Errorf("%s: %w: %q", line, ErrProtocol, l.Text)
+				}
+				if want == 0 {
+					return nil, fmt.Errorf("%s: no address: %w", line, ErrDNS)
+				}
+				continue
+			}
+			addrs = append(addrs, strings.Trim(strings.TrimSpace(v), `"`))
+			if len(addrs) == want {
+				return addrs, nil
+			}
+		case <-wctx.Done():
+			return addrs, fmt.Errorf("%s: no answer from the module's DNS within %s: %w", line, DNSWait, wctx.Err())
+		}
+	}
+}

@@ -3,6 +3,7 @@ package modem_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,5 +202,25 @@ func TestOperator(t *testing.T) {
 		if op, err := mod.Operator(ctx(t)); err != nil || op != "" {
 			t.Errorf("Operator while searching = %q, %v; want none", op, err)
 		}
+	}
+}
+
+// TestResolveHost: the module's DNS through the active context 1 (the LTE default bearer), its
+// failure, and a context that is not active.
+func TestResolveHost(t *testing.T) {
+	m, mod, _ := newModule(t, sim.DefaultIdentity)
+	if _, err := mod.ResolveHost(ctx(t), 2, "broker.example.com"); err == nil {
+		t.Error("resolved through context 2, which is not active")
+	}
+	addrs, err := mod.ResolveHost(ctx(t), 1, "broker.example.com")
+	if err != nil || len(addrs) != 1 || addrs[0] == "" {
+		t.Fatalf("ResolveHost = %q, %v", addrs, err)
+	}
+	m.SetDNS(false)
+	if _, err := mod.ResolveHost(ctx(t), 1, "broker.example.com"); !errors.Is(err, modem.ErrDNS) || !strings.Contains(err.Error(), "565") {
+		t.Fatalf("with DNS down: %v", err)
+	}
+	if _, err := mod.ResolveHost(ctx(t), 1, `bad"name`); err == nil {
+		t.Error(`a name with '"' was sent`)
 	}
 }

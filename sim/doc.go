@@ -76,6 +76,7 @@
 //	SetSIM(bool)        sim on|off +CPIN: NOT READY; CPIN?/CIMI/QCCID give CME error 10; deregistered
 //	SetRegistered(bool) reg on|off +CEREG: 0,2 (searching); PDP and MQTT links go down
 //	DeactivatePDP()     pdpdeact   +QIURC: "pdpdeact",<cid>, then +QMTSTAT: <idx>,1
+//	SetDNS(bool)        dns on|off AT+QIDNSGIP reports 565, AT+QMTOPEN on a host name +QMTOPEN: <idx>,4
 //	SetChunking(n)      chunk N    output written n bytes at a time
 //	SetBrokerDelay(d)   delay DUR  each publish result held until d after the command was accepted
 //	LosePUBACK(n)       losepuback N  next n QoS 1/2 publishes: +QMTPUBEX: <idx>,<id>,1,<k> per retry, then ,2

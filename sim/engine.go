@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -623,6 +624,7 @@ var handlers = map[string]func(*engine, cmdLine) reply{
 	"+QICSGP":   (*engine).cmdQICSGP,
 	"+QIACT":    (*engine).cmdQIACT,
 	"+QIDEACT":  (*engine).cmdQIDEACT,
+	"+QIDNSGIP": (*engine).cmdQIDNSGIP,
 	"+CFUN":     (*engine).cmdCFUN,
 	"+QURCCFG":  (*engine).cmdQURCCFG,
 	"+CMEE":     (*engine).cmdCMEE,
@@ -943,6 +945,51 @@ func (e *engine) cmdQIACT(c cmdLine) reply {
 		return ok()
 	}
 	return errReply()
+}
+
+// dnsAddr is what every host name resolves to while DNS works: the emulator routes every
+// connection to its broker whatever the name, so the address only has to look right.
+const dnsAddr = "203.0.113.10"
+
+// cmdQIDNSGIP resolves a host name through PDP context <cid>, the way Quectel's TCP/IP
+// application notes give it (the reference does not list AT+QIDNSGIP; UNCONFIRMED on EC600):
+// OK, then +QIURC: "dnsgip",<err>,<IP_count>,<DNS_ttl> and one +QIURC: "dnsgip","<addr>" per
+// address. <err> 0 is success; 565 (DNS parse failed) while SetDNS(false); a context that is not
+// active answers +CME ERROR: 561 (open PDP context failed) at once.
+func (e *engine) cmdQIDNSGIP(c cmdLine) reply {
+	switch c.kind {
+	case kindTest:
+		return ok(`+QIDNSGIP: (1-15),"hostname"`)
+	case kindSet:
+	default:
+		return errReply()
+	}
+	f, err := splitArgs(c.args)
+	if err != nil || len(f) != 2 {
+		return errReply()
+	}
+	cid, v1 := f[0].num(1, 15)
+	host, v2 := f[1].str(255)
+	if !v1 || !v2 || host == "" {
+		return errReply()
+	}
+	if !e.pdp[cid].active {
+		return e.cme(561)
+	}
+	r := ok()
+	r.after = func() {
+		if e.m.dnsDown.Load() && net.ParseIP(host) == nil {
+			e.urc(`+QIURC: "dnsgip",565`)
+			return
+		}
+		addr := host
+		if net.ParseIP(host) == nil {
+			addr = dnsAddr
+		}
+		e.urc(`+QIURC: "dnsgip",0,1,600`)
+		e.urc(fmt.Sprintf(`+QIURC: "dnsgip","%s"`, addr))
+	}
+	return r
 }
 
 func (e *engine) cmdQIDEACT(c cmdLine) reply {

@@ -200,6 +200,7 @@ type Module struct {
 	unresponsive  atomic.Bool
 	refuseConnect atomic.Int32
 	refuseOpen    atomic.Int32
+	dnsDown       atomic.Bool            // SetDNS(false): no host name resolves
 	refuseCmd     atomic.Pointer[string] // Refuse: commands starting with this answer ERROR
 
 	bytesOut, writes, maxWrite, commands atomic.Int64
@@ -621,6 +622,14 @@ func (m *Module) SetSignal(rssi, ber int) error {
 		e.rssi, e.ber = rssi, ber
 		return nil
 	})
+}
+
+// SetDNS makes host names resolve (true, the default: every name to the emulator's broker) or
+// not: AT+QIDNSGIP then reports error 565 and AT+QMTOPEN with a host name +QMTOPEN: <idx>,4, as
+// when the network's DNS fails.
+func (m *Module) SetDNS(ok bool) {
+	m.log.Info().Bool("ok", ok).Msg("fault: DNS")
+	m.dnsDown.Store(!ok)
 }
 
 // DefaultOperator is the network the emulated module is registered on.

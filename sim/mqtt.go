@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/hex"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -294,6 +295,10 @@ func (e *engine) cmdQMTOPEN(c cmdLine) reply {
 	}
 	if !e.pdp[cl.cfg.n("pdpcid", 0)].active {
 		return result(3)
+	}
+	if net.ParseIP(host) == nil && e.m.dnsDown.Load() {
+		e.log.Info().Str("host", host).Msg("QMTOPEN: the host name does not resolve (fault)")
+		return result(4)
 	}
 	var op opOpen
 	if cl.cfg.n("ssl", 0) == 1 {

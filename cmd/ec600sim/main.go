@@ -52,6 +52,7 @@ const commandHelp = `fault commands (one per line on standard input):
   sim on|off             insert / remove the SIM
   reg on|off             network registration on / off
   pdpdeact               the network deactivates the PDP context
+  dns on|off             host names resolve (AT+QIDNSGIP, AT+QMTOPEN) or fail (565, +QMTOPEN: <idx>,4)
   chunk N                write output N bytes at a time (0: whole)
   delay DUR              broker round-trip delay added to each publish result
   losepuback N           the next N QoS 1/2 publishes lose their PUBACK: +QMTPUBEX: <idx>,<id>,1,<n>... then ,2
@@ -334,6 +335,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 		on, err := onOff()
 		if err == nil {
 			err = m.SetRegistered(on)
+		}
+		return false, err
+	case "dns":
+		on, err := onOff()
+		if err == nil {
+			m.SetDNS(on)
 		}
 		return false, err
 	case "pdpdeact":
