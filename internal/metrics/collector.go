@@ -1,0 +1,312 @@
+package metrics
+
+import (
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/drain"
+	"github.com/gatewayd/gatewayd/internal/local"
+	"github.com/gatewayd/gatewayd/internal/outbox"
+	"github.com/gatewayd/gatewayd/internal/supervisor"
+)
+
+// Sources are the snapshots a scrape reads. Status and AT are required; a nil Outbox, Drain or
+// Local leaves its metrics out (no [local], or an outbox that could not be opened).
+type Sources struct {
+	Status func() supervisor.Status // supervisor.(*Supervisor).Status
+	AT     func() at.Stats          // supervisor.(*Supervisor).ATStats
+	Outbox func() outbox.Stats
+	Drain  func() drain.Stats
+	Local  func() local.Stats
+	// LocalOn says [local] is configured; with Outbox nil it means the outbox is unavailable.
+	LocalOn bool
+	// Uplinks counts and times the publishes the broker acknowledged; nil leaves them out.
+	Uplinks *Uplinks
+	// Version is the daemon's version, for gatewayd_build_info.
+	Version string
+}
+
+// Stages are the values of Status.Stage, in bring-up order: gatewayd_session_stage has one
+// series for each.
+var Stages = []string{"port", "module", "sim", "register", "pdp", "mqtt", "connected"}
+
+// LossReasons are the keys of Status.Reconnects: gatewayd_reconnects_total has a series for each
+// from the start, so that a rate over the first loss is right.
+var LossReasons = []string{
+	supervisor.LossLinkClosed, supervisor.LossPing, supervisor.LossPDP, supervisor.LossReboot,
+	supervisor.LossSIM, supervisor.LossPort, supervisor.LossUnresponsive, supervisor.LossOther,
+}
+
+// Uplinks counts the messages the broker acknowledged (and their payload bytes) and keeps the
+// histogram of how long each publish took. Its methods are safe for concurrent use, and a nil
+// *Uplinks does nothing.
+type Uplinks struct {
+	latency         prometheus.Histogram
+	messages, bytes atomic.Uint64
+}
+
+// PublishBuckets are the bounds, in seconds, of gatewayd_publish_duration_seconds: a publish
+// through an LTE module takes from tens of milliseconds to the module's packet timeout times its
+// retries.
+var PublishBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// NewUplinks returns an empty Uplinks.
+func NewUplinks() *Uplinks {
+	return &Uplinks{latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gatewayd_publish_duration_seconds",
+		Help:    "How long a publish from the outbox took, from handing it to the module to its completion (the broker's PUBACK at QoS 1).",
+		Buckets: PublishBuckets,
+	})}
+}
+
+// Published records a message of n payload bytes that the broker acknowledged, took after it
+// was handed to the module.
+func (u *Uplinks) Published(n int, took time.Duration) {
+	if u == nil {
+		return
+	}
+	u.messages.Add(1)
+	u.bytes.Add(uint64(max(n, 0)))
+	u.latency.Observe(took.Seconds())
+}
+
+// desc is a metric's description with how to read it from a snapshot.
+type desc struct {
+	*prometheus.Desc
+	kind prometheus.ValueType
+}
+
+func newDesc(name, help string, kind prometheus.ValueType, labels ...string) desc {
+	return desc{prometheus.NewDesc(name, help, labels, nil), kind}
+}
+
+// Collector is a prometheus.Collector over Sources, read at every scrape.
+type Collector struct {
+	src Sources
+
+	buildInfo, moduleInfo, portOpen, stage, registered, signal, signalAt     desc
+	connected, sessionStart, failures, reconnects, downlinks, downlinkBytes  desc
+	connectPublishes, uplinks, uplinkBytes                                   desc
+	atCommand, atTimeouts, atResyncs, urcs, heldBack, heldFor, droppedLines  desc
+	outboxAvailable, outboxMessages, outboxBytes, outboxMaxBytes, outboxOld  desc
+	outboxStored, outboxDelivered, outboxDropped, outboxResends, outboxFails desc
+	outboxInFlight, localClients, localForwarded, localRefused, localNotFwd  desc
+	localDelivered, localDeliverDropped, localDisconnects, localConnRefused  desc
+}
+
+// NewCollector returns a Collector over src.
+func NewCollector(src Sources) *Collector {
+	g, c := prometheus.GaugeValue, prometheus.CounterValue
+	return &Collector{
+		src:       src,
+		buildInfo: newDesc("gatewayd_build_info", "Always 1; the version label is the running gatewayd's.", g, "version"),
+		moduleInfo: newDesc("gatewayd_module_info", "Always 1, for the module last identified: its model, firmware revision, IMEI and SIM ICCID as labels.",
+			g, "model", "revision", "imei", "iccid"),
+		portOpen:      newDesc("gatewayd_port_open", "1 while an AT port to the module is open.", g),
+		stage:         newDesc("gatewayd_session_stage", "1 for the bring-up stage the session is at (port, module, sim, register, pdp, mqtt, connected), 0 for the others.", g, "stage"),
+		registered:    newDesc("gatewayd_network_registered", "1 while the module is registered on the network (home or roaming), as last seen.", g),
+		signal:        newDesc("gatewayd_signal_rssi_dbm", "The received signal strength AT+CSQ last gave, in dBm; absent while unknown.", g),
+		signalAt:      newDesc("gatewayd_signal_read_timestamp_seconds", "When the signal was last read (Unix time); it is polled about once a minute.", g),
+		connected:     newDesc("gatewayd_mqtt_connected", "1 while the MQTT session to the broker is up.", g),
+		sessionStart:  newDesc("gatewayd_mqtt_session_start_timestamp_seconds", "When the current MQTT session came up (Unix time); absent while not connected.", g),
+		failures:      newDesc("gatewayd_consecutive_failures", "Failed attempts in a row (port, module, network or broker) since the last success; 0 when all is well.", g),
+		reconnects:    newDesc("gatewayd_reconnects_total", "Sessions lost, by reason.", c, "reason"),
+		downlinks:     newDesc("gatewayd_downlink_messages_total", "Messages received from the broker.", c),
+		downlinkBytes: newDesc("gatewayd_downlink_bytes_total", "Payload bytes of the messages received from the broker.", c),
+		connectPublishes: newDesc("gatewayd_connect_publishes_total",
+			"The daemon's own publishes on connect (mqtt.publish_on_connect) that completed.", c),
+		uplinks:     newDesc("gatewayd_uplink_messages_total", "Messages from the outbox (local clients' publishes on forwarded topics) that the broker acknowledged.", c),
+		uplinkBytes: newDesc("gatewayd_uplink_bytes_total", "Payload bytes of those messages.", c),
+		atCommand: newDesc("gatewayd_at_command_duration_seconds",
+			"AT commands sent to the module (count) and the time they took, from being sent to their result or timeout (sum).", prometheus.UntypedValue),
+		atTimeouts:   newDesc("gatewayd_at_timeouts_total", "AT commands that got no final result in time.", c),
+		atResyncs:    newDesc("gatewayd_at_resyncs_total", "Resynchronisations of the AT port after a timeout.", c),
+		urcs:         newDesc("gatewayd_urcs_total", "Unsolicited result codes read from the module.", c),
+		heldBack:     newDesc("gatewayd_urc_held_back_total", "Times the AT reader waited for room because downlinks came faster than they were handled (nothing is dropped).", c),
+		heldFor:      newDesc("gatewayd_urc_held_back_seconds_total", "Time the AT reader spent waiting so.", c),
+		droppedLines: newDesc("gatewayd_at_dropped_lines_total", "Lines from the module the AT engine dropped, by reason.", c, "reason"),
+
+		outboxAvailable: newDesc("gatewayd_outbox_available", "1 while the outbox is open; 0 when its directory could not be used (forwarded QoS 1 publishes are refused).", g),
+		outboxMessages:  newDesc("gatewayd_outbox_messages", "Messages waiting in the outbox for the cloud.", g),
+		outboxBytes:     newDesc("gatewayd_outbox_bytes", "Bytes of the messages waiting, as counted against outbox.max_bytes.", g),
+		outboxMaxBytes:  newDesc("gatewayd_outbox_max_bytes", "outbox.max_bytes: when the outbox holds this much it refuses or drops (outbox.overflow).", g),
+		outboxOld:       newDesc("gatewayd_outbox_oldest_message_timestamp_seconds", "When the oldest waiting message was stored (Unix time); absent when the outbox is empty.", g),
+		outboxStored:    newDesc("gatewayd_outbox_stored_total", "Messages the outbox accepted.", c),
+		outboxDelivered: newDesc("gatewayd_outbox_delivered_total", "Messages removed from the outbox because the broker acknowledged them.", c),
+		outboxDropped: newDesc("gatewayd_outbox_dropped_total",
+			"Messages that never reached the cloud, by reason: refused (outbox full, too large or a disk error), expired (outbox.max_age), dropped_oldest (overflow), rejected (the module can never send it), damaged (a damaged record).", c, "reason"),
+		outboxResends:       newDesc("gatewayd_outbox_resends_total", "Messages sent again after a send whose outcome was unknown: the broker may have them twice.", c),
+		outboxFails:         newDesc("gatewayd_outbox_publish_failures_total", "Publishes from the outbox that failed (the message stays stored and is sent again).", c),
+		outboxInFlight:      newDesc("gatewayd_outbox_in_flight", "Publishes from the outbox in flight now.", g),
+		localClients:        newDesc("gatewayd_local_clients", "MQTT clients connected to the local endpoint.", g),
+		localForwarded:      newDesc("gatewayd_local_forwarded_total", "Local publishes on forwarded topics stored in the outbox.", c),
+		localRefused:        newDesc("gatewayd_local_refused_total", "Local publishes on forwarded topics the outbox refused.", c),
+		localNotFwd:         newDesc("gatewayd_local_not_forwarded_total", "Local publishes on forwarded topics the module could never send (too long a topic).", c),
+		localDelivered:      newDesc("gatewayd_local_delivered_total", "Downlinks published to local clients.", c),
+		localDeliverDropped: newDesc("gatewayd_local_delivery_dropped_total", "Downlinks the local endpoint had no room for.", c),
+		localDisconnects: newDesc("gatewayd_local_disconnects_total",
+			"Local clients disconnected by gatewayd, by reason: slow (stopped reading), too_large (a packet over the limit), connect_timeout (no CONNECT in time), outbox_refused (an MQTT 3.1.1 publish the outbox refused).", c, "reason"),
+		localConnRefused: newDesc("gatewayd_local_connections_refused_total", "Local connections refused, by reason: limit (local.max_clients), auth (a wrong user name or password).", c, "reason"),
+	}
+}
+
+// all lists every description, for Describe.
+func (c *Collector) all() []desc {
+	return []desc{
+		c.buildInfo, c.moduleInfo, c.portOpen, c.stage, c.registered, c.signal, c.signalAt,
+		c.connected, c.sessionStart, c.failures, c.reconnects, c.downlinks, c.downlinkBytes,
+		c.connectPublishes, c.uplinks, c.uplinkBytes,
+		c.atCommand, c.atTimeouts, c.atResyncs, c.urcs, c.heldBack, c.heldFor, c.droppedLines,
+		c.outboxAvailable, c.outboxMessages, c.outboxBytes, c.outboxMaxBytes, c.outboxOld,
+		c.outboxStored, c.outboxDelivered, c.outboxDropped, c.outboxResends, c.outboxFails,
+		c.outboxInFlight, c.localClients, c.localForwarded, c.localRefused, c.localNotFwd,
+		c.localDelivered, c.localDeliverDropped, c.localDisconnects, c.localConnRefused,
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.all() {
+		ch <- d.Desc
+	}
+}
+
+// Collect implements prometheus.Collector: it takes one snapshot of each source and sends what
+// it holds.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	emit := func(d desc, v float64, labels ...string) {
+		for i, l := range labels {
+			labels[i] = strings.ToValidUTF8(l, "\uFFFD") // a module's garbage must not fail the scrape
+		}
+		m, err := prometheus.NewConstMetric(d.Desc, d.kind, v, labels...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(d.Desc, err)
+		}
+		ch <- m
+	}
+	emit(c.buildInfo, 1, c.src.Version)
+	c.collectStatus(emit)
+	c.collectAT(ch, emit)
+	if u := c.src.Uplinks; u != nil {
+		emit(c.uplinks, float64(u.messages.Load()))
+		emit(c.uplinkBytes, float64(u.bytes.Load()))
+	}
+	c.collectOutbox(emit)
+	if c.src.Local != nil {
+		c.collectLocal(emit, c.src.Local())
+	}
+}
+
+type emitFunc func(d desc, v float64, labels ...string)
+
+func (c *Collector) collectStatus(emit emitFunc) {
+	st := c.src.Status()
+	if id := st.Module; id.IMEI != "" || id.Model != "" {
+		emit(c.moduleInfo, 1, id.Model, id.Revision, id.IMEI, id.ICCID)
+	}
+	emit(c.portOpen, bool01(st.PortOpen))
+	for _, s := range Stages {
+		emit(c.stage, bool01(st.Stage == s), s)
+	}
+	if st.Stage != "" && !slices.Contains(Stages, st.Stage) {
+		emit(c.stage, 1, st.Stage)
+	}
+	emit(c.registered, bool01(st.Registered))
+	if st.Signal.HasRSSI {
+		emit(c.signal, float64(st.Signal.RSSI))
+		emit(c.signalAt, unixSeconds(st.SignalAt))
+	}
+	emit(c.connected, bool01(st.Connected))
+	if st.Connected && !st.ConnectedAt.IsZero() {
+		emit(c.sessionStart, unixSeconds(st.ConnectedAt))
+	}
+	emit(c.failures, float64(st.Attempt))
+	for _, r := range LossReasons {
+		emit(c.reconnects, float64(st.Reconnects[r]), r)
+	}
+	for r, n := range st.Reconnects {
+		if !slices.Contains(LossReasons, r) {
+			emit(c.reconnects, float64(n), r)
+		}
+	}
+	emit(c.downlinks, float64(st.Downlinks))
+	emit(c.downlinkBytes, float64(st.DownlinkBytes))
+	emit(c.connectPublishes, float64(st.Published))
+}
+
+func (c *Collector) collectAT(ch chan<- prometheus.Metric, emit emitFunc) {
+	s := c.src.AT()
+	m, err := prometheus.NewConstSummary(c.atCommand.Desc, s.Commands, s.CommandTime.Seconds(), nil)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(c.atCommand.Desc, err)
+	}
+	ch <- m
+	emit(c.atTimeouts, float64(s.Timeouts))
+	emit(c.atResyncs, float64(s.Resyncs))
+	emit(c.urcs, float64(s.URCs))
+	emit(c.heldBack, float64(s.HeldBack))
+	emit(c.heldFor, s.HeldFor.Seconds())
+	emit(c.droppedLines, float64(s.LinesTooLong), "too_long")
+	emit(c.droppedLines, float64(s.PayloadsTooLong), "payload_too_long")
+	emit(c.droppedLines, float64(s.BadFrames), "bad_frame")
+	emit(c.droppedLines, float64(s.NoiseLines), "noise")
+	emit(c.droppedLines, float64(s.StaleLines), "stale")
+}
+
+func (c *Collector) collectOutbox(emit emitFunc) {
+	if c.src.LocalOn {
+		emit(c.outboxAvailable, bool01(c.src.Outbox != nil))
+	}
+	if c.src.Outbox == nil {
+		return
+	}
+	o := c.src.Outbox()
+	emit(c.outboxMessages, float64(o.Messages))
+	emit(c.outboxBytes, float64(o.Bytes))
+	emit(c.outboxMaxBytes, float64(o.MaxBytes))
+	if !o.Oldest.IsZero() {
+		emit(c.outboxOld, unixSeconds(o.Oldest))
+	}
+	emit(c.outboxStored, float64(o.Stored))
+	emit(c.outboxDelivered, float64(o.Delivered))
+	emit(c.outboxDropped, float64(o.Refused), "refused")
+	emit(c.outboxDropped, float64(o.Expired), "expired")
+	emit(c.outboxDropped, float64(o.DroppedOldest), "dropped_oldest")
+	emit(c.outboxDropped, float64(o.Rejected), "rejected")
+	emit(c.outboxDropped, float64(o.Damaged), "damaged")
+	emit(c.outboxResends, float64(o.DuplicatesPossible))
+	if c.src.Drain != nil {
+		d := c.src.Drain()
+		emit(c.outboxFails, float64(d.Failed))
+		emit(c.outboxInFlight, float64(d.InFlight))
+	}
+}
+
+func (c *Collector) collectLocal(emit emitFunc, l local.Stats) {
+	emit(c.localClients, float64(l.Clients))
+	emit(c.localForwarded, float64(l.Forwarded))
+	emit(c.localRefused, float64(l.Refused))
+	emit(c.localNotFwd, float64(l.NotForwarded))
+	emit(c.localDelivered, float64(l.Delivered))
+	emit(c.localDeliverDropped, float64(l.DeliverDropped))
+	emit(c.localDisconnects, float64(l.SlowClients), "slow")
+	emit(c.localDisconnects, float64(l.TooLarge), "too_large")
+	emit(c.localDisconnects, float64(l.ConnTimedOut), "connect_timeout")
+	emit(c.localDisconnects, float64(l.Disconnected), "outbox_refused")
+	emit(c.localConnRefused, float64(l.ConnRefused), "limit")
+	emit(c.localConnRefused, float64(l.AuthRefused), "auth")
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

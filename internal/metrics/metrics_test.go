@@ -1,0 +1,243 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/drain"
+	"github.com/gatewayd/gatewayd/internal/local"
+	"github.com/gatewayd/gatewayd/internal/outbox"
+	"github.com/gatewayd/gatewayd/internal/supervisor"
+	"github.com/gatewayd/gatewayd/modem"
+)
+
+// sample is a daemon in the middle of its life: connected, a few losses, an outbox with a
+// message waiting, two local clients.
+func sample() Sources {
+	connected := time.Unix(1_700_000_000, 0)
+	st := supervisor.Status{
+		PortOpen: true, Stage: "connected", Registered: true, Connected: true, ConnectedAt: connected,
+		Module:     modem.Identity{Model: "EC600N", Revision: "EC600NCNLCR03A21M16", IMEI: "866123456789012", ICCID: "89860012345678901234"},
+		Signal:     supervisor.Signal{RSSI: -73, HasRSSI: true},
+		SignalAt:   connected.Add(time.Minute),
+		Reconnects: map[string]uint64{supervisor.LossLinkClosed: 2, "something_new": 1},
+		Downlinks:  5, DownlinkBytes: 500, Published: 1,
+	}
+	u := NewUplinks()
+	u.Published(10, 300*time.Millisecond)
+	u.Published(20, 2*time.Second)
+	return Sources{
+		Status:  func() supervisor.Status { return st },
+		AT:      func() at.Stats { return at.Stats{Commands: 40, CommandTime: 2 * time.Second, Timeouts: 1, HeldBack: 3, HeldFor: time.Second} },
+		Outbox:  func() outbox.Stats { return outbox.Stats{Messages: 1, Bytes: 100, MaxBytes: 1 << 20, Oldest: connected, Stored: 3, Refused: 1} },
+		Drain:   func() drain.Stats { return drain.Stats{Failed: 1} },
+		Local:   func() local.Stats { return local.Stats{Clients: 2, Forwarded: 3} },
+		LocalOn: true,
+		Uplinks: u,
+		Version: "v1.2.3",
+	}
+}
+
+func TestNamesPassLint(t *testing.T) {
+	reg, err := NewRegistry(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	n, err := testutil.GatherAndCount(reg)
+	if err != nil || n < 50 {
+		t.Fatalf("%d series gathered (%v); the lint above saw too little", n, err)
+	}
+}
+
+func TestCollectReadsTheSnapshots(t *testing.T) {
+	reg, err := NewRegistry(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP gatewayd_module_info Always 1, for the module last identified: its model, firmware revision, IMEI and SIM ICCID as labels.
+# TYPE gatewayd_module_info gauge
+gatewayd_module_info{iccid="89860012345678901234",imei="866123456789012",model="EC600N",revision="EC600NCNLCR03A21M16"} 1
+# HELP gatewayd_signal_rssi_dbm The received signal strength AT+CSQ last gave, in dBm; absent while unknown.
+# TYPE gatewayd_signal_rssi_dbm gauge
+gatewayd_signal_rssi_dbm -73
+# HELP gatewayd_reconnects_total Sessions lost, by reason.
+# TYPE gatewayd_reconnects_total counter
+gatewayd_reconnects_total{reason="link_closed"} 2
+gatewayd_reconnects_total{reason="module_rebooted"} 0
+gatewayd_reconnects_total{reason="other"} 0
+gatewayd_reconnects_total{reason="pdp_deactivated"} 0
+gatewayd_reconnects_total{reason="ping_failed"} 0
+gatewayd_reconnects_total{reason="port_lost"} 0
+gatewayd_reconnects_total{reason="sim"} 0
+gatewayd_reconnects_total{reason="something_new"} 1
+gatewayd_reconnects_total{reason="unresponsive"} 0
+# HELP gatewayd_at_command_duration_seconds AT commands sent to the module (count) and the time they took, from being sent to their result or timeout (sum).
+# TYPE gatewayd_at_command_duration_seconds summary
+gatewayd_at_command_duration_seconds_sum 2
+gatewayd_at_command_duration_seconds_count 40
+# HELP gatewayd_uplink_bytes_total Payload bytes of those messages.
+# TYPE gatewayd_uplink_bytes_total counter
+gatewayd_uplink_bytes_total 30
+# HELP gatewayd_publish_duration_seconds How long a publish from the outbox took, from handing it to the module to its completion (the broker's PUBACK at QoS 1).
+# TYPE gatewayd_publish_duration_seconds histogram
+gatewayd_publish_duration_seconds_bucket{le="0.05"} 0
+gatewayd_publish_duration_seconds_bucket{le="0.1"} 0
+gatewayd_publish_duration_seconds_bucket{le="0.25"} 0
+gatewayd_publish_duration_seconds_bucket{le="0.5"} 1
+gatewayd_publish_duration_seconds_bucket{le="1"} 1
+gatewayd_publish_duration_seconds_bucket{le="2.5"} 2
+gatewayd_publish_duration_seconds_bucket{le="5"} 2
+gatewayd_publish_duration_seconds_bucket{le="10"} 2
+gatewayd_publish_duration_seconds_bucket{le="30"} 2
+gatewayd_publish_duration_seconds_bucket{le="60"} 2
+gatewayd_publish_duration_seconds_bucket{le="+Inf"} 2
+gatewayd_publish_duration_seconds_sum 2.3
+gatewayd_publish_duration_seconds_count 2
+# HELP gatewayd_outbox_dropped_total Messages that never reached the cloud, by reason: refused (outbox full, too large or a disk error), expired (outbox.max_age), dropped_oldest (overflow), rejected (the module can never send it), damaged (a damaged record).
+# TYPE gatewayd_outbox_dropped_total counter
+gatewayd_outbox_dropped_total{reason="damaged"} 0
+gatewayd_outbox_dropped_total{reason="dropped_oldest"} 0
+gatewayd_outbox_dropped_total{reason="expired"} 0
+gatewayd_outbox_dropped_total{reason="refused"} 1
+gatewayd_outbox_dropped_total{reason="rejected"} 0
+# HELP gatewayd_local_clients MQTT clients connected to the local endpoint.
+# TYPE gatewayd_local_clients gauge
+gatewayd_local_clients 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"gatewayd_module_info", "gatewayd_signal_rssi_dbm", "gatewayd_reconnects_total", "gatewayd_at_command_duration_seconds",
+		"gatewayd_uplink_bytes_total", "gatewayd_publish_duration_seconds", "gatewayd_outbox_dropped_total", "gatewayd_local_clients"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWhatIsNotKnownIsLeftOut: before the module is identified there is no module_info and no
+// signal; without [local] there are no outbox or local metrics.
+func TestWhatIsNotKnownIsLeftOut(t *testing.T) {
+	src := Sources{
+		Status: func() supervisor.Status { return supervisor.Status{Stage: "port"} },
+		AT:     func() at.Stats { return at.Stats{} },
+	}
+	reg, err := NewRegistry(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gatewayd_module_info", "gatewayd_signal_rssi_dbm", "gatewayd_mqtt_session_start_timestamp_seconds",
+		"gatewayd_outbox_available", "gatewayd_outbox_messages", "gatewayd_local_clients", "gatewayd_uplink_messages_total"} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 0 {
+			t.Errorf("%s: %d series (%v), want none", name, n, err)
+		}
+	}
+	want := `
+# HELP gatewayd_session_stage 1 for the bring-up stage the session is at (port, module, sim, register, pdp, mqtt, connected), 0 for the others.
+# TYPE gatewayd_session_stage gauge
+gatewayd_session_stage{stage="connected"} 0
+gatewayd_session_stage{stage="module"} 0
+gatewayd_session_stage{stage="mqtt"} 0
+gatewayd_session_stage{stage="pdp"} 0
+gatewayd_session_stage{stage="port"} 1
+gatewayd_session_stage{stage="register"} 0
+gatewayd_session_stage{stage="sim"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gatewayd_session_stage"); err != nil {
+		t.Fatal(err)
+	}
+
+	// [local] on, but its outbox could not be opened.
+	src.LocalOn = true
+	reg, _ = NewRegistry(src)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader("# HELP gatewayd_outbox_available 1 while the outbox is open; 0 when its directory could not be used (forwarded QoS 1 publishes are refused).\n# TYPE gatewayd_outbox_available gauge\ngatewayd_outbox_available 0\n"), "gatewayd_outbox_available"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGarbageFromTheModuleDoesNotFailTheScrape: identity strings that are not UTF-8 (a module
+// answering noise) are served with replacement characters.
+func TestGarbageFromTheModuleDoesNotFailTheScrape(t *testing.T) {
+	src := sample()
+	st := src.Status()
+	st.Module.IMEI, st.Module.Model = "86612\xff\xfe", "EC\x80"
+	src.Status = func() supervisor.Status { return st }
+	reg, _ := NewRegistry(src)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "gatewayd_module_info" {
+			continue
+		}
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			if l.GetName() == "imei" && l.GetValue() != "86612\uFFFD" {
+				t.Errorf("imei label %q", l.GetValue())
+			}
+		}
+		return
+	}
+	t.Fatal("no gatewayd_module_info")
+}
+
+func TestNilUplinksDoNothing(t *testing.T) {
+	var u *Uplinks
+	u.Published(10, time.Second) // must not panic
+}
+
+// TestServe: the listener serves /metrics over loopback, refuses other paths, and stops when its
+// context ends.
+func TestServe(t *testing.T) {
+	reg, err := NewRegistry(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, Handler(reg)) }()
+	base := "http://" + ln.Addr().String()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `gatewayd_build_info{version="v1.2.3"} 1`) {
+		t.Fatalf("/metrics: %d\n%s", code, body)
+	}
+	if code, _ := get("/nothing"); code != http.StatusNotFound {
+		t.Errorf("/nothing: %d, want 404", code)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve = %v after its context ended", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	if _, err := http.Get(base + "/metrics"); err == nil {
+		t.Fatal("the listener still answers after Serve returned")
+	}
+}
