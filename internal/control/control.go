@@ -31,8 +31,9 @@ const DefaultSocket = "/run/gatewayd/control.sock"
 
 // Commands of the protocol.
 const (
-	CmdStatus = "status"
-	CmdAT     = "at"
+	CmdStatus  = "status"
+	CmdAT      = "at"
+	CmdResolve = "resolve"
 )
 
 // Request is one request.
@@ -43,8 +44,11 @@ type Request struct {
 	Line string `json:"line,omitempty"`
 	// Force lets CmdAT send a command that CheckAT says would break the session.
 	Force bool `json:"force,omitempty"`
-	// TimeoutMS bounds CmdAT's wait for the module's answer; 0 means 10 s, at most 60 s.
+	// TimeoutMS bounds CmdAT's (and CmdResolve's) wait for the module's answer; 0 means 10 s
+	// (60 s for CmdResolve), at most 60 s.
 	TimeoutMS int `json:"timeout_ms,omitempty"`
+	// Host is the name CmdResolve asks the module's DNS for.
+	Host string `json:"host,omitempty"`
 }
 
 // Response is one answer: OK with Status or AT, or not OK with Error.
@@ -54,6 +58,8 @@ type Response struct {
 	Error   string    `json:"error,omitempty"`
 	Status  *Status   `json:"status,omitempty"`
 	AT      *ATResult `json:"at,omitempty"`
+	// Addresses are CmdResolve's answer.
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // ATResult is the module's answer to an AT command.
@@ -68,6 +74,7 @@ type ATResult struct {
 // does not know yet is empty (or absent).
 type Status struct {
 	Version   string    `json:"version"`
+	Pid       int       `json:"pid"`
 	Now       time.Time `json:"now"`
 	Started   time.Time `json:"started"`
 	UptimeSec float64   `json:"uptime_s"`

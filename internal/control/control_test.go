@@ -36,6 +36,13 @@ func (h *fakeHandler) AT(ctx context.Context, line string) (ATResult, error) {
 	return ATResult{Lines: []string{"+CSQ: 24,99"}, Result: "OK", OK: true}, nil
 }
 
+func (h *fakeHandler) Resolve(_ context.Context, host string) ([]string, error) {
+	if host == "nowhere.example" {
+		return nil, errors.New("DNS error 565")
+	}
+	return []string{"203.0.113.10"}, nil
+}
+
 func serve(t *testing.T, h Handler) *Server {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "control.sock")
@@ -90,6 +97,15 @@ func TestStatusAndAT(t *testing.T) {
 	}
 	if r := ask(t, s, Request{Command: CmdAT, Line: "AT+CFUN=0", Force: true}); !r.OK || h.sent.Load() != "AT+CFUN=0" {
 		t.Fatalf("forced: %+v", r)
+	}
+	if r := ask(t, s, Request{Command: CmdResolve, Host: "broker.example.com"}); !r.OK || len(r.Addresses) != 1 {
+		t.Fatalf("resolve: %+v", r)
+	}
+	if r := ask(t, s, Request{Command: CmdResolve, Host: "nowhere.example"}); r.OK || !strings.Contains(r.Error, "565") {
+		t.Fatalf("resolve a name that fails: %+v", r)
+	}
+	if r := ask(t, s, Request{Command: CmdResolve, Host: `a"b`}); r.OK {
+		t.Fatalf("resolve a name with a quote: %+v", r)
 	}
 	if r := ask(t, s, Request{Command: "reboot"}); r.OK || !strings.Contains(r.Error, "unknown command") {
 		t.Fatalf("unknown command: %+v", r)

@@ -25,6 +25,8 @@ type Handler interface {
 	// AT sends line to the module (CheckAT has passed it, or force is set and it is not
 	// always refused) and returns its answer.
 	AT(ctx context.Context, line string) (ATResult, error)
+	// Resolve asks the module's DNS for host's addresses.
+	Resolve(ctx context.Context, host string) ([]string, error)
 }
 
 // Server serves the control socket.
@@ -178,8 +180,37 @@ func (s *Server) answer(ctx context.Context, req Request) Response {
 			return Response{Version: Version, Error: err.Error()}
 		}
 		return Response{Version: Version, OK: true, AT: &res}
+	case CmdResolve:
+		if err := checkHost(req.Host); err != nil {
+			return Response{Version: Version, Error: err.Error()}
+		}
+		timeout := time.Minute
+		if req.TimeoutMS > 0 {
+			timeout = min(time.Duration(req.TimeoutMS)*time.Millisecond, time.Minute)
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		addrs, err := s.h.Resolve(rctx, req.Host)
+		if err != nil {
+			return Response{Version: Version, Error: err.Error()}
+		}
+		return Response{Version: Version, OK: true, Addresses: addrs}
 	}
-	return Response{Version: Version, Error: fmt.Sprintf("unknown command %q (want %s or %s)", req.Command, CmdStatus, CmdAT)}
+	return Response{Version: Version, Error: fmt.Sprintf("unknown command %q (want %s, %s or %s)", req.Command, CmdStatus, CmdAT, CmdResolve)}
+}
+
+// checkHost accepts a host name or address to resolve: 1 to 255 bytes, none of them a quote, a
+// space or a control byte.
+func checkHost(h string) error {
+	if h == "" || len(h) > 255 {
+		return fmt.Errorf("%w: host name of %d bytes", ErrRefused, len(h))
+	}
+	for i := 0; i < len(h); i++ {
+		if b := h[i]; b <= ' ' || b == '"' || b == 0x7F {
+			return fmt.Errorf("%w: host name byte 0x%02X at offset %d", ErrRefused, b, i)
+		}
+	}
+	return nil
 }
 
 // reply writes r as one line, giving up after the I/O timeout.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -70,12 +71,18 @@ func (h controlHandler) AT(ctx context.Context, line string) (control.ATResult, 
 	return res, nil
 }
 
+// Resolve asks the module's DNS for host.
+func (h controlHandler) Resolve(ctx context.Context, host string) ([]string, error) {
+	return h.sup.Resolve(ctx, host)
+}
+
 // Status builds the control socket's status from the parts' snapshots; it never waits.
 func (h controlHandler) Status() control.Status {
 	now := time.Now()
 	st := h.sup.Status()
 	out := control.Status{
 		Version:   h.version,
+		Pid:       os.Getpid(),
 		Now:       now,
 		Started:   st.Started,
 		UptimeSec: seconds(now.Sub(st.Started)),

@@ -157,5 +157,29 @@ func (s *Supervisor) Command(ctx context.Context, line string) (at.Response, err
 	if conn == nil {
 		return at.Response{}, ErrNoModule
 	}
-	return conn.Do(ctx, at.Command{Line: line})
+	return conn.Do(ctx, at.Command{Line: line, Answers: ownLines(line)})
+}
+
+// ownLines claims, for the command line, the lines that carry its own name (`+CPIN:` for
+// AT+CPIN?), which would otherwise be taken for URCs of that name and not printed.
+func ownLines(line string) func(at.Line) bool {
+	up := strings.ToUpper(line)
+	name, ok := strings.CutPrefix(up, "AT+")
+	if !ok {
+		return nil
+	}
+	if i := strings.IndexAny(name, "=?;"); i >= 0 {
+		name = name[:i]
+	}
+	prefix := "+" + name + ":"
+	return func(l at.Line) bool { return strings.HasPrefix(strings.ToUpper(l.Text), prefix) }
+}
+
+// Resolve asks the module's DNS, through the session's PDP context, for host's addresses.
+func (s *Supervisor) Resolve(ctx context.Context, host string) ([]string, error) {
+	conn := s.reader.Load()
+	if conn == nil {
+		return nil, ErrNoModule
+	}
+	return modem.New(conn).ResolveHost(ctx, s.set.PDPContext, host)
 }
