@@ -22,7 +22,8 @@ package local
 //     goroutine of the connection's own writes the buffer out with a deadline. A client that
 //     accepts no byte for WriteTimeout while data waits for it, or lets more than WriteBuffer
 //     bytes pile up, is disconnected: it loses its own copies (counted in Stats.Lost), and no
-//     other client and no publisher ever waits for it.
+//     other client and no publisher ever waits for it. (What a session taken up again had in
+//     flight, resent at once, may go past WriteBuffer: see conn.resending.)
 //   - the kernel's send buffer is set small (sendBuffer), so that "stuck" shows within a few
 //     hundred kilobytes rather than the few megabytes Linux would let a socket queue.
 
@@ -151,6 +152,12 @@ type conn struct {
 	err      error     // once set, writes fail and the writer closes the connection
 	slow     string    // why the client was found stuck; "" if it was not
 	clientID string
+	// A session taken up again (clean session false) gets its unacknowledged messages resent at
+	// once, up to MaxInflight of them: however slowly the client reads, that backlog (which
+	// mochi holds anyway) may pile up beyond WriteBuffer. resending is set while mochi resends
+	// them; backlog is what remains of them queued, allowed on top of WriteBuffer.
+	resending bool
+	backlog   int
 }
 
 // newConn wraps raw, gives it its CONNECT deadline and starts its writer.
@@ -174,6 +181,17 @@ func (c *conn) connectRead(id string) {
 	c.connected.Store(true)
 }
 
+// resend is called before mochi takes up the client's session (on) and after it has resent
+// what the session had in flight (off); see conn.resending.
+func (c *conn) resend(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resending = on
+	if !on {
+		c.backlog = c.queued
+	}
+}
+
 func (c *conn) id() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -191,7 +209,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	case c.closing:
 		c.e.lost.Add(uint64(countPublishes(p)))
 		return 0, net.ErrClosed
-	case c.queued+len(p) > c.e.writeBuffer:
+	case !c.resending && c.queued+len(p) > c.e.writeBuffer+c.backlog:
 		c.e.lost.Add(uint64(countPublishes(p)))
 		c.failLocked(errSlowClient, fmt.Sprintf("more than %d bytes waiting for it", c.e.writeBuffer))
 		return 0, c.err
@@ -280,7 +298,9 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 		rest, err := c.writeBatch(batch)
 		c.mu.Lock()
-		c.queued -= size(batch) - size(rest)
+		written := size(batch) - size(rest)
+		c.queued -= written
+		c.backlog = max(0, c.backlog-written)
 		if err != nil {
 			lost += countSegments(rest)
 			if c.err == nil && !c.closing && isTimeout(err) {

@@ -739,7 +739,7 @@ func (h *hook) ID() string { return "gatewayd-local" }
 
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill,
+	case mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill,
 		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnPublishDropped, mqtt.OnPacketEncode:
 		return true
 	}
@@ -753,6 +753,20 @@ func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 		c.connectRead(cl.ID)
 	}
 	return nil
+}
+
+// OnSessionEstablish and OnSessionEstablished bracket the CONNACK and the resending of what a
+// session taken up again had in flight: that backlog may exceed the connection's write buffer.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if c, ok := cl.Net.Conn.(*conn); ok {
+		c.resend(true)
+	}
+}
+
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if c, ok := cl.Net.Conn.(*conn); ok {
+		c.resend(false)
+	}
 }
 
 // OnConnectAuthenticate checks the user name and password when the configuration sets them.
