@@ -20,6 +20,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/drain"
 	"github.com/gatewayd/gatewayd/internal/local"
 	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
@@ -65,6 +66,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		set.Reset = reset
 	}
 	set.WatchdogInterval = watchdog
+	uplinks := newUplinks(cfg)
 	var store *outbox.Store
 	var ep *local.Endpoint
 	if cfg.Local != nil {
@@ -87,7 +89,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		go func() { epDone <- ep.Run(epCtx) }()
 		defer func() { stopEP(); <-epDone }()
 		if d != nil {
-			set.Outbox = drainer{d, log}
+			set.Outbox = drainer{d, log, uplinks}
 		}
 		set.Downlinks = func(topic string, payload []byte) {
 			// Deliver never waits; a downlink its queue had no room for is logged by the endpoint.
@@ -99,6 +101,8 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 	sup := supervisor.New(set, log, led, notify)
 	stopControl := startControl(ctx, cfg, controlHandler{sup: sup, store: store, ep: ep, version: version}, log)
 	defer stopControl()
+	stopMetrics := startMetrics(ctx, cfg, metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version}, log)
+	defer stopMetrics()
 	return sup.Run(ctx)
 }
 
@@ -159,20 +163,23 @@ var errNoOutbox = errors.New("running without an outbox")
 // drainer adapts drain.Drainer to the supervisor's Outbox.
 type drainer struct {
 	*drain.Drainer
-	log zerolog.Logger
+	log     zerolog.Logger
+	uplinks *metrics.Uplinks // nil without [metrics]
 }
 
 // Drain runs the drainer over the session's client until ctx ends.
 func (d drainer) Drain(ctx context.Context, c *qmt.Client) error {
-	return d.Run(ctx, loggedPublisher{c, d.log})
+	return d.Run(ctx, loggedPublisher{c, d.log, d.uplinks})
 }
 
 // loggedPublisher is the session's client as the drainer's publisher: each message the broker
 // acknowledged gets the same `published` line as the daemon's own publishes, with from "outbox".
-// It is a drain.QueuedPublisher, so the drainer keeps its window.
+// It is a drain.QueuedPublisher, so the drainer keeps its window. uplinks (nil without
+// [metrics]) counts and times each one.
 type loggedPublisher struct {
-	c   *qmt.Client
-	log zerolog.Logger
+	c       *qmt.Client
+	log     zerolog.Logger
+	uplinks *metrics.Uplinks
 }
 
 var _ drain.QueuedPublisher = loggedPublisher{}
@@ -184,8 +191,10 @@ func (p loggedPublisher) Publish(ctx context.Context, m qmt.Message) error {
 
 // PublishQueued publishes m through the client and logs it once acknowledged.
 func (p loggedPublisher) PublishQueued(ctx context.Context, m qmt.Message, queued func()) error {
+	start := time.Now()
 	err := p.c.PublishQueued(ctx, m, queued)
 	if err == nil {
+		p.uplinks.Published(len(m.Payload), time.Since(start))
 		p.log.Info().Str(logging.EventKey, logging.EventPublished).Str("from", "outbox").Str("topic", m.Topic).
 			Int("bytes", len(m.Payload)).Int("qos", m.QoS).Msg("published")
 	}

@@ -48,6 +48,7 @@ const (
 	EventOutboxSetAside      = "outbox_set_aside"      // a damaged store file renamed, a fresh one started
 	EventOutboxUnavailable   = "outbox_unavailable"    // the outbox directory cannot be used: running without it
 	EventControlUnavailable  = "control_unavailable"   // the control socket cannot be created: running without it
+	EventMetricsUnavailable  = "metrics_unavailable"   // the metrics listener cannot be opened: running without it
 	EventOutboxDamaged       = "outbox_damaged_record" // a damaged record dropped from a sound store
 	EventDrainWindowShrunk   = "drain_window_shrunk"   // the module refused a publish; window cut to 1
 	EventPublishUndelivered  = "publish_undelivered"   // the module gave up on a QoS 1 publish (result 2); sent again
