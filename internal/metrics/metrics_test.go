@@ -34,9 +34,13 @@ func sample() Sources {
 	u.Published(10, 300*time.Millisecond)
 	u.Published(20, 2*time.Second)
 	return Sources{
-		Status:  func() supervisor.Status { return st },
-		AT:      func() at.Stats { return at.Stats{Commands: 40, CommandTime: 2 * time.Second, Timeouts: 1, HeldBack: 3, HeldFor: time.Second} },
-		Outbox:  func() outbox.Stats { return outbox.Stats{Messages: 1, Bytes: 100, MaxBytes: 1 << 20, Oldest: connected, Stored: 3, Refused: 1} },
+		Status: func() supervisor.Status { return st },
+		AT: func() at.Stats {
+			return at.Stats{Commands: 40, CommandTime: 2 * time.Second, Timeouts: 1, HeldBack: 3, HeldFor: time.Second}
+		},
+		Outbox: func() outbox.Stats {
+			return outbox.Stats{Messages: 1, Bytes: 100, MaxBytes: 1 << 20, Oldest: connected, Stored: 3, Refused: 1}
+		},
 		Drain:   func() drain.Stats { return drain.Stats{Failed: 1} },
 		Local:   func() local.Stats { return local.Stats{Clients: 2, Forwarded: 3} },
 		LocalOn: true,
