@@ -39,7 +39,10 @@ func NewBatchWriter(w io.Writer, limit int) *BatchWriter {
 }
 
 // Write queues one log line (zerolog calls it once per line).
-func (b *BatchWriter) Write(p []byte) (int, error) {
+func (b *BatchWriter) Write(p []byte) (int, error) { return b.write("", p) }
+
+// write queues prefix and p as one line: nothing of another line comes between them.
+func (b *BatchWriter) write(prefix string, p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for len(b.pending) >= b.limit && !b.closed && b.err == nil {
@@ -51,7 +54,7 @@ func (b *BatchWriter) Write(p []byte) (int, error) {
 	if b.closed {
 		return 0, io.ErrClosedPipe
 	}
-	b.pending = append(b.pending, p...)
+	b.pending = append(append(b.pending, prefix...), p...)
 	b.wake.Broadcast()
 	return len(p), nil
 }

@@ -95,8 +95,9 @@ func CheckFormat(s string) error {
 //
 // JSON lines always carry a `time` field in TimeLayout (microseconds). The console format shows the
 // time too, except when w is the stream systemd's journal reads (JOURNAL_STREAM names w's device
-// and inode), because the journal stamps every line itself. The console format is coloured only
-// when w is a terminal and NO_COLOR is unset.
+// and inode), because the journal stamps every line itself. On that stream each line, in either
+// format, starts with its level's sd-daemon priority (see Priority), which journald strips. The
+// console format is coloured only when w is a terminal and NO_COLOR is unset.
 //
 // New changes none of zerolog's package-level settings: the time field is added by a hook of this
 // logger, not through zerolog.TimeFieldFormat.
@@ -119,9 +120,14 @@ func newLogger(w io.Writer, level, format string, getenv func(string) string, no
 		return zerolog.Nop(), err
 	}
 	stamp := timeHook{now: now}
+	journal := journalStream(w, getenv)
 
 	if format == FormatJSON {
-		return zerolog.New(w).Level(lvl).Hook(stamp), nil
+		out := w
+		if journal {
+			out = priorityWriter{w}
+		}
+		return zerolog.New(out).Level(lvl).Hook(stamp), nil
 	}
 
 	cw := zerolog.ConsoleWriter{
@@ -129,9 +135,9 @@ func newLogger(w io.Writer, level, format string, getenv func(string) string, no
 		NoColor:    !isTerminal(w) || getenv("NO_COLOR") != "",
 		TimeFormat: "2006-01-02 15:04:05.000000",
 	}
-	if journalStream(w, getenv) {
+	if journal {
 		cw.PartsExclude = []string{zerolog.TimestampFieldName}
-		return zerolog.New(cw).Level(lvl), nil
+		return zerolog.New(consolePriority{cw, w}).Level(lvl), nil
 	}
 	return zerolog.New(cw).Level(lvl).Hook(stamp), nil
 }
