@@ -5,6 +5,7 @@
 //	gatewayd check [-config FILE]    validate a configuration and print what it resolves to
 //	gatewayd status [-json] [-q]     ask the running daemon what it is doing
 //	gatewayd at 'AT+CSQ'             one AT command through the running daemon
+//	gatewayd doctor [-config FILE]   check every part the gateway needs: ok, or what to do
 //	gatewayd sim                     the whole daemon on the built-in EC600 emulator and broker
 //	gatewayd -version                print the version
 package main
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args, stdout, stderr)
 	case "at":
 		return runAT(args, stdout, stderr)
+	case "doctor":
+		return runDoctor(args, stdout, stderr)
 	case "sim":
 		return runSim(args, stdout, stderr)
 	case "version":
@@ -73,6 +76,7 @@ func usage(w io.Writer) {
   gatewayd check [-config FILE]    validate a configuration and print the settings it resolves to
   gatewayd status [-json] [-q]     ask the running daemon what it is doing (exit 1: not connected)
   gatewayd at [-force] 'AT+CSQ'    one AT command through the running daemon, which owns the port
+  gatewayd doctor [-config FILE]   check every part the gateway needs: ok, or what is wrong and what to do
   gatewayd sim [-h]                the whole daemon on the built-in EC600 emulator and broker
   gatewayd -version                print the version
 `)

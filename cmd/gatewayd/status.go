@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/control"
+	"github.com/gatewayd/gatewayd/internal/doctor"
 )
 
 // Exit codes of status and at.
@@ -256,6 +259,36 @@ func runAT(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, resp.AT.Result)
 	if !resp.AT.OK {
 		return exitNotConnected
+	}
+	return 0
+}
+
+func runDoctor(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gatewayd doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "configuration `file`")
+	socket := fs.String("socket", "", "the daemon's control `socket` (default: the configuration's [control] socket)")
+	wait := fs.Duration("wait", 20*time.Second, "how long the SIM and the network registration may take to get ready")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: gatewayd doctor [-config FILE] [-socket PATH] [-wait 20s]\n\nChecks every part the gateway needs, through the running daemon or, when it is stopped, by\nopening the port itself. exit code: 0 every check passed (warnings allowed), 1 one failed")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stdout, "  FAIL  config       %v\n", err)
+		fmt.Fprintf(stdout, "                     → fix the configuration; `gatewayd check -config %s` says the same\n", *path)
+		return 1
+	}
+	fmt.Fprintf(stdout, "gatewayd doctor %s\n", versionString())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	rs := doctor.Run(ctx, doctor.Options{Config: cfg, Socket: *socket, Wait: *wait})
+	doctor.Print(stdout, rs)
+	if doctor.Failed(rs) {
+		return 1
 	}
 	return 0
 }

@@ -250,7 +250,7 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		APN:             cfg.Module.APN,
 		APNUser:         cfg.Module.APNUser,
 		APNPassword:     cfg.Module.APNPassword.Reveal(),
-		APNAuth:         apnAuth(cfg.Module.APNAuth),
+		APNAuth:         APNAuth(cfg.Module.APNAuth),
 		PDPContext:      cfg.Module.PDPContext,
 		SIMTimeout:      cfg.Module.SIMTimeout,
 		RegisterTimeout: cfg.Module.RegisterTimeout,
@@ -309,8 +309,8 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 	return set, nil
 }
 
-// apnAuth is the modem's value for module.apn_auth (validated by config).
-func apnAuth(s string) modem.Auth {
+// APNAuth is the modem's value for module.apn_auth (validated by config).
+func APNAuth(s string) modem.Auth {
 	switch s {
 	case "pap":
 		return modem.AuthPAP
