@@ -5,6 +5,15 @@
 // The decisions are a pure state machine (machine.go) fed by one loop (Run) that performs its
 // effects and owns every timer; the bring-up stages (stages.go) never sleep, and one classifier
 // (classify.go) says what each of their errors means.
+//
+// Nothing the module sends is dropped: the AT reader, the MQTT client's event loop and this loop
+// are joined by bounded queues that push back (a full one stops the reader reading the port).
+// That cannot deadlock because of one rule: the loop, which is the only reader of the client's
+// events, never waits for an AT command with the events unread. Stages, health checks, resets
+// and stored-message reads run in goroutines of their own; where the loop itself must wait for a
+// call (the disconnect at shutdown, the drain's last publish, a stage stopping), it does so in
+// while, which goes on handling downlinks meanwhile. Handing a downlink on (the log, the LED,
+// the local endpoint's queue) never waits on anything but the log.
 package supervisor
 
 import (
