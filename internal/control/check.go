@@ -94,6 +94,8 @@ func splitCommands(s string) []string {
 }
 
 func checkOne(cmd string, clientIndex int, force bool) error {
+	// V.250 modules ignore spaces in a command name ("AT +QMTPUBEX"): judge it without them.
+	cmd = strings.ReplaceAll(strings.ReplaceAll(cmd, " ", ""), "\t", "")
 	for _, d := range dataCommands {
 		if strings.HasPrefix(cmd, d) && !strings.HasSuffix(cmd, "?") {
 			return fmt.Errorf("%w: %s enters data mode, which would take gatewayd's next commands as its data; not sent, even with --force", ErrRefused, strings.TrimSuffix(d, "="))

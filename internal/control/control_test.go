@@ -216,6 +216,8 @@ func TestCheckAT(t *testing.T) {
 		{"AT+CSQ;+CFUN=0", false, false}, // the second command counts too
 		{"AT+QMTPUBEX=1,1,0,0,\"t\",5", true, false},
 		{"AT+QFUPL=\"UFS:x\",10", true, false},
+		{"AT +QMTPUBEX=1,1,0,0,\"t\",5", true, false},
+		{"AT+ CFUN=0", false, false},
 		{"AT+CSQ\r\nAT+CFUN=0", true, false},
 		{"AT+CSQ\x1a", true, false},
 		{"CSQ", true, false},
