@@ -245,11 +245,14 @@ func Ask(ctx context.Context, path string, req Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return Response{}, fmt.Errorf("control socket %s: %w", path, err)
-	}
+	_, werr := c.Write(append(b, '\n'))
+	// A busy server answers and closes before reading: its answer may be there even when the
+	// write failed.
 	line, err := bufio.NewReader(io.LimitReader(c, maxAnswer)).ReadBytes('\n')
-	if err != nil {
+	switch {
+	case err != nil && werr != nil:
+		return Response{}, fmt.Errorf("control socket %s: %w", path, werr)
+	case err != nil:
 		return Response{}, fmt.Errorf("control socket %s: reading the answer: %w", path, err)
 	}
 	var resp Response
