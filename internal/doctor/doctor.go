@@ -178,7 +178,7 @@ func (d *doc) daemon(ctx context.Context) *control.Status {
 func (d *doc) usb() []port.Candidate {
 	cands, err := port.Find()
 	p := d.cfg.Serial.Port
-	usbish := p == port.Auto || strings.HasPrefix(filepath.Base(p), "ttyUSB") || strings.HasPrefix(filepath.Base(p), "ec600")
+	usbish := d.usbPort()
 	switch {
 	case err != nil && p == port.Auto:
 		d.add("usb", Fail, err.Error(), "check the cable and the module's power; `lsusb` should list 2c7c:6002 (or 6001, 0901)")
@@ -329,9 +329,7 @@ func comm(proc, pid string) string {
 // udev checks that gatewayd's udev rule is installed where it matters (a USB port) and that
 // ModemManager does not run without it.
 func (d *doc) udev(path string) {
-	p := d.cfg.Serial.Port
-	base := filepath.Base(p)
-	if p != port.Auto && !strings.HasPrefix(base, "ttyUSB") && !strings.HasPrefix(base, "ec600") {
+	if !d.usbPort() {
 		d.add("udev", Skip, "the port is not a USB tty: no udev rule needed", "")
 		return
 	}
@@ -353,6 +351,20 @@ func (d *doc) udev(path string) {
 		d.add("udev", Warn, "gatewayd's udev rule is not installed: /dev/ec600-at will not exist, and a ModemManager installed later may take the port",
 			"install deploy/udev/"+RuleName+" in /etc/udev/rules.d")
 	}
+}
+
+// usbPort reports whether the configured port is (or looks like) the module's USB tty: auto,
+// ttyUSB*, or the udev rule's ec600-* names — but not a pseudo-terminal (an emulator) behind one.
+func (d *doc) usbPort() bool {
+	p := d.cfg.Serial.Port
+	if p == port.Auto {
+		return true
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil && strings.HasPrefix(real, "/dev/pts/") {
+		return false
+	}
+	base := filepath.Base(p)
+	return strings.HasPrefix(base, "ttyUSB") || strings.HasPrefix(base, "ec600")
 }
 
 // running reports whether a process named name runs.
