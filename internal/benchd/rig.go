@@ -73,6 +73,8 @@ type Options struct {
 	// Local runs the daemon's local MQTT endpoint on a free loopback port (Rig.LocalAddr), with
 	// its outbox in the rig's directory: every downlink is also published to local subscribers.
 	Local bool
+	// Metrics serves the daemon's Prometheus metrics on a free loopback port (Rig.MetricsAddr).
+	Metrics bool
 }
 
 // Rig is the daemon connected through a Relay to the EC600 emulator and an embedded broker.
@@ -88,6 +90,8 @@ type Rig struct {
 	Pid string
 	// LocalAddr is the local endpoint's address with Options.Local, else "".
 	LocalAddr string
+	// MetricsAddr is the metrics listener's address with Options.Metrics, else "".
+	MetricsAddr string
 
 	dir    string
 	cancel context.CancelFunc
@@ -141,6 +145,12 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 			return r, err
 		}
 		text += fmt.Sprintf("\n[local]\nlisten = %q\n\n[outbox]\ndir = %q\n", r.LocalAddr, filepath.Join(dir, "outbox"))
+	}
+	if o.Metrics {
+		if r.MetricsAddr, err = freeAddr(); err != nil {
+			return r, err
+		}
+		text += fmt.Sprintf("\n[metrics]\nlisten = %q\n", r.MetricsAddr)
 	}
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
