@@ -140,7 +140,9 @@ type conn struct {
 	net.Conn // the accepted connection: Read, the addresses and the read deadline are its own
 	e        *Endpoint
 
-	connected atomic.Bool // mochi has read the CONNECT (set by the hook's OnConnect)
+	connected atomic.Bool   // mochi has read the CONNECT (set by the hook's OnConnect)
+	reading   chan struct{} // closed at mochi's first Read, which follows its ClientsWg.Add
+	readOnce  sync.Once
 
 	mu       sync.Mutex
 	wake     sync.Cond // signalled when queue, closing or err change
@@ -162,7 +164,7 @@ type conn struct {
 
 // newConn wraps raw, gives it its CONNECT deadline and starts its writer.
 func newConn(raw net.Conn, e *Endpoint) *conn {
-	c := &conn{Conn: raw, e: e}
+	c := &conn{Conn: raw, e: e, reading: make(chan struct{})}
 	c.wake.L = &c.mu
 	type sendBufferer interface{ SetWriteBuffer(int) error }
 	if s, ok := raw.(sendBufferer); ok {
@@ -196,6 +198,14 @@ func (c *conn) id() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.clientID
+}
+
+// Read is the connection's own. The first call tells the endpoint that mochi has counted the
+// connection in (Server.attachClient adds it to Listeners.ClientsWg before it reads): only
+// then may mochi's Close, which waits on that group, begin (see Endpoint.stop).
+func (c *conn) Read(p []byte) (int, error) {
+	c.readOnce.Do(func() { close(c.reading) })
+	return c.Conn.Read(p)
 }
 
 // Write queues p (whole packets, as mochi writes them) for the writer and returns at once.

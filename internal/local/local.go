@@ -520,6 +520,22 @@ func (e *Endpoint) stop() {
 	// mochi's Close waits for every connection but closes only those whose CONNECT it has
 	// accepted: close the others now.
 	e.closeConns(func(c *conn) bool { return !c.connected.Load() })
+	// mochi counts a connection in (ClientsWg.Add) in the connection's own goroutine; its Close
+	// must not wait on the group before every connection accepted so far is counted (a
+	// sync.WaitGroup must not be added to while it is waited on).
+	e.connMu.Lock()
+	var admitted []*conn
+	for c := range e.conns {
+		admitted = append(admitted, c)
+	}
+	e.connMu.Unlock()
+	counted := time.After(stopWait)
+	for _, c := range admitted {
+		select {
+		case <-c.reading:
+		case <-counted:
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		_ = e.srv.Close() // disconnects the clients (DISCONNECT for MQTT 5), waits for their goroutines
