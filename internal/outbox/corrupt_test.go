@@ -2,38 +2,78 @@ package outbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
 )
 
-// realStore writes n messages of size bytes into a fresh store in dir and closes it.
-func realStore(t testing.TB, dir string, n, size int) {
+// The store before issue 16 was one bbolt file; Open migrates it, after checking it as the old
+// store did. These tests damage such files: Open must never fail or crash on one, and sets it
+// aside when it cannot be read (or drops the damaged records when only they are damaged).
+
+// legacyStore writes what the bbolt outbox wrote (one transaction per Put, NextSequence keys,
+// leaves filled to 100 %, an attempts bucket, deletions by Ack) into dir/FileName: n messages
+// of size bytes, every third acknowledged so that holes and a freelist are left behind as in
+// a store in use, and the two after each of those sent once.
+func legacyStore(t testing.TB, dir string, n, size int) {
 	t.Helper()
-	s, err := Open(Config{Dir: dir}, zerolog.Nop())
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer db.Close()
+	update := func(fn func(msgs, att *bolt.Bucket) error) {
+		t.Helper()
+		if err := db.Update(func(tx *bolt.Tx) error {
+			msgs, err := tx.CreateBucketIfNotExists(bucketMsgs)
+			if err != nil {
+				return err
+			}
+			att, err := tx.CreateBucketIfNotExists(bucketAttempts)
+			if err != nil {
+				return err
+			}
+			return fn(msgs, att)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
 	for i := 0; i < n; i++ {
-		p := bytes.Repeat([]byte{byte('a' + i%26)}, size)
-		if _, err := s.Put(fmt.Sprintf("site/sensor/%d", i), p, 1, false); err != nil {
-			t.Fatal(err)
-		}
+		update(func(msgs, _ *bolt.Bucket) error {
+			msgs.FillPercent = 1.0
+			seq, err := msgs.NextSequence()
+			if err != nil {
+				return err
+			}
+			k := seqKey(seq)
+			p := bytes.Repeat([]byte{byte('a' + i%26)}, size)
+			return msgs.Put(k, encodeRecord(k, fmt.Sprintf("site/sensor/%d", i), p, 1, false, now))
+		})
 	}
-	// Leave holes and a freelist behind, as a store in use has.
 	for i := uint64(1); i <= uint64(n); i += 3 {
-		if err := s.Ack(i); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+		update(func(msgs, att *bolt.Bucket) error {
+			for _, seq := range []uint64{i + 1, i + 2} {
+				if seq <= uint64(n) {
+					if err := att.Put(seqKey(seq), binary.BigEndian.AppendUint32(nil, 1)); err != nil {
+						return err
+					}
+				}
+			}
+			if err := msgs.Delete(seqKey(i)); err != nil {
+				return err
+			}
+			return att.Delete(seqKey(i))
+		})
 	}
 }
 
@@ -102,9 +142,9 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-func TestTruncatedStoreIsSetAside(t *testing.T) {
+func TestTruncatedOldStoreIsSetAside(t *testing.T) {
 	src := t.TempDir()
-	realStore(t, src, 600, 2000) // ~1.2 MB: overflow-free leaves, branch pages, a freelist
+	legacyStore(t, src, 600, 2000) // ~1.2 MB: overflow-free leaves, branch pages, a freelist
 	orig, err := os.ReadFile(filepath.Join(src, FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +161,7 @@ func TestTruncatedStoreIsSetAside(t *testing.T) {
 		}
 		s, _ := open(t, Config{Dir: dir})
 		if st := s.Stats(); st.SetAside != "" || st.Messages != 400 {
-			t.Fatalf("a file cut after its last page lost messages: %+v", st)
+			t.Fatalf("a file cut after its last page lost messages in the migration: %+v", st)
 		}
 	})
 	for _, keep := range []int{used / 2, used - 4096, 4096 + 100, 3000} {
@@ -135,12 +175,12 @@ func TestTruncatedStoreIsSetAside(t *testing.T) {
 	}
 }
 
-// TestDamagedPagesNeverStopTheStore overwrites each page of a real store in turn (header and
+// TestDamagedOldPagesNeverStopTheStore overwrites each page of an old store in turn (header and
 // elements) and checks that Open always succeeds: the file is set aside, or — when the damage
-// hit only message bytes — the damaged messages are dropped and counted and the rest kept.
-func TestDamagedPagesNeverStopTheStore(t *testing.T) {
+// hit only message bytes — the damaged messages are dropped and counted and the rest migrated.
+func TestDamagedOldPagesNeverStopTheStore(t *testing.T) {
 	src := t.TempDir()
-	realStore(t, src, 300, 300)
+	legacyStore(t, src, 300, 300)
 	orig, err := os.ReadFile(filepath.Join(src, FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -186,18 +226,26 @@ func TestDamagedPagesNeverStopTheStore(t *testing.T) {
 	}
 }
 
-func TestDamagedMessageIsDroppedAndCounted(t *testing.T) {
+func TestDamagedOldMessageIsDroppedAndCounted(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(Config{Dir: dir}, zerolog.Nop())
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"first-payload", "MARKER-payload", "third-payload"} {
-		if _, err := s.Put("t", []byte(p), 1, false); err != nil {
+		if err := db.Update(func(tx *bolt.Tx) error {
+			msgs, err := tx.CreateBucketIfNotExists(bucketMsgs)
+			if err != nil {
+				return err
+			}
+			seq, _ := msgs.NextSequence()
+			k := seqKey(seq)
+			return msgs.Put(k, encodeRecord(k, "t", []byte(p), 1, false, time.Now()))
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.Close()
+	db.Close()
 	path := filepath.Join(dir, FileName)
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -247,11 +295,12 @@ func TestEmptyFileIsANewStore(t *testing.T) {
 	mustPut(t, s, "t", "x")
 }
 
-// FuzzOpenDamagedStore opens arbitrary bytes, and a real store with fuzzed bytes written over
-// it, as a store file. Open must never crash the process, and the store must work afterwards.
+// FuzzOpenDamagedStore opens arbitrary bytes, and an old (bbolt) store with fuzzed bytes
+// written over it, as the store file to migrate. Open must never crash the process, and the
+// store must work afterwards.
 func FuzzOpenDamagedStore(f *testing.F) {
 	src := f.TempDir()
-	realStore(f, src, 40, 200)
+	legacyStore(f, src, 40, 200)
 	orig, err := os.ReadFile(filepath.Join(src, FileName))
 	if err != nil {
 		f.Fatal(err)
