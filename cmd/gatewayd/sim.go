@@ -1,3 +1,8 @@
+//go:build !nosim
+
+// The emulator and its broker are left out of a build with -tags nosim (the Debian package's
+// binary, scripts/package-deb.sh): sim_off.go answers `gatewayd sim` there.
+
 package main
 
 import (
