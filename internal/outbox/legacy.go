@@ -119,7 +119,7 @@ func (s *Store) migrate() error {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	b := &builder{dir: tmp}
+	b := &builder{dir: tmp, segSize: s.cfg.segSize, chunk: s.cfg.chunk}
 	n, bad, err := s.copyBolt(b)
 	if err == nil {
 		err = b.finish()

@@ -82,7 +82,7 @@ func (s *Store) repair(rep *replayed) error {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	b := &builder{dir: tmp, nextSeq: s.nextSeq}
+	b := &builder{dir: tmp, nextSeq: s.nextSeq, segSize: s.cfg.segSize, chunk: s.cfg.chunk}
 	var copied, lost int
 	var werr error
 	s.idx.from(0, func(e *entry) bool {
@@ -118,7 +118,10 @@ func (s *Store) repair(rep *replayed) error {
 	if err := s.finishReplace(); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	s.damagedN.Add(uint64(rep.damaged + lost))
+	// Damaged counts what was found damaged: records stepped over, messages that could not be
+	// read, and segments cut short, unreadable or missing (how many messages those held is
+	// not known).
+	s.damagedN.Add(uint64(rep.damaged + lost + rep.broken))
 	s.log.Error().Str(logging.EventKey, logging.EventOutboxDamaged).Str("path", s.path).Err(why).
 		Int("damaged_records", rep.damaged).Int("unreadable_messages", lost).Int("messages_kept", copied).Str("set_aside", s.setAside).
 		Msg("damage found in the outbox; the messages that could be read were copied to a fresh store (each counts as sent once)")
@@ -128,11 +131,12 @@ func (s *Store) repair(rep *replayed) error {
 // builder writes a new store directory from scratch, one segment after another, each written
 // in full (records, then zeros) and fdatasynced; finish syncs the directory.
 type builder struct {
-	dir     string
-	nextSeq uint64 // the new store's next seq: at least this
-	gen     uint64
-	size    int
-	buf     []byte // the segment being written, nil when none
+	dir            string
+	nextSeq        uint64 // the new store's next seq: at least this
+	segSize, chunk int64  // Config's
+	gen            uint64
+	size           int
+	buf            []byte // the segment being written, nil when none
 }
 
 func (b *builder) put(p putBody) error {
@@ -153,7 +157,7 @@ func (b *builder) put(p putBody) error {
 
 func (b *builder) start(need int) {
 	b.gen++
-	b.size = max(segmentSize, (segHeaderSize+need+recHeaderSize+pageSize-1)/pageSize*pageSize)
+	b.size = max(int(b.segSize), (segHeaderSize+need+recHeaderSize+pageSize-1)/pageSize*pageSize)
 	b.buf = encodeHeader(segHeader{gen: b.gen, nextSeq: max(b.nextSeq, 1)})
 }
 
@@ -168,7 +172,7 @@ func (b *builder) flush(end bool) error {
 	}
 	size := b.size
 	if !end { // the newest segment: as large as it needs now, it grows as the store's would
-		size = min(b.size, (len(b.buf)+recHeaderSize+segChunk-1)/segChunk*segChunk)
+		size = min(b.size, (len(b.buf)+recHeaderSize+int(b.chunk)-1)/int(b.chunk)*int(b.chunk))
 	}
 	data := append(b.buf, make([]byte, size-len(b.buf))...)
 	for off := 0; off < len(data) && err == nil; off += pageSize {

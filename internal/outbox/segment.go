@@ -144,10 +144,10 @@ func reuseSpare(dir string, h segHeader) (*os.File, error) {
 // spare when there is none and it has the standard size, else it is deleted. The directory is
 // synced, so that a later retirement never reaches the disk before this one (an older segment
 // coming back after a crash is harmless only while every younger one is still there).
-func retireSegment(dir string, gen uint64, size int64, spare bool) (bool, error) {
+func retireSegment(dir string, gen uint64, size int64, spare bool, full int64) (bool, error) {
 	path := filepath.Join(dir, segName(gen))
 	var err error
-	if !spare && size == segmentSize {
+	if !spare && size == full {
 		err = os.Rename(path, filepath.Join(dir, spareName))
 		spare = err == nil
 	} else {

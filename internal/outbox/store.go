@@ -65,6 +65,9 @@ type Config struct {
 	CommitWait time.Duration
 	// Now is the clock; nil = time.Now. Tests inject one to drive expiry.
 	Now func() time.Time
+
+	// segSize and chunk are segmentSize and segChunk unless a test sets them smaller.
+	segSize, chunk int64
 }
 
 // StateDir is where the store lives when Config.Dir is empty: the first directory of
@@ -107,6 +110,9 @@ func (c Config) resolve() (Config, error) {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.segSize == 0 {
+		c.segSize, c.chunk = segmentSize, segChunk
 	}
 	return c, nil
 }
@@ -201,15 +207,17 @@ type Store struct {
 	sentHigh uint64 // the highest seq given to Sending in this run
 	visible  uint64 // the highest seq whose put is durable: Pending shows none above it
 
-	segs       []*segment // oldest first, consecutive gens; the last one is being written
-	spare      bool
-	tail       *os.File
-	tailOff    int
-	run        uint32
-	seed       uint32
-	runs       map[uint64][]runStart // the runs of each segment after its first, for reading
-	readers    map[uint64]*os.File
-	relocating bool
+	segs    []*segment // oldest first, consecutive gens; the last one is being written
+	spare   bool
+	tail    *os.File
+	tailOff int
+	run     uint32
+	seed    uint32
+	runs    map[uint64][]runStart // the runs of each segment after its first, for reading
+	readers map[uint64]*os.File
+	// relocateDue: a segment was started, so the oldest may be worth emptying (see relocate);
+	// done after the append that started it.
+	relocateDue, relocating bool
 
 	written uint64 // bytes appended in this run, over all segments
 	durable uint64 // every byte appended before this position is on disk
@@ -432,6 +440,7 @@ type replayed struct {
 	damaged    int      // records stepped over
 	where      []string // in which segments
 	structural error    // a segment unreadable, cut short or missing: set the store aside
+	broken     int      // how many such segments (or gaps)
 }
 
 // load reads every segment of the store directory into s (index, segments, counters) and
@@ -446,7 +455,7 @@ func (s *Store) load() (*replayed, error) {
 	s.spare = spare
 	if len(gens) == 0 {
 		// A store being created when a crash came, or emptied by hand: start at gen 1.
-		f, err := makeSegment(s.path, segHeader{gen: 1, nextSeq: 1}, segChunk)
+		f, err := makeSegment(s.path, segHeader{gen: 1, nextSeq: 1}, s.cfg.chunk)
 		if err != nil {
 			return nil, fmt.Errorf("outbox: %w", err)
 		}
@@ -459,6 +468,7 @@ func (s *Store) load() (*replayed, error) {
 		last := i == len(gens)-1
 		if i > 0 && gen != gens[i-1]+1 {
 			rep.structural = errors.Join(rep.structural, formatErr("segments %x to %x are missing", gens[i-1]+1, gen-1))
+			rep.broken++
 		}
 		data, err := os.ReadFile(filepath.Join(s.path, segName(gen)))
 		if err != nil {
@@ -466,6 +476,7 @@ func (s *Store) load() (*replayed, error) {
 				return nil, fmt.Errorf("outbox: %w", err)
 			}
 			rep.structural = errors.Join(rep.structural, fmt.Errorf("segment %x: %w", gen, err))
+			rep.broken++
 			s.segs = append(s.segs, &segment{gen: gen})
 			continue
 		}
@@ -477,6 +488,7 @@ func (s *Store) load() (*replayed, error) {
 		if err != nil {
 			// Its records may still be sound: they are read with the gen of the file name.
 			rep.structural = errors.Join(rep.structural, fmt.Errorf("segment %x: %w", gen, err))
+			rep.broken++
 		} else {
 			nextSeq = max(nextSeq, h.nextSeq)
 		}
@@ -495,6 +507,7 @@ func (s *Store) load() (*replayed, error) {
 		}
 		if !last && !res.ended {
 			rep.structural = errors.Join(rep.structural, formatErr("segment %x ends at byte %d of %d without its END record", gen, res.end, len(data)))
+			rep.broken++
 		}
 		if last {
 			rep.tailEnd, rep.tailRun, rep.tailEnded = res.end, res.run, res.ended
@@ -652,6 +665,11 @@ func (s *Store) append(typ byte, body []byte) (gen uint64, off int, end uint64, 
 	gen, off = s.tailGen(), s.tailOff
 	s.tailOff += n
 	s.written += uint64(n)
+	if s.relocateDue && !s.relocating {
+		// Only now: body may alias the scratch buffers relocate uses.
+		s.relocateDue = false
+		s.relocate()
+	}
 	return gen, off, s.written, nil
 }
 
@@ -660,11 +678,11 @@ func (s *Store) append(typ byte, body []byte) (gen uint64, off int, end uint64, 
 // it are made durable (with the new file size) by the next fdatasync; until then the log ends
 // where it ended. The caller holds mu.
 func (s *Store) makeRoom(need int64, n int) error {
-	tail := s.segs[len(s.segs)-1]
-	if need > segmentSize || tail.size >= segmentSize {
+	tail, full := s.segs[len(s.segs)-1], s.cfg.segSize
+	if need > full || tail.size >= full {
 		return s.switchSegment(n)
 	}
-	size := min((need+segChunk-1)/segChunk*segChunk, segmentSize)
+	size := min((need+s.cfg.chunk-1)/s.cfg.chunk*s.cfg.chunk, full)
 	if err := fill(s.tail, nil, tail.size, size); err != nil {
 		return s.fail(fmt.Errorf("growing a segment: %w", err))
 	}
@@ -694,7 +712,7 @@ func (s *Store) switchSegment(need int) error {
 // of need bytes. The caller holds mu.
 func (s *Store) nextSegment(need int) error {
 	old := s.tail
-	size := int64(segChunk)
+	size := s.cfg.chunk
 	if want := int64(segHeaderSize + need + recHeaderSize); want > size {
 		size = (want + pageSize - 1) / pageSize * pageSize
 	}
@@ -702,10 +720,10 @@ func (s *Store) nextSegment(need int) error {
 	h := segHeader{gen: gen, nextSeq: s.nextSeq}
 	var f *os.File
 	var err error
-	if s.spare && size <= segmentSize {
+	if s.spare && size <= s.cfg.segSize {
 		f, err = reuseSpare(s.path, h)
 		if err == nil {
-			s.spare, size = false, segmentSize
+			s.spare, size = false, s.cfg.segSize
 		}
 	} else {
 		f, err = makeSegment(s.path, h, size)
@@ -719,9 +737,7 @@ func (s *Store) nextSegment(need int) error {
 	s.keepReader(s.tailGen(), old)
 	s.segs = append(s.segs, &segment{gen: gen, size: size})
 	s.tail, s.tailOff, s.run, s.seed = f, segHeaderSize, 0, runSeed(gen, 0)
-	if !s.relocating {
-		s.relocate()
-	}
+	s.relocateDue = true
 	return nil
 }
 
@@ -738,7 +754,7 @@ func (s *Store) relocate() {
 	for _, seg := range s.segs {
 		total += seg.size
 	}
-	if o.live == 0 || o.liveBytes*16 > o.size && total <= 2*s.cfg.MaxBytes+4*segmentSize {
+	if o.live == 0 || o.liveBytes*16 > o.size && total <= 2*s.cfg.MaxBytes+4*s.cfg.segSize {
 		return
 	}
 	s.relocating = true
@@ -763,8 +779,7 @@ func (s *Store) relocate() {
 			p.flags |= putReserved
 		}
 		p.attempts = uint32(e.attempts)
-		s.body = p.append(s.body[:0])
-		gen, off, _, err := s.append(recPut, s.body)
+		gen, off, _, err := s.append(recPut, p.append(nil))
 		if err != nil {
 			return
 		}
@@ -791,7 +806,7 @@ func (s *Store) retire() {
 			f.Close()
 			delete(s.readers, o.gen)
 		}
-		spare, err := retireSegment(s.path, o.gen, o.size, s.spare)
+		spare, err := retireSegment(s.path, o.gen, o.size, s.spare, s.cfg.segSize)
 		if err != nil {
 			s.log.Warn().Err(err).Str("segment", segName(o.gen)).Msg("outbox: retiring a segment failed; will try again")
 			return
