@@ -46,7 +46,7 @@ func (s *streamLines) all() []string {
 	return append([]string(nil), s.lines...)
 }
 
-var prefix = regexp.MustCompile(`^<(\d)>`)
+var priorityPrefix = regexp.MustCompile(`^<(\d)>`)
 
 // startOnPipe runs gatewayd on cfg with its stderr on a pipe, and JOURNAL_STREAM set by stream
 // from the pipe's "<dev>:<inode>" ("" leaves it out). The lines are kept as written and, without
@@ -68,7 +68,7 @@ func startOnPipe(t *testing.T, b *bench, cfg string, stream func(devIno string) 
 	st := fi.Sys().(*syscall.Stat_t)
 	cmd := exec.Command(gatewaydBin, "-config", path)
 	cmd.Stderr = w
-	cmd.Env = slicesWithout(os.Environ(), "JOURNAL_STREAM=")
+	cmd.Env = withoutEnv(os.Environ(), "JOURNAL_STREAM=")
 	if js := stream(fmt.Sprintf("%d:%d", st.Dev, st.Ino)); js != "" {
 		cmd.Env = append(cmd.Env, "JOURNAL_STREAM="+js)
 	}
@@ -86,7 +86,7 @@ func startOnPipe(t *testing.T, b *bench, cfg string, stream func(devIno string) 
 			raw.mu.Lock()
 			raw.lines = append(raw.lines, l)
 			raw.mu.Unlock()
-			fmt.Fprintln(pw, prefix.ReplaceAllString(l, ""))
+			fmt.Fprintln(pw, priorityPrefix.ReplaceAllString(l, ""))
 		}
 		pw.Close()
 		r.Close()
@@ -106,8 +106,8 @@ func startOnPipe(t *testing.T, b *bench, cfg string, stream func(devIno string) 
 	return d, raw
 }
 
-// slicesWithout returns env without the variables that start with prefix.
-func slicesWithout(env []string, prefix string) []string {
+// withoutEnv returns env without the variables that start with prefix.
+func withoutEnv(env []string, prefix string) []string {
 	var out []string
 	for _, e := range env {
 		if !strings.HasPrefix(e, prefix) {
@@ -141,7 +141,7 @@ func TestJournalPriorities(t *testing.T) {
 			seen := map[string]int{}
 			for _, l := range raw.all() {
 				body, pri := l, ""
-				if m := prefix.FindStringSubmatch(l); m != nil {
+				if m := priorityPrefix.FindStringSubmatch(l); m != nil {
 					body, pri = l[len(m[0]):], m[1]
 				}
 				var e logwatch.Entry
@@ -212,7 +212,7 @@ wait $j
 exit 0
 `
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
-	cmd.Env = append(slicesWithout(os.Environ(), "JOURNAL_STREAM="), "JOURNALD="+journald, "GATEWAYD="+gatewaydBin, "CONFIG="+cfg, "OUT="+out)
+	cmd.Env = append(withoutEnv(os.Environ(), "JOURNAL_STREAM="), "JOURNALD="+journald, "GATEWAYD="+gatewaydBin, "CONFIG="+cfg, "OUT="+out)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -103,6 +103,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.wait(t, 0, "session_up")
+	// The daemon subscribes to the topic it posts "test publish" to on connect: that downlink
+	// comes first, before the counters are read.
+	d.wait(t, 0, "downlink")
 
 	m := scrape(t, metricsAddr)
 	var problems []string

@@ -15,8 +15,8 @@ import (
 	"github.com/gatewayd/gatewayd/internal/supervisor"
 )
 
-// Sources are the snapshots a scrape reads. Status and AT are required; a nil Outbox, Drain or
-// Local leaves its metrics out (no [local], or an outbox that could not be opened).
+// Sources are the snapshots a scrape reads; a nil one leaves its metrics out (Outbox, Drain and
+// Local: no [local], or an outbox that could not be opened).
 type Sources struct {
 	Status func() supervisor.Status // supervisor.(*Supervisor).Status
 	AT     func() at.Stats          // supervisor.(*Supervisor).ATStats
@@ -31,13 +31,13 @@ type Sources struct {
 	Version string
 }
 
-// Stages are the values of Status.Stage, in bring-up order: gatewayd_session_stage has one
+// stages are the values of Status.Stage, in bring-up order: gatewayd_session_stage has one
 // series for each.
-var Stages = []string{"port", "module", "sim", "register", "pdp", "mqtt", "connected"}
+var stages = []string{"port", "module", "sim", "register", "pdp", "mqtt", "connected"}
 
-// LossReasons are the keys of Status.Reconnects: gatewayd_reconnects_total has a series for each
+// lossReasons are the keys of Status.Reconnects: gatewayd_reconnects_total has a series for each
 // from the start, so that a rate over the first loss is right.
-var LossReasons = []string{
+var lossReasons = []string{
 	supervisor.LossLinkClosed, supervisor.LossPing, supervisor.LossPDP, supervisor.LossReboot,
 	supervisor.LossSIM, supervisor.LossPort, supervisor.LossUnresponsive, supervisor.LossOther,
 }
@@ -50,17 +50,17 @@ type Uplinks struct {
 	messages, bytes atomic.Uint64
 }
 
-// PublishBuckets are the bounds, in seconds, of gatewayd_publish_duration_seconds: a publish
+// publishBuckets are the bounds, in seconds, of gatewayd_publish_duration_seconds: a publish
 // through an LTE module takes from tens of milliseconds to the module's packet timeout times its
 // retries.
-var PublishBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+var publishBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // NewUplinks returns an empty Uplinks.
 func NewUplinks() *Uplinks {
 	return &Uplinks{latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "gatewayd_publish_duration_seconds",
 		Help:    "How long a publish from the outbox took, from handing it to the module to its completion (the broker's PUBACK at QoS 1).",
-		Buckets: PublishBuckets,
+		Buckets: publishBuckets,
 	})}
 }
 
@@ -75,7 +75,7 @@ func (u *Uplinks) Published(n int, took time.Duration) {
 	u.latency.Observe(took.Seconds())
 }
 
-// desc is a metric's description with how to read it from a snapshot.
+// desc is a metric's description with the type of its constant metrics (unused for the summary).
 type desc struct {
 	*prometheus.Desc
 	kind prometheus.ValueType
@@ -190,8 +190,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- m
 	}
 	emit(c.buildInfo, 1, c.src.Version)
-	c.collectStatus(emit)
-	c.collectAT(ch, emit)
+	if c.src.Status != nil {
+		c.collectStatus(emit)
+	}
+	if c.src.AT != nil {
+		c.collectAT(ch, emit)
+	}
 	if u := c.src.Uplinks; u != nil {
 		emit(c.uplinks, float64(u.messages.Load()))
 		emit(c.uplinkBytes, float64(u.bytes.Load()))
@@ -210,10 +214,10 @@ func (c *Collector) collectStatus(emit emitFunc) {
 		emit(c.moduleInfo, 1, id.Model, id.Revision, id.IMEI, id.ICCID)
 	}
 	emit(c.portOpen, bool01(st.PortOpen))
-	for _, s := range Stages {
+	for _, s := range stages {
 		emit(c.stage, bool01(st.Stage == s), s)
 	}
-	if st.Stage != "" && !slices.Contains(Stages, st.Stage) {
+	if st.Stage != "" && !slices.Contains(stages, st.Stage) {
 		emit(c.stage, 1, st.Stage)
 	}
 	emit(c.registered, bool01(st.Registered))
@@ -226,11 +230,11 @@ func (c *Collector) collectStatus(emit emitFunc) {
 		emit(c.sessionStart, unixSeconds(st.ConnectedAt))
 	}
 	emit(c.failures, float64(st.Attempt))
-	for _, r := range LossReasons {
+	for _, r := range lossReasons {
 		emit(c.reconnects, float64(st.Reconnects[r]), r)
 	}
 	for r, n := range st.Reconnects {
-		if !slices.Contains(LossReasons, r) {
+		if !slices.Contains(lossReasons, r) {
 			emit(c.reconnects, float64(n), r)
 		}
 	}
