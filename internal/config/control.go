@@ -32,4 +32,5 @@ func (b *builder) control(t *table) {
 	if i, _, bad := findControl(c.Group); bad {
 		t.fail("group", "holds a control character at offset %d", i)
 	}
+	t.done()
 }

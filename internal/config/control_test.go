@@ -25,6 +25,9 @@ func TestControlSocket(t *testing.T) {
 	if c.Control.Socket != "/tmp/g.sock" || c.Control.Group != "gatewayd" {
 		t.Errorf("set: %+v", c.Control)
 	}
+	if _, err := noEnv.Parse([]byte(minimal+"\n[control]\nsockett = \"/x\"\n"), name); err == nil || !strings.Contains(err.Error(), "sockett") {
+		t.Errorf("an unknown key in [control]: %v", err)
+	}
 	_, err := noEnv.Parse([]byte(minimal+"\n[control]\nsocket = \"control.sock\"\n"), name)
 	if err == nil || !strings.Contains(err.Error(), "control.socket") || !strings.Contains(err.Error(), "absolute") {
 		t.Errorf("a relative socket path: %v", err)
