@@ -140,7 +140,7 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 		if dir == "" {
 			dir = "$STATE_DIRECTORY or /var/lib/gatewayd"
 		}
-		line("outbox", "dir %s  max_bytes %d  max_age %s  overflow %s  window %d", dir, o.MaxBytes, fmtDuration(o.MaxAge), o.Overflow, o.Window)
+		line("outbox", "dir %s  max_bytes %d  max_age %s  overflow %s  window %d  commit_wait %s", dir, o.MaxBytes, fmtDuration(o.MaxAge), o.Overflow, o.Window, o.CommitWait)
 	} else {
 		line("local", "off")
 	}

@@ -17,6 +17,10 @@ const (
 	DefaultOutboxWindow   = 8
 	CredLocalPassword     = "local-password" // local.password, when local.username is set
 
+	// DefaultOutboxCommitWait is how long a commit may wait for other local publishers to
+	// share its fdatasync (internal/outbox has the same default).
+	DefaultOutboxCommitWait = 10 * time.Millisecond
+
 	// What local clients may cost (internal/local has the same defaults).
 	DefaultLocalMaxClients       = 32
 	DefaultLocalMaxTopic         = 1024      // a guess: the module's limit is undocumented
@@ -54,6 +58,9 @@ type Outbox struct {
 	MaxAge   time.Duration
 	Overflow string // "refuse" or "drop_oldest"
 	Window   int    // publishes in flight at once while draining
+	// CommitWait is how long a commit may wait for other publishers to share its fdatasync
+	// while several publish at once; 0 = never wait.
+	CommitWait time.Duration
 }
 
 func (b *builder) local(t *table) {
@@ -135,5 +142,6 @@ func (b *builder) outbox(t *table) {
 		t.fail("overflow", "%q: want \"refuse\" or \"drop_oldest\"", o.Overflow)
 	}
 	o.Window = t.integer("window", DefaultOutboxWindow, 1, 32)
+	o.CommitWait = t.duration("commit_wait", DefaultOutboxCommitWait, 0, time.Second, false)
 	t.done()
 }

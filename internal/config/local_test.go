@@ -33,7 +33,7 @@ func TestLocalAndOutboxDefaults(t *testing.T) {
 	if len(l.Forward) != 1 || l.Forward[0] != (Forward{Topic: "up/#", QoS: 1}) {
 		t.Fatalf("Forward = %+v; want up/# at QoS 1 (the default)", l.Forward)
 	}
-	want := Outbox{Dir: "", MaxBytes: 64 << 20, MaxAge: 7 * 24 * time.Hour, Overflow: "refuse", Window: 8}
+	want := Outbox{Dir: "", MaxBytes: 64 << 20, MaxAge: 7 * 24 * time.Hour, Overflow: "refuse", Window: 8, CommitWait: 10 * time.Millisecond}
 	if c.Outbox != want {
 		t.Fatalf("Outbox = %+v, want %+v", c.Outbox, want)
 	}
@@ -60,6 +60,7 @@ max_bytes = 1048576
 max_age = "2s"
 overflow = "drop_oldest"
 window = 1
+commit_wait = "0s"
 `)
 	l := c.Local
 	if l.Listen != "[::1]:1884" || l.Socket != "/run/gatewayd/mqtt.sock" || l.Username != "sensors" || l.Password.Reveal() != "s3cret" {
@@ -71,7 +72,7 @@ window = 1
 	if len(l.Forward) != 2 || l.Forward[0] != (Forward{"a/+/b", 0}) || l.Forward[1] != (Forward{"c", 1}) {
 		t.Fatalf("Forward = %+v", l.Forward)
 	}
-	want := Outbox{Dir: "/data/outbox", MaxBytes: 1 << 20, MaxAge: 2 * time.Second, Overflow: "drop_oldest", Window: 1}
+	want := Outbox{Dir: "/data/outbox", MaxBytes: 1 << 20, MaxAge: 2 * time.Second, Overflow: "drop_oldest", Window: 1, CommitWait: 0}
 	if c.Outbox != want {
 		t.Fatalf("Outbox = %+v, want %+v", c.Outbox, want)
 	}
@@ -86,7 +87,7 @@ window = 1
 		"local.limits             max_clients 4  max_topic 100  max_retained 10  max_retained_bytes 4096",
 		"local.forward            qos 0  a/+/b",
 		"local.forward            qos 1  c",
-		"outbox                   dir /data/outbox  max_bytes 1048576  max_age 2s  overflow drop_oldest  window 1",
+		"outbox                   dir /data/outbox  max_bytes 1048576  max_age 2s  overflow drop_oldest  window 1  commit_wait 0s",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("Describe lacks %q:\n%s", w, out)
@@ -133,6 +134,8 @@ func TestLocalAndOutboxRejections(t *testing.T) {
 		{"overflow", "[local]\n[outbox]\noverflow = \"block\"\n", `gatewayd.toml:6: outbox.overflow: "block": want "refuse" or "drop_oldest"`},
 		{"window 0", "[local]\n[outbox]\nwindow = 0\n", "gatewayd.toml:6: outbox.window: 0 is out of range 1–32"},
 		{"window 33", "[local]\n[outbox]\nwindow = 33\n", "gatewayd.toml:6: outbox.window: 33 is out of range 1–32"},
+		{"commit_wait unitless", "[local]\n[outbox]\ncommit_wait = 10\n", "gatewayd.toml:6: outbox.commit_wait: 10 has no unit"},
+		{"commit_wait too long", "[local]\n[outbox]\ncommit_wait = \"2s\"\n", "gatewayd.toml:6: outbox.commit_wait: 2s is out of range 0s–1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := noEnv.Parse([]byte(minimal+tc.src), name)

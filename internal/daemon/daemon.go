@@ -115,7 +115,12 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Drainer, *local.Endpoint, error) {
 	o := cfg.Outbox
 	var box local.Outbox
-	store, err := outbox.Open(outbox.Config{Dir: o.Dir, MaxBytes: o.MaxBytes, MaxAge: o.MaxAge, Overflow: outbox.Overflow(o.Overflow)}, log)
+	commitWait := o.CommitWait
+	if commitWait == 0 {
+		commitWait = -1 // commit_wait = "0s": never wait (outbox.Config's 0 is its default)
+	}
+	store, err := outbox.Open(outbox.Config{Dir: o.Dir, MaxBytes: o.MaxBytes, MaxAge: o.MaxAge, Overflow: outbox.Overflow(o.Overflow),
+		CommitWait: commitWait}, log)
 	var d *drain.Drainer
 	switch {
 	case errors.Is(err, outbox.ErrLocked):
