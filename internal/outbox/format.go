@@ -167,10 +167,22 @@ func (p putBody) append(dst []byte) []byte {
 	return append(dst, p.payload...)
 }
 
-// parsePut decodes a put record's body; topic and payload alias b.
+// parsePut decodes a put record's body; payload aliases b.
 func parsePut(b []byte) (putBody, error) {
+	p, tl, err := parsePutFixed(b)
+	if err != nil {
+		return putBody{}, err
+	}
+	p.topic = string(b[putFixed : putFixed+tl])
+	p.payload = b[putFixed+tl:]
+	return p, nil
+}
+
+// parsePutFixed decodes and checks the fixed fields of a put record's body (not its topic and
+// payload) and returns the topic's length.
+func parsePutFixed(b []byte) (putBody, int, error) {
 	if len(b) < putFixed {
-		return putBody{}, formatErr("put record of %d bytes", len(b))
+		return putBody{}, 0, formatErr("put record of %d bytes", len(b))
 	}
 	p := putBody{
 		seq:      binary.BigEndian.Uint64(b),
@@ -181,15 +193,13 @@ func parsePut(b []byte) (putBody, error) {
 	tl := int(binary.BigEndian.Uint16(b[21:]))
 	switch {
 	case p.seq == 0:
-		return putBody{}, formatErr("put record with seq 0")
+		return putBody{}, 0, formatErr("put record with seq 0")
 	case p.flags&^putFlagsMask != 0 || p.flags&putQoS == 3:
-		return putBody{}, formatErr("seq %d: flags %#x", p.seq, p.flags)
+		return putBody{}, 0, formatErr("seq %d: flags %#x", p.seq, p.flags)
 	case tl == 0 || putFixed+tl > len(b):
-		return putBody{}, formatErr("seq %d: topic of %d bytes in a body of %d", p.seq, tl, len(b))
+		return putBody{}, 0, formatErr("seq %d: topic of %d bytes in a body of %d", p.seq, tl, len(b))
 	}
-	p.topic = string(b[putFixed : putFixed+tl])
-	p.payload = b[putFixed+tl:]
-	return p, nil
+	return p, tl, nil
 }
 
 // message is the Message a put record holds.

@@ -536,7 +536,7 @@ func TestEmptySegmentsAreRetiredAndReused(t *testing.T) {
 	var last uint64
 	for round := 0; round < 3; round++ {
 		for i := 0; i < 150; i++ {
-			last = mustPut(t, s, "t/r", strings.Repeat("r", 200))
+			mustPut(t, s, "t/r", strings.Repeat("r", 200))
 		}
 		grown := s.Stats()
 		ms := pending(t, s)

@@ -69,6 +69,28 @@ func listSegments(dir string) (gens []uint64, spare bool, err error) {
 	return gens, spare, nil
 }
 
+// readSegment reads a whole segment file into buf (grown as needed) and returns it.
+func readSegment(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return buf[:0], err
+	}
+	n := int(fi.Size())
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		return buf[:0], err
+	}
+	return buf, nil
+}
+
 // makeSegment creates segment gen in dir, size bytes long (header, then zeros), durably: the
 // file is written in full and fdatasynced under a temporary name, then renamed into place and
 // the directory synced. It returns the file open for reading and writing.

@@ -464,13 +464,15 @@ func (s *Store) load() (*replayed, error) {
 	}
 	var maxSeq uint64
 	nextSeq := uint64(1)
+	var buf []byte // one segment at a time
 	for i, gen := range gens {
 		last := i == len(gens)-1
 		if i > 0 && gen != gens[i-1]+1 {
 			rep.structural = errors.Join(rep.structural, formatErr("segments %x to %x are missing", gens[i-1]+1, gen-1))
 			rep.broken++
 		}
-		data, err := os.ReadFile(filepath.Join(s.path, segName(gen)))
+		data, err := readSegment(filepath.Join(s.path, segName(gen)), buf)
+		buf = data
 		if err != nil {
 			if !isDamage(err) {
 				return nil, fmt.Errorf("outbox: %w", err)
@@ -538,7 +540,7 @@ func (s *Store) load() (*replayed, error) {
 func (s *Store) replay(gen uint64, r record) (seq uint64, bad bool) {
 	switch r.typ {
 	case recPut:
-		p, err := parsePut(r.body)
+		p, _, err := parsePutFixed(r.body)
 		if err != nil {
 			return 0, true
 		}
