@@ -790,3 +790,37 @@ func FuzzOpenDamagedLog(f *testing.F) {
 		}
 	})
 }
+
+// TestAFailedSegmentSwitchLosesNothing: a message too large for the segment makes the store
+// end it and start another; when that cannot be made (here a directory stands in the way of
+// its temporary file; a full disk in life) the message is refused, and the messages stored
+// after it — which must not go into the ended segment, whose scan stops at its END — survive a
+// restart.
+func TestAFailedSegmentSwitchLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, smallSegments(dir))
+	mustPut(t, s, "t/before", "before")
+	block := filepath.Join(dir, FileName, segName(2)+tmpSuffix)
+	if err := os.MkdirAll(filepath.Join(block, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put("t/big", bytes.Repeat([]byte("b"), 20<<10), 1, false); err == nil {
+		t.Fatal("the big message was stored although no segment could be made for it")
+	}
+	if err := os.RemoveAll(block); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"before"}
+	for i := 0; i < 5; i++ {
+		p := fmt.Sprintf("after %d", i)
+		mustPut(t, s, "t/after", p)
+		want = append(want, p)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := open(t, smallSegments(dir))
+	if got := payloads(pending(t, s2)); !slices.Equal(got, want) {
+		t.Fatalf("after a restart: %q, want %q", got, want)
+	}
+}

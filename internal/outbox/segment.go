@@ -19,6 +19,7 @@ type segment struct {
 	live      int    // stored messages whose put record is in it
 	liveBytes int64  // their put records' bytes
 	freedAt   uint64 // log position after the copies relocate made of its messages
+	ended     bool   // its END record is written: nothing more goes into it
 }
 
 const (

@@ -609,6 +609,7 @@ func (s *Store) startRun(rep *replayed) error {
 	s.seed = runSeed(tail.gen, s.run)
 	if rep.tailEnded {
 		// A crash came between a segment's END and the next segment: start that one now.
+		tail.ended = true
 		if err := s.nextSegment(0); err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
@@ -655,7 +656,7 @@ func (s *Store) append(typ byte, body []byte) (gen uint64, off int, end uint64, 
 		return 0, 0, 0, s.broken
 	}
 	n := recHeaderSize + len(body)
-	if need := int64(s.tailOff + n + recHeaderSize); need > s.segs[len(s.segs)-1].size { // room for the END after it
+	if tail, need := s.segs[len(s.segs)-1], int64(s.tailOff+n+recHeaderSize); tail.ended || need > tail.size { // room for the END after it
 		if err := s.makeRoom(need, n); err != nil {
 			return 0, 0, 0, err
 		}
@@ -681,12 +682,14 @@ func (s *Store) append(typ byte, body []byte) (gen uint64, off int, end uint64, 
 // where it ended. The caller holds mu.
 func (s *Store) makeRoom(need int64, n int) error {
 	tail, full := s.segs[len(s.segs)-1], s.cfg.segSize
-	if need > full || tail.size >= full {
+	if tail.ended || need > full || tail.size >= full {
 		return s.switchSegment(n)
 	}
 	size := min((need+s.cfg.chunk-1)/s.cfg.chunk*s.cfg.chunk, full)
 	if err := fill(s.tail, nil, tail.size, size); err != nil {
-		return s.fail(fmt.Errorf("growing a segment: %w", err))
+		// Nothing of the log is beyond tail.size: the record is refused, the store goes on
+		// (a full disk may have room again later).
+		return fmt.Errorf("growing a segment: %w", err)
 	}
 	tail.size = size
 	return nil
@@ -696,17 +699,22 @@ func (s *Store) makeRoom(need int64, n int) error {
 // bytes. The END record is fdatasynced before anything goes into the next segment, so that
 // only the newest segment can ever end short. The caller holds mu.
 func (s *Store) switchSegment(need int) error {
-	s.rec = appendRecord(s.rec[:0], s.seed, recEnd, nil)
-	if _, err := s.tail.WriteAt(s.rec, int64(s.tailOff)); err != nil {
-		return s.fail(fmt.Errorf("ending a segment: %w", err))
+	if tail := s.segs[len(s.segs)-1]; !tail.ended {
+		s.rec = appendRecord(s.rec[:0], s.seed, recEnd, nil)
+		if _, err := s.tail.WriteAt(s.rec, int64(s.tailOff)); err != nil {
+			return s.fail(fmt.Errorf("ending a segment: %w", err))
+		}
+		s.tailOff += len(s.rec)
+		s.written += uint64(len(s.rec))
+		if err := fdatasync(s.tail); err != nil {
+			return s.fail(err)
+		}
+		s.syncs.Add(1)
+		s.durable, s.visible = s.written, max(s.visible, s.lastPut)
+		// From here nothing more may go into it, even if the next segment cannot be made now:
+		// a scan stops at END.
+		tail.ended = true
 	}
-	s.tailOff += len(s.rec)
-	s.written += uint64(len(s.rec))
-	if err := fdatasync(s.tail); err != nil {
-		return s.fail(err)
-	}
-	s.syncs.Add(1)
-	s.durable, s.visible = s.written, max(s.visible, s.lastPut)
 	return s.nextSegment(need)
 }
 
@@ -725,9 +733,13 @@ func (s *Store) nextSegment(need int) error {
 	if s.spare && size <= s.cfg.segSize {
 		f, err = reuseSpare(s.path, h)
 		if err == nil {
-			s.spare, size = false, s.cfg.segSize
+			size = s.cfg.segSize
+		} else {
+			s.log.Warn().Err(err).Msg("outbox: the spare segment could not be reused; making a new one")
 		}
-	} else {
+		s.spare = false
+	}
+	if f == nil {
 		f, err = makeSegment(s.path, h, size)
 	}
 	if err != nil {
