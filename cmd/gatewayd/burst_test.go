@@ -16,6 +16,19 @@ func burstConfig(port string) string {
 	return strings.Replace(seedConfig(port, ""), `level = "debug"`, `level = "info"`, 1)
 }
 
+// startBurstBench starts the daemon on the emulator for a burst (not with -short) and returns
+// once its session is up, with the log index of session_up and a context bounding the test.
+func startBurstBench(t *testing.T) (*bench, *proc, int, context.Context) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a burst of thousands of downlinks; skipped with -short")
+	}
+	b := newBench(t, nil)
+	d := b.start(burstConfig(b.mod.Path()))
+	_, from := d.wait(t, 0, logging.EventSessionUp)
+	return b, d, from, ctxFor(t, 3*time.Minute)
+}
+
 // waitDownlinks waits for n downlink log entries on topic after index from, checking that each
 // carries the burst's payload in order, and returns the index after the last.
 func waitDownlinks(ctx context.Context, t *testing.T, d *proc, topic string, from, n int) int {
@@ -40,14 +53,7 @@ func waitDownlinks(ctx context.Context, t *testing.T, d *proc, topic string, fro
 // of them to the broker, so one the daemon drops is gone for good: each must be logged, in order,
 // and toggle the LED. (The daemon before backpressure lost 30-79% of such a burst.)
 func TestDownlinkBurstLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 20,000-message burst; skipped with -short")
-	}
-	b := newBench(t, nil)
-	d := b.start(burstConfig(b.mod.Path()))
-	_, from := d.wait(t, 0, logging.EventSessionUp)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	b, d, from, ctx := startBurstBench(t)
 	const n = 20000
 	start := time.Now()
 	if err := b.mod.Burst(ctx, setTopic, n, nil); err != nil {
@@ -77,14 +83,7 @@ func TestDownlinkBurstLosesNothing(t *testing.T) {
 // behind the downlinks the module already sent, so a daemon that stopped reading them to wait for
 // it would wait in vain; this one goes on handling them, disconnects cleanly and exits in time.
 func TestShutdownDuringBurst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a burst; skipped with -short")
-	}
-	b := newBench(t, nil)
-	d := b.start(burstConfig(b.mod.Path()))
-	_, from := d.wait(t, 0, logging.EventSessionUp)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	b, d, from, ctx := startBurstBench(t)
 	burst := make(chan error, 1)
 	go func() { burst <- b.mod.Burst(ctx, setTopic, 200000, nil) }()
 	waitDownlinks(ctx, t, d, setTopic, from, 2000)
@@ -107,7 +106,6 @@ func TestShutdownDuringBurst(t *testing.T) {
 	if !clean {
 		t.Error("no clean MQTT disconnect logged")
 	}
-	cancel()
-	<-burst // stopped by the unplugged host or ctx; either is fine
+	<-burst // stopped by the daemon gone or ctx; either is fine
 	t.Logf("exited %v after SIGTERM, %d downlinks logged", took.Round(time.Millisecond), d.log.Count(logging.EventDownlink))
 }
