@@ -323,9 +323,11 @@ func TestLocalSilentConnectionIsClosed(t *testing.T) {
 			t.Fatalf("a connection without a whole CONNECT was still open after %v", time.Since(opened).Round(time.Second))
 		}
 	}
-	if took := time.Since(opened); took < 9*time.Second {
+	took := time.Since(opened)
+	if took < 9*time.Second {
 		t.Errorf("closed after %v, before the 10 s deadline", took)
 	}
+	t.Logf("both closed %v after they were opened", took.Round(time.Millisecond))
 	if st := exitStats(t, d); st.Int("conn_timed_out") != 2 {
 		t.Errorf("local_stats %v", st)
 	}
@@ -444,4 +446,60 @@ func TestLocalLimitsAreValidated(t *testing.T) {
 			t.Errorf("%s: code %d, stderr %q; want it to name %s and say %q", tc.set, code, errb.String(), path, tc.want)
 		}
 	}
+}
+
+// TestLocalSubscriberThroughABurst: 20,000 downlinks written back to back into the pty (the
+// emulator's Burst) with a local subscriber. Deliver never waits, so the daemon logs every one
+// as fast as without the subscriber; the subscriber receives them in order, and every copy it
+// did not receive is counted — it can only fall behind by mochi's 8,192 unacknowledged copies
+// before copies to it are dropped. (Not one of the failures of e583dd0, whose Deliver made the
+// daemon wait for the subscriber instead: a guard that the endpoint never loses a copy without
+// counting it. It needs sim's Burst, which came after e583dd0.)
+func TestLocalSubscriberThroughABurst(t *testing.T) {
+	b, d, listen := abuseBench(t, "")
+	c := localClient(t, d, listen, "app")
+	var mu sync.Mutex
+	var got []string
+	if tok := c.Subscribe(setTopic, 1, func(_ paho.Client, m paho.Message) {
+		mu.Lock()
+		got = append(got, string(m.Payload()))
+		mu.Unlock()
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	_, from := d.wait(t, 0, "session_up")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 20000
+	start := time.Now()
+	if err := b.mod.Burst(ctx, setTopic, n, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitDownlinks(ctx, t, d, setTopic, from, n)
+	logged := time.Since(start)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	for last, still := -1, 0; count() < n && still < 20; time.Sleep(100 * time.Millisecond) {
+		if k := count(); k == last {
+			still++
+		} else {
+			last, still = k, 0
+		}
+	}
+	received := time.Since(start)
+	st := exitStats(t, d)
+	mu.Lock()
+	defer mu.Unlock()
+	prev := -1
+	for _, p := range got {
+		k, err := strconv.Atoi(strings.TrimPrefix(p, "burst-"))
+		if err != nil || k <= prev {
+			t.Fatalf("the subscriber got %q after burst-%d: out of order", p, prev)
+		}
+		prev = k
+	}
+	if len(got)+st.Int("lost")+st.Int("deliver_dropped") != n || st.Int("slow_clients") != 0 {
+		t.Errorf("the subscriber got %d of %d and the daemon counted %d lost, %d dropped: %v", len(got), n, st.Int("lost"), st.Int("deliver_dropped"), st)
+	}
+	t.Logf("%d downlinks logged in %v; the local subscriber got %d (%v), lost %d (unacknowledged store full: %d)",
+		n, logged.Round(time.Millisecond), len(got), received.Round(time.Millisecond), st.Int("lost"), st.Int("lost_unacknowledged_full"))
 }

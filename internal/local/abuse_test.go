@@ -28,7 +28,7 @@ import (
 
 // dialSmall connects to addr with a receive buffer of a few kilobytes, so that a client that
 // stops reading is felt at once.
-func dialSmall(t *testing.T, addr string) net.Conn {
+func dialSmall(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
@@ -44,7 +44,7 @@ func dialSmall(t *testing.T, addr string) net.Conn {
 }
 
 // encode encodes an MQTT 3.1.1 packet with mochi's codec.
-func encode(t *testing.T, pk packets.Packet) []byte {
+func encode(t testing.TB, pk packets.Packet) []byte {
 	t.Helper()
 	if pk.ProtocolVersion == 0 {
 		pk.ProtocolVersion = 4
@@ -67,14 +67,14 @@ func encode(t *testing.T, pk packets.Packet) []byte {
 	return b.Bytes()
 }
 
-func connectPacket(t *testing.T, id string, keepalive uint16) []byte {
+func connectPacket(t testing.TB, id string, keepalive uint16) []byte {
 	return encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: keepalive, ClientIdentifier: id}})
 }
 
 // stuckSubscriber connects over a raw socket, subscribes to filter at QoS 1, reads its SUBACK
 // and then never reads again.
-func stuckSubscriber(t *testing.T, addr, id, filter string) net.Conn {
+func stuckSubscriber(t testing.TB, addr, id, filter string) net.Conn {
 	t.Helper()
 	c := dialSmall(t, addr)
 	if _, err := c.Write(connectPacket(t, id, 0)); err != nil {
@@ -128,7 +128,7 @@ func collect(t *testing.T, c paho.Client, filter string) func(n int) []string {
 
 func TestStuckSubscriberHoldsUpNeitherDeliverNorOtherSubscribers(t *testing.T) {
 	lb := &testutil.SyncBuffer{}
-	e, url := start(t, Config{writeTimeout: time.Second, writeBuffer: 64 << 10, queueLen: 4096, queueBytes: 64 << 20}, newStore(t, outbox.Config{}), lb)
+	e, url := start(t, Config{writeTimeout: time.Second, writeBudget: 64 << 10, queueLen: 4096, queueBytes: 64 << 20}, newStore(t, outbox.Config{}), lb)
 	addr := strings.TrimPrefix(url, "tcp://")
 	stuckSubscriber(t, addr, "stuck", "dn/#")
 	wait := collect(t, dial(t, url, "healthy", nil), "dn/#")
@@ -234,7 +234,7 @@ func TestDeliverQueueIsBoundedAndDropsAreCountedAndThrottled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e2.Deliver("dn/a", bytes.Repeat([]byte("x"), 900)); err != nil {
+	if err := e2.Deliver("dn/a", bytes.Repeat([]byte("x"), 800)); err != nil {
 		t.Fatal(err)
 	}
 	if err := e2.Deliver("dn/a", bytes.Repeat([]byte("x"), 200)); !errors.Is(err, ErrQueueFull) {
@@ -560,7 +560,7 @@ func TestUnsendableFloodIsThrottledInTheLog(t *testing.T) {
 
 func TestSubscriberThatAcceptsNothingIsDisconnectedAfterTheWriteTimeout(t *testing.T) {
 	lb := &testutil.SyncBuffer{}
-	e, url := start(t, Config{writeTimeout: 500 * time.Millisecond, writeBuffer: 4 << 20, queueLen: 4096}, newStore(t, outbox.Config{}), lb)
+	e, url := start(t, Config{writeTimeout: 500 * time.Millisecond, writeBudget: 4 << 20, queueLen: 4096}, newStore(t, outbox.Config{}), lb)
 	stuckSubscriber(t, strings.TrimPrefix(url, "tcp://"), "stuck", "dn/#")
 	// 300 KB: more than the socket buffers hold, much less than the write buffer.
 	for range 150 {
@@ -582,7 +582,7 @@ func TestSubscriberThatAcceptsNothingIsDisconnectedAfterTheWriteTimeout(t *testi
 }
 
 func TestResumedSessionBacklogMayExceedTheWriteBuffer(t *testing.T) {
-	e, url := start(t, Config{writeBuffer: 64 << 10, queueLen: 4096}, newStore(t, outbox.Config{}), nil)
+	e, url := start(t, Config{writeBudget: 64 << 10, queueLen: 4096}, newStore(t, outbox.Config{}), nil)
 	var mu sync.Mutex
 	got := 0
 	slow := func(paho.Client, paho.Message) {
@@ -629,5 +629,21 @@ func TestResumedSessionBacklogMayExceedTheWriteBuffer(t *testing.T) {
 	}
 	if st := e.Stats(); st.SlowClients != 0 {
 		t.Fatalf("the client taking up its session was disconnected as slow: %+v", st)
+	}
+}
+
+func TestHealthySubscriberKeepsItsConnectionThroughABurst(t *testing.T) {
+	e, url := start(t, Config{}, newStore(t, outbox.Config{}), nil)
+	wait := collect(t, dial(t, url, "reader", nil), "dn/#")
+	// 2 MB at memory speed: faster than paho reads, far more than the kernel buffers hold.
+	payload := bytes.Repeat([]byte("p"), 1000)
+	for range 2000 {
+		for e.Deliver("dn/set", payload) != nil {
+			time.Sleep(50 * time.Microsecond) // the queue is full: the test, unlike the module, can wait
+		}
+	}
+	wait(2000)
+	if st := e.Stats(); st.SlowClients != 0 || st.Lost != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

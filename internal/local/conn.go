@@ -17,13 +17,17 @@ package local
 //   - until its CONNECT is read it has ConnectTimeout to send it; then mochi's keep-alive rules
 //     the reading side (Client.refreshDeadline sets the read deadline to 1.5 × keep-alive, or
 //     clears it for keep-alive 0 — SetDeadline below passes it to the read side only);
-//   - mochi's writes never touch the socket: Write appends whole packets to a buffer of at most
-//     WriteBuffer bytes and returns, so the client's lock is only ever held for a copy, and a
-//     goroutine of the connection's own writes the buffer out with a deadline. A client that
-//     accepts no byte for WriteTimeout while data waits for it, or lets more than WriteBuffer
-//     bytes pile up, is disconnected: it loses its own copies (counted in Stats.Lost), and no
-//     other client and no publisher ever waits for it. (What a session taken up again had in
-//     flight, resent at once, may go past WriteBuffer: see conn.resending.)
+//   - mochi's writes never touch the socket: Write appends whole packets to a buffer and
+//     returns, so the client's lock is only ever held for a copy, and a goroutine of the
+//     connection's own writes the buffer out with a deadline. A client that accepts no byte for
+//     WriteTimeout while data waits for it is disconnected: it loses its own copies (counted in
+//     Stats.Lost), and no other client and no publisher ever waits for it. A client that reads,
+//     only more slowly than data comes (a burst of downlinks), keeps its connection: what waits
+//     for it stays in its buffer.
+//   - the buffers of all connections together are bounded (WriteBudget): when a write would
+//     take them past it, the connection with the most waiting is disconnected, as stuck. What a
+//     session taken up again had in flight and is resent at once is not counted: mochi holds
+//     those messages anyway (see conn.resending).
 //   - the kernel's send buffer is set small (sendBuffer), so that "stuck" shows within a few
 //     hundred kilobytes rather than the few megabytes Linux would let a socket queue.
 
@@ -145,19 +149,20 @@ type conn struct {
 	readOnce  sync.Once
 
 	mu       sync.Mutex
-	wake     sync.Cond // signalled when queue, closing or err change
-	queue    []segment // written by nobody yet
-	queued   int       // bytes in queue and in the batch being written
-	closing  bool      // Close was called: write what is queued (until closeBy), then close
-	closeBy  time.Time //
-	aborted  bool      // closed by the endpoint without waiting (shutdown)
-	err      error     // once set, writes fail and the writer closes the connection
-	slow     string    // why the client was found stuck; "" if it was not
+	wake     sync.Cond    // signalled when queue, closing or err change
+	queue    []segment    // written by nobody yet
+	queued   int          // bytes in queue and in the batch being written
+	counted  atomic.Int64 // queued - backlog: what counts against WriteBudget (see account)
+	closing  bool         // Close was called: write what is queued (until closeBy), then close
+	closeBy  time.Time    //
+	aborted  bool         // closed by the endpoint without waiting (shutdown)
+	err      error        // once set, writes fail and the writer closes the connection
+	slow     string       // why the client was found stuck; "" if it was not
 	clientID string
 	// A session taken up again (clean session false) gets its unacknowledged messages resent at
-	// once, up to MaxInflight of them: however slowly the client reads, that backlog (which
-	// mochi holds anyway) may pile up beyond WriteBuffer. resending is set while mochi resends
-	// them; backlog is what remains of them queued, allowed on top of WriteBuffer.
+	// once (up to mochi's 8192 of them): that backlog, which mochi holds anyway, does not count
+	// against WriteBudget. resending is set while mochi resends them; backlog is what remains of
+	// them queued (the first bytes of the queue).
 	resending bool
 	backlog   int
 }
@@ -189,9 +194,13 @@ func (c *conn) resend(on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.resending = on
-	if !on {
-		c.backlog = c.queued
-	}
+}
+
+// accountLocked sets queued and backlog and keeps counted and the endpoint's total in step.
+func (c *conn) accountLocked(queued, backlog int) {
+	c.queued, c.backlog = queued, backlog
+	n := int64(queued - backlog)
+	c.e.buffered.Add(n - c.counted.Swap(n))
 }
 
 func (c *conn) id() string {
@@ -209,6 +218,8 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 // Write queues p (whole packets, as mochi writes them) for the writer and returns at once.
+// When the buffers of all connections would go past WriteBudget, the connection with the most
+// waiting is disconnected — this one, or another.
 func (c *conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -219,15 +230,34 @@ func (c *conn) Write(p []byte) (int, error) {
 	case c.closing:
 		c.e.lost.Add(uint64(countPublishes(p)))
 		return 0, net.ErrClosed
-	case !c.resending && c.queued+len(p) > c.e.writeBuffer+c.backlog:
-		c.e.lost.Add(uint64(countPublishes(p)))
-		c.failLocked(errSlowClient, fmt.Sprintf("more than %d bytes waiting for it", c.e.writeBuffer))
-		return 0, c.err
+	}
+	backlog := c.backlog
+	if c.resending {
+		backlog += len(p)
+	} else if total := c.e.buffered.Load() + int64(len(p)); total > int64(c.e.writeBudget) {
+		if v := c.e.largest(c, c.counted.Load()+int64(len(p))); v != c {
+			go v.evict(total)
+		} else {
+			c.e.lost.Add(uint64(countPublishes(p)))
+			c.failLocked(errSlowClient, evictReason(total, c.e.writeBudget))
+			return 0, c.err
+		}
 	}
 	c.queue = appendPackets(c.queue, bytes.Clone(p))
-	c.queued += len(p)
+	c.accountLocked(c.queued+len(p), backlog)
 	c.wake.Signal()
 	return len(p), nil
+}
+
+func evictReason(total int64, budget int) string {
+	return fmt.Sprintf("the most bytes waiting when local clients' buffers reached %d bytes in all (%d)", budget, total)
+}
+
+// evict disconnects the connection for having the most waiting when the budget was reached.
+func (c *conn) evict(total int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failLocked(errSlowClient, evictReason(total, c.e.writeBudget))
 }
 
 // failLocked makes every write fail from now on and wakes both directions: the writer closes
@@ -309,8 +339,7 @@ func (c *conn) writeLoop() {
 		rest, err := c.writeBatch(batch)
 		c.mu.Lock()
 		written := size(batch) - size(rest)
-		c.queued -= written
-		c.backlog = max(0, c.backlog-written)
+		c.accountLocked(c.queued-written, max(0, c.backlog-written))
 		if err != nil {
 			lost += countSegments(rest)
 			if c.err == nil && !c.closing && isTimeout(err) {
@@ -324,7 +353,7 @@ func (c *conn) writeLoop() {
 	}
 	lost += countSegments(c.queue)
 	c.queue = nil
-	c.queued = 0
+	c.accountLocked(0, 0)
 	slow, id := c.slow, c.clientID
 	c.err = errors.Join(c.err, net.ErrClosed) // writes fail from now on, even after a clean close
 	c.mu.Unlock()

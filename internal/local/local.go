@@ -44,15 +44,14 @@ const (
 	// WriteTimeout is how long a local client may accept no byte while data waits for it before
 	// it is disconnected.
 	WriteTimeout = 5 * time.Second
-	// WriteBuffer is how many bytes may wait for one local client before it is disconnected.
-	WriteBuffer = 512 << 10
-	// QueueLen and QueueBytes bound the downlinks waiting for Deliver's goroutine.
-	QueueLen   = 256
-	QueueBytes = 1 << 20
-	// MaxInflight is how many QoS 1 and 2 messages may wait for one local subscriber's
-	// acknowledgement (a session away with clean session false included); past it, mochi drops
-	// further copies to it (counted in Stats.Lost). The value is mosquitto's max_queued_messages.
-	MaxInflight = 1000
+	// WriteBudget bounds the bytes waiting for all local clients together; when a write would
+	// go past it, the client with the most waiting is disconnected.
+	WriteBudget = 16 << 20
+	// QueueLen and QueueBytes bound the downlinks waiting for Deliver's goroutine; each counts
+	// its topic, its payload and queueOverhead bytes.
+	QueueLen      = 16384
+	QueueBytes    = 4 << 20
+	queueOverhead = 64
 	// stopWait is how long Run lets mochi close before it closes every connection itself, and
 	// then again before it gives up waiting.
 	stopWait = time.Second
@@ -100,9 +99,9 @@ type Config struct {
 	MaxRetained      int
 	MaxRetainedBytes int
 
-	// For tests: 0 = ConnectTimeout, WriteTimeout, WriteBuffer, QueueLen, QueueBytes.
+	// For tests: 0 = ConnectTimeout, WriteTimeout, WriteBudget, QueueLen, QueueBytes.
 	connectTimeout, writeTimeout      time.Duration
-	writeBuffer, queueLen, queueBytes int
+	writeBudget, queueLen, queueBytes int
 }
 
 // MaxPacket is the largest packet a local client may send, fixed header included:
@@ -125,7 +124,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxClients, DefaultMaxClients)
 	def(&c.MaxRetained, DefaultMaxRetained)
 	def(&c.MaxRetainedBytes, DefaultMaxRetainedBytes)
-	def(&c.writeBuffer, WriteBuffer)
+	def(&c.writeBudget, WriteBudget)
 	def(&c.queueLen, QueueLen)
 	def(&c.queueBytes, QueueBytes)
 	if c.connectTimeout == 0 {
@@ -196,8 +195,10 @@ type Stats struct {
 // No local client can make another wait: each connection's writes are buffered and written by
 // a goroutine of its own, and a client that stops reading is disconnected (see conn.go). Its
 // losses are counted in Lost: the PUBLISH packets that were never written to its connection,
-// and the copies mochi dropped for it (its in-flight store of MaxInflight full). A QoS 1 copy
-// to a session with clean session false is sent again when the client comes back.
+// and the copies mochi dropped for it (its store of unacknowledged QoS 1 copies full: mochi's
+// default of 8192, kept so that a burst of downlinks never outruns a healthy subscriber's
+// PUBACKs). A QoS 1 copy to a session with clean session false is sent again when the client
+// comes back.
 type Endpoint struct {
 	cfg    Config
 	box    Outbox
@@ -219,7 +220,8 @@ type Endpoint struct {
 
 	retained *retained
 
-	forwarded, disconnected, delivered, lost atomic.Uint64
+	forwarded, disconnected, delivered atomic.Uint64
+	lost, lostPending                  atomic.Uint64 // see Stats.Lost: never written; mochi's queue of pending writes full
 
 	// What clients can cause at will: counted, and logged throttled.
 	refused, notForwarded, deliverDropped, slow, retainRefused, connRefused, connTimedOut,
@@ -227,7 +229,8 @@ type Endpoint struct {
 
 	// Shorthands for cfg's, for conn.
 	connectTimeout, writeTimeout time.Duration
-	writeBuffer                  int
+	writeBudget                  int
+	buffered                     atomic.Int64 // bytes waiting for all connections, as counted against writeBudget
 }
 
 // downlink is one message waiting for Deliver's goroutine.
@@ -236,7 +239,7 @@ type downlink struct {
 	payload []byte
 }
 
-func (d downlink) size() int64 { return int64(len(d.topic) + len(d.payload)) }
+func (d downlink) size() int64 { return int64(len(d.topic) + len(d.payload) + queueOverhead) }
 
 // counter counts one kind of occurrence and throttles its log lines.
 type counter struct {
@@ -297,7 +300,7 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 		conns:          map[*conn]struct{}{},
 		queue:          make(chan downlink, cfg.queueLen),
 		retained:       newRetained(),
-		connectTimeout: cfg.connectTimeout, writeTimeout: cfg.writeTimeout, writeBuffer: cfg.writeBuffer,
+		connectTimeout: cfg.connectTimeout, writeTimeout: cfg.writeTimeout, writeBudget: cfg.writeBudget,
 	}
 	for c, ev := range map[*counter]string{
 		&e.refused: "local_refused", &e.notForwarded: "local_not_forwarded", &e.deliverDropped: "local_deliver_dropped",
@@ -336,7 +339,6 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClients = int64(cfg.MaxClients)
 	caps.MaximumPacketSize = uint32(cfg.MaxPacket())
-	caps.MaximumInflight = MaxInflight
 	e.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
@@ -592,6 +594,20 @@ func (e *Endpoint) admit(raw net.Conn) *conn {
 	return c
 }
 
+// largest returns the open connection with the most bytes counted against WriteBudget, c
+// counting as n.
+func (e *Endpoint) largest(c *conn, n int64) *conn {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	v := c
+	for o := range e.conns {
+		if m := o.counted.Load(); o != c && m > n {
+			v, n = o, m
+		}
+	}
+	return v
+}
+
 // finished is called when mochi is done with a connection (err is why), to forget it and to
 // count and log what ended it.
 func (e *Endpoint) finished(c *conn, err error) {
@@ -674,7 +690,7 @@ func (e *Endpoint) Stats() Stats {
 		Delivered:      e.delivered.Load(),
 		DeliverDropped: e.deliverDropped.load(),
 		SlowClients:    e.slow.load(),
-		Lost:           e.lost.Load() + uint64(max(0, atomic.LoadInt64(&e.srv.Info.InflightDropped))),
+		Lost:           e.lost.Load() + e.lostPending.Load() + e.lostUnacked(),
 		RetainRefused:  e.retainRefused.load(),
 		ConnRefused:    e.connRefused.load(),
 		ConnTimedOut:   e.connTimedOut.load(),
@@ -686,13 +702,21 @@ func (e *Endpoint) Stats() Stats {
 	}
 }
 
+// lostUnacked is how many copies mochi dropped because the subscriber's store of
+// unacknowledged QoS 1 copies was full.
+func (e *Endpoint) lostUnacked() uint64 {
+	return uint64(max(0, atomic.LoadInt64(&e.srv.Info.InflightDropped)))
+}
+
 // logStats logs the counters of this run, when Run ends.
 func (e *Endpoint) logStats() {
 	st := e.Stats()
 	e.log.Info().Str("event", "local_stats").
 		Uint64("forwarded", st.Forwarded).Uint64("refused", st.Refused).Uint64("not_forwarded", st.NotForwarded).
 		Uint64("delivered", st.Delivered).Uint64("deliver_dropped", st.DeliverDropped).
-		Uint64("slow_clients", st.SlowClients).Uint64("lost", st.Lost).Uint64("retain_refused", st.RetainRefused).
+		Uint64("slow_clients", st.SlowClients).Uint64("lost", st.Lost).Uint64("lost_unwritten", e.lost.Load()).
+		Uint64("lost_pending_full", e.lostPending.Load()).Uint64("lost_unacknowledged_full", e.lostUnacked()).
+		Uint64("retain_refused", st.RetainRefused).
 		Uint64("conn_refused", st.ConnRefused).Uint64("conn_timed_out", st.ConnTimedOut).
 		Uint64("too_large", st.TooLarge).Uint64("auth_refused", st.AuthRefused).
 		Int("retained", st.Retained).Int("retained_bytes", st.RetainedBytes).
@@ -772,7 +796,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 }
 
 // OnSessionEstablish and OnSessionEstablished bracket the CONNACK and the resending of what a
-// session taken up again had in flight: that backlog may exceed the connection's write buffer.
+// session taken up again had in flight: that backlog does not count against WriteBudget.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if c, ok := cl.Net.Conn.(*conn); ok {
 		c.resend(true)
@@ -825,7 +849,7 @@ func (h *hook) OnRetainedExpired(topic string) { h.e.retained.set(topic, 0) }
 
 // OnPublishDropped counts a copy mochi dropped because the subscriber's queue of pending
 // writes was full.
-func (h *hook) OnPublishDropped(*mqtt.Client, packets.Packet) { h.e.lost.Add(1) }
+func (h *hook) OnPublishDropped(*mqtt.Client, packets.Packet) { h.e.lostPending.Add(1) }
 
 // OnWill keeps a will from being retained past the bounds; it is still published.
 func (h *hook) OnWill(cl *mqtt.Client, w mqtt.Will) (mqtt.Will, error) {

@@ -23,7 +23,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/outbox"
 )
 
-func newStore(t *testing.T, cfg outbox.Config) *outbox.Store {
+func newStore(t testing.TB, cfg outbox.Config) *outbox.Store {
 	t.Helper()
 	cfg.Dir = t.TempDir()
 	s, err := outbox.Open(cfg, zerolog.Nop())
@@ -35,7 +35,7 @@ func newStore(t *testing.T, cfg outbox.Config) *outbox.Store {
 }
 
 // start runs an endpoint on an ephemeral loopback port and returns it with its broker URL.
-func start(t *testing.T, cfg Config, box Outbox, lb *testutil.SyncBuffer) (*Endpoint, string) {
+func start(t testing.TB, cfg Config, box Outbox, lb *testutil.SyncBuffer) (*Endpoint, string) {
 	t.Helper()
 	if cfg.Listen == "" && cfg.Socket == "" {
 		cfg.Listen = "127.0.0.1:0"
