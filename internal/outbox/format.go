@@ -218,7 +218,7 @@ func appendRuns(dst []byte, seqs []uint64) []byte {
 	runs := uint32(0)
 	for i := 0; i < len(seqs); {
 		j := i + 1
-		for j < len(seqs) && seqs[j] == seqs[j-1]+1 && j-i < 1<<31 {
+		for j < len(seqs) && seqs[j] == seqs[j-1]+1 && uint64(j-i) < 1<<31 {
 			j++
 		}
 		dst = binary.BigEndian.AppendUint64(dst, seqs[i])
