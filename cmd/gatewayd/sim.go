@@ -161,8 +161,8 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
     hear the downlinks:     mosquitto_sub -h %s -p %s -t %s -v
 `, o.local, lhost, lport, lhost, lport, demoTopic)
 	}
-	fmt.Fprintf(stdout, "  Ask the daemon:          go run ./cmd/gatewayd status -socket %s\n", cfg.Control.Socket)
-	fmt.Fprintf(stdout, "                           go run ./cmd/gatewayd at -socket %s 'AT+CSQ'\n", cfg.Control.Socket)
+	fmt.Fprintf(stdout, "  Ask the daemon:           go run ./cmd/gatewayd status -socket %s\n", cfg.Control.Socket)
+	fmt.Fprintf(stdout, "                            go run ./cmd/gatewayd at -socket %s 'AT+CSQ'\n", cfg.Control.Socket)
 	fmt.Fprintln(stdout, "  Stop with Ctrl-C.")
 
 	if o.every > 0 {
