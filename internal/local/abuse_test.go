@@ -128,13 +128,13 @@ func collect(t *testing.T, c paho.Client, filter string) func(n int) []string {
 
 func TestStuckSubscriberHoldsUpNeitherDeliverNorOtherSubscribers(t *testing.T) {
 	lb := &testutil.SyncBuffer{}
-	e, url := start(t, Config{writeTimeout: time.Second, writeBudget: 64 << 10, queueLen: 4096, queueBytes: 64 << 20}, newStore(t, outbox.Config{}), lb)
+	e, url := start(t, Config{writeTimeout: time.Second, queueLen: 4096, queueBytes: 64 << 20}, newStore(t, outbox.Config{}), lb)
 	addr := strings.TrimPrefix(url, "tcp://")
 	stuckSubscriber(t, addr, "stuck", "dn/#")
 	wait := collect(t, dial(t, url, "healthy", nil), "dn/#")
 
-	// 300 × 2 KiB: far more than the stuck client's socket, its kernel buffers and its write
-	// buffer hold together (about 170 KiB).
+	// 300 × 2 KiB: far more than the stuck client's socket and its kernel buffers hold (about
+	// 130 KiB).
 	const n = 300
 	payload := strings.Repeat("x", 2000)
 	var slowest time.Duration
@@ -386,7 +386,11 @@ func TestMaxClients(t *testing.T) {
 	for range 2 {
 		dialSmall(t, addr)
 	}
-	time.Sleep(100 * time.Millisecond) // let the listener take them
+	for deadline := time.Now().Add(5 * time.Second); openConns(e) < 4; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, want 4", openConns(e))
+		}
+	}
 	if took := readClosed(t, dialSmall(t, addr), 5*time.Second); took > time.Second {
 		t.Errorf("the connection past 2 × max_clients was closed after %v", took)
 	}
@@ -395,6 +399,12 @@ func TestMaxClients(t *testing.T) {
 			t.Fatalf("stats %+v", e.Stats())
 		}
 	}
+}
+
+func openConns(e *Endpoint) int {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	return len(e.conns)
 }
 
 func TestRunReturnsPromptlyWhateverClientsDo(t *testing.T) {
@@ -644,6 +654,30 @@ func TestHealthySubscriberKeepsItsConnectionThroughABurst(t *testing.T) {
 	}
 	wait(2000)
 	if st := e.Stats(); st.SlowClients != 0 || st.Lost != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestWriteBudgetCutsTheClientWithTheMostWaiting(t *testing.T) {
+	lb := &testutil.SyncBuffer{}
+	e, url := start(t, Config{writeBudget: 256 << 10, queueLen: 4096}, newStore(t, outbox.Config{}), lb)
+	stuckSubscriber(t, strings.TrimPrefix(url, "tcp://"), "stuck", "dn/#")
+	// 600 kB: the kernel takes about 130 kB for the stuck client; the rest waits in its buffer
+	// and passes the 256 KiB budget long before the 5 s write timeout.
+	for range 300 {
+		if err := e.Deliver("dn/set", bytes.Repeat([]byte("w"), 2000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(3 * time.Second); !strings.Contains(lb.String(), `"event":"local_slow_client"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not disconnected within 3 s; stats %+v", e.Stats())
+		}
+	}
+	if !strings.Contains(lb.String(), `"client_id":"stuck","remote"`) || !strings.Contains(lb.String(), "buffers reached 262144 bytes in all") {
+		t.Fatalf("log:\n%s", lb)
+	}
+	if st := e.Stats(); st.SlowClients != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }

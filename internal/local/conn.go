@@ -42,6 +42,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -144,9 +145,8 @@ type conn struct {
 	net.Conn // the accepted connection: Read, the addresses and the read deadline are its own
 	e        *Endpoint
 
-	connected atomic.Bool   // mochi has read the CONNECT (set by the hook's OnConnect)
-	reading   chan struct{} // closed at mochi's first Read, which follows its ClientsWg.Add
-	readOnce  sync.Once
+	connected atomic.Bool                 // mochi has read the CONNECT (set by the hook's OnConnect)
+	client    atomic.Pointer[mqtt.Client] // the session is up (set by OnSessionEstablished)
 
 	mu       sync.Mutex
 	wake     sync.Cond    // signalled when queue, closing or err change
@@ -169,7 +169,7 @@ type conn struct {
 
 // newConn wraps raw, gives it its CONNECT deadline and starts its writer.
 func newConn(raw net.Conn, e *Endpoint) *conn {
-	c := &conn{Conn: raw, e: e, reading: make(chan struct{})}
+	c := &conn{Conn: raw, e: e}
 	c.wake.L = &c.mu
 	type sendBufferer interface{ SetWriteBuffer(int) error }
 	if s, ok := raw.(sendBufferer); ok {
@@ -207,14 +207,6 @@ func (c *conn) id() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.clientID
-}
-
-// Read is the connection's own. The first call tells the endpoint that mochi has counted the
-// connection in (Server.attachClient adds it to Listeners.ClientsWg before it reads): only
-// then may mochi's Close, which waits on that group, begin (see Endpoint.stop).
-func (c *conn) Read(p []byte) (int, error) {
-	c.readOnce.Do(func() { close(c.reading) })
-	return c.Conn.Read(p)
 }
 
 // Write queues p (whole packets, as mochi writes them) for the writer and returns at once.
@@ -334,7 +326,6 @@ func (c *conn) writeLoop() {
 		}
 		batch := c.queue
 		c.queue = nil
-		c.setWriteDeadlineLocked()
 		c.mu.Unlock()
 		rest, err := c.writeBatch(batch)
 		c.mu.Lock()
@@ -361,46 +352,54 @@ func (c *conn) writeLoop() {
 	c.e.writerDone(c, id, slow, lost)
 }
 
-// setWriteDeadlineLocked gives the next write WriteTimeout, or what is left of closeGrace.
-func (c *conn) setWriteDeadlineLocked() {
-	if c.closing {
-		_ = c.Conn.SetWriteDeadline(c.closeBy)
-		return
-	}
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.e.writeTimeout))
-}
-
 // writeBatch writes batch (with writev, for a TCP or unix socket) and returns what is left
-// unwritten when it fails. A deadline that passes while the client accepts bytes, only slowly,
-// is renewed: a client is stuck when it accepted nothing for WriteTimeout.
+// unwritten when it fails. It writes in steps of a quarter of WriteTimeout, so that a client that
+// accepts bytes, only slowly, goes on: a client is stuck when it has accepted nothing for
+// WriteTimeout (give or take a step).
 func (c *conn) writeBatch(batch []segment) ([]segment, error) {
 	bufs := make(net.Buffers, len(batch))
 	for i, s := range batch {
 		bufs[i] = s.b
 	}
 	var written int64
+	progress := time.Now()
 	for {
+		if err := c.armDeadline(); err != nil {
+			return unwritten(batch, written), err
+		}
 		n, err := bufs.WriteTo(c.Conn)
 		written += n
 		if err == nil {
 			return nil, nil
 		}
-		if n == 0 || !isTimeout(err) || !c.renewDeadline() {
+		now := time.Now()
+		if n > 0 {
+			progress = now
+		}
+		if !isTimeout(err) || now.Sub(progress) >= c.e.writeTimeout {
 			return unwritten(batch, written), err
 		}
 	}
 }
 
-// renewDeadline gives a write that made progress another WriteTimeout, unless the connection
-// is closing or has failed.
-func (c *conn) renewDeadline() bool {
+// armDeadline sets the deadline of the next write step: a quarter of WriteTimeout, or closeBy
+// once the connection is closing. It returns why no step should be tried: the connection
+// failed, or closeBy has passed.
+func (c *conn) armDeadline() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing || c.err != nil {
-		return false
+	switch {
+	case c.err != nil:
+		return c.err
+	case c.closing:
+		if !time.Now().Before(c.closeBy) {
+			return os.ErrDeadlineExceeded
+		}
+		_ = c.Conn.SetWriteDeadline(c.closeBy)
+	default:
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.e.writeTimeout / 4))
 	}
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.e.writeTimeout))
-	return true
+	return nil
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

@@ -450,8 +450,8 @@ func listenUnix(path string) (net.Listener, error) {
 func (e *Endpoint) Addrs() []net.Addr { return e.addrs }
 
 // Run serves local clients and publishes what Deliver queued until ctx ends, then disconnects
-// the clients and closes the listeners. It returns within about 2 s of ctx ending, whatever
-// the clients do. Call it once.
+// the clients and closes the listeners. It returns within 3 s of ctx ending (well under a
+// second unless clients misbehave), whatever the clients do. Call it once.
 func (e *Endpoint) Run(ctx context.Context) error {
 	started := false
 	e.runOnce.Do(func() { started = true })
@@ -514,46 +514,64 @@ func (e *Endpoint) deliverLoop(ctx context.Context) {
 	}
 }
 
-// stop closes the listeners and every connection, within 2 × stopWait (plus closeGrace).
+// stop closes the listeners and every connection, then mochi, within 3 × stopWait (plus
+// closeGrace) whatever clients do.
+//
+// The connections are closed here rather than by mochi's Close, which would (besides waiting
+// for connections it does not close, those still in their CONNECT) list its clients with
+// Clients.GetByListener: that takes the clients' read lock twice, and deadlocks when a client
+// that disconnects at the same moment waits for the write lock in between. Once every
+// connection has ended, nothing takes that lock but Close.
 func (e *Endpoint) stop() {
 	for _, l := range e.lns {
 		l.stopAccepting()
 	}
-	// mochi's Close waits for every connection but closes only those whose CONNECT it has
-	// accepted: close the others now.
-	e.closeConns(func(c *conn) bool { return !c.connected.Load() })
-	// mochi counts a connection in (ClientsWg.Add) in the connection's own goroutine; its Close
-	// must not wait on the group before every connection accepted so far is counted (a
-	// sync.WaitGroup must not be added to while it is waited on).
 	e.connMu.Lock()
-	var admitted []*conn
+	e.stopping = true
+	var cs []*conn
 	for c := range e.conns {
-		admitted = append(admitted, c)
+		cs = append(cs, c)
 	}
 	e.connMu.Unlock()
-	counted := time.After(stopWait)
-	for _, c := range admitted {
-		select {
-		case <-c.reading:
-		case <-counted:
+	for _, c := range cs {
+		if cl := c.client.Load(); cl != nil {
+			_ = e.srv.DisconnectClient(cl, packets.ErrServerShuttingDown) // a DISCONNECT, as mochi's Close sends
+		} else {
+			c.abort() // still in its CONNECT, or refused
+		}
+	}
+	if !e.waitConns(stopWait) {
+		n := e.closeConns(func(*conn) bool { return true })
+		e.log.Warn().Int("connections", n).Msg("local clients slow to disconnect; closed every local connection")
+		if !e.waitConns(stopWait) {
+			e.log.Warn().Msg("local connections did not end; not waiting for them")
+			return // mochi's Close would wait for them too
 		}
 	}
 	done := make(chan struct{})
 	go func() {
-		_ = e.srv.Close() // disconnects the clients (DISCONNECT for MQTT 5), waits for their goroutines
+		_ = e.srv.Close()
 		close(done)
 	}()
 	select {
 	case <-done:
-		return
-	case <-time.After(stopWait):
-	}
-	n := e.closeConns(func(*conn) bool { return true })
-	e.log.Warn().Int("connections", n).Msg("local broker slow to stop; closed every local connection")
-	select {
-	case <-done:
 	case <-time.After(stopWait):
 		e.log.Warn().Msg("local broker did not stop; not waiting for it")
+	}
+}
+
+// waitConns waits up to d for every connection to have ended; false if some have not.
+func (e *Endpoint) waitConns(d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
+		e.connMu.Lock()
+		n := len(e.conns)
+		e.connMu.Unlock()
+		if n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }
 
@@ -675,12 +693,14 @@ func (e *Endpoint) Deliver(topic string, payload []byte) error {
 
 // Stats returns a snapshot of the counters.
 func (e *Endpoint) Stats() Stats {
-	clients := 0
-	for _, cl := range e.srv.Clients.GetAll() {
-		if !cl.Net.Inline && !cl.Closed() {
+	clients := 0 // counted here, not from mochi's Clients (see stop)
+	e.connMu.Lock()
+	for c := range e.conns {
+		if cl := c.client.Load(); cl != nil && !cl.Closed() {
 			clients++
 		}
 	}
+	e.connMu.Unlock()
 	n, b := e.retained.totals()
 	return Stats{
 		Forwarded:      e.forwarded.Load(),
@@ -806,6 +826,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c, ok := cl.Net.Conn.(*conn); ok {
 		c.resend(false)
+		c.client.Store(cl)
 	}
 }
 
