@@ -24,9 +24,10 @@ import (
 // use of a recycled segment file — never pass as records of the present one: the scan stops at
 // the first record that fails, and the next append goes there.
 //
-// Segments are made in full (zeros, or a recycled segment's old bytes) before records go into
-// them, so an append overwrites allocated blocks and its fdatasync writes only the data: the
-// file's size, and with it the file system's journal, does not change per commit.
+// A segment is written (zeros, or a recycled segment's old bytes) ahead of the records that go
+// into it — it starts at segChunk and grows by segChunk up to segmentSize — so an append
+// overwrites allocated blocks and its fdatasync writes only the data: the file's size, and with
+// it the file system's journal, changes once per segChunk of log, not per commit.
 //
 // A segment that is not the newest ends with an END record, written and fdatasynced before
 // anything goes into the next one: a scan of an older segment that stops before its END met

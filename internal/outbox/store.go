@@ -1249,9 +1249,9 @@ func (s *Store) Expire() (int, error) {
 //
 // The record is durable before Sending returns — a message sent without it could reach the
 // broker twice with no one the wiser after a power cut — unless each message is already
-// recorded as possibly sent: Put records that for a message stored while the drainer is
-// caught up (see reserve), so that a message that is sent as soon as it is stored costs one
-// fdatasync, not two.
+// recorded as possibly sent (sent before, or marked so by Put while the drainer was caught up:
+// see reserve); then nothing is written, and after a crash each counts as sent at least once.
+// So a message that is sent as soon as it is stored costs one fdatasync, not two.
 func (s *Store) Sending(seqs ...uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
