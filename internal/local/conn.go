@@ -28,8 +28,9 @@ package local
 //     take them past it, the connection with the most waiting is disconnected, as stuck. What a
 //     session taken up again had in flight and is resent at once is not counted: mochi holds
 //     those messages anyway (see conn.resending).
-//   - the kernel's send buffer is set small (sendBuffer), so that "stuck" shows within a few
-//     hundred kilobytes rather than the few megabytes Linux would let a socket queue.
+//   - the kernel's send buffer is set small (sendBuffer): a client that stops reading holds
+//     about 130 kB of the kernel's memory rather than the few megabytes Linux would let a socket
+//     queue, and what waits for it beyond that shows in its buffer.
 
 import (
 	"bytes"
@@ -64,12 +65,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // listener is a mochi listener over a net.Listener that makes every connection a *conn.
 type listener struct {
-	id        string
-	l         net.Listener
-	e         *Endpoint
-	stop      chan struct{}
-	stopOnce  sync.Once
-	closeOnce sync.Once
+	id       string
+	l        net.Listener
+	e        *Endpoint
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -127,11 +127,9 @@ func (l *listener) stopAccepting() {
 	})
 }
 
-// Close is mochi's: disconnect the clients of this listener (closeClients), stop accepting.
-func (l *listener) Close(closeClients listeners.CloseFn) {
-	l.closeOnce.Do(func() { closeClients(l.id) })
-	l.stopAccepting()
-}
+// Close is mochi's Close of the listener: stop accepting. It does not call closeClients: by
+// then the endpoint has disconnected every client itself (see Endpoint.stop).
+func (l *listener) Close(listeners.CloseFn) { l.stopAccepting() }
 
 // segment is one MQTT packet (or, should mochi ever write a partial one, a run of bytes) queued
 // for a connection.
@@ -147,14 +145,15 @@ type conn struct {
 
 	connected atomic.Bool                 // mochi has read the CONNECT (set by the hook's OnConnect)
 	client    atomic.Pointer[mqtt.Client] // the session is up (set by OnSessionEstablished)
+	evicting  atomic.Bool                 // an evict is on its way
 
 	mu       sync.Mutex
 	wake     sync.Cond    // signalled when queue, closing or err change
 	queue    []segment    // written by nobody yet
 	queued   int          // bytes in queue and in the batch being written
-	counted  atomic.Int64 // queued - backlog: what counts against WriteBudget (see account)
+	counted  atomic.Int64 // queued - backlog: what counts against WriteBudget (see accountLocked)
 	closing  bool         // Close was called: write what is queued (until closeBy), then close
-	closeBy  time.Time    //
+	closeBy  time.Time    // when a closing connection stops writing
 	aborted  bool         // closed by the endpoint without waiting (shutdown)
 	err      error        // once set, writes fail and the writer closes the connection
 	slow     string       // why the client was found stuck; "" if it was not
@@ -228,7 +227,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		backlog += len(p)
 	} else if total := c.e.buffered.Load() + int64(len(p)); total > int64(c.e.writeBudget) {
 		if v := c.e.largest(c, c.counted.Load()+int64(len(p))); v != c {
-			go v.evict(total)
+			if v.evicting.CompareAndSwap(false, true) {
+				go v.evict(total) // not here: this goroutine holds c.mu, and v's writer may want it
+			}
 		} else {
 			c.e.lost.Add(uint64(countPublishes(p)))
 			c.failLocked(errSlowClient, evictReason(total, c.e.writeBudget))

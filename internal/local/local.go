@@ -517,11 +517,11 @@ func (e *Endpoint) deliverLoop(ctx context.Context) {
 // stop closes the listeners and every connection, then mochi, within 3 × stopWait (plus
 // closeGrace) whatever clients do.
 //
-// The connections are closed here rather than by mochi's Close, which would (besides waiting
-// for connections it does not close, those still in their CONNECT) list its clients with
-// Clients.GetByListener: that takes the clients' read lock twice, and deadlocks when a client
-// that disconnects at the same moment waits for the write lock in between. Once every
-// connection has ended, nothing takes that lock but Close.
+// The connections are closed here rather than by mochi's Close, which waits for connections it
+// does not close (those still in their CONNECT) and lists its clients with
+// Clients.GetByListener — which takes the clients' read lock twice and deadlocks when a client
+// that disconnects at the same moment waits for the write lock in between. listener.Close does
+// not ask for that list, and mochi's Close is called only once every connection has ended.
 func (e *Endpoint) stop() {
 	for _, l := range e.lns {
 		l.stopAccepting()
