@@ -799,22 +799,29 @@ func TestPublishQueuedInSequenceKeepsWireOrder(t *testing.T) {
 			}
 		}
 	}}))
-	errs := make(chan error, n)
+	var results []<-chan error
 	for i := range n {
 		queued := make(chan struct{})
+		done := make(chan error, 1) // this publish's own result: the earlier ones may end meanwhile
 		go func() {
-			errs <- c.PublishQueued(context.Background(), Message{Topic: "t", Payload: []byte(fmt.Sprintf("m%02d", i)), QoS: 1}, func() { close(queued) })
+			done <- c.PublishQueued(context.Background(), Message{Topic: "t", Payload: []byte(fmt.Sprintf("m%02d", i)), QoS: 1}, func() { close(queued) })
 		}()
 		select {
 		case <-queued:
-		case err := <-errs:
-			t.Fatalf("publish %d returned %v before it was queued", i, err)
+		case err := <-done:
+			select {
+			case <-queued: // queued, then its result came at once (the 16th)
+				done <- err
+			default:
+				t.Fatalf("publish %d returned %v before it was queued", i, err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("publish %d was never queued", i)
 		}
+		results = append(results, done)
 	}
-	for range n {
-		if err := wait(t, errs); err != nil {
+	for _, done := range results {
+		if err := wait(t, done); err != nil {
 			t.Fatal(err)
 		}
 	}
