@@ -178,10 +178,12 @@ func (l *loop) downlink(topic string, payload []byte, msgID int) {
 	default:
 		ev = ev.Hex("payload_hex", payload)
 	}
-	ev.Msg("downlink")
+	// Counted before it is logged: whoever reads the log line and then the status (a test, an
+	// operator) sees it counted.
 	l.book.update(func(st *Status) {
 		st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload))
 	})
+	ev.Msg("downlink")
 	l.toggleLED("downlink")
 	if l.set.Downlinks != nil {
 		l.set.Downlinks(topic, payload)
