@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,44 +51,8 @@ func waitListening(t *testing.T, d *proc) {
 	}
 }
 
-// rawDial connects to the endpoint with a receive buffer of a few kilobytes.
-func rawDial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	dl := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return errors.Join(err, serr)
-	}}
-	c, err := dl.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// rawPacket encodes an MQTT 3.1.1 packet with mochi's codec.
-func rawPacket(t *testing.T, pk packets.Packet) []byte {
-	t.Helper()
-	pk.ProtocolVersion = 4
-	var b bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&b)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&b)
-	default:
-		t.Fatalf("rawPacket: type %d", pk.FixedHeader.Type)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func rawConnect(t *testing.T, id string) []byte {
-	return rawPacket(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+	return testutil.EncodeMQTT(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, ClientIdentifier: id}}) // keep-alive 0
 }
 
@@ -156,11 +119,11 @@ func exitStats(t *testing.T, d *proc) logwatch.Entry {
 // stuck one is disconnected, its losses counted and logged.
 func TestLocalStuckSubscriberHoldsUpNothing(t *testing.T) {
 	b, d, listen := abuseBench(t, "")
-	stuck := rawDial(t, listen)
+	stuck := testutil.DialSmall(t, listen)
 	if _, err := stuck.Write(rawConnect(t, "stuck")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stuck.Write(rawPacket(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+	if _, err := stuck.Write(testutil.EncodeMQTT(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
 		PacketID: 1, Filters: packets.Subscriptions{{Filter: setTopic, Qos: 1}}})); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +211,7 @@ func TestLocalStuckSubscriberHoldsUpNothing(t *testing.T) {
 func TestLocalOversizedCONNECTCostsNoMemory(t *testing.T) {
 	_, d, listen := abuseBench(t, "username = \"sensors\"\npassword = \"s3cret\"\n")
 	_, before := memory(t, d)
-	c := rawDial(t, listen)
+	c := testutil.DialSmall(t, listen)
 	const claim = 128 << 20
 	hdr := []byte{0x10, 0x80 | claim&0x7f, 0x80 | claim>>7&0x7f, 0x80 | claim>>14&0x7f, claim >> 21}
 	if _, err := c.Write(hdr); err != nil {
@@ -297,10 +260,10 @@ func TestLocalConnectionsAreBounded(t *testing.T) {
 		t.Errorf("the 33rd client saw %v, want CONNACK server unavailable", tok.Error())
 	}
 	for range 32 {
-		rawDial(t, listen)
+		testutil.DialSmall(t, listen)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if !isClosed(rawDial(t, listen), 2*time.Second) {
+	if !isClosed(testutil.DialSmall(t, listen), 2*time.Second) {
 		t.Error("a connection past 64 open was not closed at once")
 	}
 	if st := exitStats(t, d); st.Int("conn_refused") != 2 {
@@ -313,8 +276,8 @@ func TestLocalConnectionsAreBounded(t *testing.T) {
 func TestLocalSilentConnectionIsClosed(t *testing.T) {
 	_, d, listen := abuseBench(t, "")
 	opened := time.Now()
-	idle := rawDial(t, listen)
-	half := rawDial(t, listen)
+	idle := testutil.DialSmall(t, listen)
+	half := testutil.DialSmall(t, listen)
 	if _, err := half.Write(rawConnect(t, "half")[:7]); err != nil {
 		t.Fatal(err)
 	}
@@ -337,8 +300,8 @@ func TestLocalSilentConnectionIsClosed(t *testing.T) {
 // and a connected client open: the daemon exits within 5 s, cleanly.
 func TestLocalSIGTERMWhateverClientsDo(t *testing.T) {
 	_, d, listen := abuseBench(t, "")
-	rawDial(t, listen)
-	half := rawDial(t, listen)
+	testutil.DialSmall(t, listen)
+	half := testutil.DialSmall(t, listen)
 	if _, err := half.Write(rawConnect(t, "half")[:7]); err != nil {
 		t.Fatal(err)
 	}

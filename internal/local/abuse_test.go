@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,49 +25,8 @@ import (
 	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
-// dialSmall connects to addr with a receive buffer of a few kilobytes, so that a client that
-// stops reading is felt at once.
-func dialSmall(t testing.TB, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return errors.Join(err, serr)
-	}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// encode encodes an MQTT 3.1.1 packet with mochi's codec.
-func encode(t testing.TB, pk packets.Packet) []byte {
-	t.Helper()
-	if pk.ProtocolVersion == 0 {
-		pk.ProtocolVersion = 4
-	}
-	var b bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&b)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&b)
-	case packets.Publish:
-		err = pk.PublishEncode(&b)
-	default:
-		t.Fatalf("encode: type %d", pk.FixedHeader.Type)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func connectPacket(t testing.TB, id string, keepalive uint16) []byte {
-	return encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+	return testutil.EncodeMQTT(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: keepalive, ClientIdentifier: id}})
 }
 
@@ -76,11 +34,11 @@ func connectPacket(t testing.TB, id string, keepalive uint16) []byte {
 // and then never reads again.
 func stuckSubscriber(t testing.TB, addr, id, filter string) net.Conn {
 	t.Helper()
-	c := dialSmall(t, addr)
+	c := testutil.DialSmall(t, addr)
 	if _, err := c.Write(connectPacket(t, id, 0)); err != nil {
 		t.Fatal(err)
 	}
-	sub := encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+	sub := testutil.EncodeMQTT(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
 		Filters: packets.Subscriptions{{Filter: filter, Qos: 1}}})
 	if _, err := c.Write(sub); err != nil {
 		t.Fatal(err)
@@ -281,8 +239,8 @@ func TestConnectionWithoutCONNECTIsClosedAfterTheDeadline(t *testing.T) {
 	e, url := start(t, Config{connectTimeout: 300 * time.Millisecond}, newStore(t, outbox.Config{}), nil)
 	addr := strings.TrimPrefix(url, "tcp://")
 	opened := time.Now()
-	idle := dialSmall(t, addr)
-	half := dialSmall(t, addr)
+	idle := testutil.DialSmall(t, addr)
+	half := testutil.DialSmall(t, addr)
 	if _, err := half.Write(connectPacket(t, "half", 0)[:6]); err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +273,7 @@ func TestOversizedPacketIsRefusedBeforeItIsRead(t *testing.T) {
 	addr := strings.TrimPrefix(url, "tcp://")
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	c := dialSmall(t, addr)
+	c := testutil.DialSmall(t, addr)
 	// A CONNECT fixed header claiming 128 MiB, and a little of its body.
 	hdr := []byte{0x10, 0x80, 0x80, 0x80, 0x40, 0, 4, 'M', 'Q', 'T', 'T'}
 	if _, err := c.Write(hdr); err != nil {
@@ -356,7 +314,7 @@ func TestMQTT5ClientIsToldTheMaximumPacketSize(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	v := &v5Conn{c: c, r: bufio.NewReader(c)}
-	v.write(t, encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+	v.write(t, testutil.EncodeMQTT(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "v5"}}))
 	typ, body := v.read(t)
 	pk := packets.Packet{ProtocolVersion: 5, FixedHeader: packets.FixedHeader{Type: typ}}
@@ -384,14 +342,14 @@ func TestMaxClients(t *testing.T) {
 	// Connections that have not sent their CONNECT: as many again, then closed at once.
 	addr := strings.TrimPrefix(url, "tcp://")
 	for range 2 {
-		dialSmall(t, addr)
+		testutil.DialSmall(t, addr)
 	}
 	for deadline := time.Now().Add(5 * time.Second); openConns(e) < 4; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d connections open, want 4", openConns(e))
 		}
 	}
-	if took := readClosed(t, dialSmall(t, addr), 5*time.Second); took > time.Second {
+	if took := readClosed(t, testutil.DialSmall(t, addr), 5*time.Second); took > time.Second {
 		t.Errorf("the connection past 2 × max_clients was closed after %v", took)
 	}
 	for deadline := time.Now().Add(5 * time.Second); e.Stats().ConnRefused != 2; time.Sleep(5 * time.Millisecond) {
@@ -416,8 +374,8 @@ func TestRunReturnsPromptlyWhateverClientsDo(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	addr := e.Addrs()[0].String()
-	dialSmall(t, addr) // idle
-	half := dialSmall(t, addr)
+	testutil.DialSmall(t, addr) // idle
+	half := testutil.DialSmall(t, addr)
 	if _, err := half.Write(connectPacket(t, "half", 0)[:5]); err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +471,7 @@ func TestRetainedWillIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	will := encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+	will := testutil.EncodeMQTT(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "dies",
 			WillFlag: true, WillTopic: "r/will", WillPayload: []byte("gone"), WillRetain: true}})
 	if _, err := conn.Write(will); err != nil {
