@@ -157,10 +157,13 @@ func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Dr
 // noOutbox stands in for an outbox that could not be opened: it refuses every message.
 type noOutbox struct{ err error }
 
-// Put refuses the message, saying why.
-func (n noOutbox) Put(string, []byte, int, bool) (uint64, error) {
-	return 0, fmt.Errorf("the outbox is unavailable (%w): %w", n.err, errNoOutbox)
+// Append refuses the message, saying why.
+func (n noOutbox) Append(string, []byte, int, bool, int) (outbox.Ticket, error) {
+	return outbox.Ticket{}, fmt.Errorf("the outbox is unavailable (%w): %w", n.err, errNoOutbox)
 }
+
+// Wait is never reached: Append gives out no ticket.
+func (n noOutbox) Wait(outbox.Ticket) error { return n.err }
 
 // errNoOutbox marks a publish refused because the daemon runs without its outbox.
 var errNoOutbox = errors.New("running without an outbox")

@@ -46,6 +46,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/gatewayd/gatewayd/internal/outbox"
 )
 
 const (
@@ -132,11 +134,19 @@ func (l *listener) stopAccepting() {
 func (l *listener) Close(listeners.CloseFn) { l.stopAccepting() }
 
 // segment is one MQTT packet (or, should mochi ever write a partial one, a run of bytes) queued
-// for a connection.
+// for a connection, or a hold: a forwarded message that nothing after it may be written before
+// the outbox has made durable.
 type segment struct {
 	b       []byte
 	publish bool
+	hold    bool
+	ticket  outbox.Ticket // of a hold
 }
+
+// maxHeld bounds the holds in one connection's queue: forwarded publishes of the client that
+// are stored but not yet known durable, their PUBACKs waiting. A client with more in flight is
+// not read until the first is durable.
+const maxHeld = 64
 
 // conn is an accepted connection as mochi sees it; see the comment at the top of the file.
 type conn struct {
@@ -149,7 +159,9 @@ type conn struct {
 
 	mu       sync.Mutex
 	wake     sync.Cond    // signalled when queue, closing or err change
+	room     sync.Cond    // broadcast when held falls or err is set
 	queue    []segment    // written by nobody yet
+	held     int          // holds in queue, or being waited for by the writer
 	queued   int          // bytes in queue and in the batch being written
 	counted  atomic.Int64 // queued - backlog: what counts against WriteBudget (see accountLocked)
 	closing  bool         // Close was called: write what is queued (until closeBy), then close
@@ -169,7 +181,7 @@ type conn struct {
 // newConn wraps raw, gives it its CONNECT deadline and starts its writer.
 func newConn(raw net.Conn, e *Endpoint) *conn {
 	c := &conn{Conn: raw, e: e}
-	c.wake.L = &c.mu
+	c.wake.L, c.room.L = &c.mu, &c.mu
 	type sendBufferer interface{ SetWriteBuffer(int) error }
 	if s, ok := raw.(sendBufferer); ok {
 		_ = s.SetWriteBuffer(sendBuffer)
@@ -246,6 +258,41 @@ func evictReason(total int64, budget int) string {
 	return fmt.Sprintf("the most bytes waiting when local clients' buffers reached %d bytes in all (%d)", budget, total)
 }
 
+// inFlight is how many of the client's forwarded publishes are held now (0 for a nil conn):
+// more than 0 when a publish comes, and the client streams, sending on before its PUBACKs.
+// It waits while maxHeld are held already, until the writer gets past the first: so the
+// client's publishes are not read on while as many wait.
+func (c *conn) inFlight() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.held >= maxHeld && c.err == nil && !c.closing {
+		c.room.Wait()
+	}
+	return c.held
+}
+
+// hold queues t: what mochi writes after it — the publish's PUBACK, and anything else for this
+// client — is written once the outbox has made t durable; if it cannot, the connection is
+// closed without them (see writeLoop). It returns false, holding nothing, when c is nil or
+// the connection is closing or failed: no PUBACK will be written.
+func (c *conn) hold(t outbox.Ticket) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || c.closing {
+		return false
+	}
+	c.queue = append(c.queue, segment{hold: true, ticket: t})
+	c.held++
+	c.wake.Signal()
+	return true
+}
+
 // evict disconnects the connection for having the most waiting when the budget was reached.
 func (c *conn) evict(total int64) {
 	c.mu.Lock()
@@ -263,6 +310,7 @@ func (c *conn) failLocked(err error, slow string) {
 	_ = c.Conn.SetReadDeadline(aLongTimeAgo)
 	_ = c.Conn.SetWriteDeadline(aLongTimeAgo)
 	c.wake.Broadcast()
+	c.room.Broadcast()
 }
 
 // SetDeadline is mochi's keep-alive (Client.refreshDeadline): it sets the read side only. The
@@ -297,6 +345,7 @@ func (c *conn) Close() error {
 	_ = c.Conn.SetReadDeadline(aLongTimeAgo)
 	_ = c.Conn.SetWriteDeadline(c.closeBy)
 	c.wake.Broadcast()
+	c.room.Broadcast()
 	return nil
 }
 
@@ -309,12 +358,16 @@ func (c *conn) abort() {
 		c.err = net.ErrClosed
 	}
 	c.wake.Broadcast()
+	c.room.Broadcast()
 	c.mu.Unlock()
 	_ = c.Conn.Close()
 }
 
 // writeLoop writes what mochi queued, in order, until the connection closes or fails; then it
-// closes the socket and reports what was never written.
+// closes the socket and reports what was never written. At a hold it waits for the outbox
+// first: the PUBACK behind it is written only once the message is on disk, and not at all —
+// the connection is closed, so that the client sends the message again — if the outbox cannot
+// store it.
 func (c *conn) writeLoop() {
 	lost := 0
 	c.mu.Lock()
@@ -325,8 +378,29 @@ func (c *conn) writeLoop() {
 		if c.err != nil || len(c.queue) == 0 {
 			break // failed, or closing with nothing left to write
 		}
-		batch := c.queue
-		c.queue = nil
+		if h := c.queue[0]; h.hold {
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			err := c.e.box.Wait(h.ticket)
+			c.mu.Lock()
+			c.held--
+			c.room.Broadcast()
+			if err != nil {
+				c.failLocked(err, "")
+				c.mu.Unlock()
+				c.e.refusedLater(c, err)
+				c.mu.Lock()
+				break
+			}
+			c.e.stored()
+			continue
+		}
+		n := 0
+		for n < len(c.queue) && !c.queue[n].hold {
+			n++
+		}
+		batch := c.queue[:n:n]
+		c.queue = c.queue[n:]
 		c.mu.Unlock()
 		rest, err := c.writeBatch(batch)
 		c.mu.Lock()
@@ -344,12 +418,21 @@ func (c *conn) writeLoop() {
 		}
 	}
 	lost += countSegments(c.queue)
+	rest := c.queue
 	c.queue = nil
 	c.accountLocked(0, 0)
 	slow, id := c.slow, c.clientID
 	c.err = errors.Join(c.err, net.ErrClosed) // writes fail from now on, even after a clean close
+	c.room.Broadcast()
 	c.mu.Unlock()
 	_ = c.Conn.Close()
+	// The messages held are in the outbox, their PUBACKs never written: made durable all the
+	// same (they go to the cloud; the client may send them again, as QoS 1 allows).
+	for _, s := range rest {
+		if s.hold && c.e.box.Wait(s.ticket) == nil {
+			c.e.stored()
+		}
+	}
 	c.e.writerDone(c, id, slow, lost)
 }
 

@@ -135,9 +135,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Outbox stores forwarded messages durably; *outbox.Store is one.
+// Outbox stores forwarded messages durably; *outbox.Store is one. Append writes a message and
+// returns at once (inFlight: how many of the same client's are still waiting for Wait); Wait
+// returns once it is durable, or why it cannot be (see outbox.Store).
 type Outbox interface {
-	Put(topic string, payload []byte, qos int, retain bool) (uint64, error)
+	Append(topic string, payload []byte, qos int, retain bool, inFlight int) (outbox.Ticket, error)
+	Wait(outbox.Ticket) error
 }
 
 // Stats counts what the endpoint did since New.
@@ -890,8 +893,12 @@ func (e *Endpoint) noteRetainRefused(cl *mqtt.Client, topic string, n int) *zero
 
 // OnPublish runs in the publishing client's goroutine before mochi acknowledges the publish
 // (server.go processPublish: the PUBACK/PUBREC is written only after OnPublish returns without
-// error). A forwarded message is stored — written and fsynced — here, so the client's PUBACK
-// means "on disk".
+// error). A forwarded message is written to the outbox here, and its ticket goes into the
+// connection's queue ahead of the PUBACK mochi writes next: the connection's writer sends
+// nothing after it until the outbox says the message is on disk (conn.hold), so the client's
+// PUBACK means "on disk", while mochi reads the client's next publish meanwhile. A client with
+// several publishes in flight has them share an fdatasync, and at most maxHeld of them wait at
+// once: then the client's publishes are not read until the first is durable.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	e := h.e
 	if cl.Net.Inline {
@@ -921,13 +928,17 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		return pk, nil
 	}
-	_, err := e.box.Put(pk.TopicName, pk.Payload, qos, retain)
+	c, _ := cl.Net.Conn.(*conn)
+	t, err := e.box.Append(pk.TopicName, pk.Payload, qos, retain, c.inFlight())
 	if err == nil {
-		e.forwarded.Add(1)
-		if e.notify != nil {
-			e.notify()
+		if c.hold(t) {
+			return pk, nil
 		}
-		return pk, nil
+		// The connection is closing: no PUBACK is coming, so nothing waits in its queue.
+		if err = e.box.Wait(t); err == nil {
+			e.stored()
+			return pk, nil
+		}
 	}
 	if errors.Is(err, outbox.ErrTooLarge) || errors.Is(err, outbox.ErrInvalid) {
 		// No amount of waiting makes room for it: refusing would make the client resend it for
@@ -954,6 +965,23 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			Msg("outbox refused a local publish; closing the client's connection without PUBACK so that it sends the message again after reconnecting")
 		cl.Stop(fmt.Errorf("outbox refused the publish: %w", err))
 		return pk, packets.ErrRejectPacket
+	}
+}
+
+// refusedLater reports a forwarded message the outbox took but could not make durable (a
+// write or fdatasync failed): its PUBACK is never written and c is closed, so that the client
+// sends the message again after reconnecting, whatever its protocol version.
+func (e *Endpoint) refusedLater(c *conn, err error) {
+	total := e.disconnected.Add(1)
+	e.note(&e.refused).Str("client_id", c.id()).Err(err).Uint64("disconnected_total", total).
+		Msg("outbox could not store a local publish; closing the client's connection without PUBACK so that it sends the message again after reconnecting")
+}
+
+// stored counts a forwarded message the outbox made durable and tells the drainer.
+func (e *Endpoint) stored() {
+	e.forwarded.Add(1)
+	if e.notify != nil {
+		e.notify()
 	}
 }
 

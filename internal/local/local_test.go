@@ -97,19 +97,24 @@ func stored(t *testing.T, s *outbox.Store) []outbox.Message {
 	return ms
 }
 
-// eventBox is a test wrapper around the real outbox that takes 100 ms per Put (a slow SD card)
-// and records when each Put has returned, in one ordered list with the test's own events.
+// eventBox is a test wrapper around the real outbox whose messages take 100 ms to become
+// durable (a slow SD card), and that records when each Wait has returned, in one ordered list
+// with the test's own events.
 type eventBox struct {
 	box    *outbox.Store
 	mu     sync.Mutex
 	events []string
 }
 
-func (b *eventBox) Put(topic string, payload []byte, qos int, retain bool) (uint64, error) {
+func (b *eventBox) Append(topic string, payload []byte, qos int, retain bool, inFlight int) (outbox.Ticket, error) {
+	return b.box.Append(topic, payload, qos, retain, inFlight)
+}
+
+func (b *eventBox) Wait(t outbox.Ticket) error {
 	time.Sleep(100 * time.Millisecond)
-	seq, err := b.box.Put(topic, payload, qos, retain)
-	b.record(fmt.Sprintf("stored %s err=%v", topic, err))
-	return seq, err
+	err := b.box.Wait(t)
+	b.record(fmt.Sprintf("stored %d err=%v", t.Seq(), err))
+	return err
 }
 
 func (b *eventBox) record(e string) {
@@ -132,7 +137,7 @@ func TestQoS1PublishIsOnDiskBeforeItsPUBACK(t *testing.T) {
 	}
 	box.mu.Lock()
 	defer box.mu.Unlock()
-	if fmt.Sprint(box.events) != "[stored sensors/kitchen/temp err=<nil> puback]" {
+	if fmt.Sprint(box.events) != fmt.Sprintf("[stored %d err=<nil> puback]", ms[0].Seq) {
 		t.Fatalf("events %q: the PUBACK did not wait for the store", box.events)
 	}
 }
