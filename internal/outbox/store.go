@@ -1018,20 +1018,22 @@ func (s *Store) gather() {
 	start := time.Now()
 	s.waitingForCompany = true
 	defer func() { s.waitingForCompany = false }()
+	streaming := time.Since(s.streamed) <= concurrencyWindow
+	page := s.tailOff / pageSize
+	full := func() bool { return streaming && s.tailOff/pageSize != page }
 	// Long enough for the others to come at the rate Puts have been coming; not at all when
 	// not even one is due within CommitWait.
 	if want := s.company(); want > s.putsWaiting && s.gap < s.cfg.CommitWait {
 		if d := min(s.cfg.CommitWait, time.Duration(want-s.putsWaiting)*s.gap); d > 0 {
-			s.waitUntil(d, func() bool { return s.putsWaiting >= want })
+			s.waitUntil(d, func() bool { return s.putsWaiting >= want || full() })
 		}
 	}
-	if time.Since(s.streamed) > concurrencyWindow {
+	if !streaming {
 		return
 	}
-	page := s.tailOff / pageSize
 	silence := min(4*s.gap, s.cfg.CommitWait)
 	over := func() bool { // the page is full, or the puts have stopped coming
-		return s.tailOff/pageSize != page || time.Since(s.arrived) >= silence
+		return full() || time.Since(s.arrived) >= silence
 	}
 	for !over() && !s.closed && s.broken == nil {
 		left := streamWaits*s.cfg.CommitWait - time.Since(start)
