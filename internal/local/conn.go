@@ -382,17 +382,18 @@ func (c *conn) writeLoop() {
 			c.queue = c.queue[1:]
 			c.mu.Unlock()
 			err := c.e.box.Wait(h.ticket)
+			if err != nil {
+				c.e.refusedLater(c, err)
+			} else {
+				c.e.stored()
+			}
 			c.mu.Lock()
 			c.held--
 			c.room.Broadcast()
 			if err != nil {
 				c.failLocked(err, "")
-				c.mu.Unlock()
-				c.e.refusedLater(c, err)
-				c.mu.Lock()
 				break
 			}
-			c.e.stored()
 			continue
 		}
 		n := 0

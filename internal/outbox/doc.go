@@ -1,7 +1,8 @@
 // Package outbox is gatewayd's disk buffer for messages on their way to the cloud: a bounded,
 // ordered, crash-safe queue kept as an append-only log of segment files (format.go) with an
 // index in memory (index.go). A message stored with Put is on disk (written and fdatasynced)
-// when Put returns — Puts that arrive together share one fdatasync — and leaves the store only
+// when Put returns (or once Wait says so, for a message taken by Append) — messages that arrive
+// together share one fdatasync — and leaves the store only
 // through Ack, which the drainer calls once the module reported the broker's acknowledgement,
 // or through a bound (age, or bytes in drop_oldest mode) or a permanent refusal, each logged and
 // counted. Every send is recorded durably before it happens, so a message sent again after a

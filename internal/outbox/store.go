@@ -60,8 +60,9 @@ type Config struct {
 	// LockTimeout bounds the wait for the lock held by another process. 0 = DefaultLockTimeout.
 	LockTimeout time.Duration
 	// CommitWait is how long a commit may wait for more Puts to share its fdatasync while
-	// several clients publish at once (see Store). A lone publisher never waits. 0 =
-	// DefaultCommitWait; negative = never wait.
+	// several clients publish at once, and (up to streamWaits × CommitWait) for a stream to
+	// fill its page (see Store.gather). A lone publisher never waits. 0 = DefaultCommitWait;
+	// negative = never wait.
 	CommitWait time.Duration
 	// Now is the clock; nil = time.Now. Tests inject one to drive expiry.
 	Now func() time.Time
@@ -183,8 +184,10 @@ const maxReaders = 4
 // are safe for concurrent use.
 //
 // Every change is a record appended to the newest segment. A Put's record is made durable by an
-// fdatasync before Put returns; Puts that arrive while one fdatasync runs share the next one
-// (group commit), and a Put that finds none running starts its own at once. Other records
+// fdatasync before Put returns (Append and Wait: the same in two steps, for a client with
+// several messages in flight); Puts that arrive while one fdatasync runs share the next one
+// (group commit), and a Put that finds none running starts its own at once, unless it waits
+// for company (gather). Other records
 // (acknowledgements, rejections, expiry, sends the store may record without waiting) are
 // written at once and made durable by the next fdatasync, whoever starts it: losing them in a
 // power cut only brings a message back, to be sent again and counted as a possible duplicate.
