@@ -187,9 +187,8 @@ const maxReaders = 4
 // fdatasync before Put returns (Append and Wait: the same in two steps, for a client with
 // several messages in flight); Puts that arrive while one fdatasync runs share the next one
 // (group commit), and a Put that finds none running starts its own at once, unless it waits
-// for company (gather). Other records
-// (acknowledgements, rejections, expiry, sends the store may record without waiting) are
-// written at once and made durable by the next fdatasync, whoever starts it: losing them in a
+// for company (gather). Other records (acknowledgements, rejections, expiry, sends the store
+// may record without waiting) are written at once and made durable by the next fdatasync, whoever starts it: losing them in a
 // power cut only brings a message back, to be sent again and counted as a possible duplicate.
 // Segments whose messages have all gone are deleted or kept as the spare for reuse.
 type Store struct {
@@ -1149,10 +1148,13 @@ func (s *Store) expireHead(now time.Time) int {
 // Every refusal and drop is logged and counted.
 func (s *Store) Put(topic string, payload []byte, qos int, retain bool) (uint64, error) {
 	t, err := s.Append(topic, payload, qos, retain, 0)
+	if err == nil {
+		err = s.Wait(t)
+	}
 	if err != nil {
 		return 0, err
 	}
-	return t.seq, s.Wait(t)
+	return t.seq, nil
 }
 
 // A Ticket is a message Append took: its record is written, and durable once Wait says so.
