@@ -139,7 +139,9 @@ func TestPublishesInFlightShareACommitAndEachPUBACKWaitsForIt(t *testing.T) {
 			t.Fatalf("PUBACK %d came before its message was durable (%d durable)", id, len(ms))
 		}
 	}
-	if d := s.Stats().Syncs - syncs; d > 2 {
+	d := s.Stats().Syncs - syncs
+	t.Logf("%d publishes in flight, %d fdatasyncs", n, d)
+	if d > 2 {
 		t.Errorf("%d publishes in flight took %d fdatasyncs, want 1 (or 2)", n, d)
 	}
 	if st := e.Stats(); st.Forwarded != n {
@@ -179,7 +181,7 @@ func TestAMessageThatCannotBeMadeDurableClosesTheConnectionWithoutItsPUBACK(t *t
 	const n = 5
 	c, r := streamClient(t, url, n)
 	waitMessages(t, s, n)
-	box.failAt = s.Stats().Stored + 3 // the third of the five: seqs run from 1 in a new store
+	box.failAt = 3 // the third of the five: seqs run from 1 in a new store
 	box.open()
 	for want := uint16(1); want <= 2; want++ {
 		if id, err := readPUBACK(t, c, r); err != nil || id != want {
