@@ -15,12 +15,19 @@ type Policy struct {
 	Max     time.Duration // cap on any one delay
 	Factor  float64       // growth per attempt, e.g. 2
 	// Jitter is the fraction of each delay that is randomised: 0 gives fixed delays, 0.5 gives a
-	// delay uniformly spread over [d/2, d].
+	// delay uniformly spread over [d/2, d], 1 ("full jitter") over [0, d].
 	Jitter float64
 }
 
 // Default is the policy gatewayd uses for reconnects: 1 s, doubling, capped at 2 minutes, half jitter.
 var Default = Policy{Initial: time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 0.5}
+
+// Reconnect is the policy for reconnecting to a broker that closed a session which had lasted:
+// full jitter over a window of 5 s that doubles with every failed attempt, capped at 2 minutes.
+// A broker restart closes every gateway's session in the same second; drawing each delay
+// uniformly from [0, window] (rather than [window/2, window]) spreads their CONNECTs evenly over
+// the whole window, and a lone gateway still reconnects within 5 s.
+var Reconnect = Policy{Initial: 5 * time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 1}
 
 // Backoff tracks the attempts of one retry loop. It is not safe for concurrent use: each loop owns one.
 type Backoff struct {

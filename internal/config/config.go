@@ -141,6 +141,9 @@ type Retry struct {
 	// StableAfter is how long a session must stay connected before its loss resets the
 	// back-off; a session that dies sooner counts as one more failure.
 	StableAfter time.Duration
+	// ReconnectWindow is the window the first reconnect after the broker closed a lasting
+	// session is drawn from, uniformly (full jitter); each later failure doubles it up to Max.
+	ReconnectWindow time.Duration
 }
 
 // Retry defaults.
@@ -148,6 +151,8 @@ const (
 	DefaultRetryInitial     = time.Second
 	DefaultRetryMax         = 2 * time.Minute
 	DefaultRetryStableAfter = time.Minute
+	// DefaultRetryReconnectWindow spreads a fleet's reconnects after a broker restart over 5 s.
+	DefaultRetryReconnectWindow = 5 * time.Second
 )
 
 // MQTT is the module's MQTT client and the session gatewayd keeps.
@@ -430,6 +435,7 @@ func (b *builder) retry(t *table) {
 		t.fail("max", "%s is shorter than retry.initial (%s)", fmtDuration(r.Max), fmtDuration(r.Initial))
 	}
 	r.StableAfter = t.duration("stable_after", DefaultRetryStableAfter, 100*time.Millisecond, time.Hour, false)
+	r.ReconnectWindow = t.duration("reconnect_window", DefaultRetryReconnectWindow, 10*time.Millisecond, 10*time.Minute, false)
 	t.done()
 }
 

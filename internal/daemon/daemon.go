@@ -264,6 +264,7 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		RegisterTimeout: cfg.Module.RegisterTimeout,
 		HealthInterval:  cfg.Module.HealthInterval,
 		Backoff:         backoff.Policy{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Factor: 2, Jitter: 0.5},
+		Reconnect:       backoff.Policy{Initial: cfg.Retry.ReconnectWindow, Max: cfg.Retry.Max, Factor: 2, Jitter: 1},
 		StableAfter:     cfg.Retry.StableAfter,
 		ClientIndex:     m.ClientIndex,
 		MQTT: qmt.Config{

@@ -37,6 +37,10 @@ const (
 	EventTLSReady          = "tls_ready"           // the module's TLS context and certificate files are set
 	EventHeldBack          = "held_back"           // downlinks came faster than handled: the AT reader paused (nothing lost)
 
+	// EventMQTTReconnectSpread: the broker closed a session that had lasted; the reconnect waits
+	// retry_in, drawn from the reconnect window so that a fleet does not reconnect in one second.
+	EventMQTTReconnectSpread = "mqtt_reconnect_spread"
+
 	// The outbox (internal/outbox, internal/drain, internal/local) logs these names; the daemon
 	// logs EventOutboxStats, and EventPublished with from "outbox" for each forwarded message.
 	EventOutboxStats         = "outbox_stats"          // the outbox counters of this run, at exit

@@ -25,6 +25,13 @@ import (
 //   - every failed attempt at any stage, and a session that dies before it has been up for
 //     stableAfter, grows the back-off of its kind (port, module, MQTT); only a session that
 //     stayed up that long resets them;
+//   - a session that stayed up that long and is closed by the broker (a URC sending the session
+//     back to the MQTT stage) is not retried at once: a broker restart closes every gateway's
+//     session in the same second. Its first reconnect, and every later attempt until a session
+//     lasts again, waits a delay drawn uniformly from a window that starts at the reconnect
+//     policy's Initial and doubles with each attempt (full jitter), so a fleet's CONNECTs arrive
+//     spread evenly over the window instead of together. Any other loss of a lasting session
+//     (the port, the module) is local to the device and is retried at once;
 //   - the outbox drains while the session is connected, and only then;
 //   - health checks run whenever a port is open and the module is not being brought up, reset
 //     or kept quiet — backing off included — and three failures in a row reset the module.
@@ -154,6 +161,7 @@ type effect struct {
 	kindOf  failKind      // effRetry
 	attempt int           // effRetry: failures of this kind since the last stable session
 	lost    bool          // effRetry: the failure is a session that did not last
+	spread  bool          // effRetry: the first reconnect after the broker closed a lasting session
 	err     error         // effRetry, effPoll, effReset, effExit, effLost
 	text    string        // effStatus; effLost: why
 	dur     time.Duration // effLost: how long the session was up
@@ -161,7 +169,10 @@ type effect struct {
 
 // machineConfig is what the machine needs to know of the settings.
 type machineConfig struct {
-	backoff     backoff.Policy
+	backoff backoff.Policy
+	// reconnect is the MQTT back-off after the broker closed a lasting session, until a session
+	// lasts again; zero: backoff.Reconnect.
+	reconnect   backoff.Policy
 	stableAfter time.Duration // a session up this long resets the back-off
 	quiet       time.Duration // the first bring-up keeps the port quiet this long after opening it
 	// pollLimit is how long a stage may keep answering "not yet" (the SIM, registration) before
@@ -174,6 +185,10 @@ type machineConfig struct {
 type machine struct {
 	cfg machineConfig
 	bo  [numKinds]*backoff.Backoff
+	// spread is the MQTT back-off while spreading is set: since the broker closed a lasting
+	// session, and until a session lasts again.
+	spread    *backoff.Backoff
+	spreading bool
 
 	next      stage     // the stage to run next (the running one while running)
 	notBefore time.Time // no stage starts before this
@@ -202,14 +217,20 @@ type machine struct {
 }
 
 func newMachine(cfg machineConfig) *machine {
-	m := &machine{cfg: cfg, pollStage: -1}
-	for k := range m.bo {
-		if cfg.rnd != nil {
-			m.bo[k] = backoff.NewWithRand(cfg.backoff, cfg.rnd)
-		} else {
-			m.bo[k] = backoff.New(cfg.backoff)
-		}
+	if cfg.reconnect == (backoff.Policy{}) {
+		cfg.reconnect = backoff.Reconnect
 	}
+	m := &machine{cfg: cfg, pollStage: -1}
+	newBackoff := func(p backoff.Policy) *backoff.Backoff {
+		if cfg.rnd != nil {
+			return backoff.NewWithRand(p, cfg.rnd)
+		}
+		return backoff.New(p)
+	}
+	for k := range m.bo {
+		m.bo[k] = newBackoff(cfg.backoff)
+	}
+	m.spread = newBackoff(cfg.reconnect)
 	return m
 }
 
@@ -388,10 +409,19 @@ func (m *machine) fail(now time.Time, st stage, err error) { m.failed(now, st, e
 // failed is fail; lost says the failure is a connected session that did not last.
 func (m *machine) failed(now time.Time, st stage, err error, lost bool) {
 	k := kindOf(st)
-	m.push(now.Add(m.bo[k].Next()))
+	b := m.backoffOf(k)
+	m.push(now.Add(b.Next()))
 	d := m.notBefore.Sub(now)
-	m.emit(effect{kind: effRetry, stage: st, kindOf: k, attempt: m.bo[k].Attempts(), delay: d, err: err, lost: lost})
+	m.emit(effect{kind: effRetry, stage: st, kindOf: k, attempt: b.Attempts(), delay: d, err: err, lost: lost})
 	m.setStatus(failStatus(st, err, d))
+}
+
+// backoffOf is the back-off a failure of kind k counts against.
+func (m *machine) backoffOf(k failKind) *backoff.Backoff {
+	if k == kindMQTT && m.spreading {
+		return m.spread
+	}
+	return m.bo[k]
 }
 
 // failStatus is systemd's STATUS= for a failure of stage st, such as "MQTT connect failed:
@@ -436,6 +466,8 @@ func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bo
 		for _, b := range m.bo {
 			b.Reset()
 		}
+		m.spread.Reset()
+		m.spreading = false
 		return true
 	}
 	return false
@@ -449,8 +481,20 @@ func (m *machine) fallBack(now time.Time, to stage, why string) {
 	case m.connected:
 		m.next = to
 		if m.leaveConnected(now, why, true) {
-			m.setStatus("reconnecting: " + why)
-			return // a session that lasted: try again at once
+			if kindOf(to) != kindMQTT {
+				m.setStatus("reconnecting: " + why)
+				return // the module or network, local to this device: try again at once
+			}
+			// The broker closed a session that lasted: it may have closed every gateway's at
+			// this second. The first reconnect is spread over the reconnect window.
+			m.spreading = true
+			b := m.spread
+			m.push(now.Add(b.Next()))
+			d := m.notBefore.Sub(now)
+			m.emit(effect{kind: effRetry, stage: to, kindOf: kindMQTT, attempt: b.Attempts(), delay: d,
+				err: fmt.Errorf("session closed by the broker: %s", why), spread: true})
+			m.setStatus(fmt.Sprintf("reconnecting in %s (spread over %s): %s", d.Round(time.Millisecond), m.cfg.reconnect.Initial, why))
+			return
 		}
 		m.failed(now, to, fmt.Errorf("session lost %s after it came up: %s", now.Sub(m.upSince).Round(time.Millisecond), why), true)
 	case m.running:

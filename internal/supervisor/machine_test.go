@@ -3,7 +3,9 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -379,15 +381,23 @@ func TestSessionsDroppedAtOnceBackOff(t *testing.T) {
 		}
 		h.connect()
 	}
-	// A session that lasts resets the back-off: its loss is retried at once, and the next
-	// failure waits the first delay again.
+	// A session that lasts resets the back-off. The broker closing it is retried after one delay
+	// from the reconnect window (full jitter, 0–5 s), and the next failure from twice that window.
 	h.elapse(61 * time.Second)
-	n := len(h.retries)
 	h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1"})
-	if len(h.retries) != n || !h.live || h.liveStage != stageMQTT {
-		t.Fatalf("a lasting session's loss was not retried at once: live %t %s", h.live, h.liveStage)
+	r := h.retries[len(h.retries)-1]
+	if !r.spread || r.attempt != 1 || r.kindOf != kindMQTT || r.delay > backoff.Reconnect.Initial || h.live {
+		t.Fatalf("a lasting session's loss: retry %+v, live %t; want one spread delay within %s", r, h.live, backoff.Reconnect.Initial)
 	}
-	r := h.failAt(stageMQTT, errRefused)
+	r = h.failAt(stageMQTT, errRefused)
+	if r.attempt != 2 || r.delay > 2*backoff.Reconnect.Initial {
+		t.Fatalf("the failure after a spread reconnect: attempt %d, delay %s; want attempt 2 within %s", r.attempt, r.delay, 2*backoff.Reconnect.Initial)
+	}
+	// A session that lasts again ends the spreading: a later failure is on the half-jitter back-off.
+	h.connect()
+	h.elapse(61 * time.Second)
+	h.feed(input{kind: inPortLost, err: at.ErrPortGone})
+	r = h.failAt(stageMQTT, errRefused)
 	inBackoff(t, 0, r.delay)
 }
 
@@ -643,5 +653,136 @@ func fuzzMachine(t *testing.T, data []byte) {
 	}
 	if failure != nil {
 		t.Fatal(failure)
+	}
+}
+
+// fleetAfterBrokerRestart runs n machines, each with its own random source, through a session
+// that lasted and a broker restart that closes all of them at the same instant; the broker then
+// refuses every CONNECT for refuseFor. It returns, per attempt (1-based, index 0 unused), the
+// delays the machines drew, and every CONNECT's time after the close.
+func fleetAfterBrokerRestart(t *testing.T, n int, refuseFor time.Duration) (delays [][]time.Duration, connects []time.Duration) {
+	t.Helper()
+	delays = make([][]time.Duration, 8)
+	for i := 0; i < n; i++ {
+		h := newHarness(t, testConfig(uint64(1000+i)))
+		h.connect()
+		h.elapse(2 * time.Minute)
+		closed := h.now
+		before := len(h.retries)
+		h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1: connection closed by the broker"})
+		if len(h.retries) == before {
+			t.Fatalf("gateway %d: no reconnect delay after the broker closed its lasting session (live %t)", i, h.live)
+		}
+		for {
+			r := h.retries[len(h.retries)-1]
+			if r.attempt < len(delays) {
+				delays[r.attempt] = append(delays[r.attempt], r.delay)
+			}
+			for h.untilRun(); h.liveStage != stageMQTT; h.untilRun() {
+				h.done(nil)
+			}
+			connects = append(connects, h.now.Sub(closed))
+			if h.now.Sub(closed) >= refuseFor {
+				h.done(nil)
+				break
+			}
+			h.done(errRefused)
+		}
+		if !h.m.connected {
+			t.Fatalf("gateway %d is not connected after the broker came back", i)
+		}
+	}
+	return delays, connects
+}
+
+// uniformKS is the Kolmogorov–Smirnov distance between the delays and the uniform distribution
+// on [0, w].
+func uniformKS(delays []time.Duration, w time.Duration) float64 {
+	s := append([]time.Duration(nil), delays...)
+	slices.Sort(s)
+	var d float64
+	for i, x := range s {
+		f := float64(x) / float64(w)
+		d = max(d, math.Abs(f-float64(i)/float64(len(s))), math.Abs(f-float64(i+1)/float64(len(s))))
+	}
+	return d
+}
+
+// busiestSecond is the largest number of CONNECTs in any one second (whole seconds after the close).
+func busiestSecond(connects []time.Duration) (peak, at int) {
+	per := map[int]int{}
+	for _, c := range connects {
+		s := int(c / time.Second)
+		if per[s]++; per[s] > peak {
+			peak, at = per[s], s
+		}
+	}
+	return peak, at
+}
+
+// TestBrokerRestartSpreadsTheFleetsReconnects: 1,000 gateways whose sessions had lasted are
+// closed by the broker at the same instant. The first reconnect of each is drawn uniformly from
+// [0, 5 s] (full jitter), and each refused attempt after it from a window twice as long: the
+// delays of attempt k are uniform on [0, 5 s·2^(k-1)] (Kolmogorov–Smirnov distance under the 1 %
+// critical value 1.63/√n), and no one second gets much more than its share of the CONNECTs.
+// Before: every gateway reconnected at the instant of the close.
+func TestBrokerRestartSpreadsTheFleetsReconnects(t *testing.T) {
+	const n = 1000
+	delays, connects := fleetAfterBrokerRestart(t, n, 20*time.Second)
+	w := backoff.Reconnect.Initial
+	for k := 1; k <= 3; k++ {
+		ds := delays[k]
+		if k == 1 && len(ds) != n {
+			t.Fatalf("%d first reconnects for %d gateways", len(ds), n)
+		}
+		if len(ds) < n/4 {
+			break // most are back before the attempt: too few for the statistic
+		}
+		for _, d := range ds {
+			if d < 0 || d > w {
+				t.Fatalf("attempt %d: delay %s outside [0, %s]", k, d, w)
+			}
+		}
+		crit := 1.63 / math.Sqrt(float64(len(ds)))
+		if ks := uniformKS(ds, w); ks > crit {
+			t.Errorf("attempt %d: the %d delays are not uniform on [0, %s]: KS distance %.3f > %.3f", k, len(ds), w, ks, crit)
+		}
+		t.Logf("attempt %d: %d delays, KS distance from uniform on [0, %s] %.3f (critical %.3f)", k, len(ds), w, uniformKS(ds, w), crit)
+		w *= 2
+	}
+	// The first window spreads n CONNECTs over 5 s: n/5 a second; allow 25 % for chance.
+	if peak, at := busiestSecond(delays[1]); peak > n/5*5/4 {
+		t.Errorf("%d of %d first reconnects in second %d after the close, want at most %d", peak, n, at, n/5*5/4)
+	}
+	peak, at := busiestSecond(connects)
+	t.Logf("%d CONNECTs while the broker refused for 20 s, then every gateway back; busiest second %d with %d", len(connects), at, peak)
+	// First attempts (n/5 a second) and the second attempts of the first to be refused overlap
+	// in the first seconds: at most a third of the fleet in any one second (before: all of it in
+	// the first second, and again in the next).
+	if peak > n/3 {
+		t.Errorf("%d CONNECTs in second %d after the close: a reconnect storm", peak, at)
+	}
+}
+
+// TestALoneGatewayReconnectsQuickly: a broker-side close of a lasting session is retried within
+// the first window, 5 s, however the jitter falls; and a loss that is the device's own (the
+// module restarted) is still retried at once.
+func TestALoneGatewayReconnectsQuickly(t *testing.T) {
+	for seed := uint64(0); seed < 200; seed++ {
+		h := newHarness(t, testConfig(seed))
+		h.connect()
+		h.elapse(2 * time.Minute)
+		closed := h.now
+		h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1"})
+		if at := h.untilRun(); at.Sub(closed) > backoff.Reconnect.Initial {
+			t.Fatalf("seed %d: reconnected %s after the close", seed, at.Sub(closed))
+		}
+	}
+	h := newHarness(t, testConfig(1))
+	h.connect()
+	h.elapse(2 * time.Minute)
+	h.feed(input{kind: inFallBack, stage: stageModule, why: "module rebooted (RDY)"})
+	if !h.live || h.liveStage != stageModule {
+		t.Fatalf("a lasting session lost to a module restart was not retried at once: live %t %s", h.live, h.liveStage)
 	}
 }

@@ -99,6 +99,10 @@ type Settings struct {
 	// Backoff is the retry policy for every kind of failure (the port, the module, MQTT), each
 	// with a counter of its own; zero = backoff.Default.
 	Backoff backoff.Policy
+	// Reconnect is the MQTT back-off after the broker closed a session that had lasted, until a
+	// session lasts again: full jitter over a window that starts at Initial and grows, so that a
+	// fleet whose broker restarted does not reconnect in the same second; zero = backoff.Reconnect.
+	Reconnect backoff.Policy
 	// StableAfter is how long a session must stay connected before its loss resets the
 	// back-off; a session that dies sooner counts as a failed attempt. 0 = 60 s.
 	StableAfter time.Duration
@@ -155,6 +159,9 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	if set.Backoff == (backoff.Policy{}) {
 		set.Backoff = backoff.Default
 	}
+	if set.Reconnect == (backoff.Policy{}) {
+		set.Reconnect = backoff.Reconnect
+	}
 	if set.StableAfter == 0 {
 		set.StableAfter = time.Minute
 	}
@@ -191,6 +198,7 @@ func (nopNotifier) Stopping()     {}
 func (s *Supervisor) machineConfig() machineConfig {
 	return machineConfig{
 		backoff:     s.set.Backoff,
+		reconnect:   s.set.Reconnect,
 		stableAfter: s.set.StableAfter,
 		quiet:       s.set.Quiet,
 		pollLimit:   map[stage]time.Duration{stageSIM: s.set.SIMTimeout, stageRegister: s.set.RegisterTimeout},
@@ -525,6 +533,11 @@ func (l *loop) logRetry(e effect) {
 	}
 	var ev *zerolog.Event
 	switch {
+	case e.spread:
+		l.log.Info().Str("event", logging.EventMQTTReconnectSpread).Str("stage", e.stage.String()).
+			Int("attempt", e.attempt).Str("retry_in", retry).Str("window", l.set.Reconnect.Initial.String()).
+			Msg("the broker closed a session that had lasted: reconnecting after a delay spread over the reconnect window")
+		return
 	case e.lost:
 		ev = l.log.Warn()
 	case e.kindOf == kindPort:
