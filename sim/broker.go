@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -32,9 +33,12 @@ type Broker struct {
 type BrokerOption func(*brokerOptions)
 
 type brokerOptions struct {
-	log  zerolog.Logger
-	auth func(clientID, username string, password []byte) byte
-	tls  *tls.Config
+	log     zerolog.Logger
+	auth    func(clientID, username string, password []byte) byte
+	tls     *tls.Config
+	rate    int                                            // CONNECTs accepted per second; 0: no limit
+	observe func(clientID string, at time.Time, code byte) // every CONNECT and its CONNACK code
+	now     func() time.Time
 }
 
 // WithTLS makes the broker's listener speak TLS with cfg (its certificate, and ClientAuth and
@@ -54,12 +58,28 @@ func WithAuth(auth func(clientID, username string, password []byte) byte) Broker
 	return func(o *brokerOptions) { o.auth = auth }
 }
 
+// WithConnectRate makes the broker accept at most perSecond CONNECTs in each second (of the
+// wall clock) and refuse the others with CONNACK return code 3, "server unavailable", as a
+// broker with a connection rate limit does (EMQX's max_conn_rate, a cloud's per-instance
+// limit). Refused CONNECTs count towards the second too: a fleet that retries at once is
+// refused again. 0 or less: no limit.
+func WithConnectRate(perSecond int) BrokerOption {
+	return func(o *brokerOptions) { o.rate = perSecond }
+}
+
+// WithConnectObserver calls observe for every CONNECT the broker receives, with the time it
+// arrived and the CONNACK return code it got (0 accepted, 3 refused by the rate limit, or what
+// the auth function returned). It is called from the client's goroutine: it must not block.
+func WithConnectObserver(observe func(clientID string, at time.Time, code byte)) BrokerOption {
+	return func(o *brokerOptions) { o.observe = observe }
+}
+
 // NewBroker starts an embedded broker on addr ("127.0.0.1:0" picks a free port; Addr tells which).
 func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if addr == "" {
 		addr = DefaultBrokerAddr
 	}
-	o := brokerOptions{log: zerolog.Nop()}
+	o := brokerOptions{log: zerolog.Nop(), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -67,7 +87,7 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 		InlineClient: true,
 		Logger:       slog.New(&slogToZerolog{log: o.log.With().Str("component", "broker").Logger()}),
 	})
-	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth}, nil); err != nil {
+	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth, rate: o.rate, observe: o.observe, now: o.now}, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
 	tcp := &trackedListener{addr: addr, tls: o.tls, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
@@ -200,11 +220,32 @@ func (l *trackedListener) Close(closeClients listeners.CloseFn) {
 	l.wg.Wait()
 }
 
-// authHook allows every client and topic, except the CONNECTs auth refuses.
+// authHook allows every client and topic, except the CONNECTs auth or the rate limit refuses.
 type authHook struct {
 	mochi.HookBase
-	srv  *mochi.Server
-	auth func(clientID, username string, password []byte) byte
+	srv     *mochi.Server
+	auth    func(clientID, username string, password []byte) byte
+	rate    int
+	observe func(clientID string, at time.Time, code byte)
+	now     func() time.Time
+
+	mu     sync.Mutex
+	second int64 // the Unix second the count is of
+	count  int   // CONNECTs received in that second
+}
+
+// overRate counts a CONNECT that arrived at now and reports whether it is above the rate.
+func (h *authHook) overRate(now time.Time) bool {
+	if h.rate <= 0 {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := now.Unix(); s != h.second {
+		h.second, h.count = s, 0
+	}
+	h.count++
+	return h.count > h.rate
 }
 
 func (h *authHook) ID() string { return "ec600sim-auth" }
@@ -216,10 +257,17 @@ func (h *authHook) Provides(b byte) bool {
 // OnConnect sends the refusal CONNACK itself, so any return code can be chosen, then ends the
 // connection by returning an error.
 func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	if h.auth == nil {
-		return nil
+	now := h.now()
+	var code byte
+	switch {
+	case h.overRate(now):
+		code = 3 // server unavailable
+	case h.auth != nil:
+		code = h.auth(pk.Connect.ClientIdentifier, string(pk.Connect.Username), pk.Connect.Password)
 	}
-	code := h.auth(pk.Connect.ClientIdentifier, string(pk.Connect.Username), pk.Connect.Password)
+	if h.observe != nil {
+		h.observe(pk.Connect.ClientIdentifier, now, code)
+	}
 	if code == 0 {
 		return nil
 	}

@@ -11,7 +11,9 @@
 //     bytes pass exactly), points Config.Link at it as a udev symlink would, and powers on
 //     (RDY, +CFUN: 1, +CPIN: READY, +QUSIM: 1, +QIND: SMS DONE, +QIND: PB DONE). Close ends it.
 //   - Broker is an embedded MQTT broker (mochi-mqtt) on a loopback port; WithAuth lets it refuse
-//     chosen CONNECTs with a chosen CONNACK code. Any other broker works too: Config.Broker names
+//     chosen CONNECTs with a chosen CONNACK code; WithConnectRate refuses CONNECTs above a rate
+//     with CONNACK 3 (server unavailable), as a broker with a connection rate limit does, and
+//     WithConnectObserver sees every CONNECT, when and with what code. Any other broker works too: Config.Broker names
 //     where every AT+QMTOPEN connects, whatever host the command gives, so a configuration
 //     written for a cloud broker runs unchanged.
 //
