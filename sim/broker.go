@@ -38,6 +38,7 @@ type brokerOptions struct {
 	tls     *tls.Config
 	rate    int                                            // CONNECTs accepted per second; 0: no limit
 	observe func(clientID string, at time.Time, code byte) // every CONNECT and its CONNACK code
+	publish func(clientID, topic string, payload []byte)   // every PUBLISH from a client
 	now     func() time.Time
 }
 
@@ -74,6 +75,13 @@ func WithConnectObserver(observe func(clientID string, at time.Time, code byte))
 	return func(o *brokerOptions) { o.observe = observe }
 }
 
+// WithPublishObserver calls observe for every PUBLISH a client sends the broker, before the
+// broker acknowledges it: a count of what reached the cloud that no subscriber's reconnect can
+// miss. It is called from the client's goroutine: it must not block.
+func WithPublishObserver(observe func(clientID, topic string, payload []byte)) BrokerOption {
+	return func(o *brokerOptions) { o.publish = observe }
+}
+
 // NewBroker starts an embedded broker on addr ("127.0.0.1:0" picks a free port; Addr tells which).
 func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if addr == "" {
@@ -87,7 +95,7 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 		InlineClient: true,
 		Logger:       slog.New(&slogToZerolog{log: o.log.With().Str("component", "broker").Logger()}),
 	})
-	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth, rate: o.rate, observe: o.observe, now: o.now}, nil); err != nil {
+	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth, rate: o.rate, observe: o.observe, publish: o.publish, now: o.now}, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
 	tcp := &trackedListener{addr: addr, tls: o.tls, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
@@ -227,6 +235,7 @@ type authHook struct {
 	auth    func(clientID, username string, password []byte) byte
 	rate    int
 	observe func(clientID string, at time.Time, code byte)
+	publish func(clientID, topic string, payload []byte)
 	now     func() time.Time
 
 	mu     sync.Mutex
@@ -251,7 +260,15 @@ func (h *authHook) overRate(now time.Time) bool {
 func (h *authHook) ID() string { return "ec600sim-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish}, []byte{b})
+}
+
+// OnPublish shows a client's PUBLISH to the publish observer, unchanged.
+func (h *authHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.publish != nil && !cl.Net.Inline {
+		h.publish(cl.ID, pk.TopicName, pk.Payload)
+	}
+	return pk, nil
 }
 
 // OnConnect sends the refusal CONNACK itself, so any return code can be chosen, then ends the
