@@ -156,6 +156,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gatewayd check: %v\n", err)
 		return 1
 	}
+	if err := cfg.DescribeOrigins(stdout); err != nil {
+		fmt.Fprintf(stderr, "gatewayd check: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(stdout, "%s: OK\n", cfg.File)
 	return 0
 }

@@ -69,11 +69,17 @@ const CredPrefix = "cred:"
 
 // Config is a validated configuration with every default filled in.
 type Config struct {
-	File   string // the file it came from
-	Serial Serial
-	Module Module
-	MQTT   MQTT
-	LED    GPIOLine
+	File string // the file it came from
+	// Files are the files read: File, then its drop-ins in the order they were merged.
+	Files []string
+	// Origins says where each key set in the files was set, as "file:line", by dotted key
+	// ("mqtt.host", "mqtt.subscribe" for a whole array of tables); keys left to their defaults
+	// are absent. It never holds a value.
+	Origins map[string]string
+	Serial  Serial
+	Module  Module
+	MQTT    MQTT
+	LED     GPIOLine
 	// Reset is the module's reset line; nil when [reset] is absent.
 	Reset *Reset
 	Log   Log
@@ -264,9 +270,31 @@ func Load(path string) (*Config, error) { return Options{}.Load(path) }
 // are taken from its directory.
 func Parse(data []byte, name string) (*Config, error) { return Options{}.Parse(data, name) }
 
-// Load reads and checks the file at path. Relative *_file paths are taken from the file's
-// directory.
+// Load reads and checks the file at path, merged with its drop-ins: the files *.toml in the
+// directory path + ".d" (DropInDir), in name order (see merge for the rules). Relative *_file
+// paths are taken from the main file's directory.
 func (o Options) Load(path string) (*Config, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	files := []source{{name: path, data: data}}
+	names, err := dropIns(DropInDir(path))
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		data, err := readFile(name)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, source{name: name, data: data})
+	}
+	return o.parseFiles(files, nil)
+}
+
+// readFile reads a configuration file, at most MaxFileSize bytes.
+func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -279,7 +307,7 @@ func (o Options) Load(path string) (*Config, error) {
 	if len(data) > MaxFileSize {
 		return nil, &Problem{File: path, Msg: fmt.Sprintf("larger than %d bytes; is this the right file?", MaxFileSize)}
 	}
-	return o.Parse(data, path)
+	return data, nil
 }
 
 // Parse checks data, the contents of the file name. It reports every problem it finds, joined
@@ -290,26 +318,50 @@ func (o Options) Parse(data []byte, name string) (*Config, error) {
 
 // parse is Parse; when known is not nil it receives every key path the builder asked about.
 func (o Options) parse(data []byte, name string, known map[string]bool) (*Config, error) {
-	var raw map[string]any
-	if _, err := toml.Decode(string(data), &raw); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			line, col := syntaxPosition(data, pe.Position)
-			return nil, &Problem{File: name, Line: line, Col: col, Msg: pe.Message}
+	return o.parseFiles([]source{{name: name, data: data}}, known)
+}
+
+// parseFiles decodes each file, merges them in order (the first is the main file) and checks
+// the result.
+func (o Options) parseFiles(files []source, known map[string]bool) (*Config, error) {
+	var errs []error
+	for i := range files {
+		f := &files[i]
+		if _, err := toml.Decode(string(f.data), &f.raw); err != nil {
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				line, col := syntaxPosition(f.data, pe.Position)
+				errs = append(errs, &Problem{File: f.name, Line: line, Col: col, Msg: pe.Message})
+			} else {
+				errs = append(errs, &Problem{File: f.name, Msg: err.Error()})
+			}
+			continue
 		}
-		return nil, &Problem{File: name, Msg: err.Error()}
+		f.loc = newLocator(string(f.data))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	m := merge(files)
+	if len(m.conflicts) > 0 {
+		return nil, errors.Join(m.conflicts...)
 	}
 	getenv := o.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	name := files[0].name
+	ps := &problems{file: name, loc: files[0].loc, known: known, where: m.where}
+	for _, f := range files {
+		ps.files = append(ps.files, f.name)
+	}
 	b := &builder{
-		ps:     &problems{file: name, loc: newLocator(string(data)), known: known},
+		ps:     ps,
 		getenv: getenv,
 		dir:    filepath.Dir(name),
-		cfg:    &Config{File: name, Sources: map[string]string{}},
+		cfg:    &Config{File: name, Files: ps.files, Origins: m.origins(), Sources: map[string]string{}},
 	}
-	b.build(newTable(b.ps, nil, raw))
+	b.build(newTable(b.ps, nil, m.root))
 	if err := b.ps.err(); err != nil {
 		return nil, err
 	}
@@ -337,7 +389,8 @@ type builder struct {
 }
 
 func (b *builder) warn(k keyPath, format string, args ...any) {
-	p := &Problem{File: b.ps.file, Line: b.ps.loc.line(k), Key: k.String(), Msg: fmt.Sprintf(format, args...)}
+	file, line := b.ps.locate(k)
+	p := &Problem{File: file, Line: line, Key: k.String(), Msg: fmt.Sprintf(format, args...)}
 	b.cfg.Warnings = append(b.cfg.Warnings, p.Error())
 }
 

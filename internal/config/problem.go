@@ -90,16 +90,37 @@ func (k keyPath) add(name string, idx int) keyPath {
 type problems struct {
 	file string
 	loc  *locator
-	list []*Problem
+	// where, when not nil, finds the file and line that set a key instead of file and loc: a
+	// configuration merged from drop-ins.
+	where func(k keyPath) (file string, line int)
+	list  []*Problem
 	// known, when not nil, collects every key path the builder asked about (without element
 	// indices), so a test can check the example file documents them all.
 	known map[string]bool
+	files []string // the files merged, in order, for sorting problems; nil for one file
 }
 
 func (ps *problems) add(k keyPath, unknown bool, format string, args ...any) {
+	file, line := ps.locate(k)
 	ps.list = append(ps.list, &Problem{
-		File: ps.file, Line: ps.loc.line(k), Key: k.String(), Unknown: unknown, Msg: fmt.Sprintf(format, args...),
+		File: file, Line: line, Key: k.String(), Unknown: unknown, Msg: fmt.Sprintf(format, args...),
 	})
+}
+
+// locate is the file and line that set key k (or its nearest enclosing table).
+func (ps *problems) locate(k keyPath) (string, int) {
+	if ps.where != nil {
+		return ps.where(k)
+	}
+	return ps.file, ps.loc.line(k)
+}
+
+// fileOrder is the place of file among the files read (the main file first, then its drop-ins).
+func (ps *problems) fileOrder(file string) int {
+	if i := slices.Index(ps.files, file); i >= 0 {
+		return i
+	}
+	return 0
 }
 
 // err returns the problems in document order (by line, then key), joined; nil when there are none.
@@ -108,6 +129,9 @@ func (ps *problems) err() error {
 		return nil
 	}
 	slices.SortStableFunc(ps.list, func(a, b *Problem) int {
+		if c := cmp.Compare(ps.fileOrder(a.File), ps.fileOrder(b.File)); c != 0 {
+			return c
+		}
 		la, lb := a.Line, b.Line
 		if la == 0 {
 			la = 1 << 30
