@@ -68,6 +68,9 @@ func TestStatusAndAT(t *testing.T) {
 		t.Errorf("mqtt %+v", st.MQTT)
 	case st.LED == nil:
 		t.Error("LED state not known")
+	case st.Device != "pi-led-01|securemode=3,signmethod=hmacsha1|" || len(st.ConfigRevision) != 12 || st.Version == "":
+		t.Errorf("device %q, config revision %q, version %q: want the client id, 12 hex digits and the version",
+			st.Device, st.ConfigRevision, st.Version)
 	}
 	if out, _, code := cli(t, "status", "-socket", sock); code != 0 || !strings.Contains(out, id.IMEI) || !strings.Contains(out, "connected to") {
 		t.Errorf("status (exit %d):\n%s", code, out)

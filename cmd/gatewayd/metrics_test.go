@@ -131,6 +131,19 @@ func TestMetricsEndpoint(t *testing.T) {
 	if mf := m["gatewayd_module_info"]; len(mf.GetMetric()) != 1 {
 		t.Errorf("%d gatewayd_module_info series, want 1", len(mf.GetMetric()))
 	}
+	if v := series(t, m, "gatewayd_info", "device=pi-led-01|securemode=3,signmethod=hmacsha1|", "imei="+id.IMEI, "iccid="+id.ICCID,
+		"operator="+sim.DefaultOperator, "model=EC600N", "firmware="+id.Revision); v != 1 {
+		t.Errorf("gatewayd_info with the device, module, SIM and operator = %v, want 1", v)
+	}
+	if mf := m["gatewayd_info"]; len(mf.GetMetric()) != 1 {
+		t.Errorf("%d gatewayd_info series, want 1", len(mf.GetMetric()))
+	} else {
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			if (l.GetName() == "config_revision" || l.GetName() == "version") && l.GetValue() == "" {
+				t.Errorf("gatewayd_info has an empty %s", l.GetName())
+			}
+		}
+	}
 	for _, name := range []string{"gatewayd_mqtt_connected", "gatewayd_network_registered", "gatewayd_port_open"} {
 		if v := series(t, m, name); v != 1 {
 			t.Errorf("%s = %v while connected, want 1", name, v)
@@ -142,11 +155,11 @@ func TestMetricsEndpoint(t *testing.T) {
 	if v := series(t, m, "gatewayd_at_command_duration_seconds"); v < 10 {
 		t.Errorf("%v AT commands counted after a bring-up", v)
 	}
-	// No label anywhere but module_info carries the identity.
+	// No label anywhere but gatewayd_info and module_info carries the identity.
 	for name, mf := range m {
 		for _, s := range mf.GetMetric() {
 			for _, l := range s.GetLabel() {
-				if name != "gatewayd_module_info" && (l.GetValue() == id.IMEI || l.GetValue() == id.ICCID) {
+				if name != "gatewayd_module_info" && name != "gatewayd_info" && (l.GetValue() == id.IMEI || l.GetValue() == id.ICCID) {
 					t.Errorf("%s carries the identity in label %s", name, l.GetName())
 				}
 			}

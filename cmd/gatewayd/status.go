@@ -113,6 +113,7 @@ func printStatus(w io.Writer, st *control.Status) {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	line := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(tw, "gatewayd %s, up %s\n", st.Version, ago(st.UptimeSec))
+	line("device", "%s  config revision %s", orDash(st.Device), orDash(st.ConfigRevision))
 	state := "not connected: " + orDash(st.Doing)
 	if st.MQTT.Connected {
 		state = fmt.Sprintf("connected to %s:%d for %s", st.MQTT.Host, st.MQTT.Port, ago(st.MQTT.ConnectedSec))

@@ -23,11 +23,13 @@ type Policy struct {
 var Default = Policy{Initial: time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 0.5}
 
 // Reconnect is the policy for reconnecting to a broker that closed a session which had lasted:
-// full jitter over a window of 5 s that doubles with every failed attempt, capped at 2 minutes.
+// full jitter over a window of 5 s that doubles with every failed attempt, capped at 30 s.
 // A broker restart closes every gateway's session in the same second; drawing each delay
 // uniformly from [0, window] (rather than [window/2, window]) spreads their CONNECTs evenly over
-// the whole window, and a lone gateway still reconnects within 5 s.
-var Reconnect = Policy{Initial: 5 * time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 1}
+// the whole window, and a lone gateway still reconnects within 5 s. The cap bounds how long the
+// last gateway of a fleet waits once the broker is back (at most 30 s), at the price of the
+// broker seeing at least fleet/30 s CONNECTs a second while it refuses them.
+var Reconnect = Policy{Initial: 5 * time.Second, Max: 30 * time.Second, Factor: 2, Jitter: 1}
 
 // Backoff tracks the attempts of one retry loop. It is not safe for concurrent use: each loop owns one.
 type Backoff struct {

@@ -76,10 +76,14 @@ type Config struct {
 	// ("mqtt.host", "mqtt.subscribe" for a whole array of tables); keys left to their defaults
 	// are absent. It never holds a value.
 	Origins map[string]string
-	Serial  Serial
-	Module  Module
-	MQTT    MQTT
-	LED     GPIOLine
+	// Revision identifies the settings: 12 hex digits of a hash of the merged files' settings
+	// (not their comments or layout; secrets left out), for a fleet dashboard to find the
+	// gateway whose configuration differs.
+	Revision string
+	Serial   Serial
+	Module   Module
+	MQTT     MQTT
+	LED      GPIOLine
 	// Reset is the module's reset line; nil when [reset] is absent.
 	Reset *Reset
 	Log   Log
@@ -148,8 +152,9 @@ type Retry struct {
 	// back-off; a session that dies sooner counts as one more failure.
 	StableAfter time.Duration
 	// ReconnectWindow is the window the first reconnect after the broker closed a lasting
-	// session is drawn from, uniformly (full jitter); each later failure doubles it up to Max.
-	ReconnectWindow time.Duration
+	// session is drawn from, uniformly (full jitter); each later failure doubles it up to
+	// ReconnectMax.
+	ReconnectWindow, ReconnectMax time.Duration
 }
 
 // Retry defaults.
@@ -159,6 +164,8 @@ const (
 	DefaultRetryStableAfter = time.Minute
 	// DefaultRetryReconnectWindow spreads a fleet's reconnects after a broker restart over 5 s.
 	DefaultRetryReconnectWindow = 5 * time.Second
+	// DefaultRetryReconnectMax: the last gateway of a fleet is back at most 30 s after its broker.
+	DefaultRetryReconnectMax = 30 * time.Second
 )
 
 // MQTT is the module's MQTT client and the session gatewayd keeps.
@@ -359,7 +366,7 @@ func (o Options) parseFiles(files []source, known map[string]bool) (*Config, err
 		ps:     ps,
 		getenv: getenv,
 		dir:    filepath.Dir(name),
-		cfg:    &Config{File: name, Files: ps.files, Origins: m.origins(), Sources: map[string]string{}},
+		cfg:    &Config{File: name, Files: ps.files, Origins: m.origins(), Revision: revision(m.root), Sources: map[string]string{}},
 	}
 	b.build(newTable(b.ps, nil, m.root))
 	if err := b.ps.err(); err != nil {
@@ -489,6 +496,10 @@ func (b *builder) retry(t *table) {
 	}
 	r.StableAfter = t.duration("stable_after", DefaultRetryStableAfter, 100*time.Millisecond, time.Hour, false)
 	r.ReconnectWindow = t.duration("reconnect_window", DefaultRetryReconnectWindow, 10*time.Millisecond, 10*time.Minute, false)
+	r.ReconnectMax = t.duration("reconnect_max", DefaultRetryReconnectMax, 10*time.Millisecond, time.Hour, false)
+	if r.ReconnectMax < r.ReconnectWindow {
+		t.fail("reconnect_max", "%s is shorter than retry.reconnect_window (%s)", fmtDuration(r.ReconnectMax), fmtDuration(r.ReconnectWindow))
+	}
 	t.done()
 }
 

@@ -153,7 +153,8 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	if r := c.Reset; r != nil {
 		line("reset", "%s, pulse %s", r.Line, fmtDuration(r.Pulse))
 	}
-	line("retry", "initial %s, doubling to %s, half jitter; reset by a session up %s; after the broker closes a lasting session, reconnect within %s, doubling (full jitter)", fmtDuration(c.Retry.Initial), fmtDuration(c.Retry.Max), fmtDuration(c.Retry.StableAfter), fmtDuration(c.Retry.ReconnectWindow))
+	line("retry", "initial %s, doubling to %s, half jitter; reset by a session up %s; after the broker closes a lasting session, reconnect within %s, doubling to %s (full jitter)", fmtDuration(c.Retry.Initial), fmtDuration(c.Retry.Max), fmtDuration(c.Retry.StableAfter), fmtDuration(c.Retry.ReconnectWindow), fmtDuration(c.Retry.ReconnectMax))
+	line("revision", "%s (of the merged settings, secrets left out)", c.Revision)
 	line("log", "level %s, format %s, at_trace %t", c.Log.Level, c.Log.Format, c.Log.ATTrace)
 	switch {
 	case c.Control.Socket == "":

@@ -143,3 +143,34 @@ func TestNoDropInDirectoryIsOneFile(t *testing.T) {
 		t.Fatalf("files %q, origin %q", c.Files, c.Origins["mqtt.client_id"])
 	}
 }
+
+// TestRevisionIsOfTheMergedSettings: the same settings give the same revision whether they are
+// in one file or split into a drop-in, with other comments and order; a changed value changes
+// it; a secret does not reach it.
+func TestRevisionIsOfTheMergedSettings(t *testing.T) {
+	one := writeFile(t, t.TempDir(), "gatewayd.toml", fleetBase+"\n[mqtt.will]\ntopic = \"w\"\nmessage = \"gone\"\n", 0o644)
+	split := dropInTree(t, "# base\n"+fleetBase, map[string]string{"50-will.toml": "[mqtt.will]\nmessage = \"gone\"\ntopic = \"w\"\n"})
+	changed := dropInTree(t, fleetBase, map[string]string{"50-will.toml": "[mqtt.will]\ntopic = \"w\"\nmessage = \"went\"\n"})
+	rev := func(p string) string {
+		t.Helper()
+		c, err := noEnv.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Revision) != 12 {
+			t.Fatalf("revision %q", c.Revision)
+		}
+		return c.Revision
+	}
+	if a, b := rev(one), rev(split); a != b {
+		t.Errorf("one file %s, split %s: the same settings", a, b)
+	}
+	if a, b := rev(one), rev(changed); a == b {
+		t.Errorf("a changed will message kept revision %s", a)
+	}
+	pw1 := dropInTree(t, fleetBase, map[string]string{"50-pw.toml": "[mqtt]\nusername = \"u\"\npassword = \"one\"\n"})
+	pw2 := dropInTree(t, fleetBase, map[string]string{"50-pw.toml": "[mqtt]\nusername = \"u\"\npassword = \"two\"\n"})
+	if a, b := rev(pw1), rev(pw2); a != b {
+		t.Errorf("the password reached the revision: %s, %s", a, b)
+	}
+}

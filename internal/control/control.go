@@ -78,6 +78,10 @@ type Status struct {
 	Now       time.Time `json:"now"`
 	Started   time.Time `json:"started"`
 	UptimeSec float64   `json:"uptime_s"`
+	// Device is the name the gateway goes by (mqtt.aliyun.device_name, else mqtt.client_id);
+	// ConfigRevision identifies its merged settings (config.Config.Revision).
+	Device         string `json:"device"`
+	ConfigRevision string `json:"config_revision"`
 
 	Port     string `json:"port"`
 	PortOpen bool   `json:"port_open"`

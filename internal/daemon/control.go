@@ -49,6 +49,8 @@ type controlHandler struct {
 	store   *outbox.Store
 	ep      *local.Endpoint
 	version string
+	device  string // config.Config.DeviceName
+	rev     string // config.Config.Revision
 }
 
 // AT sends line to the module.
@@ -81,17 +83,19 @@ func (h controlHandler) Status() control.Status {
 	now := time.Now()
 	st := h.sup.Status()
 	out := control.Status{
-		Version:   h.version,
-		Pid:       os.Getpid(),
-		Now:       now,
-		Started:   st.Started,
-		UptimeSec: seconds(now.Sub(st.Started)),
-		Port:      st.Port,
-		PortOpen:  st.PortOpen,
-		Stage:     st.Stage,
-		Doing:     st.Doing,
-		Module:    control.Module{Model: st.Module.Model, Revision: st.Module.Revision, IMEI: st.Module.IMEI, ICCID: st.Module.ICCID},
-		SIM:       st.SIM,
+		Version:        h.version,
+		Device:         h.device,
+		ConfigRevision: h.rev,
+		Pid:            os.Getpid(),
+		Now:            now,
+		Started:        st.Started,
+		UptimeSec:      seconds(now.Sub(st.Started)),
+		Port:           st.Port,
+		PortOpen:       st.PortOpen,
+		Stage:          st.Stage,
+		Doing:          st.Doing,
+		Module:         control.Module{Model: st.Module.Model, Revision: st.Module.Revision, IMEI: st.Module.IMEI, ICCID: st.Module.ICCID},
+		SIM:            st.SIM,
 		Net: control.Network{Registered: st.Registered, Registration: st.Registration, Operator: st.Operator,
 			PDPAddress: st.PDPAddress},
 		MQTT: control.MQTT{Connected: st.Connected, Host: st.Host, Port: st.BrokerPort, ClientID: st.ClientID,

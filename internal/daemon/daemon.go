@@ -99,9 +99,9 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 		}
 	}
 	sup := supervisor.New(set, log, led, notify)
-	stopControl := startControl(ctx, cfg, controlHandler{sup: sup, store: store, ep: ep, version: version}, log)
+	stopControl := startControl(ctx, cfg, controlHandler{sup: sup, store: store, ep: ep, version: version, device: cfg.DeviceName(), rev: cfg.Revision}, log)
 	defer stopControl()
-	stopMetrics := startMetrics(ctx, cfg, metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version}, log)
+	stopMetrics := startMetrics(ctx, cfg, metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version, device: cfg.DeviceName(), rev: cfg.Revision}, log)
 	defer stopMetrics()
 	return sup.Run(ctx)
 }
@@ -264,7 +264,7 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		RegisterTimeout: cfg.Module.RegisterTimeout,
 		HealthInterval:  cfg.Module.HealthInterval,
 		Backoff:         backoff.Policy{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Factor: 2, Jitter: 0.5},
-		Reconnect:       backoff.Policy{Initial: cfg.Retry.ReconnectWindow, Max: cfg.Retry.Max, Factor: 2, Jitter: 1},
+		Reconnect:       backoff.Policy{Initial: cfg.Retry.ReconnectWindow, Max: cfg.Retry.ReconnectMax, Factor: 2, Jitter: 1},
 		StableAfter:     cfg.Retry.StableAfter,
 		ClientIndex:     m.ClientIndex,
 		MQTT: qmt.Config{

@@ -31,6 +31,8 @@ type metricSources struct {
 	ep      *local.Endpoint
 	uplinks *metrics.Uplinks
 	version string
+	device  string
+	rev     string
 }
 
 // startMetrics serves the Prometheus metrics until ctx ends, when [metrics] is configured; the
@@ -40,7 +42,8 @@ func startMetrics(ctx context.Context, cfg *config.Config, p metricSources, log 
 	if cfg.Metrics == nil {
 		return func() {}
 	}
-	src := metrics.Sources{Status: p.sup.Status, AT: p.sup.ATStats, LocalOn: p.ep != nil, Uplinks: p.uplinks, Version: p.version}
+	src := metrics.Sources{Status: p.sup.Status, AT: p.sup.ATStats, LocalOn: p.ep != nil, Uplinks: p.uplinks, Version: p.version,
+		Device: p.device, ConfigRevision: p.rev}
 	if p.store != nil {
 		src.Outbox = p.store.Stats
 	}

@@ -27,8 +27,11 @@ type Sources struct {
 	LocalOn bool
 	// Uplinks counts and times the publishes the broker acknowledged; nil leaves them out.
 	Uplinks *Uplinks
-	// Version is the daemon's version, for gatewayd_build_info.
+	// Version is the daemon's version, for gatewayd_build_info and gatewayd_info.
 	Version string
+	// Device and ConfigRevision are the gateway's name and its settings' revision, for
+	// gatewayd_info.
+	Device, ConfigRevision string
 }
 
 // stages are the values of Status.Stage, in bring-up order: gatewayd_session_stage has one
@@ -89,21 +92,25 @@ func newDesc(name, help string, kind prometheus.ValueType, labels ...string) des
 type Collector struct {
 	src Sources
 
-	buildInfo, moduleInfo, portOpen, stage, registered, signal, signalAt     desc
-	connected, sessionStart, failures, reconnects, downlinks, downlinkBytes  desc
-	connectPublishes, uplinks, uplinkBytes                                   desc
-	atCommand, atTimeouts, atResyncs, urcs, heldBack, heldFor, droppedLines  desc
-	outboxAvailable, outboxMessages, outboxBytes, outboxMaxBytes, outboxOld  desc
-	outboxStored, outboxDelivered, outboxDropped, outboxResends, outboxFails desc
-	outboxInFlight, localClients, localForwarded, localRefused, localNotFwd  desc
-	localDelivered, localDeliverDropped, localDisconnects, localConnRefused  desc
+	info, buildInfo, moduleInfo, portOpen, stage, registered, signal, signalAt desc
+	connected, sessionStart, failures, reconnects, downlinks, downlinkBytes    desc
+	connectPublishes, uplinks, uplinkBytes                                     desc
+	atCommand, atTimeouts, atResyncs, urcs, heldBack, heldFor, droppedLines    desc
+	outboxAvailable, outboxMessages, outboxBytes, outboxMaxBytes, outboxOld    desc
+	outboxStored, outboxDelivered, outboxDropped, outboxResends, outboxFails   desc
+	outboxInFlight, localClients, localForwarded, localRefused, localNotFwd    desc
+	localDelivered, localDeliverDropped, localDisconnects, localConnRefused    desc
 }
 
 // NewCollector returns a Collector over src.
 func NewCollector(src Sources) *Collector {
 	g, c := prometheus.GaugeValue, prometheus.CounterValue
 	return &Collector{
-		src:       src,
+		src: src,
+		info: newDesc("gatewayd_info", "Always 1; the labels tell gateways apart and group them on a fleet dashboard: the device name, "+
+			"the module's IMEI, the SIM's ICCID, the network operator, the module's model and firmware revision (empty until known), "+
+			"the revision of the merged configuration and the daemon's version.",
+			g, "device", "imei", "iccid", "operator", "model", "firmware", "config_revision", "version"),
 		buildInfo: newDesc("gatewayd_build_info", "Always 1; the version label is the running gatewayd's.", g, "version"),
 		moduleInfo: newDesc("gatewayd_module_info", "Always 1, for the module last identified: its model, firmware revision, IMEI and SIM ICCID as labels.",
 			g, "model", "revision", "imei", "iccid"),
@@ -158,7 +165,7 @@ func NewCollector(src Sources) *Collector {
 // all lists every description, for Describe.
 func (c *Collector) all() []desc {
 	return []desc{
-		c.buildInfo, c.moduleInfo, c.portOpen, c.stage, c.registered, c.signal, c.signalAt,
+		c.info, c.buildInfo, c.moduleInfo, c.portOpen, c.stage, c.registered, c.signal, c.signalAt,
 		c.connected, c.sessionStart, c.failures, c.reconnects, c.downlinks, c.downlinkBytes,
 		c.connectPublishes, c.uplinks, c.uplinkBytes,
 		c.atCommand, c.atTimeouts, c.atResyncs, c.urcs, c.heldBack, c.heldFor, c.droppedLines,
@@ -192,6 +199,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	emit(c.buildInfo, 1, c.src.Version)
 	if c.src.Status != nil {
 		c.collectStatus(emit)
+	} else {
+		emit(c.info, 1, c.src.Device, "", "", "", "", "", c.src.ConfigRevision, c.src.Version)
 	}
 	if c.src.AT != nil {
 		c.collectAT(ch, emit)
@@ -210,7 +219,9 @@ type emitFunc func(d desc, v float64, labels ...string)
 
 func (c *Collector) collectStatus(emit emitFunc) {
 	st := c.src.Status()
-	if id := st.Module; id.IMEI != "" || id.Model != "" {
+	id := st.Module
+	emit(c.info, 1, c.src.Device, id.IMEI, id.ICCID, st.Operator, id.Model, id.Revision, c.src.ConfigRevision, c.src.Version)
+	if id.IMEI != "" || id.Model != "" {
 		emit(c.moduleInfo, 1, id.Model, id.Revision, id.IMEI, id.ICCID)
 	}
 	emit(c.portOpen, bool01(st.PortOpen))

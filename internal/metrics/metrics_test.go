@@ -245,3 +245,43 @@ func TestServe(t *testing.T) {
 		t.Fatal("the listener still answers after Serve returned")
 	}
 }
+
+// TestInfoTellsGatewaysApart: one gatewayd_info series carries every identity a fleet dashboard
+// groups by — device, IMEI, ICCID, operator, model, firmware, config revision, version — and
+// no other metric carries them as labels.
+func TestInfoTellsGatewaysApart(t *testing.T) {
+	src := sample()
+	st := src.Status()
+	st.Operator = "CHINA MOBILE"
+	src.Status = func() supervisor.Status { return st }
+	src.Device, src.ConfigRevision = "pi-led-01", "3f2a9c01b7de"
+	reg, err := NewRegistry(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP gatewayd_info Always 1; the labels tell gateways apart and group them on a fleet dashboard: the device name, the module's IMEI, the SIM's ICCID, the network operator, the module's model and firmware revision (empty until known), the revision of the merged configuration and the daemon's version.
+# TYPE gatewayd_info gauge
+gatewayd_info{config_revision="3f2a9c01b7de",device="pi-led-01",firmware="EC600NCNLCR03A21M16",iccid="89860012345678901234",imei="866123456789012",model="EC600N",operator="CHINA MOBILE",version="v1.2.3"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gatewayd_info"); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if strings.HasSuffix(mf.GetName(), "_info") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "device", "imei", "iccid", "operator", "config_revision", "version":
+					t.Errorf("%s carries the identity label %s", mf.GetName(), l.GetName())
+				}
+			}
+		}
+	}
+}
