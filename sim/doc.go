@@ -61,6 +61,7 @@
 // From Go (methods of Module) and from cmd/ec600sim (lines on its standard input):
 //
 //	DropLink()          drop       TCP link to the broker broken: +QMTSTAT: <idx>,1
+//	DropLinkLate(d)     droplate DUR  the same, commands refused at once, the +QMTSTAT only d later
 //	PingFail()          pingfail   +QMTPING: <idx>,1 then +QMTSTAT: <idx>,2
 //	Reboot()            reboot     all state gone, echo on, boot URCs again (same pty)
 //	Unplug()            unplug     pty closed (host reads/writes fail), symlink removed

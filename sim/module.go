@@ -392,6 +392,38 @@ func (m *Module) DropLink() error {
 	return m.do(func(e *engine) error { return e.killLinks(statPeerClosed) })
 }
 
+// DropLinkLate breaks every connected MQTT client's link as DropLink does, but the module reports
+// it late: commands on the client are refused at once (a publish answers ERROR), while
+// +QMTSTAT: <idx>,1 comes only after d — a URC that explains a failure arriving after the command
+// it explains, as when a publish is sent in the moment before the module reports the link's loss.
+// It returns ErrNoLink when no client is connected.
+func (m *Module) DropLinkLate(d time.Duration) error {
+	return m.do(func(e *engine) error {
+		n := 0
+		for _, cl := range e.clients {
+			if cl == nil || cl.link == nil || cl.state != stConnected {
+				continue
+			}
+			e.detachLink(cl)
+			n++
+			idx, boot := cl.idx, e.boot
+			time.AfterFunc(d, func() {
+				_ = m.do(func(e *engine) error {
+					if e.boot == boot && e.port != nil {
+						e.statURC(idx, statPeerClosed)
+					}
+					return nil
+				})
+			})
+		}
+		if n == 0 {
+			return ErrNoLink
+		}
+		e.log.Info().Int("links", n).Dur("stat_after", d).Msg("fault: broker links broken, reported late")
+		return nil
+	})
+}
+
 // Occupy leaves MQTT client idx as a host restart can leave it: still opening a link (an open
 // can take 75-120 s) that no one will use. AT+QMTOPEN? lists nothing for it, AT+QMTOPEN answers
 // +QMTOPEN: <idx>,2 (index occupied), and AT+QMTCLOSE frees it (reference 2.1, 2.2).

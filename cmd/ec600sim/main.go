@@ -38,6 +38,7 @@ func main() {
 
 const commandHelp = `fault commands (one per line on standard input):
   drop                   break the MQTT links to the broker      (+QMTSTAT: <idx>,1)
+  droplate DUR           break them, refuse commands at once, report +QMTSTAT: <idx>,1 only DUR later
   pingfail               keep-alive failure                      (+QMTPING: <idx>,1, +QMTSTAT: <idx>,2)
   reboot                 restart: state gone, echo on, boot URCs again
   unplug                 pull the cable: the pty closes and the link disappears
@@ -286,6 +287,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 			return false, fmt.Errorf("burst needs a topic and a count: burst devices/x/led 10000")
 		}
 		return false, m.Burst(context.Background(), arg(1), n, nil)
+	case "droplate":
+		d, err := duration()
+		if err == nil {
+			err = m.DropLinkLate(d)
+		}
+		return false, err
 	case "late":
 		d, err := duration()
 		if err == nil {

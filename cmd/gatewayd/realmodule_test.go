@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/internal/testutil"
+)
+
+// End-to-end tests of what real modules do that the daemon once took for faults (issue 20): a
+// publish refused in the moment a link dies, the reset sequence as modules print it, and a
+// resynchronisation answered ERROR.
+
+// publishPipelined publishes m<from>..m<to-1> at QoS 1 with every publish in flight at once, as a
+// program that does not wait for each PUBACK does, and waits for all the PUBACKs.
+func publishPipelined(t *testing.T, c paho.Client, from, to int) {
+	t.Helper()
+	toks := make([]paho.Token, 0, to-from)
+	for i := from; i < to; i++ {
+		toks = append(toks, c.Publish(telemetry+"/temp", 1, false, fmt.Sprintf("m%04d", i)))
+	}
+	for i, tok := range toks {
+		if !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
+			t.Errorf("local publish %d: %v", from+i, tok.Error())
+			return
+		}
+	}
+}
+
+// drained publishes m<from>..m<to-1> and returns how long the cloud took to have them all, with
+// the rate.
+func drained(t *testing.T, c paho.Client, cloud *collector, from, to int) (time.Duration, float64) {
+	t.Helper()
+	start := time.Now()
+	publishPipelined(t, c, from, to)
+	cloud.distinctInOrder(t, to)
+	d := time.Since(start)
+	return d, float64(to-from) / d.Seconds()
+}
+
+// TestDrainWindowComesBackAfterALinkDiesMidPublish: the link dies while publishes are in flight,
+// and the module refuses the next publish (ERROR) before it reports the loss (+QMTSTAT comes
+// 300 ms later). The drain cuts its window to 1 on that refusal — it cannot tell it from a module
+// that cannot pipeline — but the session's end right after it puts the refusal down to the link:
+// once the session is back the drain has its full window again. Before issue 20 the cut lasted
+// "until the module is replaced", and the drain ran stop-and-wait for the rest of its life.
+func TestDrainWindowComesBackAfterALinkDiesMidPublish(t *testing.T) {
+	b := newBench(t, nil)
+	cloud := b.subscribe(telemetry + "/#")
+	b.mod.SetBrokerDelay(30 * time.Millisecond) // PUBACKs take a while: publishes pile up in flight
+	listen, dir := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "outbox")
+	d := b.start(localConfig(b.mod.Path(), listen, dir))
+	_, up := d.wait(t, 0, "session_up")
+	c := localClient(t, d, listen, "sensor-1")
+
+	before, rate1 := drained(t, c, cloud, 0, 200)
+
+	// The link dies mid-drain; the module refuses the next publish before it says so.
+	go publishPipelined(t, c, 200, 600)
+	cloud.wait(t, 260)
+	if err := b.mod.DropLinkLate(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	shrunk, i := d.wait(t, up, "drain_window_shrunk")
+	if shrunk.Int("was") != 8 {
+		t.Fatalf("window cut from %d, want 8: %v", shrunk.Int("was"), shrunk)
+	}
+	d.wait(t, i, "session_up")
+	restored, _ := d.wait(t, i, "drain_window_restored")
+	if !strings.Contains(restored.Str("why"), "session ended") || restored.Int("window") != 8 {
+		t.Fatalf("restored for the wrong reason: %v", restored)
+	}
+	cloud.distinctInOrder(t, 600)
+
+	after, rate3 := drained(t, c, cloud, 600, 800)
+	if n := d.log.Count("drain_window_shrunk"); n != 1 {
+		t.Fatalf("%d window cuts, want only the one at the link's loss", n)
+	}
+	t.Logf("drain rate with 30 ms PUBACKs: %.0f msg/s before the link died (200 in %v), %.0f msg/s after the session came back (200 in %v)",
+		rate1, before.Round(time.Millisecond), rate3, after.Round(time.Millisecond))
+}
+
+// waitLog waits for a log entry that match accepts, from index from.
+func waitLog(t *testing.T, d *proc, from int, what string, match func(logwatch.Entry) bool) (logwatch.Entry, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, i, err := d.log.Wait(ctx, from, match)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+	return e, i
+}
