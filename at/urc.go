@@ -57,6 +57,7 @@ type URCSpec struct {
 func BuiltinURCs() []URCSpec {
 	return []URCSpec{
 		{Prefix: "RDY"},
+		{Prefix: "APP RDY"},
 		{Prefix: "POWERED DOWN"},
 		{Prefix: "+CPIN:"},
 		{Prefix: "+CFUN:"},

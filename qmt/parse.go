@@ -55,6 +55,8 @@ func parseURC(text string, payload []byte, framed bool) Event {
 	switch t {
 	case "RDY":
 		return ModuleReady{}
+	case "APP RDY":
+		return AppReady{}
 	case "POWERED DOWN":
 		return PoweredDown{}
 	}

@@ -46,6 +46,7 @@ func TestParseURCTable(t *testing.T) {
 		{"no-length empty payload", `+QMTRECV: 0,0,"t",""`, Received{Topic: "t", Payload: []byte{}, NoLength: true}},
 		{"no-length spaces", `+QMTRECV: 0, 0, "t" , "p q"`, Received{Topic: "t", Payload: []byte("p q"), NoLength: true}},
 		{"RDY", "RDY", ModuleReady{}},
+		{"APP RDY", "APP RDY", AppReady{}},
 		{"powered down", "POWERED DOWN", PoweredDown{}},
 		{"cpin ready", "+CPIN: READY", SIMStatus{"READY"}},
 		{"cpin pin", "+CPIN: SIM PIN", SIMStatus{"SIM PIN"}},

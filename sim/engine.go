@@ -66,6 +66,7 @@ type engine struct {
 	boot        uint64 // incremented at each power-on; links remember theirs
 	booting     bool
 	bootTimer   *time.Timer
+	appTimer    *time.Timer // APP RDY after RDY (Config.AppReady)
 	poweredDown bool
 
 	echo       bool
@@ -128,6 +129,9 @@ func (e *engine) run(ctx context.Context, p *port) {
 		case <-timerC(e.bootTimer):
 			e.bootTimer = nil
 			e.bootDone()
+		case <-timerC(e.appTimer):
+			e.appTimer = nil
+			e.urc("APP RDY")
 		case <-timerC(e.simTimer):
 			e.simTimer = nil
 			e.simReady()
@@ -217,6 +221,10 @@ func (e *engine) powerOff() {
 		e.bootTimer.Stop()
 		e.bootTimer = nil
 	}
+	if e.appTimer != nil {
+		e.appTimer.Stop()
+		e.appTimer = nil
+	}
 	if e.dataTimer != nil {
 		e.dataTimer.Stop()
 		e.dataTimer = nil
@@ -224,8 +232,12 @@ func (e *engine) powerOff() {
 	e.data, e.held, e.line = nil, nil, nil
 }
 
-// powerOn resets every volatile setting and boots: input is ignored until RDY.
-func (e *engine) powerOn() {
+// powerOn resets every volatile setting and boots: input is ignored until RDY, which comes after
+// Config.BootDelay.
+func (e *engine) powerOn() { e.powerOnIn(e.m.cfg.BootDelay) }
+
+// powerOnIn is powerOn with RDY after d.
+func (e *engine) powerOnIn(d time.Duration) {
 	e.boot++
 	e.echo = true
 	e.cmee = 1
@@ -248,8 +260,8 @@ func (e *engine) powerOn() {
 		e.pdp[1].active = true // LTE attach brings up the default bearer on cid 1
 	}
 	e.booting = true
-	if e.m.cfg.BootDelay > 0 {
-		e.bootTimer = time.NewTimer(e.m.cfg.BootDelay)
+	if d > 0 {
+		e.bootTimer = time.NewTimer(d)
 		return
 	}
 	e.bootDone()
@@ -259,6 +271,9 @@ func (e *engine) powerOn() {
 func (e *engine) bootDone() {
 	e.booting = false
 	e.urc("RDY")
+	if d := e.m.cfg.AppReady; d > 0 {
+		e.appTimer = time.NewTimer(d)
+	}
 	e.urc("+CFUN: 1")
 	if e.sim {
 		e.simInit()
@@ -317,6 +332,51 @@ func (e *engine) reboot() {
 	e.powerOff()
 	e.powerOn()
 }
+
+// reset is AT+CFUN=1,1 after its OK, as a BG96 printed it (reference 4.1): after a moment
+// (resetPrintDelay), POWERED DOWN with no CR LF after it and a stale +QIURC: "pdpdeact" for each
+// active PDP context (whose CR LF ends the POWERED DOWN line); then silence — input ignored —
+// until RDY, Config.ResetDelay after the reset (and APP RDY after it with Config.AppReady).
+func (e *engine) reset() {
+	var b []byte
+	if e.urcPort == "all" || e.urcPort == e.m.cfg.URCPort {
+		b = []byte("\r\nPOWERED DOWN")
+		for cid := range e.pdp {
+			if e.pdp[cid].active {
+				b = fmt.Appendf(b, "\r\n+QIURC: \"pdpdeact\",%d\r\n", cid)
+			}
+		}
+	}
+	d := e.m.cfg.ResetDelay
+	switch {
+	case d == 0:
+		d = DefaultResetDelay
+	case d < 0:
+		d = 0
+	}
+	d = max(d, e.m.cfg.BootDelay)
+	e.powerOff()
+	if d <= resetPrintDelay {
+		if b != nil {
+			e.emit(outItem{b: b})
+		}
+		e.powerOnIn(d)
+		return
+	}
+	e.powerOnIn(d)
+	boot, m := e.boot, e.m
+	time.AfterFunc(resetPrintDelay, func() {
+		_ = m.do(func(e *engine) error {
+			if e.boot == boot && e.booting && e.w != nil && b != nil {
+				e.emit(outItem{b: b})
+			}
+			return nil
+		})
+	})
+}
+
+// resetPrintDelay is how long after its OK AT+CFUN=1,1 prints POWERED DOWN.
+const resetPrintDelay = 100 * time.Millisecond
 
 func (e *engine) unplug() {
 	e.powerOff()
@@ -546,6 +606,11 @@ func (e *engine) input(b []byte) {
 
 func (e *engine) execLine(line string) {
 	c, ok := parseCommand(line)
+	if ok && e.m.cfg.StrayError && indexAT(line) > 0 {
+		e.log.Debug().Str("line", strconv.Quote(line)).Msg("stray bytes before AT: ERROR")
+		e.send(errReply())
+		return
+	}
 	if !ok {
 		if strings.TrimSpace(line) != "" {
 			e.log.Debug().Str("line", strconv.Quote(line)).Msg("not a command: ignored")
@@ -1059,8 +1124,8 @@ func (e *engine) cmdCFUN(c cmdLine) reply {
 		}
 		r := ok()
 		r.after = func() {
-			e.log.Info().Msg("AT+CFUN=1,1: rebooting")
-			e.reboot()
+			e.log.Info().Msg("AT+CFUN=1,1: resetting")
+			e.reset()
 		}
 		return r
 	}

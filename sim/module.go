@@ -81,6 +81,10 @@ func allIn(s, set string) bool {
 	return true
 }
 
+// DefaultResetDelay is the silence between AT+CFUN=1,1 and RDY unless Config.ResetDelay says
+// otherwise: about 2.9 s on the BG96 the reference's capture shows.
+const DefaultResetDelay = 3 * time.Second
+
 // DefaultSIMBusy is how long the emulated SIM stays busy after RDY unless Config.SIMBusy says
 // otherwise: "a second or more" in the reference.
 const DefaultSIMBusy = time.Second
@@ -101,6 +105,17 @@ type Config struct {
 	// BootDelay is the time from power-on (Start, Reboot, AT+CFUN=1,1, Replug) to RDY; input is
 	// ignored meanwhile. Zero boots at once.
 	BootDelay time.Duration
+	// ResetDelay is the silence from AT+CFUN=1,1 (after POWERED DOWN and the stale pdpdeact) to
+	// RDY; 0 means DefaultResetDelay, a negative value none (BootDelay still applies).
+	ResetDelay time.Duration
+	// AppReady, when positive, is the firmware variant that prints a second ready URC, APP RDY,
+	// this long after RDY (a BG77 at power-on; an EC200U driver expects it late after a reset;
+	// reference 2.10). Zero: RDY only.
+	AppReady time.Duration
+	// StrayError is the firmware variant that answers ERROR to a command line with bytes before
+	// "AT" — an ESC the host sent to end a data prompt that was not there, line noise — instead
+	// of finding the AT in it (one real module answered a stray first line ERROR; reference 0).
+	StrayError bool
 	// MaxPayload is the largest AT+QMTPUBEX / AT+QMTPUB length accepted; 0 means 4096 (the limit
 	// BG770A/EC2x print; the EC600 limit is unconfirmed).
 	MaxPayload int

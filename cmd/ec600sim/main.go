@@ -379,6 +379,8 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   unisoc                 EC600U: no ASR-only AT+QMTCFG names (edit/timeout, willex, ...): +CME ERROR: 4
   sim-ready              the SIM is ready at RDY (kinder than the field's +CME ERROR: 14 for ~1 s)
   short-lines            command lines over 1024 bytes answer ERROR (the EC600's limit is UNCONFIRMED; default 4096)
+  app-rdy                a second ready URC, APP RDY, 1 s after RDY (BG77; EC200U after a reset)
+  stray-error            a command line with bytes before "AT" (an ESC, noise) answers ERROR
 `
 
 // applyVariants sets the firmware variants named in list (comma-separated) on cfg.
@@ -398,6 +400,10 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.NoPAPOrCHAP = true
 		case "unisoc":
 			cfg.Unisoc = true
+		case "app-rdy":
+			cfg.AppReady = time.Second
+		case "stray-error":
+			cfg.StrayError = true
 		case "sim-ready":
 			cfg.SIMBusy = -1
 		case "short-lines":

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/sim"
 )
 
 // End-to-end tests of what real modules do that the daemon once took for faults (issue 20): a
@@ -97,4 +98,56 @@ func waitLog(t *testing.T, d *proc, from int, what string, match func(logwatch.E
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 	return e, i
+}
+
+// TestResetSequenceIsNotANewFault: the module stops answering, the daemon resets it with
+// AT+CFUN=1,1, and the module prints what a real one prints (reference 4.1): OK, POWERED DOWN
+// without its CR LF, a stale +QIURC: "pdpdeact", seconds of silence, RDY — and, on families
+// with a second ready URC, APP RDY after it. Read on the reopened port, none of it is a new
+// fault: one bring-up after the reset, none counted as failed, no "powered down", no network
+// fault, no second bring-up for APP RDY. Before issue 20 the POWERED DOWN failed the bring-up
+// that followed RDY, and the daemon backed off and did it again, on every reset.
+func TestResetSequenceIsNotANewFault(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		variant func(*sim.Config)
+	}{
+		{"RDY", func(c *sim.Config) { c.ResetDelay = 2 * time.Second }},
+		{"RDY then APP RDY", func(c *sim.Config) { c.ResetDelay = 2 * time.Second; c.AppReady = 1500 * time.Millisecond }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBenchOn(t, startBroker(t).Addr(), tc.variant)
+			d := b.start(faultConfig(b.mod.Path()))
+			_, from := d.wait(t, 0, "session_up")
+			b.mod.SetUnresponsive(true)
+			// Answer again as soon as the daemon decides to reset: AT+CFUN=1,1 gets through.
+			_, reset := d.wait(t, from, "module_reset")
+			b.mod.SetUnresponsive(false)
+			_, up := d.wait(t, reset, "session_up")
+			if tc.variant != nil {
+				time.Sleep(3 * time.Second) // APP RDY, if any, has come and been read
+			}
+			for _, e := range d.log.Entries()[reset:] {
+				msg := e.Str("message")
+				switch {
+				case e.Event() == "bringup_failed" || e.Event() == "mqtt_connect_failed":
+					t.Errorf("a bring-up after the reset counted as failed: %v", e)
+				case strings.Contains(msg, "powered down") && e.Str("level") != "info":
+					t.Errorf("POWERED DOWN from the reset taken as a fault: %v", e)
+				case strings.Contains(msg, "rebooted") || strings.Contains(strings.ToLower(e.Str("why")), "rdy"):
+					t.Errorf("the reset's ready URCs taken as another reboot: %v", e)
+				case strings.Contains(e.Str("reason"), "pdp") || strings.Contains(msg, "deactivated PDP"):
+					t.Errorf("the stale pdpdeact taken as a network fault: %v", e)
+				}
+			}
+			if n := d.log.Count("session_up"); n != 2 {
+				t.Errorf("%d sessions, want 2 (before and after the reset)", n)
+			}
+			for _, e := range d.log.Entries()[up:] {
+				if e.Event() == "mqtt_disconnected" {
+					t.Errorf("the session after the reset was lost: %v", e)
+				}
+			}
+		})
+	}
 }

@@ -36,6 +36,8 @@ type link struct {
 	echoes atomic.Uint64
 	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
 	prepared atomic.Bool
+	// opened is when the port was opened.
+	opened time.Time
 	// filters are the topic filters subscribed (with {imei}/{iccid} expanded); loop only.
 	filters []string
 	// heldBack and heldFor are the reader's hold-back counters last reported (loop only).
@@ -45,7 +47,22 @@ type link struct {
 
 func newLink(port io.ReadWriteCloser, s *Supervisor) *link {
 	conn := at.New(port, at.Options{Logger: s.log, Trace: s.set.Trace, URCs: qmt.URCs()})
-	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn)}
+	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn), opened: time.Now()}
+}
+
+// resetSequence bounds how long after gatewayd ordered AT+CFUN=1,1 the lines the reset prints —
+// POWERED DOWN, a stale +QIURC: "pdpdeact", RDY — are taken as the reset's own, not news; RDY
+// ends it sooner. A BG96 printed RDY about 3 s after the reset; an EC600's time is UNCONFIRMED.
+const resetSequence = 2 * time.Minute
+
+// appReadyAfter is how long after a RDY, or after the port was opened, APP RDY is taken as part
+// of the same boot.
+const appReadyAfter = time.Minute
+
+// resetting reports whether a reset gatewayd ordered is still printing its sequence: ordered
+// within resetSequence, and no RDY since. Loop only.
+func (l *loop) resetting(now time.Time) bool {
+	return !l.resetAt.IsZero() && now.Sub(l.resetAt) < resetSequence
 }
 
 func (k *link) close() {
@@ -136,15 +153,41 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 	case qmt.PingFailed:
 		return stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), true
 	case qmt.PDPDeactivated:
+		if l.resetting(time.Now()) {
+			l.log.Info().Int("context", e.ContextID).Msg("stale pdpdeact printed by the reset gatewayd ordered; ignored")
+			return 0, "", false
+		}
 		return stageRegister, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), true
 	case qmt.ModuleReady:
-		if !l.link.prepared.Load() {
+		now := time.Now()
+		ordered := l.resetting(now)
+		l.resetAt, l.readyAt = time.Time{}, now // the reset, if any, is over: later URCs are news
+		switch {
+		case ordered:
+			l.log.Info().Msg("module finished resetting (RDY)")
+			return 0, "", false
+		case !l.link.prepared.Load():
 			l.log.Info().Msg("module finished booting (RDY)")
 			return 0, "", false
 		}
 		l.log.Warn().Msg("module rebooted (RDY): bringing it up again")
 		return stageModule, "module rebooted (RDY)", true
+	case qmt.AppReady:
+		// The second ready URC of some families follows RDY, seconds later on some. It is news
+		// only when no RDY came lately and the module was already brought up on this port: a
+		// reboot whose RDY was missed.
+		now := time.Now()
+		if !l.link.prepared.Load() || now.Sub(l.readyAt) < appReadyAfter || now.Sub(l.link.opened) < appReadyAfter {
+			l.log.Info().Msg("module applications ready (APP RDY)")
+			return 0, "", false
+		}
+		l.log.Warn().Msg("module rebooted (APP RDY without a RDY lately): bringing it up again")
+		return stageModule, "module rebooted (APP RDY)", true
 	case qmt.PoweredDown:
+		if l.resetting(time.Now()) {
+			l.log.Info().Msg("module powering down for the reset gatewayd ordered (POWERED DOWN)")
+			return 0, "", false
+		}
 		l.log.Warn().Msg("module powered down")
 		return stageModule, "module powered down", true
 	case qmt.SIMStatus:
