@@ -48,7 +48,8 @@ func TestIdentify(t *testing.T) {
 // TestSIMBusyAfterRDY: right after RDY the module answers but its SIM does not; the ICCID is
 // read once AT+CPIN? says READY, never accepted empty.
 func TestSIMBusyAfterRDY(t *testing.T) {
-	m, conn := simtest.Start(t, sim.Config{SIMBusy: 500 * time.Millisecond}, at.Options{})
+	// 2 s: long enough that a loaded machine still asks within it (500 ms failed at load 8).
+	m, conn := simtest.Start(t, sim.Config{SIMBusy: 2 * time.Second}, at.Options{})
 	mod := modem.New(conn)
 	if err := m.Reboot(); err != nil {
 		t.Fatal(err)
