@@ -102,8 +102,10 @@
 //
 //   - CMEE defaults to 1. Syntax errors and unknown commands are plain ERROR in every mode.
 //   - MQTT test commands (=?) use the BG770A layout: info line, one CRLF, "OK\r\n".
-//   - AT+QMTCFG (set) on a client index that is not closed — open, connecting, connected or
-//     left opening — answers ERROR (reference 1, an EC600K-CN note); queries still answer.
+//   - AT+QMTCFG (set) on a client index that is open but not connected — opening (or left
+//     opening), open, connecting, closing — answers ERROR (reference 1, an EC600K-CN note);
+//     queries still answer. A connected index takes it unless Config.StrictQMTCFG
+//     (qmtcfg-strict) refuses it there too.
 //   - After +QMTSTAT, a refused CONNACK or QMTDISC, the client index is closed: QMTOPEN works
 //     directly, and QMTCLOSE/QMTDISC on a closed index answer ERROR. Commands outstanding when
 //     a link is lost get no result URC; +QMTSTAT is the signal.

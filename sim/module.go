@@ -167,6 +167,11 @@ type Config struct {
 	// 4.2, VARIANT: the type does not tell how many addresses follow). 0: the addresses follow
 	// the context's AT+QICSGP type.
 	DualStack int
+	// StrictQMTCFG refuses AT+QMTCFG (set) with ERROR on a connected client index too. By
+	// default only an index that is open but not connected (opening, open, connecting, closing)
+	// refuses it (reference 1, EC600K-CN note; which states exactly is UNCONFIRMED), and a
+	// connected one takes it, recv/mode at once, the others at the next CONNECT.
+	StrictQMTCFG bool
 }
 
 // Stats counts what the emulator wrote to the host. A write is counted just before it is made,

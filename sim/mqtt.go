@@ -235,9 +235,10 @@ func (e *engine) cmdQMTCFG(c cmdLine) reply {
 	if len(f) == 2 {
 		return ok(spec.format(cfg.vals[spec.name]))
 	}
-	if e.clients[idx].state != stClosed {
+	if st := e.clients[idx].state; st != stClosed && (st != stConnected || e.m.cfg.StrictQMTCFG) {
 		// Reference 1: setting QMTCFG on an index that is open (or still opening) is refused
-		// with ERROR (EC600K-CN: "resolved by sending AT+QMTCLOSE first").
+		// with ERROR (EC600K-CN: "resolved by sending AT+QMTCLOSE first"). Whether a connected
+		// index refuses it too is UNCONFIRMED: Config.StrictQMTCFG.
 		return errReply()
 	}
 	vals, valid := spec.parse(f[2:])

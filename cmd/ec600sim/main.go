@@ -390,6 +390,7 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   first-at-error         the first command after power-on answers ERROR (EC2x-class)
   qiact-dual-type1       AT+QIACT? lists an IPv4 and an IPv6 address under type 1 (EC600S)
   qiact-dual-type3       AT+QIACT? lists an IPv4 and an IPv6 address under type 3 (EC200U)
+  qmtcfg-strict          AT+QMTCFG answers ERROR on a connected index too (by default: open, not connected)
 `
 
 // applyVariants sets the firmware variants named in list (comma-separated) on cfg.
@@ -425,6 +426,8 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.DualStack = 1
 		case "qiact-dual-type3":
 			cfg.DualStack = 3
+		case "qmtcfg-strict":
+			cfg.StrictQMTCFG = true
 		default:
 			return fmt.Errorf("unknown variant %q (see -help)", v)
 		}
