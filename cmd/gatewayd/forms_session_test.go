@@ -339,8 +339,14 @@ func TestShortQFUPLChecksum(t *testing.T) {
 	want := fmt.Sprintf("+QFUPL: %d,%x", len(padded), qfuplChecksum(padded))
 	t.Logf("CA file %d bytes, checksum %x", len(padded), qfuplChecksum(padded))
 	d := tb.start2(t)
-	d.wait(t, 0, "tls_ready")
+	e, _ := d.wait(t, 0, "tls_ready")
 	d.wait(t, 0, "subscribed")
+	if files, _ := uploaded(e); len(files) != 3 {
+		t.Errorf("tls_ready uploaded %q, want the 3 files at the first attempt", files)
+	}
+	if n := d.log.Count("mqtt_connect_failed"); n != 0 {
+		t.Errorf("%d failed MQTT bring-ups: the upload's answer was not taken", n)
+	}
 	if !strings.Contains(strings.Join(d.log.Raw(), "\n"), want) {
 		t.Errorf("the AT trace does not show the module's %q", want)
 	}
