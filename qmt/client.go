@@ -777,20 +777,15 @@ func (c *Client) CloseIndex(ctx context.Context, urcWait time.Duration) (open bo
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var mu sync.Mutex
 	var timer *time.Timer
-	accepted := func() {
-		mu.Lock()
-		defer mu.Unlock()
+	accepted := func() { // called by call, on this goroutine, once the module said OK
 		open = true
 		timer = time.AfterFunc(urcWait, func() { cancel(errNoCloseResult) })
 	}
 	ev, err := c.call(cctx, OpClose, -1, at.Command{Line: line}, accepted)
-	mu.Lock()
 	if timer != nil {
 		timer.Stop()
 	}
-	mu.Unlock()
 	switch {
 	case err == nil:
 		if e := ev.(LinkClosed).Err(); e != nil {
