@@ -68,6 +68,8 @@ type engine struct {
 	bootTimer   *time.Timer
 	appTimer    *time.Timer // APP RDY after RDY (Config.AppReady)
 	poweredDown bool
+	// firstError: the next command line is answered ERROR (Config.FirstATError), once per power-on.
+	firstError bool
 
 	echo       bool
 	cmee       int
@@ -244,6 +246,7 @@ func (e *engine) powerOnIn(d time.Duration) {
 	e.cfun = 1
 	e.regN = [3]int{}
 	e.poweredDown = false
+	e.firstError = e.m.cfg.FirstATError
 	e.stopSIMTimer()
 	e.simBusy = e.sim && e.m.cfg.SIMBusy > 0 // until simInit's timer, after RDY
 	e.line, e.lineLong, e.data, e.held = nil, false, nil, nil
@@ -636,6 +639,12 @@ func redact(c cmdLine) string {
 }
 
 func (e *engine) dispatch(c cmdLine) reply {
+	if e.firstError {
+		// Reference 0: an EC2x-class module answered the first "at" after the port was opened
+		// with ERROR, the next ones with OK.
+		e.firstError = false
+		return errReply()
+	}
 	if c.kind == kindExec && c.name == "" {
 		return ok()
 	}
@@ -991,7 +1000,14 @@ func (e *engine) cmdQIACT(c cmdLine) reply {
 	case kindRead:
 		var lines []string
 		for cid := 1; cid < len(e.pdp); cid++ {
-			if p := e.pdp[cid]; p.active {
+			p := e.pdp[cid]
+			switch {
+			case !p.active:
+			case e.m.cfg.DualStack != 0:
+				// Reference 4.2 VARIANT: two addresses whatever the type field says (type 1 on
+				// an EC600S, type 3 on an EC200U).
+				lines = append(lines, fmt.Sprintf("+QIACT: %d,1,%d,%s", cid, e.m.cfg.DualStack, pdpAddrs(cid, 3)))
+			default:
 				lines = append(lines, fmt.Sprintf("+QIACT: %d,1,%d,%s", cid, p.ctype, pdpAddrs(cid, p.ctype)))
 			}
 		}

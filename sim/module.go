@@ -164,6 +164,29 @@ type Config struct {
 	// emulator reports +QMTSTAT: <idx>,1 after it, as a module does when the broker closes the
 	// connection, which MQTT 3.1.1 (3.2.2.3) requires of it.
 	SilentRefusal bool
+	// RefusalStat is the +QMTSTAT code reported after a refused CONNACK; 0 means 1 (the broker
+	// closed the link). 4 is the BG95-M3 form (reference 2.3, VARIANT): +QMTCONN: <idx>,0,<rc>
+	// then +QMTSTAT: <idx>,4.
+	RefusalStat int
+	// RefusalStatOnly is the M95 form of a refused CONNECT (reference 2.3, VARIANT): no
+	// +QMTCONN at all, only +QMTSTAT: <idx>,1 as the broker closes the link.
+	RefusalStatOnly bool
+	// ConnAckTwoFields is the older-firmware success form (reference 2.3, VARIANT, UNCONFIRMED):
+	// an accepted CONNECT is reported as +QMTCONN: <idx>,0, without the ret_code.
+	ConnAckTwoFields bool
+	// FirstATError is the EC2x-class module that answers the first command line after it comes
+	// up (Start, a reboot, a replug) with ERROR, and the next ones normally (reference 0 and 4.2).
+	FirstATError bool
+	// DualStack, when 1 or 3, lists every active PDP context in AT+QIACT? with an IPv4 and an
+	// IPv6 address under that type field: 1 as an EC600S printed it, 3 as an EC200U did (reference
+	// 4.2, VARIANT: the type does not tell how many addresses follow). 0: the addresses follow
+	// the context's AT+QICSGP type.
+	DualStack int
+	// StrictQMTCFG refuses AT+QMTCFG (set) with ERROR on a connected client index too. By
+	// default only an index that is open but not connected (opening, open, connecting, closing)
+	// refuses it (reference 1, EC600K-CN note; which states exactly is UNCONFIRMED), and a
+	// connected one takes it, recv/mode at once, the others at the next CONNECT.
+	StrictQMTCFG bool
 }
 
 // Stats counts what the emulator wrote to the host. A write is counted just before it is made,
@@ -242,6 +265,12 @@ func New(cfg Config) (*Module, error) {
 		if tlsAddr, err = brokerAddr(cfg.TLSBroker); err != nil {
 			return nil, fmt.Errorf("TLSBroker: %w", err)
 		}
+	}
+	if cfg.RefusalStat < 0 || cfg.RefusalStat > 255 {
+		return nil, fmt.Errorf("sim config: RefusalStat %d out of range 0-255", cfg.RefusalStat)
+	}
+	if cfg.DualStack != 0 && cfg.DualStack != 1 && cfg.DualStack != 3 {
+		return nil, fmt.Errorf("sim config: DualStack %d must be 0, 1 or 3", cfg.DualStack)
 	}
 	switch {
 	case cfg.SIMBusy == 0:
@@ -437,6 +466,16 @@ func (m *Module) DropLinkLate(d time.Duration) error {
 		e.log.Info().Int("links", n).Dur("stat_after", d).Msg("fault: broker links broken, reported late")
 		return nil
 	})
+}
+
+// LoseLink breaks the broker link of every client that has one with +QMTSTAT: <idx>,<code>
+// (1-255): code 8 is what EC200-family firmware reports after a run of QoS 1 retransmissions
+// (reference 2.8), 7 "link not alive". The socket closes without DISCONNECT, as with DropLink.
+func (m *Module) LoseLink(code int) error {
+	if code < 1 || code > 255 {
+		return fmt.Errorf("sim: +QMTSTAT code %d out of range 1-255", code)
+	}
+	return m.do(func(e *engine) error { return e.killLinks(code) })
 }
 
 // Occupy leaves MQTT client idx as a host restart can leave it: still opening a link (an open

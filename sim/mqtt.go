@@ -235,6 +235,12 @@ func (e *engine) cmdQMTCFG(c cmdLine) reply {
 	if len(f) == 2 {
 		return ok(spec.format(cfg.vals[spec.name]))
 	}
+	if st := e.clients[idx].state; st != stClosed && (st != stConnected || e.m.cfg.StrictQMTCFG) {
+		// Reference 1: setting QMTCFG on an index that is open (or still opening) is refused
+		// with ERROR (EC600K-CN: "resolved by sending AT+QMTCLOSE first"). Whether a connected
+		// index refuses it too is UNCONFIRMED: Config.StrictQMTCFG.
+		return errReply()
+	}
 	vals, valid := spec.parse(f[2:])
 	if !valid {
 		return errReply()
@@ -736,10 +742,26 @@ func (e *engine) linkEvent(ev any) {
 			} else {
 				e.detachLink(cl)
 			}
-			e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
-			if ev.rc != 0 && !e.m.cfg.SilentRefusal {
-				// The broker closes the connection after a refusal (MQTT 3.1.1, 3.2.2.3).
-				e.urc(fmt.Sprintf("+QMTSTAT: %d,1", cl.idx))
+			cfg := e.m.cfg
+			switch {
+			case ev.rc != 0 && cfg.RefusalStatOnly:
+				// Reference 2.3 VARIANT (M95): no +QMTCONN, only the link's end.
+				e.urc(fmt.Sprintf("+QMTSTAT: %d,%d", cl.idx, statPeerClosed))
+			case ev.rc != 0:
+				e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
+				if !cfg.SilentRefusal {
+					// The broker closes the connection after a refusal (MQTT 3.1.1, 3.2.2.3);
+					// a BG95-M3 reports it as code 4 (Config.RefusalStat).
+					code := statPeerClosed
+					if cfg.RefusalStat != 0 {
+						code = cfg.RefusalStat
+					}
+					e.urc(fmt.Sprintf("+QMTSTAT: %d,%d", cl.idx, code))
+				}
+			case cfg.ConnAckTwoFields:
+				e.urc(fmt.Sprintf("+QMTCONN: %d,0", cl.idx)) // reference 2.3 VARIANT: no ret_code
+			default:
+				e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
 			}
 			for _, m := range cl.early {
 				e.deliver(cl, m.msgid, m.topic, m.payload)

@@ -410,20 +410,29 @@ func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
 func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 	cid := s.set.PDPContext
 	s.log.Info().Str("step", "pdp").Int("context", cid).Msg("checking the PDP context")
-	active, addr, err := k.mod.PDPActive(ctx, cid)
+	active, addrs, err := k.mod.PDPAddresses(ctx, cid)
 	if err != nil {
 		return failedStep("pdp", err)
 	}
 	if !active {
+		// ActivatePDP takes an ERROR for a context that is active by then (the firmware's answer
+		// when it is already active) as done.
 		if err := k.mod.ActivatePDP(ctx, cid); err != nil {
 			return &stepError{step: "pdp", err: err, hint: "cannot activate the PDP context: check the APN and the SIM's data plan"}
 		}
-		if _, addr, err = k.mod.PDPActive(ctx, cid); err != nil {
+		if _, addrs, err = k.mod.PDPAddresses(ctx, cid); err != nil {
 			return failedStep("pdp", err)
 		}
 	}
+	addr := ""
+	if len(addrs) > 0 {
+		addr = addrs[0]
+	}
 	ev := s.log.Info().Str("event", logging.EventNetworkReady).Int("context", cid).Str("address", addr)
-	s.book.update(func(st *Status) { st.PDPAddress = addr })
+	if len(addrs) > 1 {
+		ev = ev.Strs("addresses", addrs)
+	}
+	s.book.update(func(st *Status) { st.PDPAddress, st.PDPAddresses = addr, addrs })
 	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil {
 		s.book.update(func(st *Status) { st.Signal, st.SignalAt = Signal{RSSI: dbm, HasRSSI: ok}, time.Now() })
 		if ok {
@@ -482,23 +491,37 @@ func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
 		Str("client_id", clientID).Str("username", user).Msg("MQTT connected")
 	ids := identityVars(k.id)
 	subs := s.subscriptions(k.id)
+	var granted []int
 	if len(subs) > 0 {
-		granted, err := c.Subscribe(ctx, subs...)
-		if err != nil {
+		if granted, err = c.Subscribe(ctx, subs...); err != nil {
 			return s.mqttFailed(ctx, k, "subscribe", err)
 		}
 		for i, sub := range subs {
-			ev := s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS)
-			if i < len(granted) {
-				ev = ev.Int("granted_qos", granted[i])
+			switch {
+			case i >= len(granted):
+				s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS).
+					Msg("subscribed (the module did not report the granted QoS)")
+			case granted[i] < sub.QoS:
+				// The broker's choice (reference 2.5: Aliyun and ThingsBoard grant 1 for 2):
+				// downlinks on it come at most at the granted QoS.
+				s.log.Warn().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS).
+					Int("granted_qos", granted[i]).
+					Msg(fmt.Sprintf("subscribed, but the broker granted QoS %d where %d was asked: messages on this topic come at most at QoS %d", granted[i], sub.QoS, granted[i]))
+			default:
+				s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS).
+					Int("granted_qos", granted[i]).Msg("subscribed")
 			}
-			ev.Msg("subscribed")
 		}
 	}
 	s.book.update(func(st *Status) {
-		st.Subscriptions = st.Subscriptions[:0]
-		for _, sub := range subs {
+		st.Subscriptions, st.Subscribed = st.Subscriptions[:0], st.Subscribed[:0]
+		for i, sub := range subs {
 			st.Subscriptions = append(st.Subscriptions, sub.Topic)
+			g := -1
+			if i < len(granted) {
+				g = granted[i]
+			}
+			st.Subscribed = append(st.Subscribed, Subscribed{Topic: sub.Topic, QoS: sub.QoS, Granted: g})
 		}
 	})
 	for _, m := range s.set.PublishOnConnect {
@@ -548,16 +571,33 @@ func (s *Supervisor) subscriptions(id modem.Identity) []qmt.Subscription {
 	return subs
 }
 
-// closeStaleLink closes our client's link if the module reports it open (AT+QMTOPEN?).
+// closeURCWait is how long the bring-up's AT+QMTCLOSE waits for +QMTCLOSE after OK: some firmware
+// answers OK on an index with nothing open and prints no URC (reference 2.2).
+const closeURCWait = 2 * time.Second
+
+// closeStaleLink frees our client index whatever state an earlier attempt, an earlier process or
+// another program left it in, before it is configured: the module refuses AT+QMTCFG on an index
+// that is still open, also one left opening and not listed by AT+QMTOPEN? (reference 1, an
+// EC600K-CN note). AT+QMTCLOSE goes first, always; its ERROR means nothing was open, or firmware
+// that closes a connected index only with AT+QMTDISC — sent only when AT+QMTOPEN? lists the
+// index, so never after a refused CONNECT (whose link is gone already).
 func (s *Supervisor) closeStaleLink(ctx context.Context, k *link) error {
+	open, err := k.client.CloseIndex(ctx, closeURCWait)
+	if err != nil {
+		return err
+	}
+	if open {
+		s.log.Info().Int("client", s.set.ClientIndex).Msg("closed a link left open on the module's MQTT client index")
+		return nil
+	}
 	links, err := k.client.OpenLinks(ctx)
 	if err != nil {
 		return err
 	}
 	for _, l := range links {
 		if l.Client == s.set.ClientIndex {
-			s.log.Info().Str("host", l.Host).Int("port", l.Port).Msg("closing a link left open on the module")
-			return k.client.CloseLink(ctx)
+			s.log.Info().Str("host", l.Host).Int("port", l.Port).Msg("the module refused AT+QMTCLOSE on a link left open; disconnecting it")
+			return k.client.Disconnect(ctx)
 		}
 	}
 	return nil

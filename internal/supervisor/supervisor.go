@@ -604,7 +604,7 @@ func (l *loop) closeLink() {
 	l.link.close()
 	l.retireReader()
 	l.link = nil
-	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress = false, "" })
+	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress, st.PDPAddresses = false, "", nil })
 }
 
 // cleanUp stops what still runs when Run returns.
