@@ -372,6 +372,12 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   unisoc                 EC600U: no ASR-only AT+QMTCFG names (edit/timeout, willex, ...): +CME ERROR: 4
   sim-ready              the SIM is ready at RDY (kinder than the field's +CME ERROR: 14 for ~1 s)
   short-lines            command lines over 1024 bytes answer ERROR (the EC600's limit is UNCONFIRMED; default 4096)
+  recv-next-line         +QMTRECV: <idx>,<id>,"<topic>",<len> CR LF <payload> (EC200U note)
+  recv-unquoted          +QMTRECV: <idx>,<id>,"<topic>",<len>,<payload> (BC25)
+  recv-blank-lines       an empty line on each side of every +QMTRECV (BG96)
+  urc-before-prompt      the "> " prompt comes 50 ms after the command; URCs due meanwhile go first (BG96)
+  split-prompt           ">" first, its space in front of the next output: " \r\nOK" (EC200U)
+  coalesce               output gathered for 20 ms and written in one write(2): result and downlink in one read (BC26)
 `
 
 // applyVariants sets the firmware variants named in list (comma-separated) on cfg.
@@ -395,6 +401,18 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.SIMBusy = -1
 		case "short-lines":
 			cfg.MaxLine = 1024
+		case "recv-next-line":
+			cfg.RecvForm = sim.RecvNextLine
+		case "recv-unquoted":
+			cfg.RecvForm = sim.RecvUnquoted
+		case "recv-blank-lines":
+			cfg.RecvBlankLines = true
+		case "urc-before-prompt":
+			cfg.PromptDelay = 50 * time.Millisecond
+		case "split-prompt":
+			cfg.SplitPrompt = true
+		case "coalesce":
+			cfg.Coalesce = 20 * time.Millisecond
 		default:
 			return fmt.Errorf("unknown variant %q (see -help)", v)
 		}
