@@ -261,9 +261,13 @@ func (f *framer) next() (t token, ok bool) {
 			switch {
 			case i > f.maxLine:
 				f.c.linesTooLong.Add(1)
+				n, next := f.longHeader(line)
 				f.drop(i)
 				f.frame(end)
 				f.echoSkip = false
+				if next { // its payload follows on the next line: drop it too
+					f.startSkip(n, false)
+				}
 				continue
 			case isNoise(line):
 				f.c.noiseLines.Add(1)
@@ -496,6 +500,19 @@ func (f *framer) scanLine(d []byte) (end int, counted bool) {
 		}
 	}
 	return -1, false
+}
+
+// longHeader asks the PayloadFunc of the over-long line whether it announces a payload on the
+// next line, judging it by its first rawKeep and last rawTailKeep bytes as rawLong does.
+func (f *framer) longHeader(line []byte) (int, bool) {
+	pf := f.payloadFunc(line)
+	if pf == nil || bytes.HasSuffix(line, []byte(",")) {
+		return 0, false
+	}
+	k := min(rawKeep, len(line))
+	h := append(append([]byte(nil), line[:k]...), line[max(k, len(line)-rawTailKeep):]...)
+	n, ok := pf(h)
+	return n, ok && n >= 0
 }
 
 // unquoted starts the counted payload of the line d[:i] when its PayloadFunc accepts it as a
