@@ -36,27 +36,38 @@ var dataPayloads = []string{
 }
 
 // formsConfig is seedConfig with a health check every second (so a port out of step shows as a
-// failed one) and, when listen is set, the local endpoint and outbox for uplinks.
-func formsConfig(t *testing.T, b *bench, listen string) string {
+// failed one), the metrics endpoint on metrics and, when listen is set, the local endpoint and
+// outbox for uplinks.
+func formsConfig(t *testing.T, b *bench, listen, metrics string) string {
 	cfg := seedConfig(b.mod.Path(), "")
 	if listen != "" {
 		cfg = localConfig(b.mod.Path(), listen, filepath.Join(t.TempDir(), "outbox"))
 	}
+	cfg += fmt.Sprintf("\n[metrics]\nlisten = %q\n", metrics)
 	return strings.Replace(cfg, "[mqtt]\n", "[module]\nhealth_interval = \"1s\"\n\n[mqtt]\n", 1)
+}
+
+// formsRun is a daemon on the emulator in a variant.
+type formsRun struct {
+	b       *bench
+	d       *proc
+	from    int    // log index of session_up
+	metrics string // the daemon's metrics endpoint
 }
 
 // startForms starts a broker, the emulator with variant and the daemon, and returns once the
 // session is up.
-func startForms(t *testing.T, variant func(*sim.Config), listen string) (*bench, *proc, int) {
+func startForms(t *testing.T, variant func(*sim.Config), listen string) *formsRun {
 	t.Helper()
 	if variant == nil {
 		variant = func(*sim.Config) {}
 	}
 	broker := startBroker(t)
 	b := newBenchOn(t, broker.Addr(), variant)
-	d := b.start(formsConfig(t, b, listen))
+	metrics := testutil.FreeAddr(t)
+	d := b.start(formsConfig(t, b, listen, metrics))
 	_, from := d.wait(t, 0, logging.EventSessionUp)
-	return b, d, from
+	return &formsRun{b: b, d: d, from: from, metrics: metrics}
 }
 
 // payloadOf is the exact bytes a downlink entry logged: text, or hex when not UTF-8.
@@ -115,10 +126,12 @@ func checkLEDPerDownlink(t *testing.T, d *proc, from, end int) {
 }
 
 // checkInStep asks the module a command through the daemon (it must be answered at once), then
-// checks the whole log: no command abandoned and no resynchronisation, no failed health check,
-// no module lost or reset, no line from the module malformed or not understood.
-func checkInStep(t *testing.T, b *bench, d *proc) {
+// checks the whole log — no command abandoned and no resynchronisation, no failed health check,
+// no module lost or reset, no line from the module malformed or not understood — and the AT
+// engine's counters: no timeout, no resync, no line dropped.
+func checkInStep(t *testing.T, r *formsRun) {
 	t.Helper()
+	b, d := r.b, r.d
 	start := time.Now()
 	out, errs, code := cli(t, "at", "-socket", controlSocket(b.mod.Path()), "AT+CSQ")
 	if code != 0 || !strings.HasPrefix(out, "+CSQ: ") || !strings.HasSuffix(out, "OK\n") {
@@ -135,22 +148,39 @@ func checkInStep(t *testing.T, b *bench, d *proc) {
 			t.Errorf("port out of step: %v", e)
 		}
 	}
+	m := scrape(t, r.metrics)
+	for _, c := range []struct {
+		name   string
+		labels []string
+	}{
+		{"gatewayd_at_timeouts_total", nil},
+		{"gatewayd_at_resyncs_total", nil},
+		{"gatewayd_at_dropped_lines_total", []string{"reason=bad_frame"}},
+		{"gatewayd_at_dropped_lines_total", []string{"reason=too_long"}},
+		{"gatewayd_at_dropped_lines_total", []string{"reason=payload_too_long"}},
+		{"gatewayd_at_dropped_lines_total", []string{"reason=stale"}},
+	} {
+		if v := series(t, m, c.name, c.labels...); v != 0 {
+			t.Errorf("%s%v = %v, want 0", c.name, c.labels, v)
+		}
+	}
 }
 
 // downlinkForms: a burst of dataPayloads from the cloud, each logged exactly with its LED toggle,
 // then a command answered at once, then one more downlink (none lost), and nothing out of step.
 func downlinkForms(t *testing.T, variant func(*sim.Config)) *bench {
-	b, d, from := startForms(t, variant, "")
+	r := startForms(t, variant, "")
+	b, d, from := r.b, r.d, r.from
 	for _, p := range dataPayloads {
 		b.publish(setTopic, []byte(p))
 	}
 	end := waitDownlinksExact(t, d, setTopic, from, dataPayloads)
 	checkLEDPerDownlink(t, d, from, end)
-	checkInStep(t, b, d)
+	checkInStep(t, r)
 	last := `{"after":"the command"}`
 	b.publish(setTopic, []byte(last))
 	waitDownlinksExact(t, d, setTopic, end, []string{last})
-	checkInStep(t, b, d)
+	checkInStep(t, r)
 	return b
 }
 
@@ -199,7 +229,8 @@ func TestDownlinksCoalesced(t *testing.T) {
 // stayed in step.
 func uplinksWithDownlinks(t *testing.T, variant func(*sim.Config), n int) *bench {
 	listen := testutil.FreeAddr(t)
-	b, d, from := startForms(t, variant, listen)
+	r := startForms(t, variant, listen)
+	b, d, from := r.b, r.d, r.from
 	cloud := b.subscribe(telemetry + "/#")
 	c := localClient(t, d, listen, "app")
 
@@ -230,7 +261,7 @@ func uplinksWithDownlinks(t *testing.T, variant func(*sim.Config), n int) *bench
 	}
 	end := waitDownlinksExact(t, d, setTopic, from, sent)
 	checkLEDPerDownlink(t, d, from, end)
-	checkInStep(t, b, d)
+	checkInStep(t, r)
 	t.Logf("%d uplinks, %d downlinks; emulator %+v", n, len(sent), b.mod.Stats())
 	return b
 }
