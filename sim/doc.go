@@ -64,6 +64,15 @@
 // Downlink topics are printed raw between the quotes, `"`, CR and
 // LF included, as the broker passed them (reference 2.10).
 //
+// Data-path variants (reference 0, 2.6, 2.7): Config.RecvForm prints a counted downlink with its
+// payload on the next line (recv-next-line, an EC200U note) or unquoted after the length
+// (recv-unquoted, BC25); Config.RecvBlankLines puts an empty line on each side of it
+// (recv-blank-lines, BG96); Config.PromptDelay holds the "> " prompt back and writes URCs due
+// meanwhile before it (urc-before-prompt, BG96); Config.SplitPrompt writes ">" and puts its space
+// in front of the next output (split-prompt, EC200U); Config.Coalesce writes what comes within a
+// few milliseconds in one write(2), a result and a downlink in one read (coalesce, BC26). By
+// default payloads pass raw (CR LF, quotes, spaces, UTF-8) with <len> their byte count.
+//
 // # Faults
 //
 // From Go (methods of Module) and from cmd/ec600sim (lines on its standard input):

@@ -91,6 +91,9 @@ type engine struct {
 	data      *dataEntry
 	dataTimer *time.Timer
 	held      [][]byte // URCs held back while the host is typing data after "> "
+
+	promptTimer *time.Timer // PromptDelay: the prompt of e.data is still to come
+	promptSpace bool        // SplitPrompt: the prompt's space goes in front of the next output
 }
 
 func newEngine(m *Module) *engine {
@@ -140,6 +143,9 @@ func (e *engine) run(ctx context.Context, p *port) {
 		case <-timerC(e.dataTimer):
 			e.dataTimer = nil
 			e.dataTimeout()
+		case <-timerC(e.promptTimer):
+			e.promptTimer = nil
+			e.promptDue()
 		}
 	}
 }
@@ -435,6 +441,10 @@ func (e *engine) emit(it outItem) {
 		e.log.Debug().Int("bytes", len(it.b)).Msg("unresponsive: output dropped")
 		return
 	}
+	if e.promptSpace {
+		e.promptSpace = false
+		it.b = append([]byte{' '}, it.b...)
+	}
 	if e.log.GetLevel() <= zerolog.TraceLevel {
 		e.log.Trace().Str("tx", strconv.Quote(string(it.b))).Msg("to host")
 	}
@@ -451,15 +461,21 @@ func (e *engine) maxLine() int {
 	return DefaultMaxLine
 }
 
-func (e *engine) urc(line string) {
+func (e *engine) urc(line string) { e.urcFramed("\r\n", line, "\r\n") }
+
+// urcFramed is urc with the bytes before and after the line given.
+func (e *engine) urcFramed(pre, line, post string) {
 	if e.urcPort != "all" && e.urcPort != e.m.cfg.URCPort {
 		e.log.Debug().Str("urc", line).Str("urcport", e.urcPort).Msg("URC goes to another port")
 		return
 	}
-	b := []byte("\r\n" + line + "\r\n")
+	b := []byte(pre + line + post)
 	if e.data != nil {
-		e.held = append(e.held, b)
-		return
+		if e.promptTimer == nil {
+			e.held = append(e.held, b)
+			return
+		}
+		e.m.urcsBeforePrompt.Add(1) // the prompt is still to come: the URC goes first (BG96)
 	}
 	e.log.Debug().Str("urc", line).Msg("urc")
 	e.emit(outItem{b: b})
@@ -526,6 +542,10 @@ func (e *engine) send(r reply) {
 	}
 	if r.prompt {
 		b = append(b, "\r\n> "...)
+		if e.m.cfg.SplitPrompt {
+			b = b[:len(b)-1]
+			defer func() { e.promptSpace = true }() // after this reply is queued
+		}
 	}
 	if r.final != "" {
 		if !r.compact || len(r.lines) == 0 {

@@ -187,7 +187,39 @@ type Config struct {
 	// refuses it (reference 1, EC600K-CN note; which states exactly is UNCONFIRMED), and a
 	// connected one takes it, recv/mode at once, the others at the next CONNECT.
 	StrictQMTCFG bool
+
+	// Data-path variants (reference 0, 2.6, 2.7; ec600sim -variant names in brackets).
+
+	// RecvForm is how a +QMTRECV with the length field prints its payload: RecvQuoted (the
+	// default), RecvNextLine [recv-next-line] or RecvUnquoted [recv-unquoted].
+	RecvForm RecvForm
+	// RecvBlankLines frames each +QMTRECV with an empty line on each side,
+	// \r\n\r\n+QMTRECV: …\r\n\r\n, as a BG96 byte trace shows [recv-blank-lines].
+	RecvBlankLines bool
+	// PromptDelay holds a data command's "> " prompt back this long; URCs due meanwhile are
+	// written before it, as a BG96 trace shows a +QMTRECV between AT+QMTPUB and its prompt
+	// [urc-before-prompt]. 0: the prompt follows the command at once.
+	PromptDelay time.Duration
+	// SplitPrompt writes the prompt as "\r\n>" and its space in front of the module's next
+	// output (" \r\nOK\r\n"), as an EC200U trace shows [split-prompt].
+	SplitPrompt bool
+	// Coalesce makes the writer gather what the module sends within this long of the first
+	// block and write it with one write(2), so that a publish result and a downlink (BC26), or
+	// an OK and a URC (BG770A), reach the host in one read [coalesce]. 0: block by block.
+	Coalesce time.Duration
 }
+
+// RecvForm is how a +QMTRECV with the length field prints its payload (reference 2.7, VARIANT).
+type RecvForm int
+
+const (
+	// RecvQuoted is `+QMTRECV: <idx>,<msgid>,"<topic>",<len>,"<payload>"` (EC600S, BG96).
+	RecvQuoted RecvForm = iota
+	// RecvNextLine is `+QMTRECV: <idx>,<msgid>,"<topic>",<len>` CR LF `<payload>` (EC200U note).
+	RecvNextLine
+	// RecvUnquoted is `+QMTRECV: <idx>,<msgid>,"<topic>",<len>,<payload>` (BC25).
+	RecvUnquoted
+)
 
 // Stats counts what the emulator wrote to the host. A write is counted just before it is made,
 // so once the host has read some bytes, Stats already includes them.
@@ -196,6 +228,10 @@ type Stats struct {
 	Writes   int64 // write(2) calls on the pty
 	MaxWrite int64 // the largest single write
 	Commands int64 // command lines executed
+	// URCsBeforePrompt counts URCs written between a data command and its prompt (PromptDelay).
+	URCsBeforePrompt int64
+	// Coalesced counts writes that joined more than one block of output (Coalesce).
+	Coalesced int64
 }
 
 var (
@@ -242,6 +278,7 @@ type Module struct {
 	refuseCmd     atomic.Pointer[string] // Refuse: commands starting with this answer ERROR
 
 	bytesOut, writes, maxWrite, commands atomic.Int64
+	urcsBeforePrompt, coalesced          atomic.Int64
 }
 
 // New checks cfg and returns a Module that is not yet running.
@@ -287,8 +324,11 @@ func New(cfg Config) (*Module, error) {
 	if cfg.OpenTimeout == 0 {
 		cfg.OpenTimeout = 10 * time.Second
 	}
-	if cfg.BootDelay < 0 || cfg.OpenTimeout < 0 {
-		return nil, errors.New("sim config: BootDelay and OpenTimeout must not be negative")
+	if cfg.BootDelay < 0 || cfg.OpenTimeout < 0 || cfg.PromptDelay < 0 || cfg.Coalesce < 0 {
+		return nil, errors.New("sim config: BootDelay, OpenTimeout, PromptDelay and Coalesce must not be negative")
+	}
+	if cfg.RecvForm < RecvQuoted || cfg.RecvForm > RecvUnquoted {
+		return nil, fmt.Errorf("sim config: RecvForm %d unknown", cfg.RecvForm)
 	}
 	return &Module{
 		cfg:       cfg,
@@ -396,7 +436,8 @@ func (m *Module) BrokerAddr() string { return m.broker }
 
 // Stats returns the output counters.
 func (m *Module) Stats() Stats {
-	return Stats{BytesOut: m.bytesOut.Load(), Writes: m.writes.Load(), MaxWrite: m.maxWrite.Load(), Commands: m.commands.Load()}
+	return Stats{BytesOut: m.bytesOut.Load(), Writes: m.writes.Load(), MaxWrite: m.maxWrite.Load(), Commands: m.commands.Load(),
+		URCsBeforePrompt: m.urcsBeforePrompt.Load(), Coalesced: m.coalesced.Load()}
 }
 
 func (m *Module) noteWrite(n int) {

@@ -400,6 +400,12 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   qiact-dual-type1       AT+QIACT? lists an IPv4 and an IPv6 address under type 1 (EC600S)
   qiact-dual-type3       AT+QIACT? lists an IPv4 and an IPv6 address under type 3 (EC200U)
   qmtcfg-strict          AT+QMTCFG answers ERROR on a connected index too (by default: open, not connected)
+  recv-next-line         +QMTRECV: <idx>,<id>,"<topic>",<len> CR LF <payload> (EC200U note)
+  recv-unquoted          +QMTRECV: <idx>,<id>,"<topic>",<len>,<payload> (BC25)
+  recv-blank-lines       an empty line on each side of every +QMTRECV (BG96)
+  urc-before-prompt      the "> " prompt comes 50 ms after the command; URCs due meanwhile go first (BG96)
+  split-prompt           ">" first, its space in front of the next output: " \r\nOK" (EC200U)
+  coalesce               output gathered for 20 ms and written in one write(2): result and downlink in one read (BC26)
 `
 
 // applyVariants sets the firmware variants named in list (comma-separated) on cfg.
@@ -441,6 +447,18 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.DualStack = 3
 		case "qmtcfg-strict":
 			cfg.StrictQMTCFG = true
+		case "recv-next-line":
+			cfg.RecvForm = sim.RecvNextLine
+		case "recv-unquoted":
+			cfg.RecvForm = sim.RecvUnquoted
+		case "recv-blank-lines":
+			cfg.RecvBlankLines = true
+		case "urc-before-prompt":
+			cfg.PromptDelay = 50 * time.Millisecond
+		case "split-prompt":
+			cfg.SplitPrompt = true
+		case "coalesce":
+			cfg.Coalesce = 20 * time.Millisecond
 		default:
 			return fmt.Errorf("unknown variant %q (see -help)", v)
 		}
