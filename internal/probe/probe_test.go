@@ -188,3 +188,56 @@ func TestProbeRefusesABusyPort(t *testing.T) {
 		t.Fatalf("the module got %d commands from a probe that refused", n-before)
 	}
 }
+
+// TestProbeOnABootingModule: a module still booting gives the first AT no answer; the probe says
+// so, waits for it (the engine resynchronises), runs the script, and the transcript — with the
+// ESC and the ATs of the resynchronisations — replays cleanly.
+func TestProbeOnABootingModule(t *testing.T) {
+	cfg := sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: "127.0.0.1:9", SIMBusy: -1, BootDelay: 4 * time.Second}
+	m, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := probe.Run(ctx, probe.Options{Port: m.Path()})
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if !strings.Contains(rep.Summary(), "first AT after opening the port: no answer within 3 s") {
+		t.Errorf("summary:\n%s", rep.Summary())
+	}
+	var out bytes.Buffer
+	if _, err := rep.Transcript.WriteTo(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out.Bytes(), []byte(`host @`)) || !bytes.Contains(out.Bytes(), []byte(`"\x1b"`)) {
+		t.Fatalf("no resynchronisation in the transcript:\n%s", out.String())
+	}
+	text := out.String()
+	tr, err := replay.Parse(&out, "booting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if events, err := replay.Run(ctx, tr); err != nil {
+		t.Fatalf("the transcript does not replay: %v\n%s\n%s", err, strings.Join(events, "\n"), head(text))
+	}
+}
+
+// head gives the first records of a transcript, for a failure message.
+func head(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "host") || strings.HasPrefix(l, "module") {
+			out = append(out, l)
+		}
+		if len(out) == 30 {
+			break
+		}
+	}
+	return strings.Join(out, "\n")
+}

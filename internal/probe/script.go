@@ -42,10 +42,8 @@ func (p *prober) opening(ctx context.Context) error {
 	_, err := p.do(ctx, at.Command{Line: "AT"}, 3*time.Second)
 	if errors.Is(err, at.ErrTimeout) {
 		p.find("first AT after opening the port", "no answer within 3 s")
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := p.mod.Sync(sctx, time.Second); err != nil {
-			return fmt.Errorf("probe: the module does not answer AT: %w", err)
+		if err := p.wake(ctx); err != nil {
+			return err
 		}
 	} else {
 		p.find("first AT after opening the port", "%s", outcome(err))
@@ -82,6 +80,26 @@ func (p *prober) opening(ctx context.Context) error {
 		p.restores = append(p.restores, func(ctx context.Context) error { return p.restoreCmd(ctx, "CMEE", "AT+CMEE="+cmee) })
 	}
 	return nil
+}
+
+// wake sends AT until the module answers it (any answer proves it alive), for up to 30 s. Each
+// try is given time for the engine's whole resynchronisation (ESC, then AT up to 3 × 500 ms), so
+// that what the transcript shows does not depend on where a deadline fell: it replays.
+func (p *prober) wake(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := p.do(ctx, at.Command{Line: "AT"}, 5*time.Second)
+		var cme *at.CMEError
+		switch {
+		case err == nil || errors.Is(err, at.ErrError) || errors.As(err, &cme):
+			p.find("module answered AT", "%s, %s after the port was opened", outcome(err), ms(time.Since(p.started)))
+			return nil
+		case errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) || ctx.Err() != nil:
+			return fmt.Errorf("probe: waiting for the module to answer AT: %w", err)
+		case time.Now().After(deadline):
+			return fmt.Errorf("probe: the module does not answer AT (30 s): %w", err)
+		}
+	}
 }
 
 // restoreCmd sends line to put a setting back, and says so.

@@ -36,7 +36,9 @@
 // AT+QMTOPEN? via qmt.Client.OpenLinks, AT+QMTCONN? via ConnState), otherwise as a raw
 // at.Command. A command whose answer holds a data prompt (a line starting with '>') or a CONNECT
 // line is a data command: the next host group is its data, written by the engine after the
-// prompt (a trailing Ctrl-Z is its DataEnd).
+// prompt (a trailing Ctrl-Z is its DataEnd). A command followed by ESC in the same group of host
+// records is one the module did not answer: Run sends it, gives up on it, and leaves the ESC and
+// the ATs of the engine's resynchronisation for the engine to write before the next command.
 //
 // The Port checks every byte the engine writes against the host records, in order, and fails the
 // replay at the first difference (a resynchronisation, a reworded command, a missing or extra

@@ -91,6 +91,26 @@ type runner struct {
 	client *qmt.Client
 	mod    *modem.Module
 	out    []string
+
+	resyncing bool // the engine's resynchronisation is under way in the transcript: its ATs are the engine's
+}
+
+// onlyResync reports whether b holds nothing but what the engine's resynchronisation writes:
+// ESC and "AT\r".
+func onlyResync(b []byte) bool {
+	b = bytes.ReplaceAll(b, []byte{0x1B}, nil)
+	return len(bytes.ReplaceAll(b, []byte("AT\r"), nil)) == 0
+}
+
+// hasFinal reports whether the module's bytes b hold a final result that ends a
+// resynchronisation: OK or +CME ERROR (ERROR does not).
+func hasFinal(b []byte) bool {
+	for _, l := range bytes.FieldsFunc(b, func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if string(l) == "OK" || bytes.HasPrefix(l, []byte("+CME ERROR:")) {
+			return true
+		}
+	}
+	return false
 }
 
 // Run replays t through the real engine and parsers (see the package comment) and returns the
@@ -103,7 +123,9 @@ func Run(ctx context.Context, t *Transcript) ([]string, error) {
 		mode = qmt.RecvDirect
 	}
 	r := &runner{port: NewPort(t)}
-	r.conn = at.New(r.port, at.Options{URCs: qmt.URCsFor(mode), ResyncTries: 1, ResyncTimeout: 100 * time.Millisecond})
+	// The resynchronisation settings are the daemon's (the defaults), so that a transcript in
+	// which the engine resynchronised replays with the same tries.
+	r.conn = at.New(r.port, at.Options{URCs: qmt.URCsFor(mode)})
 	defer r.conn.Close()
 	r.sub = r.conn.Subscribe()
 	r.client = qmt.NewClient(r.conn, 0)
@@ -160,6 +182,16 @@ func (r *runner) settle(ctx context.Context) error {
 func (r *runner) command(ctx context.Context, gs []group, i int) (int, error) {
 	g := gs[i]
 	b, ok := g.bytes()
+	if ok && r.resyncing && onlyResync(b) {
+		// A try of the engine's resynchronisation: the engine writes it before the next
+		// command; it ends with the try the module answered.
+		r.resyncing = !hasFinal(g.module)
+		return 1, nil
+	}
+	r.resyncing = false
+	if esc := bytes.IndexByte(b, 0x1B); ok && esc >= 0 {
+		return 1, r.abandoned(ctx, g, b[:esc])
+	}
 	if !ok || len(b) == 0 || b[len(b)-1] != '\r' {
 		return 0, fmt.Errorf("host bytes at line %d are not a command line ending in CR, and no prompt or CONNECT came before them", g.host[0].Line)
 	}
@@ -237,11 +269,44 @@ func (r *runner) command(ctx context.Context, gs []group, i int) (int, error) {
 		res = fmt.Sprintf("qmt.ConnState %d", st)
 	default:
 		resp, err := r.conn.Do(cctx, at.Command{Line: line, Answers: queryAnswers(line)})
+		for tries := 0; errors.Is(err, at.ErrUnresponsive) && tries < 20; tries++ {
+			// The resynchronisation before it got no OK: the recorded host did what
+			// modem.Sync does and sent the command again (the next resynchronisation first).
+			r.out = append(r.out, head, "  resync got no OK: sent again")
+			resp, err = r.conn.Do(cctx, at.Command{Line: line, Answers: queryAnswers(line)})
+		}
 		r.out = append(r.out, head)
 		return 1, r.renderResponse(resp, err)
 	}
 	r.out = append(r.out, head+" "+res+errText(err))
 	return 1, r.fatal(err)
+}
+
+// resyncGiveUp is how long a replayed command that the module never answered is waited for.
+const resyncGiveUp = 300 * time.Millisecond
+
+// abandoned replays a command the module did not answer, after which the engine resynchronised
+// (ESC, then AT until OK): the group holds the command (cmd, possibly empty when the group is only
+// the resynchronisation) and then the ESC and the ATs the engine writes itself before the next
+// command. The command is sent and given up on; the rest is left for the engine to write.
+func (r *runner) abandoned(ctx context.Context, g group, cmd []byte) error {
+	r.resyncing = !hasFinal(g.module)
+	if len(cmd) == 0 {
+		r.out = append(r.out, "resync (ESC, AT): written by the engine before the next command")
+		return nil
+	}
+	if cmd[len(cmd)-1] != '\r' {
+		return fmt.Errorf("host bytes at line %d before an ESC are not a command line ending in CR", g.host[0].Line)
+	}
+	line := string(cmd[:len(cmd)-1])
+	cctx, cancel := context.WithTimeout(ctx, resyncGiveUp)
+	defer cancel()
+	_, err := r.conn.Do(cctx, at.Command{Line: line, Answers: queryAnswers(line)})
+	if !errors.Is(err, at.ErrTimeout) {
+		return fmt.Errorf("line %d: %q was answered (%v), but the transcript has the engine give up on it (ESC follows)", g.host[0].Line, line, err)
+	}
+	r.out = append(r.out, "cmd "+strconv.Quote(line), "  no answer: the engine resynchronises (ESC, AT) before the next command")
+	return nil
 }
 
 // fatal passes on the errors that end a replay: a timeout or a lost engine. The module's refusals
