@@ -14,7 +14,7 @@ func awsSpec() spec {
 	return spec{
 		title: "AWS IoT Core",
 		fields: []Field{
-			{Key: "endpoint", Kind: String, Console: "device data endpoint (Settings → Device data endpoint), <prefix>-ats.iot.<region>.amazonaws.com"},
+			{Key: "endpoint", Kind: String, Console: "device data endpoint (Settings → Device data endpoint), <prefix>-ats.iot.<region>.amazonaws.com", Host: true},
 			{Key: "thing_name", Kind: String, Required: true, Console: "thing name (Manage → Things)"},
 			{Key: "client_id", Kind: String, Console: "MQTT client id the certificate's policy allows (default: the thing name)"},
 		},

@@ -28,7 +28,7 @@ func azureSpec() spec {
 	return spec{
 		title: "Azure IoT Hub",
 		fields: []Field{
-			{Key: "hub", Kind: String, Required: true, Console: "IoT hub name (or its host name <hub>.azure-devices.net)"},
+			{Key: "hub", Kind: String, Required: true, Console: "IoT hub name (or its host name <hub>.azure-devices.net)", Host: true},
 			{Key: "device_id", Kind: String, Required: true, Console: "Device ID"},
 			{Key: "device_key", Kind: Secret, Required: true, Cred: CredAzureDeviceKey, Console: "Primary key of the device (base64)"},
 			{Key: "lifetime", Kind: Duration, Console: "how long each SAS token is valid (default 24h); the session renews it before it runs out"},

@@ -138,6 +138,12 @@ type Field struct {
 	Cred string
 	// Console is what the platform's console calls the value, for messages and docs.
 	Console string
+	// OneOf, when not empty, lists the values a String may take.
+	OneOf []string
+	// Min and Max bound an Int.
+	Min, Max int64
+	// Host is set on the keys the broker's host name is derived from (region, endpoint, ...).
+	Host bool
 }
 
 // Settings are the values of a platform's configuration section.

@@ -19,7 +19,7 @@ func huaweiSpec() spec {
 		fields: []Field{
 			{Key: "device_id", Kind: String, Required: true, Console: "device ID (设备ID, usually <product_id>_<node_id>)"},
 			{Key: "device_secret", Kind: Secret, Required: true, Cred: CredHuaweiDeviceSecret, Console: "device secret (密钥) set at registration"},
-			{Key: "endpoint", Kind: String, Console: "MQTT access address from Overview → Access Details (接入信息), e.g. xxxxxx.st1.iotda-device.cn-north-4.myhuaweicloud.com"},
+			{Key: "endpoint", Kind: String, Console: "MQTT access address from Overview → Access Details (接入信息), e.g. xxxxxx.st1.iotda-device.cn-north-4.myhuaweicloud.com", Host: true},
 			{Key: "check_timestamp", Kind: Bool, Console: "sign type 1: the platform checks the hour in the client id (default true, as Huawei's SDK)"},
 		},
 		build: buildHuawei,

@@ -30,7 +30,7 @@ func onenetSpec() spec {
 			{Key: "product_id", Kind: String, Required: true, Console: "product ID (产品ID)"},
 			{Key: "device_name", Kind: String, Required: true, Console: "device name (设备名称)"},
 			{Key: "device_key", Kind: Secret, Required: true, Cred: CredOneNETDeviceKey, Console: "device key, base64 (设备密钥 — the device-level key, not the product's access key)"},
-			{Key: "sign_method", Kind: String, Console: "sha256 (default), sha1 or md5"},
+			{Key: "sign_method", Kind: String, Console: "sha256 (default), sha1 or md5", OneOf: []string{"sha256", "sha1", "md5"}},
 			{Key: "lifetime", Kind: Duration, Console: "how long each token is valid (default 24h); the session renews it before it runs out"},
 		},
 		build: buildOneNET,

@@ -29,10 +29,10 @@ func tencentSpec() spec {
 	return spec{
 		title: "Tencent Cloud IoT Explorer",
 		fields: []Field{
-			{Key: "product_id", Kind: String, Required: true, Console: "ProductID (产品ID)"},
+			{Key: "product_id", Kind: String, Required: true, Console: "ProductID (产品ID)", Host: true},
 			{Key: "device_name", Kind: String, Required: true, Console: "DeviceName (设备名称)"},
 			{Key: "device_secret", Kind: Secret, Required: true, Cred: CredTencentDeviceSecret, Console: "device key, base64 (设备密钥 / DevicePsk)"},
-			{Key: "sign_method", Kind: String, Console: "hmacsha256 (default) or hmacsha1"},
+			{Key: "sign_method", Kind: String, Console: "hmacsha256 (default) or hmacsha1", OneOf: []string{"hmacsha256", "hmacsha1"}},
 			{Key: "lifetime", Kind: Duration, Console: "how long each signature is valid (default 24h); the session renews it before it runs out"},
 			{Key: "app_id", Kind: String, Console: "sdkappid in the user name (default 12010126, as the signing page documents)"},
 		},

@@ -20,7 +20,7 @@ func thingsboardSpec() spec {
 		title: "ThingsBoard",
 		fields: []Field{
 			{Key: "access_token", Kind: Secret, Required: true, Cred: CredThingsBoardToken, Console: "access token (device → Manage credentials)"},
-			{Key: "host", Kind: String, Console: "your ThingsBoard server (default " + ThingsBoardCloud + ")"},
+			{Key: "host", Kind: String, Console: "your ThingsBoard server (default " + ThingsBoardCloud + ")", Host: true},
 			{Key: "client_id", Kind: String, Console: "MQTT client id (any; default derived from the token)"},
 		},
 		build: buildThingsBoard,
