@@ -157,13 +157,18 @@ func (b *builder) preset(t *table, name string) cloud.Platform {
 		case cloud.Duration:
 			v = pt.duration(k, cloud.DefaultLifetime, cloud.MinLifetime, cloud.MaxLifetime, true)
 		case cloud.Secret:
-			if pt.has(k) && !inlineSecretAllowed(name) {
+			var sec Secret
+			switch {
+			case inlineSecretAllowed(name):
+				sec = b.secret(pt, k, k+"_file", f.Cred, true)
+			case pt.has(k):
 				pt.mention(k)
 				pt.fail(k, "a secret is not written in the configuration: put it in a file (chmod 600) named by %s, "+
 					"or in the systemd credential %s", pt.key(k+"_file"), f.Cred)
 				continue
+			default:
+				sec = b.secretFrom(pt, k, k+"_file", f.Cred, true)
 			}
-			sec := b.secret(pt, k, k+"_file", f.Cred, true)
 			if sec.IsZero() {
 				if pt.has(k) || pt.has(k+"_file") {
 					pt.fail(k, "is empty") // unless reported already
