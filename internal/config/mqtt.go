@@ -526,12 +526,16 @@ func (b *builder) topic(st *table, t string, vars map[string]string, platform st
 			st.fail(key, "{%s} needs [mqtt.aliyun]", name)
 			return "", false
 		}
-		known := make([]string, 0, len(vars)+2)
+		names := make([]string, 0, len(vars)+2)
 		for k := range vars {
-			known = append(known, "{"+k+"}")
+			names = append(names, k)
 		}
-		sort.Strings(known)
-		known = append(known, "{imei}", "{iccid}")
+		sort.Strings(names)
+		names = append(names, VarIMEI, VarICCID)
+		known := make([]string, len(names))
+		for i, k := range names {
+			known[i] = "{" + k + "}"
+		}
 		where := "here"
 		if platform != "" {
 			where = "with [mqtt." + platform + "]"
