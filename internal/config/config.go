@@ -32,9 +32,9 @@ const (
 	DefaultRetries         = 3
 	DefaultSignMethod      = cloud.HMACSHA256
 	// DefaultCADir is where the package installs the root CAs the platform presets use (deploy/ca).
-	DefaultCADir = "/usr/share/gatewayd/ca"
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = logging.FormatJSON
+	DefaultCADir     = "/usr/share/gatewayd/ca"
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = logging.FormatJSON
 )
 
 // PortAuto as serial.port asks the daemon to find the module's AT port itself.
@@ -60,9 +60,9 @@ const (
 // Names of systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential= in the unit)
 // read when a secret is given neither inline nor as a file; see Options.
 const (
-	CredMQTTPassword       = "mqtt-password"        // mqtt.password, when mqtt.username is set
+	CredMQTTPassword       = "mqtt-password"              // mqtt.password, when mqtt.username is set
 	CredAliyunDeviceSecret = cloud.CredAliyunDeviceSecret // mqtt.aliyun.device_secret (the other presets: see docs/clouds.md)
-	CredAPNPassword        = "apn-password"         // module.apn_password, when module.apn_user is set
+	CredAPNPassword        = "apn-password"               // module.apn_password, when module.apn_user is set
 )
 
 // CredPrefix in a *_file value names a systemd credential: "cred:mqtt-password" reads

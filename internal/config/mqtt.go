@@ -276,7 +276,7 @@ func (b *builder) limits(t, pt *table, p cloud.Platform) bool {
 		return false
 	}
 	for _, f := range []struct {
-		key, what, v string
+		key, what, v     string
 		module, platform int
 		secret           bool
 	}{
