@@ -37,6 +37,10 @@ const (
 	DefaultLogFormat = logging.FormatJSON
 )
 
+// EnvCADir names the environment variable that moves the bundled root CAs' directory (a build
+// run from the source tree: GATEWAYD_CA_DIR=deploy/ca).
+const EnvCADir = "GATEWAYD_CA_DIR"
+
 // PortAuto as serial.port asks the daemon to find the module's AT port itself.
 const PortAuto = "auto"
 
@@ -240,9 +244,10 @@ type Log struct {
 
 // Options change how a file is read. The zero value reads the process environment.
 type Options struct {
-	// Getenv looks up environment variables (only CREDENTIALS_DIRECTORY); nil means os.Getenv.
+	// Getenv looks up environment variables (CREDENTIALS_DIRECTORY and GATEWAYD_CA_DIR); nil means os.Getenv.
 	Getenv func(string) string
-	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means DefaultCADir.
+	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means
+	// $GATEWAYD_CA_DIR, or DefaultCADir when that is not set either.
 	CADir string
 }
 
@@ -293,6 +298,9 @@ func (o Options) parse(data []byte, name string, known map[string]bool) (*Config
 		getenv = os.Getenv
 	}
 	caDir := o.CADir
+	if caDir == "" {
+		caDir = getenv(EnvCADir)
+	}
 	if caDir == "" {
 		caDir = DefaultCADir
 	}
