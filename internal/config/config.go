@@ -304,6 +304,9 @@ func (o Options) parse(data []byte, name string, known map[string]bool) (*Config
 	if caDir == "" {
 		caDir = DefaultCADir
 	}
+	if abs, err := filepath.Abs(caDir); err == nil {
+		caDir = abs // relative to the working directory, not to the configuration file
+	}
 	b := &builder{
 		ps:     &problems{file: name, loc: newLocator(string(data)), known: known},
 		getenv: getenv,
