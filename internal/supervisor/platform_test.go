@@ -121,3 +121,27 @@ func TestAliyunLinkLostSoonAfterConnectHintsAtTheKickOut(t *testing.T) {
 		t.Errorf("reconnects %v: the hint must not change the loss's reason", s.Status().Reconnects)
 	}
 }
+
+// A refused CONNECT is explained in the platform's terms, in the retry's hint.
+func TestRefusedConnectHintsInThePlatformsTerms(t *testing.T) {
+	mod, set := emulatedSettings(t, "")
+	p, err := cloud.New("aliyun", cloud.Settings{Values: map[string]any{
+		"product_key": "a1B2c3D4e5F", "device_name": "pi-led-01", "device_secret": "Zx9yW8vU7tS6rQ5pO4nM3lK2jI1hG0fE",
+	}, Override: cloud.Overrides{Host: "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Platform = p
+	if err := mod.RefuseConnect(4); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s := New(set, zerolog.New(&logs), nopLED{}, &countingNotifier{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the refusal's hint in the log", func() bool {
+		return strings.Contains(logs.String(), `"hint":"Alibaba Cloud refused the signature`)
+	})
+}
