@@ -66,7 +66,6 @@ type tlsDefaults struct {
 	hint       string // when no CA is bundled: which CA the broker needs and where to get it
 	clientCert bool   // the platform authenticates the device by its certificate: cert_file required
 	who        string // the platform's name, for messages
-	why        string // set when [mqtt.tls] is absent but the platform needs TLS
 }
 
 // tls reads [mqtt.tls] (an absent table reads as empty: a preset that needs TLS turns it on).
