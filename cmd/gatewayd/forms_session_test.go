@@ -192,6 +192,9 @@ func TestConnectAnsweredOnlyByQMTSTAT(t *testing.T) {
 	if !strings.Contains(fail.Str("error"), "+QMTSTAT") || fail.Str("step") != "connect" {
 		t.Errorf("failure %v: want the connect step ended by +QMTSTAT", fail)
 	}
+	if !strings.Contains(fail.Str("hint"), "client id or credentials") {
+		t.Errorf("failure %v: want a hint that this may be a refusal", fail)
+	}
 	if n := len(connects.snapshot()); n != 1 {
 		t.Errorf("%d CONNECTs reached the broker before the first failure, want 1", n)
 	}
