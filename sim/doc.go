@@ -95,6 +95,7 @@
 //	SetSIM(bool)        sim on|off +CPIN: NOT READY; CPIN?/CIMI/QCCID give CME error 10; deregistered
 //	SetRegistered(bool) reg on|off +CEREG: 0,2 (searching); PDP and MQTT links go down
 //	DeactivatePDP()     pdpdeact   +QIURC: "pdpdeact",<cid>, then +QMTSTAT: <idx>,1
+//	BearerRace()        bearer-race  cid 1 comes back right after the next AT+QIACT? saw it down
 //	SetDNS(bool)        dns on|off AT+QIDNSGIP reports 565, AT+QMTOPEN on a host name +QMTOPEN: <idx>,4
 //	SetChunking(n)      chunk N    output written n bytes at a time
 //	SetBrokerDelay(d)   delay DUR  each publish result held until d after the command was accepted

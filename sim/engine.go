@@ -70,6 +70,8 @@ type engine struct {
 	poweredDown bool
 	// firstError: the next command line is answered ERROR (Config.FirstATError), once per power-on.
 	firstError bool
+	// bearerRace: the next AT+QIACT? that finds cid 1 inactive is followed by its return (BearerRace).
+	bearerRace bool
 
 	echo       bool
 	cmee       int
@@ -1030,6 +1032,11 @@ func (e *engine) cmdQIACT(c cmdLine) reply {
 			default:
 				lines = append(lines, fmt.Sprintf("+QIACT: %d,1,%d,%s", cid, p.ctype, pdpAddrs(cid, p.ctype)))
 			}
+		}
+		if e.bearerRace && !e.pdp[1].active && e.regStat() == 1 {
+			e.bearerRace = false
+			e.pdp[1].active = true // after this answer: the host saw it down
+			e.log.Info().Msg("fault: the default bearer is back by itself")
 		}
 		return ok(lines...)
 	case kindTest:

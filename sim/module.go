@@ -740,6 +740,18 @@ func (m *Module) DeactivatePDP() error {
 	})
 }
 
+// BearerRace arms a one-shot race: the next AT+QIACT? that finds context 1 inactive says so, and
+// right after it the network brings the default bearer back by itself (as an LTE attach does),
+// so the host's AT+QIACT=1 that follows finds it active and is answered ERROR (reference 4.2: no
+// code tells "already active" from a failure).
+func (m *Module) BearerRace() error {
+	return m.do(func(e *engine) error {
+		e.log.Info().Msg("fault: the default bearer comes back right after the next AT+QIACT? query")
+		e.bearerRace = true
+		return nil
+	})
+}
+
 // SetSignal sets what AT+CSQ reports (rssi 0-31 or 99, ber 0-7 or 99).
 func (m *Module) SetSignal(rssi, ber int) error {
 	if (rssi < 0 || rssi > 31) && rssi != 99 || (ber < 0 || ber > 7) && ber != 99 {

@@ -107,3 +107,23 @@ func TestMaxQoS(t *testing.T) {
 	r.h.cmd(`AT+QMTSUB=0,1,"a",2,"b",0`, "\r\nOK\r\n")
 	r.h.expect("\r\n+QMTSUB: 0,1,0,1,0\r\n")
 }
+
+// TestBearerRace: the query sees context 1 down, the bearer comes back right after, and
+// AT+QIACT=1 then finds it active.
+func TestBearerRace(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	if err := r.m.BearerRace(); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd("AT+QIACT?", "\r\n+QIACT: 1,1,1,\"10.2.198.114\"\r\n\r\nOK\r\n") // active: the race waits
+	if err := r.m.DeactivatePDP(); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("\r\n+QIURC: \"pdpdeact\",1\r\n")
+	h.cmd("AT+QIACT?", "\r\nOK\r\n")
+	h.cmd("AT+QIACT=1", "\r\nERROR\r\n")
+	h.cmd("AT+QIACT?", "\r\n+QIACT: 1,1,1,\"10.2.198.114\"\r\n\r\nOK\r\n")
+}

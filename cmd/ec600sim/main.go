@@ -54,6 +54,7 @@ const commandHelp = `fault commands (one per line on standard input):
   sim on|off             insert / remove the SIM
   reg on|off             network registration on / off
   pdpdeact               the network deactivates the PDP context
+  bearer-race            the default bearer comes back right after the next AT+QIACT? saw it down (AT+QIACT=1 then ERROR)
   dns on|off             host names resolve (AT+QIDNSGIP, AT+QMTOPEN) or fail (565, +QMTOPEN: <idx>,4)
   chunk N                write output N bytes at a time (0: whole)
   delay DUR              broker round-trip delay added to each publish result
@@ -364,6 +365,8 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 		return false, err
 	case "pdpdeact":
 		return false, m.DeactivatePDP()
+	case "bearer-race":
+		return false, m.BearerRace()
 	case "signal":
 		rssi, err := number()
 		if err != nil {

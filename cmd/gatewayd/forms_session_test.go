@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -190,6 +191,9 @@ func TestConnectAnsweredOnlyByQMTSTAT(t *testing.T) {
 	}
 	if !strings.Contains(fail.Str("error"), "+QMTSTAT") || fail.Str("step") != "connect" {
 		t.Errorf("failure %v: want the connect step ended by +QMTSTAT", fail)
+	}
+	if !strings.Contains(fail.Str("hint"), "client id or credentials") {
+		t.Errorf("failure %v: want a hint that this may be a refusal", fail)
 	}
 	if n := len(connects.snapshot()); n != 1 {
 		t.Errorf("%d CONNECTs reached the broker before the first failure, want 1", n)
@@ -432,5 +436,32 @@ func TestGrantedQoSLower(t *testing.T) {
 	text, _, _ := cli(t, "status", "-socket", controlSocket(b.mod.Path()))
 	if !strings.Contains(text, postTopic+" (QoS 2, granted 1)") {
 		t.Errorf("gatewayd status does not show the granted QoS:\n%s", text)
+	}
+}
+
+// TestQIACTErrorOnActiveContext: after the network deactivated the PDP context, the daemon's
+// AT+QIACT? sees it down, the default bearer comes back by itself just after (bearer-race), and
+// AT+QIACT=1 is answered ERROR because the context is active (EC600S, BG770A-GL). The daemon asks
+// AT+QIACT? again and carries on: no failed step, no back-off.
+func TestQIACTErrorOnActiveContext(t *testing.T) {
+	var cmds simCommands
+	b := newBenchOn(t, startBroker(t).Addr(), cmds.logTo)
+	d := b.start(seedConfig(b.mod.Path(), ""))
+	_, i := d.wait(t, 0, "session_up")
+	must(t, b.mod.BearerRace())
+	must(t, b.mod.DeactivatePDP())
+	_, i = d.wait(t, i, "mqtt_disconnected")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := d.log.WaitEvent(ctx, i, "session_up"); err != nil {
+		t.Fatalf("no session within 10 s: %v", err)
+	}
+	if n := d.log.Count("bringup_failed"); n != 0 {
+		t.Errorf("%d failed bring-ups: the ERROR to AT+QIACT=1 on an active context was taken as a failure", n)
+	}
+	list := cmds.list()
+	k := slices.Index(list, "AT+QIACT=1")
+	if k < 0 || k+1 >= len(list) || list[k+1] != "AT+QIACT?" {
+		t.Errorf("commands %q: want AT+QIACT=1 (answered ERROR) followed by AT+QIACT?", list)
 	}
 }

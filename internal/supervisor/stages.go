@@ -657,6 +657,13 @@ func (s *Supervisor) mqttFailed(ctx context.Context, k *link, step string, err e
 	}
 	se := &stepError{step: step, err: err}
 	var re *qmt.ResultError
+	var le *qmt.LinkError
+	if errors.As(err, &le) && step == "connect" && le.Code == 1 {
+		// An M95 answered a refused CONNECT with +QMTSTAT: <idx>,1 and no +QMTCONN at all
+		// (reference 2.3): the broker closing the link at CONNECT may be a refusal.
+		se.hint = "the broker closed the link in answer to CONNECT; some modules report a refused client id or " +
+			"credentials only this way: check mqtt.client_id, username and password"
+	}
 	if errors.As(err, &re) && step == "open" && s.set.TLS != nil && (re.Result == -1 || re.Result == 5) {
 		se.hint = "TLS is on and the module does not say why a link fails: check that mqtt.tls.ca_file " +
 			"signed the broker's certificate, that the certificate names mqtt.host, and cert_file/key_file"
