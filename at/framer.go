@@ -463,7 +463,7 @@ func (f *framer) next() (t token, ok bool) {
 func (f *framer) scanLine(d []byte) (end int, counted bool) {
 	limit := min(len(d), f.maxLine+1)
 	for i := f.scan; i < len(d); i++ {
-		if i > 0 && i < limit && d[i-1] == ',' && d[i] != '"' && f.unquoted(d, i) {
+		if i > 0 && i < limit && d[i-1] == ',' && d[i] != '"' && afterLength(d[:i]) && f.unquoted(d, i) {
 			return -1, true
 		}
 		switch d[i] {
@@ -500,6 +500,15 @@ func (f *framer) scanLine(d []byte) (end int, counted bool) {
 		}
 	}
 	return -1, false
+}
+
+// afterLength reports whether head ends in `",<digits>,`, where a payload may follow unquoted.
+func afterLength(head []byte) bool {
+	j := len(head) - 2 // before the final comma
+	for j >= 0 && head[j] >= '0' && head[j] <= '9' {
+		j--
+	}
+	return j < len(head)-2 && j >= 1 && head[j] == ',' && head[j-1] == '"'
 }
 
 // longHeader asks the PayloadFunc of the over-long line whether it announces a payload on the
@@ -547,7 +556,7 @@ func (f *framer) unquoted(d []byte, i int) bool {
 func (f *framer) rawLong(d []byte) bool {
 	pf := f.payloadFunc(nil)
 	for i, c := range d {
-		if pf != nil && c != '"' && len(f.rawTail) > 0 && f.rawTail[len(f.rawTail)-1] == ',' {
+		if pf != nil && c != '"' && len(f.rawTail) > 0 && f.rawTail[len(f.rawTail)-1] == ',' && afterLength(f.rawTail) {
 			h := append(f.head[:len(f.head):len(f.head)], f.rawTail...)
 			if n, ok := pf(h); ok && n >= 0 { // the payload follows unquoted: drop it too
 				f.drop(i)

@@ -150,3 +150,43 @@ func FuzzFramerForms(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFramerForms frames +QMTRECV URCs with a 100-byte payload (holding quotes, CR LF and
+// "OK") on the framer alone, no goroutines, in each payload form with a raw topic: one op is one
+// message.
+func BenchmarkFramerForms(b *testing.B) {
+	payload := bytes.Repeat([]byte(`{"a":"\r\nOK\r\n"}`), 7)[:100]
+	for _, form := range []struct{ name, sep, end string }{
+		{"quoted", `,"`, `"`}, {"unquoted", ",", ""}, {"next-line", "\r\n", ""},
+	} {
+		b.Run(form.name, func(b *testing.B) {
+			msg := append([]byte("\r\n+QMTRECV: 0,0,\"t/x\",100"+form.sep), payload...)
+			msg = append(msg, form.end+"\r\n"...)
+			block := bytes.Repeat(msg, 64)
+			f := newFramer(4096, 4096)
+			specs := newSpecTable(BuiltinURCs(), formsRecvURCs())
+			f.lookup = specs.lookup
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			r := bytes.NewReader(nil)
+			for n := 0; n < b.N; {
+				r.Reset(block)
+				for r.Len() > 0 {
+					if _, err := f.fill(r); err != nil {
+						b.Fatal(err)
+					}
+					for {
+						t, ok := f.next()
+						if !ok {
+							break
+						}
+						if len(t.payload) != 100 {
+							b.Fatalf("token %q %q", t.text, t.payload)
+						}
+						n++
+					}
+				}
+			}
+		})
+	}
+}

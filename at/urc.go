@@ -29,9 +29,9 @@ type Line struct {
 // reads exactly n bytes, then expects `"` and CRLF; (b) at the end of a line
 // not ending in ',' — head = `+QMTRECV: 0,0,"t",5` — and if ok, reads
 // exactly n bytes from the next line (the "payload on the next line"
-// variant), then an optional CRLF; (c) at each byte other than '"' that
-// follows a ',' (CR and LF included), with head ending in that ',' — e.g.
-// head = `+QMTRECV: 0,0,"t",5,` — and if ok, reads exactly n bytes starting
+// variant), then an optional CRLF; (c) at each byte other than '"' (CR and
+// LF included) that follows `",<digits>,`, with head ending in that ',' —
+// e.g. head = `+QMTRECV: 0,0,"t",5,` — and if ok, reads exactly n bytes starting
 // at that byte (the unquoted same-line variant), then an optional CRLF. In
 // (b) and (c) the token's header is the line without the trailing ','. It
 // must not retain head. It runs on the reader goroutine: it must be quick

@@ -230,8 +230,9 @@ type Stats struct {
 	Commands int64 // command lines executed
 	// URCsBeforePrompt counts URCs written between a data command and its prompt (PromptDelay).
 	URCsBeforePrompt int64
-	// Coalesced counts writes that joined more than one block of output (Coalesce).
-	Coalesced int64
+	// Coalesced counts writes that joined more than one block of output (Coalesce);
+	// CoalescedDownlinks those of them that hold a +QMTRECV and something else.
+	Coalesced, CoalescedDownlinks int64
 }
 
 var (
@@ -279,6 +280,7 @@ type Module struct {
 
 	bytesOut, writes, maxWrite, commands atomic.Int64
 	urcsBeforePrompt, coalesced          atomic.Int64
+	coalescedDownlinks                   atomic.Int64
 }
 
 // New checks cfg and returns a Module that is not yet running.
@@ -437,7 +439,7 @@ func (m *Module) BrokerAddr() string { return m.broker }
 // Stats returns the output counters.
 func (m *Module) Stats() Stats {
 	return Stats{BytesOut: m.bytesOut.Load(), Writes: m.writes.Load(), MaxWrite: m.maxWrite.Load(), Commands: m.commands.Load(),
-		URCsBeforePrompt: m.urcsBeforePrompt.Load(), Coalesced: m.coalesced.Load()}
+		URCsBeforePrompt: m.urcsBeforePrompt.Load(), Coalesced: m.coalesced.Load(), CoalescedDownlinks: m.coalescedDownlinks.Load()}
 }
 
 func (m *Module) noteWrite(n int) {

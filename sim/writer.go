@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"sync"
@@ -119,6 +120,9 @@ func (w *writer) run(ctx context.Context) {
 			items = coalesce(append(items, w.q.take()...))
 			if len(items) == 1 && items[0].joined > 1 {
 				w.m.coalesced.Add(1)
+				if bytes.Contains(items[0].b, []byte("+QMTRECV:")) {
+					w.m.coalescedDownlinks.Add(1)
+				}
 			}
 		}
 		for _, it := range items {

@@ -179,3 +179,25 @@ func TestSessionVariants(t *testing.T) {
 		t.Errorf("qiact-dual-type1: %v, DualStack %d", err, cfg.DualStack)
 	}
 }
+
+// TestDataPathVariants: each data-path variant name sets its Config field, and -help lists it.
+func TestDataPathVariants(t *testing.T) {
+	var cfg sim.Config
+	if err := applyVariants(&cfg, "recv-blank-lines, urc-before-prompt,split-prompt,coalesce,recv-next-line"); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.RecvBlankLines || cfg.PromptDelay <= 0 || !cfg.SplitPrompt || cfg.Coalesce <= 0 || cfg.RecvForm != sim.RecvNextLine {
+		t.Errorf("config %+v", cfg)
+	}
+	if err := applyVariants(&cfg, "recv-unquoted"); err != nil || cfg.RecvForm != sim.RecvUnquoted {
+		t.Errorf("recv-unquoted: %v, form %v", err, cfg.RecvForm)
+	}
+	if err := applyVariants(&cfg, "recv-sideways"); err == nil {
+		t.Error("an unknown variant was accepted")
+	}
+	for _, name := range []string{"recv-next-line", "recv-unquoted", "recv-blank-lines", "urc-before-prompt", "split-prompt", "coalesce"} {
+		if !strings.Contains(variantHelp, "  "+name+" ") {
+			t.Errorf("-help does not list %s", name)
+		}
+	}
+}

@@ -218,8 +218,18 @@ func TestDownlinkBlankLines(t *testing.T) {
 func TestDownlinksCoalesced(t *testing.T) {
 	t.Parallel()
 	b := downlinkForms(t, func(c *sim.Config) { c.Coalesce = 20 * time.Millisecond })
-	if n := b.mod.Stats().Coalesced; n == 0 {
-		t.Error("the emulator joined no writes: the test did not test coalesced reads")
+	if n := b.mod.Stats().CoalescedDownlinks; n == 0 {
+		t.Error("the emulator joined no downlink with other output: the test did not test coalesced reads")
+	}
+}
+
+// TestResultsAndDownlinksCoalesced: uplinks and downlinks at once with -variant coalesce, so that
+// publish results, OKs and downlinks share reads (BC26: +QMTPUB and +QMTRECV in one burst).
+func TestResultsAndDownlinksCoalesced(t *testing.T) {
+	t.Parallel()
+	b := uplinksWithDownlinks(t, func(c *sim.Config) { c.Coalesce = 20 * time.Millisecond }, 12)
+	if n := b.mod.Stats().CoalescedDownlinks; n == 0 {
+		t.Error("the emulator joined no downlink with other output: the test did not test coalesced reads")
 	}
 }
 
