@@ -196,6 +196,7 @@ type prober struct {
 	mqttPort int
 	started  time.Time
 	ident    string
+	cmdMark  int // the Recorder's mark before the last MQTT command
 
 	findings []Finding
 	restores []func(context.Context) error // run in reverse order at the end
