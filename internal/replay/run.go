@@ -234,9 +234,13 @@ func (r *runner) command(ctx context.Context, gs []group, i int) (int, error) {
 				return 2, r.fatal(err)
 			}
 		}
-		resp, err := r.conn.Do(cctx, at.Command{Line: line})
-		r.out = append(r.out, head)
-		return 1, r.renderResponse(resp, err)
+		var id modem.Identity
+		id, err = r.mod.Product(cctx)
+		res = "modem.Product " + fmt.Sprintf("%+v", id)
+	case "AT+GSN":
+		var imei string
+		imei, err = r.mod.IMEI(cctx)
+		res = "modem.IMEI " + strconv.Quote(imei)
 	case "AT+CPIN?":
 		var s string
 		s, err = r.mod.SIMState(cctx)
