@@ -109,27 +109,34 @@ func TestRunFailsOnALostAnswer(t *testing.T) {
 	}
 }
 
-// TestRunReplaysAResync: a command the module never answered, then the engine's ESC and AT,
-// then the next command, replays: the engine gives up, resynchronises and goes on, writing
-// exactly the recorded bytes.
+// TestRunReplaysAResync: a command the module never answered, then the engine's ESC and ATs (the
+// last answered OK or ERROR: any answer ends it), then the next commands — an AT among them, as
+// the probe sends one — replays: the engine gives up, resynchronises and goes on, writing exactly
+// the recorded bytes.
 func TestRunReplaysAResync(t *testing.T) {
-	tr := mustParse(t, `source: s
+	for _, answer := range []string{"OK", "ERROR"} { // any answer ends the resynchronisation
+		tr := mustParse(t, `source: s
 host "AT\r"
 host "\x1b"
 host "AT\r"
 host "AT\r"
-module "\r\nOK\r\n"
+module "\x1bAT\r\r\n`+answer+`\r\n"
+host "AT\r"
+module "AT\r\r\nOK\r\n"
 host "AT+CSQ\r"
 module "\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
 `)
-	got, err := Run(context.Background(), tr)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, strings.Join(got, "\n"))
-	}
-	want := `cmd "AT"
+		got, err := Run(context.Background(), tr)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", answer, err, strings.Join(got, "\n"))
+		}
+		want := `cmd "AT"
   no answer: the engine resynchronises (ESC, AT) before the next command
+cmd "AT"
+  OK
 cmd "AT+CSQ" modem.SignalDBm dbm=-73 known=true`
-	if strings.Join(got, "\n") != want {
-		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+		if strings.Join(got, "\n") != want {
+			t.Fatalf("%s: got\n%s\nwant\n%s", answer, strings.Join(got, "\n"), want)
+		}
 	}
 }
