@@ -245,12 +245,13 @@ func (p *prober) registration(ctx context.Context) {
 
 // pdp makes sure context 1 is active (as the daemon would), then asks AT+QIACT=1 again.
 func (p *prober) pdp(ctx context.Context) error {
+	m := p.rec.mark()
 	active, addr, err := p.mod.PDPActive(ctx, 1)
 	switch {
 	case err != nil:
 		p.find("AT+QIACT? (context 1)", "%v", err)
 	case active:
-		p.find("AT+QIACT? (context 1)", "active, first address %s", addr)
+		p.find("AT+QIACT? (context 1)", "active, first address %s (the daemon's reading); the answer: %q", addr, p.linesSince(m, "+QIACT:"))
 	default:
 		p.find("AT+QIACT? (context 1)", "not active")
 		err := p.mod.ActivatePDP(ctx, 1)
@@ -375,6 +376,8 @@ func (p *prober) mqtt(ctx context.Context) error {
 	if err := p.connect(ctx, idx); err != nil {
 		return err
 	}
+	_, err = p.do(ctx, at.Command{Line: same}, 5*time.Second)
+	p.find("AT+QMTCFG on a connected index ("+same+", the value it has)", "%s", outcome(err))
 	resp, err := p.do(ctx, at.Command{Line: "AT+QMTCONN?", Answers: claims("+QMTCONN:")}, 5*time.Second)
 	p.find("AT+QMTCONN? answer while connected", "%s %q", outcome(err), lineTexts(resp))
 
@@ -578,7 +581,7 @@ func (p *prober) roundTrip(ctx context.Context, idx, msgID, qos int, payload []b
 	}
 	r := back.ev.(qmt.Received)
 	if bytes.Equal(r.Payload, payload) {
-		p.find(point, "yes, byte-exact, %s (msgID %d, length field %s)", p.after("OK", "+QMTRECV:", back.at.Sub(okAt)), r.MsgID, yesNo(!r.NoLength))
+		p.find(point, "yes, byte-exact, %s (msgID %d; %s)", p.after("OK", "+QMTRECV:", back.at.Sub(okAt)), r.MsgID, recvForm(p.rec.since(p.cmdMark), p.opts.Topic))
 	} else {
 		p.find(point, "yes, but the payload differs: sent %q, got %q", payload, r.Payload)
 	}
@@ -588,11 +591,19 @@ func (p *prober) roundTrip(ctx context.Context, idx, msgID, qos int, payload []b
 // promptForm says how the data prompt came: its bytes and whether its space came in the same read.
 func promptForm(recs []record) string {
 	var reads [][]byte
+	var afterData []byte // the module's first read after the data went out
 	for _, r := range recs {
 		if r.dir == replay.Module {
 			reads = append(reads, r.data)
 		} else if len(reads) > 0 {
-			break // the data went out: the prompt is before it
+			// The data went out: the prompt is before it.
+			for _, a := range recs[len(reads)+1:] {
+				if a.dir == replay.Module {
+					afterData = a.data
+					break
+				}
+			}
+			break
 		}
 	}
 	var before []byte // the module's bytes before the prompt
@@ -621,6 +632,8 @@ func promptForm(recs []record) string {
 			return fmt.Sprintf(`"> " %s, the space in the same read%s`, where, urcs)
 		case j+1 == len(b) && i+1 < len(reads) && len(reads[i+1]) > 0 && reads[i+1][0] == ' ':
 			return fmt.Sprintf(`">" %s, its space in the next read%s`, where, urcs)
+		case j+1 == len(b) && i+1 == len(reads) && len(afterData) > 0 && afterData[0] == ' ':
+			return fmt.Sprintf(`">" %s, its space in the first read after the data (%q)%s`, where, afterData[:min(len(afterData), 12)], urcs)
 		default:
 			return fmt.Sprintf(`">" %s with no space after it%s`, where, urcs)
 		}
@@ -663,4 +676,74 @@ func holds(d []byte, s string) bool {
 		return bytes.HasPrefix(d, []byte("OK\r\n")) || bytes.Contains(d, []byte("\nOK\r\n"))
 	}
 	return bytes.Contains(d, []byte(s))
+}
+
+// linesSince gives the module's lines starting with prefix since Recorder mark m.
+func (p *prober) linesSince(m int, prefix string) []string {
+	var b []byte
+	for _, r := range p.rec.since(m) {
+		if r.dir == replay.Module {
+			b = append(b, r.data...)
+		}
+	}
+	var out []string
+	for _, l := range bytes.FieldsFunc(b, func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if bytes.HasPrefix(l, []byte(prefix)) {
+			out = append(out, string(l))
+		}
+	}
+	return out
+}
+
+// recvForm says how the module printed the +QMTRECV of topic in recs: the payload quoted on the
+// header's line, on the next line, unquoted after the length, or without a length; and how many
+// CR LF came right before it (more than 2: empty lines).
+func recvForm(recs []record, topic string) string {
+	var b []byte
+	for _, r := range recs {
+		if r.dir == replay.Module {
+			b = append(b, r.data...)
+		}
+	}
+	head := []byte(`+QMTRECV: `)
+	i := bytes.Index(b, head)
+	for i >= 0 && !bytes.Contains(b[i:min(len(b), i+len(head)+32+len(topic))], []byte(`"`+topic+`"`)) {
+		j := bytes.Index(b[i+1:], head)
+		if j < 0 {
+			i = -1
+			break
+		}
+		i += 1 + j
+	}
+	if i < 0 {
+		return "its bytes not found"
+	}
+	rest := b[i:]
+	t := bytes.Index(rest, []byte(`"`+topic+`"`))
+	if t < 0 {
+		return "its bytes not found"
+	}
+	after := rest[t+len(topic)+2:]
+	form := "no length field"
+	if len(after) > 1 && after[0] == ',' && after[1] >= '0' && after[1] <= '9' {
+		k := 1
+		for k < len(after) && after[k] >= '0' && after[k] <= '9' {
+			k++
+		}
+		switch {
+		case bytes.HasPrefix(after[k:], []byte(`,"`)):
+			form = "length field, payload quoted on the same line"
+		case bytes.HasPrefix(after[k:], []byte("\r\n")):
+			form = "length field, payload on the next line"
+		case bytes.HasPrefix(after[k:], []byte(",")):
+			form = "length field, payload unquoted after it"
+		default:
+			form = "length field, then " + strconv.Quote(string(after[k:min(len(after), k+4)]))
+		}
+	}
+	pairs := 0
+	for pre := b[:i]; bytes.HasSuffix(pre, []byte("\r\n")); pre = pre[:len(pre)-2] {
+		pairs++
+	}
+	return form + fmt.Sprintf("; CR LF right before it: %d (2 = the line before and its own, no empty line)", pairs)
 }
