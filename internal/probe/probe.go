@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/replay"
 	"github.com/gatewayd/gatewayd/modem"
@@ -77,17 +77,6 @@ func (r *Report) Summary() string {
 // ErrBusy means another process has the port open: the daemon, ModemManager, a terminal.
 var ErrBusy = errors.New("probe: the port is in use by another process (stop gatewayd, ModemManager or any terminal on it first)")
 
-// defaultURCPort is the urcport value for the port at path, as config.Serial.URCPort defaults it.
-func defaultURCPort(path string) string {
-	base := filepath.Base(path)
-	for _, uart := range []string{"ttyAMA", "ttyS", "serial", "ttyAML", "ttySC"} {
-		if strings.HasPrefix(base, uart) {
-			return "uart1"
-		}
-	}
-	return "usbat"
-}
-
 // Run runs the script on opts.Port. It returns the report — with the transcript of everything
 // that crossed the wire — also when the script stops early, together with the error that
 // stopped it. It refuses (ErrBusy) a port another process has open.
@@ -102,7 +91,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Settle = 3 * time.Second
 	}
 	if opts.URCPort == "" {
-		opts.URCPort = defaultURCPort(opts.Port)
+		opts.URCPort = config.DefaultURCPort(opts.Port)
 	}
 	if opts.WrongPassword == "" {
 		opts.WrongPassword = "gatewayd-probe-wrong-password"

@@ -128,14 +128,7 @@ func TestProbeOnEveryVariant(t *testing.T) {
 			t.Cleanup(func() { b.Close() })
 			cfg := sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: b.Addr(), SIMBusy: 300 * time.Millisecond}
 			v.apply(&cfg)
-			m, err := sim.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := m.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { m.Close() })
+			m := startModule(t, cfg)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
@@ -207,14 +200,7 @@ func TestProbeOnEveryVariant(t *testing.T) {
 // and says who has it.
 func TestProbeRefusesABusyPort(t *testing.T) {
 	cfg := sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: "127.0.0.1:9", SIMBusy: -1}
-	m, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := startModule(t, cfg)
 	f, err := os.OpenFile(m.Path(), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -242,14 +228,7 @@ func TestProbeRefusesABusyPort(t *testing.T) {
 // ESC and the ATs of the resynchronisations — replays cleanly.
 func TestProbeOnABootingModule(t *testing.T) {
 	cfg := sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: "127.0.0.1:9", SIMBusy: -1, BootDelay: 4 * time.Second}
-	m, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := startModule(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep, err := probe.Run(ctx, probe.Options{Port: m.Path()})
@@ -288,4 +267,18 @@ func head(s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// startModule starts an emulated module with cfg for the test.
+func startModule(t *testing.T, cfg sim.Config) *sim.Module {
+	t.Helper()
+	m, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }
