@@ -282,3 +282,65 @@ func startModule(t *testing.T, cfg sim.Config) *sim.Module {
 	t.Cleanup(func() { m.Close() })
 	return m
 }
+
+// TestProbeUnderFaults: with the module's output in 5-byte pieces and index 0 left opening by a
+// host restart (AT+QMTOPEN? does not list it), the probe finishes and its transcript — hundreds
+// of small reads — replays; when the broker cannot be reached (+QMTOPEN: 0,4), the probe stops
+// with an error but keeps the record, restores echo, and that transcript replays too.
+func TestProbeUnderFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fault   func(*sim.Module)
+		wantErr string
+		want    []string
+	}{
+		{"chunked and occupied", func(m *sim.Module) { m.SetChunking(5); _ = m.Occupy(0) }, "",
+			[]string{"AT+QMTCLOSE on an index that is not open: OK, then +QMTCLOSE: 0,0",
+				"payload with CR LF and quotes received back (QMTPUBEX, QoS 1): yes, byte-exact"}},
+		{"open refused", func(m *sim.Module) { m.RefuseOpen(4) }, "could not open a link",
+			[]string{"AT+QMTOPEN result: +QMTOPEN: 0,4", "restored echo: ATE1: OK"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := sim.NewBroker("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			m := startModule(t, sim.Config{Link: filepath.Join(t.TempDir(), "ec600-at"), Broker: b.Addr(), SIMBusy: -1})
+			tc.fault(m)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			rep, err := probe.Run(ctx, probe.Options{Port: m.Path(), Broker: "broker.example.com:1883", Wait: 10 * time.Second, Settle: time.Second})
+			if rep == nil {
+				t.Fatalf("no report: %v", err)
+			}
+			if (tc.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q\n%s", err, tc.wantErr, rep.Summary())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(rep.Summary(), w) {
+					t.Errorf("summary lacks %q:\n%s", w, rep.Summary())
+				}
+			}
+			var out bytes.Buffer
+			if _, err := rep.Transcript.WriteTo(&out); err != nil {
+				t.Fatal(err)
+			}
+			text := out.String()
+			tr, err := replay.Parse(&out, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reads := 0
+			for _, r := range tr.Records {
+				if r.Dir == replay.Module {
+					reads++
+				}
+			}
+			t.Logf("%d records, %d of them reads", len(tr.Records), reads)
+			if events, err := replay.Run(ctx, tr); err != nil {
+				t.Fatalf("the transcript does not replay: %v\n%s\n%s", err, strings.Join(events, "\n"), head(text))
+			}
+		})
+	}
+}
