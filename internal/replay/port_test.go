@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -139,4 +140,29 @@ cmd "AT+CSQ" modem.SignalDBm dbm=-73 known=true`
 			t.Fatalf("%s: got\n%s\nwant\n%s", answer, strings.Join(got, "\n"), want)
 		}
 	}
+}
+
+// TestWaitIdleWaitsForTheReader: WaitIdle returns only once the reader has come back for more
+// after taking the last readable record — that is, once it has framed and routed it — not as
+// soon as the record was read.
+func TestWaitIdleWaitsForTheReader(t *testing.T) {
+	p := NewPort(mustParse(t, "source: s\nmodule \"\\r\\nRDY\\r\\n\"\nhost \"AT\\r\"\n"))
+	p.Start()
+	var routed atomic.Bool
+	go func() {
+		b := make([]byte, 64)
+		_, _ = p.Read(b)
+		time.Sleep(100 * time.Millisecond) // the engine framing and routing what it read
+		routed.Store(true)
+		_, _ = p.Read(b) // back for more: blocks
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !routed.Load() {
+		t.Fatal("WaitIdle returned while the reader was still busy with the last read")
+	}
+	p.Close()
 }
