@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
 )
@@ -86,18 +84,6 @@ func TestDrainWindowComesBackAfterALinkDiesMidPublish(t *testing.T) {
 	}
 	t.Logf("drain rate with 30 ms PUBACKs: %.0f msg/s before the link died (200 in %v), %.0f msg/s after the session came back (200 in %v)",
 		rate1, before.Round(time.Millisecond), rate3, after.Round(time.Millisecond))
-}
-
-// waitLog waits for a log entry that match accepts, from index from.
-func waitLog(t *testing.T, d *proc, from int, what string, match func(logwatch.Entry) bool) (logwatch.Entry, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	e, i, err := d.log.Wait(ctx, from, match)
-	if err != nil {
-		t.Fatalf("waiting for %s: %v", what, err)
-	}
-	return e, i
 }
 
 // TestResetSequenceIsNotANewFault: the module stops answering, the daemon resets it with
