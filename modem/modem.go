@@ -116,6 +116,16 @@ func (m *Module) Prepare(ctx context.Context) error {
 // Identify asks ATI and AT+GSN: the module's own identity, which needs no SIM. The SIM's ICCID is
 // read with ICCID once AT+CPIN? says READY.
 func (m *Module) Identify(ctx context.Context) (Identity, error) {
+	id, err := m.Product(ctx)
+	if err != nil {
+		return id, err
+	}
+	id.IMEI, err = m.IMEI(ctx)
+	return id, err
+}
+
+// Product asks ATI alone: the manufacturer, model and revision (Identity without the IMEI).
+func (m *Module) Product(ctx context.Context) (Identity, error) {
 	var id Identity
 	resp, err := m.run(ctx, "ATI", 2*time.Second)
 	if err != nil {
@@ -135,15 +145,20 @@ func (m *Module) Identify(ctx context.Context) (Identity, error) {
 	if id.Model == "" {
 		return id, fmt.Errorf("ATI: %w: %q", ErrProtocol, lines)
 	}
-	resp, err = m.run(ctx, "AT+GSN", 2*time.Second)
-	if err != nil {
-		return id, err
-	}
-	id.IMEI = firstText(resp)
-	if !digits(id.IMEI) || len(id.IMEI) < 14 || len(id.IMEI) > 17 {
-		return id, fmt.Errorf("AT+GSN: %w: IMEI %q is not 14-17 digits", ErrProtocol, id.IMEI)
-	}
 	return id, nil
+}
+
+// IMEI asks AT+GSN for the module's IMEI: 14-17 digits, else ErrProtocol.
+func (m *Module) IMEI(ctx context.Context) (string, error) {
+	resp, err := m.run(ctx, "AT+GSN", 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	imei := firstText(resp)
+	if !digits(imei) || len(imei) < 14 || len(imei) > 17 {
+		return imei, fmt.Errorf("AT+GSN: %w: IMEI %q is not 14-17 digits", ErrProtocol, imei)
+	}
+	return imei, nil
 }
 
 // ICCID asks AT+QCCID for the SIM card number. Ask only after AT+CPIN? said READY: before that

@@ -112,9 +112,9 @@ type Serial struct {
 // URCPortKeep as serial.urc_port leaves the module's AT+QURCCFG="urcport" setting alone.
 const URCPortKeep = "keep"
 
-// defaultURCPort is the urcport value for the port at path: "uart1" for a UART's device names,
+// DefaultURCPort is the urcport value for the port at path: "uart1" for a UART's device names,
 // "usbat" for anything else (ttyUSB*, a udev symlink, auto).
-func defaultURCPort(path string) string {
+func DefaultURCPort(path string) string {
 	base := filepath.Base(path)
 	for _, uart := range []string{"ttyAMA", "ttyS", "serial", "ttyAML", "ttySC"} {
 		if strings.HasPrefix(base, uart) {
@@ -384,7 +384,7 @@ func (b *builder) serial(t *table) {
 	if !supportedBaud(s.Baud) {
 		t.fail("baud", "%d is not a supported rate (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600)", s.Baud)
 	}
-	s.URCPort = t.str("urc_port", defaultURCPort(s.Port))
+	s.URCPort = t.str("urc_port", DefaultURCPort(s.Port))
 	switch s.URCPort {
 	case "usbat", "usbmodem", "uart1", "uart2", "all", URCPortKeep:
 	default:

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/replay"
 	"github.com/gatewayd/gatewayd/modem"
@@ -77,17 +77,6 @@ func (r *Report) Summary() string {
 // ErrBusy means another process has the port open: the daemon, ModemManager, a terminal.
 var ErrBusy = errors.New("probe: the port is in use by another process (stop gatewayd, ModemManager or any terminal on it first)")
 
-// defaultURCPort is the urcport value for the port at path, as config.Serial.URCPort defaults it.
-func defaultURCPort(path string) string {
-	base := filepath.Base(path)
-	for _, uart := range []string{"ttyAMA", "ttyS", "serial", "ttyAML", "ttySC"} {
-		if strings.HasPrefix(base, uart) {
-			return "uart1"
-		}
-	}
-	return "usbat"
-}
-
 // Run runs the script on opts.Port. It returns the report — with the transcript of everything
 // that crossed the wire — also when the script stops early, together with the error that
 // stopped it. It refuses (ErrBusy) a port another process has open.
@@ -102,7 +91,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Settle = 3 * time.Second
 	}
 	if opts.URCPort == "" {
-		opts.URCPort = defaultURCPort(opts.Port)
+		opts.URCPort = config.DefaultURCPort(opts.Port)
 	}
 	if opts.WrongPassword == "" {
 		opts.WrongPassword = "gatewayd-probe-wrong-password"
@@ -157,6 +146,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	restoreErr := p.restore()
 	p.conn.Close()
 	<-p.urcs.done
+	p.urcSummary()
 
 	secrets := []string{opts.Password, opts.WrongPassword}
 	notes := []string{"recorded by gatewayd probe under the at engine: every read and write on the port, timestamps since the port was opened; secrets masked as ***"}
@@ -196,6 +186,7 @@ type prober struct {
 	mqttPort int
 	started  time.Time
 	ident    string
+	cmdMark  int // the Recorder's mark before the last MQTT command
 
 	findings []Finding
 	restores []func(context.Context) error // run in reverse order at the end
@@ -264,6 +255,71 @@ func (p *prober) restore() error {
 		cancel()
 	}
 	return errors.Join(errs...)
+}
+
+// urcSummary reports the module-level URCs seen, in the order they first came, and every line
+// the parser did not know or found malformed: those are what the daemon would mishandle.
+func (p *prober) urcSummary() {
+	var seen []string
+	var bad []string
+	known := map[string]bool{}
+	for _, e := range p.urcs.events {
+		switch ev := e.ev.(type) {
+		case qmt.Unknown:
+			bad = append(bad, fmt.Sprintf("unknown %q", ev.Line))
+		case qmt.Malformed:
+			bad = append(bad, fmt.Sprintf("malformed %q (%v)", ev.Line, ev.Err))
+		default:
+			if _, mqtt := mqttEvent(ev); mqtt {
+				continue
+			}
+			if s := ev.String(); !known[s] {
+				known[s] = true
+				seen = append(seen, s)
+			}
+		}
+	}
+	if len(seen) == 0 {
+		p.find("module-level URCs seen", "none")
+	} else {
+		p.find("module-level URCs seen", "%q", seen)
+	}
+	if len(bad) == 0 {
+		p.find("lines the parser did not know or found malformed", "none")
+	} else {
+		p.find("lines the parser did not know or found malformed", "%s", strings.Join(bad, "; "))
+	}
+}
+
+// mqttEvent reports whether ev is one of an MQTT client's events (which carry a client index).
+func mqttEvent(ev qmt.Event) (int, bool) {
+	switch e := ev.(type) {
+	case qmt.Received:
+		return e.Client, true
+	case qmt.Stored:
+		return e.Client, true
+	case qmt.LinkStatus:
+		return e.Client, true
+	case qmt.PingFailed:
+		return e.Client, true
+	case qmt.PingOK:
+		return e.Client, true
+	case qmt.Opened:
+		return e.Client, true
+	case qmt.LinkClosed:
+		return e.Client, true
+	case qmt.Connected:
+		return e.Client, true
+	case qmt.Disconnected:
+		return e.Client, true
+	case qmt.Subscribed:
+		return e.Client, true
+	case qmt.Unsubscribed:
+		return e.Client, true
+	case qmt.Published:
+		return e.Client, true
+	}
+	return 0, false
 }
 
 // urcLog keeps every URC with the time it was read, for waits that look back.

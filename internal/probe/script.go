@@ -245,12 +245,13 @@ func (p *prober) registration(ctx context.Context) {
 
 // pdp makes sure context 1 is active (as the daemon would), then asks AT+QIACT=1 again.
 func (p *prober) pdp(ctx context.Context) error {
+	m := p.rec.mark()
 	active, addr, err := p.mod.PDPActive(ctx, 1)
 	switch {
 	case err != nil:
 		p.find("AT+QIACT? (context 1)", "%v", err)
 	case active:
-		p.find("AT+QIACT? (context 1)", "active, first address %s", addr)
+		p.find("AT+QIACT? (context 1)", "active, first address %s (the daemon's reading); the answer: %q", addr, p.linesSince(m, "+QIACT:"))
 	default:
 		p.find("AT+QIACT? (context 1)", "not active")
 		err := p.mod.ActivatePDP(ctx, 1)
@@ -270,6 +271,7 @@ func (p *prober) pdp(ctx context.Context) error {
 // mqttCmd sends one MQTT command; the URC that answers it is looked for from the returned mark.
 func (p *prober) mqttCmd(ctx context.Context, cmd at.Command) (okAt time.Time, from int, err error) {
 	from = p.urcs.mark()
+	p.cmdMark = p.rec.mark()
 	_, err = p.do(ctx, cmd, 10*time.Second)
 	return time.Now(), from, err
 }
@@ -330,7 +332,7 @@ func (p *prober) mqtt(ctx context.Context) error {
 	if err != nil {
 		p.find("AT+QMTCLOSE on an index that is not open", "%s", outcome(err))
 	} else if ev, _, ok := p.urcs.wait(ctx, from, p.opts.Settle, isClient(idx)); ok {
-		p.find("AT+QMTCLOSE on an index that is not open", "OK, then %s %s later", ev.ev, ms(ev.at.Sub(okAt)))
+		p.find("AT+QMTCLOSE on an index that is not open", "OK, then %s %s", ev.ev, p.after("OK", ev.ev.String(), ev.at.Sub(okAt)))
 	} else {
 		p.find("AT+QMTCLOSE on an index that is not open", "OK, and no URC within %s", p.opts.Settle)
 	}
@@ -374,6 +376,8 @@ func (p *prober) mqtt(ctx context.Context) error {
 	if err := p.connect(ctx, idx); err != nil {
 		return err
 	}
+	_, err = p.do(ctx, at.Command{Line: same}, 5*time.Second)
+	p.find("AT+QMTCFG on a connected index ("+same+", the value it has)", "%s", outcome(err))
 	resp, err := p.do(ctx, at.Command{Line: "AT+QMTCONN?", Answers: claims("+QMTCONN:")}, 5*time.Second)
 	p.find("AT+QMTCONN? answer while connected", "%s %q", outcome(err), lineTexts(resp))
 
@@ -420,7 +424,7 @@ func (p *prober) mqtt(ctx context.Context) error {
 			oneRead = true
 		}
 	}
-	p.find("AT+QMTDISC", "OK, then %s %s later; OK and the URC in one read: %s", ev.ev, ms(ev.at.Sub(okAt)), yesNo(oneRead))
+	p.find("AT+QMTDISC", "OK, then %s %s; OK and the URC in one read: %s", ev.ev, p.after("OK", ev.ev.String(), ev.at.Sub(okAt)), yesNo(oneRead))
 	return nil
 }
 
@@ -444,7 +448,7 @@ func (p *prober) open(ctx context.Context, idx int, report bool) error {
 	}
 	o, isOpen := ev.ev.(qmt.Opened)
 	if report || !isOpen || o.Result != 0 {
-		p.find("AT+QMTOPEN result", "%s, %s after OK", ev.ev, ms(ev.at.Sub(okAt)))
+		p.find("AT+QMTOPEN result", "%s, %s", ev.ev, p.after("OK", ev.ev.String(), ev.at.Sub(okAt)))
 	}
 	if !isOpen || o.Result != 0 {
 		return fmt.Errorf("probe: the module could not open a link to %s:%d: %s", p.host, p.mqttPort, ev.ev)
@@ -480,7 +484,7 @@ func (p *prober) refusedConnect(ctx context.Context, idx int) error {
 		p.find(point, "neither +QMTCONN nor +QMTSTAT within %s", p.opts.Wait)
 		return errors.New("probe: no answer to CONNECT")
 	case qmt.LinkStatus:
-		p.find(point, "no +QMTCONN: only %s, %s after OK", e, ms(ev.at.Sub(okAt)))
+		p.find(point, "no +QMTCONN: only %s, %s", e, p.after("OK", e.String(), ev.at.Sub(okAt)))
 		p.find(statPoint, "yes, code %d, without +QMTCONN", e.Code)
 	case qmt.Connected:
 		if e.Err() == nil {
@@ -490,12 +494,12 @@ func (p *prober) refusedConnect(ctx context.Context, idx int) error {
 			}
 			return p.open(ctx, idx, false)
 		}
-		p.find(point, "%s, %s after OK", e, ms(ev.at.Sub(okAt)))
+		p.find(point, "%s, %s", e, p.after("OK", e.String(), ev.at.Sub(okAt)))
 		if st, _, ok := p.urcs.wait(ctx, next, p.opts.Settle, func(x qmt.Event) bool {
 			_, is := x.(qmt.LinkStatus)
 			return is && isClient(idx)(x)
 		}); ok {
-			p.find(statPoint, "yes, code %d, %s later", st.ev.(qmt.LinkStatus).Code, ms(st.at.Sub(ev.at)))
+			p.find(statPoint, "yes, code %d, %s", st.ev.(qmt.LinkStatus).Code, p.after(e.String(), st.ev.String(), st.at.Sub(ev.at)))
 		} else {
 			p.find(statPoint, "no, none within %s", p.opts.Settle)
 		}
@@ -507,7 +511,7 @@ func (p *prober) refusedConnect(ctx context.Context, idx int) error {
 	if err != nil {
 		p.find("AT+QMTCLOSE after a refused CONNECT", "%s", outcome(err))
 	} else if c, _, ok := p.urcs.wait(ctx, from, p.opts.Settle, isClient(idx)); ok {
-		p.find("AT+QMTCLOSE after a refused CONNECT", "OK, then %s %s later", c.ev, ms(c.at.Sub(closeAt)))
+		p.find("AT+QMTCLOSE after a refused CONNECT", "OK, then %s %s", c.ev, p.after("OK", c.ev.String(), c.at.Sub(closeAt)))
 	} else {
 		p.find("AT+QMTCLOSE after a refused CONNECT", "OK, and no URC within %s", p.opts.Settle)
 	}
@@ -539,7 +543,7 @@ func (p *prober) connect(ctx context.Context, idx int) error {
 	if !c.HasCode {
 		form = "two fields (no ret_code)"
 	}
-	p.find("+QMTCONN on success", "%s, %s; %s after OK", c, form, ms(ev.at.Sub(okAt)))
+	p.find("+QMTCONN on success", "%s, %s; %s", c, form, p.after("OK", c.String(), ev.at.Sub(okAt)))
 	return nil
 }
 
@@ -566,7 +570,7 @@ func (p *prober) roundTrip(ctx context.Context, idx, msgID, qos int, payload []b
 	if res.ev.(qmt.Published).Ex {
 		name = "+QMTPUBEX"
 	}
-	p.find("publish result for AT+QMTPUBEX (QoS "+strconv.Itoa(qos)+")", "%s (named %s), %s after OK", res.ev, name, ms(res.at.Sub(okAt)))
+	p.find("publish result for AT+QMTPUBEX (QoS "+strconv.Itoa(qos)+")", "%s (named %s), %s", res.ev, name, p.after("OK", res.ev.String(), res.at.Sub(okAt)))
 	back, _, ok := p.urcs.wait(ctx, from, p.opts.Wait, func(e qmt.Event) bool {
 		r, ok := e.(qmt.Received)
 		return ok && r.Client == idx && r.Topic == p.opts.Topic
@@ -577,7 +581,7 @@ func (p *prober) roundTrip(ctx context.Context, idx, msgID, qos int, payload []b
 	}
 	r := back.ev.(qmt.Received)
 	if bytes.Equal(r.Payload, payload) {
-		p.find(point, "yes, byte-exact, %s after OK (msgID %d, length field %s)", ms(back.at.Sub(okAt)), r.MsgID, yesNo(!r.NoLength))
+		p.find(point, "yes, byte-exact, %s (msgID %d; %s)", p.after("OK", "+QMTRECV:", back.at.Sub(okAt)), r.MsgID, recvForm(p.rec.since(p.cmdMark), p.opts.Topic))
 	} else {
 		p.find(point, "yes, but the payload differs: sent %q, got %q", payload, r.Payload)
 	}
@@ -587,30 +591,159 @@ func (p *prober) roundTrip(ctx context.Context, idx, msgID, qos int, payload []b
 // promptForm says how the data prompt came: its bytes and whether its space came in the same read.
 func promptForm(recs []record) string {
 	var reads [][]byte
+	var afterData []byte // the module's first read after the data went out
 	for _, r := range recs {
 		if r.dir == replay.Module {
 			reads = append(reads, r.data)
 		} else if len(reads) > 0 {
-			break // the data went out: the prompt is before it
+			// The data went out: the prompt is before it.
+			for _, a := range recs[len(reads)+1:] {
+				if a.dir == replay.Module {
+					afterData = a.data
+					break
+				}
+			}
+			break
 		}
 	}
+	var before []byte // the module's bytes before the prompt
 	for i, b := range reads {
 		j := bytes.LastIndexByte(b, '>')
 		if j < 0 {
+			before = append(before, b...)
 			continue
 		}
-		before := "at the start of a read"
+		before = append(before, b[:j]...)
+		urcs := ""
+		for _, l := range bytes.FieldsFunc(before, func(r rune) bool { return r == '\r' || r == '\n' }) {
+			if l[0] == '+' {
+				urcs += fmt.Sprintf(" %q", l)
+			}
+		}
+		if urcs != "" {
+			urcs = "; URC lines between the command and its prompt:" + urcs
+		}
+		where := "at the start of a read"
 		if j >= 2 && string(b[j-2:j]) == "\r\n" {
-			before = `after "\r\n"`
+			where = `after "\r\n"`
 		}
 		switch {
 		case j+1 < len(b) && b[j+1] == ' ':
-			return fmt.Sprintf(`"> " %s, the space in the same read`, before)
+			return fmt.Sprintf(`"> " %s, the space in the same read%s`, where, urcs)
 		case j+1 == len(b) && i+1 < len(reads) && len(reads[i+1]) > 0 && reads[i+1][0] == ' ':
-			return fmt.Sprintf(`">" %s, its space in the next read`, before)
+			return fmt.Sprintf(`">" %s, its space in the next read%s`, where, urcs)
+		case j+1 == len(b) && i+1 == len(reads) && len(afterData) > 0 && afterData[0] == ' ':
+			return fmt.Sprintf(`">" %s, its space in the first read after the data (%q)%s`, where, afterData[:min(len(afterData), 12)], urcs)
 		default:
-			return fmt.Sprintf(`">" %s with no space after it`, before)
+			return fmt.Sprintf(`">" %s with no space after it%s`, where, urcs)
 		}
 	}
 	return "no prompt seen"
+}
+
+// after says when the module's first read holding b came, against the first holding a, both
+// since the last MQTT command was sent, as the Recorder's read times show: "in the same read as
+// OK" or "12 ms after OK". a "OK" is the final result line. When either is not found (the module
+// spelt it differently), host is the delay the URC reader measured.
+func (p *prober) after(a, b string, host time.Duration) string {
+	ia, ib := -1, -1
+	var ta, tb time.Duration
+	for i, r := range p.rec.since(p.cmdMark) {
+		if r.dir != replay.Module {
+			continue
+		}
+		if ia < 0 && holds(r.data, a) {
+			ia, ta = i, r.at
+		}
+		if ia >= 0 && holds(r.data, b) {
+			ib, tb = i, r.at
+			break
+		}
+	}
+	what := a
+	if ia < 0 || ib < 0 {
+		return ms(host) + " after " + what + " (host clock)"
+	}
+	if ia == ib {
+		return "in the same read as " + what
+	}
+	return ms(tb-ta) + " after " + what
+}
+
+// holds reports whether the module's bytes d hold s; "OK" must be a whole line.
+func holds(d []byte, s string) bool {
+	if s == "OK" {
+		return bytes.HasPrefix(d, []byte("OK\r\n")) || bytes.Contains(d, []byte("\nOK\r\n"))
+	}
+	return bytes.Contains(d, []byte(s))
+}
+
+// linesSince gives the module's lines starting with prefix since Recorder mark m.
+func (p *prober) linesSince(m int, prefix string) []string {
+	var b []byte
+	for _, r := range p.rec.since(m) {
+		if r.dir == replay.Module {
+			b = append(b, r.data...)
+		}
+	}
+	var out []string
+	for _, l := range bytes.FieldsFunc(b, func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if bytes.HasPrefix(l, []byte(prefix)) {
+			out = append(out, string(l))
+		}
+	}
+	return out
+}
+
+// recvForm says how the module printed the +QMTRECV of topic in recs: the payload quoted on the
+// header's line, on the next line, unquoted after the length, or without a length; and how many
+// CR LF came right before it (more than 2: empty lines).
+func recvForm(recs []record, topic string) string {
+	var b []byte
+	for _, r := range recs {
+		if r.dir == replay.Module {
+			b = append(b, r.data...)
+		}
+	}
+	head := []byte(`+QMTRECV: `)
+	i := bytes.Index(b, head)
+	for i >= 0 && !bytes.Contains(b[i:min(len(b), i+len(head)+32+len(topic))], []byte(`"`+topic+`"`)) {
+		j := bytes.Index(b[i+1:], head)
+		if j < 0 {
+			i = -1
+			break
+		}
+		i += 1 + j
+	}
+	if i < 0 {
+		return "its bytes not found"
+	}
+	rest := b[i:]
+	t := bytes.Index(rest, []byte(`"`+topic+`"`))
+	if t < 0 {
+		return "its bytes not found"
+	}
+	after := rest[t+len(topic)+2:]
+	form := "no length field"
+	if len(after) > 1 && after[0] == ',' && after[1] >= '0' && after[1] <= '9' {
+		k := 1
+		for k < len(after) && after[k] >= '0' && after[k] <= '9' {
+			k++
+		}
+		switch {
+		case bytes.HasPrefix(after[k:], []byte(`,"`)):
+			form = "length field, payload quoted on the same line"
+		case bytes.HasPrefix(after[k:], []byte("\r\n")):
+			form = "length field, payload on the next line"
+		case bytes.HasPrefix(after[k:], []byte(",")):
+			form = "length field, payload unquoted after it"
+		default:
+			form = "length field, then " + strconv.Quote(string(after[k:min(len(after), k+4)]))
+		}
+	}
+	pairs := 0
+	for pre := b[:i]; bytes.HasSuffix(pre, []byte("\r\n")); pre = pre[:len(pre)-2] {
+		pairs++
+	}
+	return form + fmt.Sprintf("; CR LF right before it: %d (2 = the line before and its own, no empty line)", pairs)
 }

@@ -32,7 +32,8 @@
 // The replay is driven by the host records: each group of consecutive host records ending in CR is
 // a command, which Run sends through the engine — through the modem or qmt function that sends
 // exactly that line where there is one (AT+CPIN? via modem.SIMState, ATI then AT+GSN via
-// modem.Identify, AT+QIACT? via modem.PDPActive, AT+CSQ, AT+COPS?, AT+QURCCFG="urcport",
+// modem.Identify, ATI alone via modem.Product, AT+GSN alone via modem.IMEI, AT+QIACT? via
+// modem.PDPActive, AT+CSQ, AT+COPS?, AT+QURCCFG="urcport",
 // AT+QMTOPEN? via qmt.Client.OpenLinks, AT+QMTCONN? via ConnState), otherwise as a raw
 // at.Command. A command whose answer holds a data prompt (a line starting with '>') or a CONNECT
 // line is a data command: the next host group is its data, written by the engine after the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -109,27 +110,59 @@ func TestRunFailsOnALostAnswer(t *testing.T) {
 	}
 }
 
-// TestRunReplaysAResync: a command the module never answered, then the engine's ESC and AT,
-// then the next command, replays: the engine gives up, resynchronises and goes on, writing
-// exactly the recorded bytes.
+// TestRunReplaysAResync: a command the module never answered, then the engine's ESC and ATs (the
+// last answered OK or ERROR: any answer ends it), then the next commands — an AT among them, as
+// the probe sends one — replays: the engine gives up, resynchronises and goes on, writing exactly
+// the recorded bytes.
 func TestRunReplaysAResync(t *testing.T) {
-	tr := mustParse(t, `source: s
+	for _, answer := range []string{"OK", "ERROR"} { // any answer ends the resynchronisation
+		tr := mustParse(t, `source: s
 host "AT\r"
 host "\x1b"
 host "AT\r"
 host "AT\r"
-module "\r\nOK\r\n"
+module "\x1bAT\r\r\n`+answer+`\r\n"
+host "AT\r"
+module "AT\r\r\nOK\r\n"
 host "AT+CSQ\r"
 module "\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
 `)
-	got, err := Run(context.Background(), tr)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, strings.Join(got, "\n"))
-	}
-	want := `cmd "AT"
+		got, err := Run(context.Background(), tr)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", answer, err, strings.Join(got, "\n"))
+		}
+		want := `cmd "AT"
   no answer: the engine resynchronises (ESC, AT) before the next command
+cmd "AT"
+  OK
 cmd "AT+CSQ" modem.SignalDBm dbm=-73 known=true`
-	if strings.Join(got, "\n") != want {
-		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+		if strings.Join(got, "\n") != want {
+			t.Fatalf("%s: got\n%s\nwant\n%s", answer, strings.Join(got, "\n"), want)
+		}
 	}
+}
+
+// TestWaitIdleWaitsForTheReader: WaitIdle returns only once the reader has come back for more
+// after taking the last readable record — that is, once it has framed and routed it — not as
+// soon as the record was read.
+func TestWaitIdleWaitsForTheReader(t *testing.T) {
+	p := NewPort(mustParse(t, "source: s\nmodule \"\\r\\nRDY\\r\\n\"\nhost \"AT\\r\"\n"))
+	p.Start()
+	var routed atomic.Bool
+	go func() {
+		b := make([]byte, 64)
+		_, _ = p.Read(b)
+		time.Sleep(100 * time.Millisecond) // the engine framing and routing what it read
+		routed.Store(true)
+		_, _ = p.Read(b) // back for more: blocks
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !routed.Load() {
+		t.Fatal("WaitIdle returned while the reader was still busy with the last read")
+	}
+	p.Close()
 }

@@ -102,11 +102,11 @@ func onlyResync(b []byte) bool {
 	return len(bytes.ReplaceAll(b, []byte("AT\r"), nil)) == 0
 }
 
-// hasFinal reports whether the module's bytes b hold a final result that ends a
-// resynchronisation: OK or +CME ERROR (ERROR does not).
+// hasFinal reports whether the module's bytes b hold a final result, which ends the engine's
+// resynchronisation: OK, ERROR, +CME ERROR or +CMS ERROR (any answer proves the module alive).
 func hasFinal(b []byte) bool {
 	for _, l := range bytes.FieldsFunc(b, func(r rune) bool { return r == '\r' || r == '\n' }) {
-		if string(l) == "OK" || bytes.HasPrefix(l, []byte("+CME ERROR:")) {
+		if string(l) == "OK" || string(l) == "ERROR" || bytes.HasPrefix(l, []byte("+CME ERROR:")) || bytes.HasPrefix(l, []byte("+CMS ERROR:")) {
 			return true
 		}
 	}
@@ -234,9 +234,13 @@ func (r *runner) command(ctx context.Context, gs []group, i int) (int, error) {
 				return 2, r.fatal(err)
 			}
 		}
-		resp, err := r.conn.Do(cctx, at.Command{Line: line})
-		r.out = append(r.out, head)
-		return 1, r.renderResponse(resp, err)
+		var id modem.Identity
+		id, err = r.mod.Product(cctx)
+		res = "modem.Product " + fmt.Sprintf("%+v", id)
+	case "AT+GSN":
+		var imei string
+		imei, err = r.mod.IMEI(cctx)
+		res = "modem.IMEI " + strconv.Quote(imei)
 	case "AT+CPIN?":
 		var s string
 		s, err = r.mod.SIMState(cctx)
