@@ -613,6 +613,16 @@ func (c *Client) Open(ctx context.Context, host string, port int) error {
 // masked in the trace. A refusal is a *ResultError: ErrRefused with ErrBadCredentials,
 // ErrNotAuthorized, ErrIdentifierRejected, ...
 func (c *Client) Connect(ctx context.Context, clientID, user, password string) error {
+	return c.connect(ctx, clientID, user, password, false)
+}
+
+// ConnectSecretUser is Connect for a user name that is itself a secret (an access token, as
+// ThingsBoard's): the trace masks it as it masks the password.
+func (c *Client) ConnectSecretUser(ctx context.Context, clientID, user, password string) error {
+	return c.connect(ctx, clientID, user, password, true)
+}
+
+func (c *Client) connect(ctx context.Context, clientID, user, password string, secretUser bool) error {
 	line, err := connCmd(c.idx, clientID, user, password)
 	if err != nil {
 		return fmt.Errorf("mqtt connect: %w", err)
@@ -620,6 +630,9 @@ func (c *Client) Connect(ctx context.Context, clientID, user, password string) e
 	cmd := at.Command{Line: line}
 	if password != "" {
 		cmd.Secrets = []string{password}
+	}
+	if secretUser && user != "" {
+		cmd.Secrets = append(cmd.Secrets, user)
 	}
 	ev, err := c.call(ctx, OpConnect, -1, cmd, nil)
 	if err != nil {
@@ -759,6 +772,45 @@ func (c *Client) CloseLink(ctx context.Context) error {
 		return err
 	}
 	return ev.(LinkClosed).Err()
+}
+
+// errNoCloseResult ends CloseIndex's wait for a +QMTCLOSE that some firmware does not print.
+var errNoCloseResult = errors.New("no +QMTCLOSE after OK")
+
+// CloseIndex frees the client index before it is configured (reference 1 and 2.2: AT+QMTCFG on
+// an index that is still open is refused): AT+QMTCLOSE, where OK, OK then +QMTCLOSE, and ERROR
+// (nothing open on the index, or firmware that answers so) all do. After OK it waits at most
+// urcWait for +QMTCLOSE (an EC600K-CN answered OK on an index that was not open, and whether a
+// URC follows is not shown). open reports whether the module accepted the command, that is,
+// whether it had something to close; an ERROR is not an error here.
+func (c *Client) CloseIndex(ctx context.Context, urcWait time.Duration) (open bool, err error) {
+	line, err := closeCmd(c.idx)
+	if err != nil {
+		return false, fmt.Errorf("mqtt close: %w", err)
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var timer *time.Timer
+	accepted := func() { // called by call, on this goroutine, once the module said OK
+		open = true
+		timer = time.AfterFunc(urcWait, func() { cancel(errNoCloseResult) })
+	}
+	ev, err := c.call(cctx, OpClose, -1, at.Command{Line: line}, accepted)
+	if timer != nil {
+		timer.Stop()
+	}
+	switch {
+	case err == nil:
+		if e := ev.(LinkClosed).Err(); e != nil {
+			return true, e
+		}
+		return true, nil
+	case !open && errors.Is(err, at.ErrError):
+		return false, nil // nothing to close
+	case open && ctx.Err() == nil && errors.Is(context.Cause(cctx), errNoCloseResult):
+		return true, nil // OK without a URC: closed as far as the module says
+	}
+	return open, err
 }
 
 // hasPrefix reports whether an at.Line starts with prefix.

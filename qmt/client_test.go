@@ -147,6 +147,21 @@ func TestConnectRefusedInWordsAndPasswordMasked(t *testing.T) {
 	}
 }
 
+// ThingsBoard's access token is the user name: the trace masks it like a password.
+func TestConnectSecretUserMasked(t *testing.T) {
+	const token = "A1_TEST_TOKEN_a9f3"
+	f, c, trace := newFake(t, Options{}, script(answer{"AT+QMTCONN=", say(ok + "\r\n+QMTCONN: 0,0,0\r\n")}))
+	if err := c.ConnectSecretUser(context.Background(), "pi-01", token, ""); err != nil {
+		t.Fatal(err)
+	}
+	if cmds := f.commands(); len(cmds) != 1 || !strings.Contains(cmds[0], `"`+token+`"`) {
+		t.Fatalf("the module got %q", cmds)
+	}
+	if log := trace.String(); !strings.Contains(log, "AT+QMTCONN") || strings.Contains(log, token) {
+		t.Fatalf("the trace shows the token, or not the command:\n%s", log)
+	}
+}
+
 func TestConnectWaitsThroughRetransmission(t *testing.T) {
 	f, c, _ := newFake(t, Options{}, script(answer{"AT+QMTCONN=", say(ok)}))
 	done := result(func() error { return c.Connect(context.Background(), "id", "", "") })
@@ -957,5 +972,36 @@ func TestOwedQoS0ResultExpires(t *testing.T) {
 	}
 	if d := time.Since(start); d < 1500*time.Millisecond || d > 4*time.Second {
 		t.Fatalf("second publish held %v, want about the 2 s worst case", d)
+	}
+}
+
+// TestCloseIndex: the bring-up's AT+QMTCLOSE takes every answer the reference lists (2.2): OK
+// then +QMTCLOSE (something was open), OK alone (after a short wait for a URC that does not
+// come), and ERROR (nothing open). +QMTCLOSE: <idx>,-1 is still a failure.
+func TestCloseIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answer   string
+		open     bool
+		fails    bool
+		waitsURC bool
+	}{
+		{"ok and urc", ok + "\r\n+QMTCLOSE: 0,0\r\n", true, false, false},
+		{"ok alone", ok, true, false, true},
+		{"error", "\r\nERROR\r\n", false, false, false},
+		{"close failed", ok + "\r\n+QMTCLOSE: 0,-1\r\n", true, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c, _ := newFake(t, Options{}, script(answer{"AT+QMTCLOSE=0", say(tc.answer)}))
+			start := time.Now()
+			open, err := c.CloseIndex(context.Background(), 300*time.Millisecond)
+			took := time.Since(start)
+			if open != tc.open || (err != nil) != tc.fails {
+				t.Fatalf("CloseIndex = %v, %v; want open %v, failure %v", open, err, tc.open, tc.fails)
+			}
+			if tc.waitsURC != (took >= 300*time.Millisecond) {
+				t.Errorf("CloseIndex took %s; waiting for the URC: %v", took, tc.waitsURC)
+			}
+		})
 	}
 }

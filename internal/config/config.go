@@ -13,7 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/logging"
 )
 
@@ -30,10 +30,16 @@ const (
 	DefaultResetPulse      = 500 * time.Millisecond // the reference has no RESET_N timing: check the board
 	DefaultPacketTimeout   = 5 * time.Second
 	DefaultRetries         = 3
-	DefaultSignMethod      = aliyun.HMACSHA256
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = logging.FormatJSON
+	DefaultSignMethod      = cloud.HMACSHA256
+	// DefaultCADir is where the package installs the root CAs the platform presets use (deploy/ca).
+	DefaultCADir     = "/usr/share/gatewayd/ca"
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = logging.FormatJSON
 )
+
+// EnvCADir names the environment variable that moves the bundled root CAs' directory (a build
+// run from the source tree: GATEWAYD_CA_DIR=deploy/ca).
+const EnvCADir = "GATEWAYD_CA_DIR"
 
 // PortAuto as serial.port asks the daemon to find the module's AT port itself.
 const PortAuto = "auto"
@@ -58,9 +64,9 @@ const (
 // Names of systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential= in the unit)
 // read when a secret is given neither inline nor as a file; see Options.
 const (
-	CredMQTTPassword       = "mqtt-password"        // mqtt.password, when mqtt.username is set
-	CredAliyunDeviceSecret = "aliyun-device-secret" // mqtt.aliyun.device_secret
-	CredAPNPassword        = "apn-password"         // module.apn_password, when module.apn_user is set
+	CredMQTTPassword       = "mqtt-password"              // mqtt.password, when mqtt.username is set
+	CredAliyunDeviceSecret = cloud.CredAliyunDeviceSecret // mqtt.aliyun.device_secret (the other presets: see docs/clouds.md)
+	CredAPNPassword        = "apn-password"               // module.apn_password, when module.apn_user is set
 )
 
 // CredPrefix in a *_file value names a systemd credential: "cred:mqtt-password" reads
@@ -116,9 +122,9 @@ type Serial struct {
 // URCPortKeep as serial.urc_port leaves the module's AT+QURCCFG="urcport" setting alone.
 const URCPortKeep = "keep"
 
-// defaultURCPort is the urcport value for the port at path: "uart1" for a UART's device names,
+// DefaultURCPort is the urcport value for the port at path: "uart1" for a UART's device names,
 // "usbat" for anything else (ttyUSB*, a udev symlink, auto).
-func defaultURCPort(path string) string {
+func DefaultURCPort(path string) string {
 	base := filepath.Base(path)
 	for _, uart := range []string{"ttyAMA", "ttyS", "serial", "ttyAML", "ttySC"} {
 		if strings.HasPrefix(base, uart) {
@@ -170,20 +176,23 @@ const (
 
 // MQTT is the module's MQTT client and the session gatewayd keeps.
 type MQTT struct {
-	Host string // broker host: as configured, or derived from the Aliyun region / instance
-	// HostFrom says where Host came from: "mqtt.host", "mqtt.aliyun.region" or "mqtt.aliyun.instance_id".
+	Host string // broker host: as configured, or derived by the platform preset
+	// HostFrom says where Host came from: "mqtt.host", or the preset key it is derived from
+	// ("mqtt.aliyun.region", "mqtt.azure.hub", ...), or the preset ("mqtt.onenet") for a fixed host.
 	HostFrom      string
 	Port          int
-	ClientID      string // literal credentials only; with Aliyun see Aliyun.ClientID
-	Username      string // literal credentials only
-	Password      Secret // literal credentials only
+	ClientID      string // as given in [mqtt]: the literal one, or a preset's override
+	Username      string // as given in [mqtt]
+	Password      Secret // as given in [mqtt]
 	KeepAlive     time.Duration
 	CleanSession  bool
 	ClientIndex   int // the module's MQTT client 0–5
 	PacketTimeout time.Duration
 	Retries       int
-	// Aliyun is set when the client id, user name and password are signed for Alibaba Cloud IoT.
-	Aliyun           *Aliyun
+	// Platform is the cloud the session connects to, asked for the identity at every connect:
+	// the preset of the platform section ([mqtt.aliyun], [mqtt.tencent], ...) or, without one, a
+	// plain broker with the literal credentials. Set when [mqtt] is valid.
+	Platform         cloud.Platform
 	Subscribe        []Subscription
 	PublishOnConnect []Publication
 	// Will is the last-will message; nil when [mqtt.will] is not configured.
@@ -198,19 +207,6 @@ type Will struct {
 	Message string // at most MaxWillMessage bytes, no '"' (the module has no escape)
 	QoS     int
 	Retain  bool
-}
-
-// Aliyun holds the device identity that Credentials signs.
-type Aliyun struct {
-	ProductKey   string
-	DeviceName   string
-	DeviceSecret Secret
-	ClientID     string // the device-chosen client id, before "|securemode=..."; default DeviceName
-	SignMethod   aliyun.SignMethod
-	Timestamp    bool // put the connect time in the client id and the signature
-	SecureMode   int  // 3 = plain TCP
-	Region       string
-	InstanceID   string
 }
 
 // Subscription is one topic filter subscribed after every connect.
@@ -266,8 +262,11 @@ type Log struct {
 
 // Options change how a file is read. The zero value reads the process environment.
 type Options struct {
-	// Getenv looks up environment variables (only CREDENTIALS_DIRECTORY); nil means os.Getenv.
+	// Getenv looks up environment variables (CREDENTIALS_DIRECTORY and GATEWAYD_CA_DIR); nil means os.Getenv.
 	Getenv func(string) string
+	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means
+	// $GATEWAYD_CA_DIR, or DefaultCADir when that is not set either.
+	CADir string
 }
 
 // Load reads and checks the file at path with the zero Options.
@@ -362,10 +361,21 @@ func (o Options) parseFiles(files []source, known map[string]bool) (*Config, err
 	for _, f := range files {
 		ps.files = append(ps.files, f.name)
 	}
+	caDir := o.CADir
+	if caDir == "" {
+		caDir = getenv(EnvCADir)
+	}
+	if caDir == "" {
+		caDir = DefaultCADir
+	}
+	if abs, err := filepath.Abs(caDir); err == nil {
+		caDir = abs // relative to the working directory, not to the configuration file
+	}
 	b := &builder{
 		ps:     ps,
 		getenv: getenv,
 		dir:    filepath.Dir(name),
+		caDir:  caDir,
 		cfg:    &Config{File: name, Files: ps.files, Origins: m.origins(), Revision: revision(m.root), Sources: map[string]string{}},
 	}
 	b.build(newTable(b.ps, nil, m.root))
@@ -392,6 +402,7 @@ type builder struct {
 	ps     *problems
 	getenv func(string) string
 	dir    string
+	caDir  string
 	cfg    *Config
 }
 
@@ -438,7 +449,7 @@ func (b *builder) serial(t *table) {
 	if !supportedBaud(s.Baud) {
 		t.fail("baud", "%d is not a supported rate (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600)", s.Baud)
 	}
-	s.URCPort = t.str("urc_port", defaultURCPort(s.Port))
+	s.URCPort = t.str("urc_port", DefaultURCPort(s.Port))
 	switch s.URCPort {
 	case "usbat", "usbmodem", "uart1", "uart2", "all", URCPortKeep:
 	default:

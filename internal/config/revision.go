@@ -7,9 +7,12 @@ import (
 	"strings"
 )
 
-// secretKeys are the keys whose values revision leaves out: a secret's hash, even truncated, is
-// not for a dashboard.
-var secretKeys = map[string]bool{"password": true, "device_secret": true, "apn_password": true, "product_secret": true}
+// secretKeys are the keys whose values revision leaves out (the secrets of [mqtt], [module],
+// [local] and the platform presets): a secret's hash, even truncated, is not for a dashboard.
+var secretKeys = map[string]bool{
+	"password": true, "apn_password": true, "product_secret": true,
+	"device_secret": true, "device_key": true, "access_token": true,
+}
 
 // revision is Config.Revision: the first 12 hex digits of the SHA-256 of the merged tree,
 // encoded canonically (JSON, keys sorted), with secret values left out. The same settings give
@@ -52,11 +55,13 @@ func maskSecrets(v any) any {
 	return v
 }
 
-// DeviceName is the name a fleet dashboard knows the gateway by: mqtt.aliyun.device_name with
-// Alibaba Cloud, else mqtt.client_id.
+// DeviceName is the name a fleet dashboard knows the gateway by: the platform's device name
+// ({device_name}: mqtt.aliyun.device_name, ...) when its preset has one, else mqtt.client_id.
 func (c *Config) DeviceName() string {
-	if c.MQTT.Aliyun != nil {
-		return c.MQTT.Aliyun.DeviceName
+	if p := c.MQTT.Platform; p != nil {
+		if n := p.Topics()[VarDeviceName]; n != "" {
+			return n
+		}
 	}
 	return c.MQTT.ClientID
 }

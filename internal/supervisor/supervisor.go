@@ -28,6 +28,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/backoff"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
@@ -48,10 +49,6 @@ type Resetter interface {
 	// String names the line, for the log.
 	String() string
 }
-
-// Credentials yields the MQTT client id, user name and password for one CONNECT. It is called at
-// every connect, so time-stamped signatures (Alibaba Cloud) are fresh.
-type Credentials func(now time.Time) (clientID, username, password string, err error)
 
 // Notifier receives the daemon's life signs for the service manager (systemd's sd_notify).
 type Notifier interface {
@@ -82,10 +79,13 @@ type Settings struct {
 	MQTT        qmt.Config
 	// TLS, when not nil, is the module TLS context set up (certificates uploaded as needed) before
 	// every configure; MQTT.SSL must name its context.
-	TLS              *qssl.Config
-	Host             string
-	Port             int
-	Credentials      Credentials
+	TLS  *qssl.Config
+	Host string
+	Port int
+	// Platform is the cloud (or plain broker) the session connects to: the MQTT stage asks its
+	// Identity at every CONNECT, and its Hint explains a refused or lost session. Host and Port
+	// are its Endpoint's, after the configuration's overrides.
+	Platform         cloud.Platform
 	Subscribe        []qmt.Subscription
 	PublishOnConnect []qmt.Message
 
@@ -251,9 +251,18 @@ type loop struct {
 	// pending holds, in order, the events while took and left for the loop.
 	pending []pendingEvent
 
+	// resetAt is when the loop last ordered AT+CFUN=1,1, zero once its RDY came; readyAt is when
+	// the last RDY came. They tell the reset's own URCs from news (handleEvent).
+	resetAt, readyAt time.Time
+
 	lastPoll string // the last "not yet" logged at info, so polls do not flood the log
-	exit     bool
-	exitErr  error
+	// connectedAt is when the MQTT stage last connected, for the platform's hint on a lost link.
+	connectedAt time.Time
+	// expires is when the identity of the current session stops being accepted (zero: never),
+	// from the MQTT stage's result: the session must be renewed before then.
+	expires time.Time
+	exit    bool
+	exitErr error
 }
 
 // healthResult is a health check's answer on the port k.
@@ -265,7 +274,10 @@ type healthResult struct {
 type stageResult struct {
 	st   stage
 	link *link // stagePort: the port it opened
-	err  error
+	// expires: stageMQTT, when the identity it connected with stops being accepted (zero:
+	// never). The session must be renewed (re-signed and reconnected) before then.
+	expires time.Time
+	err     error
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -310,6 +322,10 @@ func (l *loop) run(ctx context.Context) error {
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
 				l.link.setFilters(l.subscriptions(l.link.id))
+			}
+			if r.err == nil && r.st == stageMQTT {
+				l.connectedAt, l.expires = time.Now(), r.expires
+				l.book.update(func(st *Status) { st.IdentityExpires = r.expires })
 			}
 			l.feed(ctx, input{kind: inStageDone, stage: r.st, err: r.err})
 		case <-l.timer.C:
@@ -441,8 +457,8 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.stageLive = true
 		lk := l.link
 		go func() {
-			nl, err := l.runStage(sctx, e.stage, lk)
-			l.stageDone <- stageResult{st: e.stage, link: nl, err: err}
+			out, err := l.runStage(sctx, e.stage, lk)
+			l.stageDone <- stageResult{st: e.stage, link: out.link, expires: out.expires, err: err}
 		}()
 	case effCancelStage:
 		l.stageCancel()
@@ -504,6 +520,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		}()
 	case effReset:
 		lk := l.link
+		l.resetAt = now
 		go func() {
 			if lk != nil { // a port lost meanwhile: reopening it is the reset
 				lk.escalate(ctx, l.Supervisor, e.err)
@@ -612,7 +629,7 @@ func (l *loop) closeLink() {
 	l.link.close()
 	l.retireReader()
 	l.link = nil
-	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress = false, "" })
+	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress, st.PDPAddresses = false, "", nil })
 }
 
 // cleanUp stops what still runs when Run returns.
