@@ -65,7 +65,7 @@ type Result struct {
 	// first second); PeakConnects the largest of them, in second PeakSecond.
 	Connects                 []int
 	PeakConnects, PeakSecond int
-	Refused                  int // CONNACKs that refused (all codes)
+	Refused                  int // CONNACKs that refused (all codes) after the drop
 	// Attempts is the gateways' own reconnect attempts per second after the drop, from their
 	// logs (mqtt_connect_failed and mqtt_connected): it includes the attempts a stopped broker
 	// never saw. PeakAttempts is the largest.
@@ -87,7 +87,7 @@ type gateway struct {
 	mod    *sim.Module
 	cmd    *exec.Cmd
 	log    *logwatch.Watcher
-	listen string
+	listen string // the local endpoint's unix socket
 	pub    paho.Client
 	acked  []string
 	mu     sync.Mutex
@@ -304,9 +304,9 @@ func startGateway(cfg Config, i int, brokerAddr string) (*gateway, error) {
 		return nil, fmt.Errorf("gateway %d: emulator: %w", i, err)
 	}
 	g.mod = mod
-	if g.listen, err = freeAddr(); err != nil {
-		return nil, err
-	}
+	// A unix socket: a TCP port picked free now could be taken by any connection before the
+	// daemon listens on it, and a fleet makes a thousand connections.
+	g.listen = filepath.Join(dir, "local.sock")
 	path := filepath.Join(dir, "gatewayd.toml")
 	if err := os.WriteFile(path, []byte(gatewayConfig(dir, i, g.listen, cfg.StableAfter)), 0o600); err != nil {
 		return nil, err
@@ -342,7 +342,8 @@ keepalive = "60s"
 stable_after = %q
 
 [local]
-listen = %q
+listen = ""
+socket = %q
 [[local.forward]]
 topic = "fleet/#"
 qos = 1
@@ -368,7 +369,7 @@ func freeAddr() (string, error) {
 }
 
 func (g *gateway) startPublisher() error {
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + g.listen).
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("unix://" + g.listen).
 		SetClientID(fmt.Sprintf("app%04d", g.i)).SetProtocolVersion(4).SetAutoReconnect(false).
 		SetConnectTimeout(10 * time.Second))
 	if tok := c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
@@ -455,7 +456,7 @@ type broker struct {
 
 	mu       sync.Mutex
 	connects []time.Time
-	refused  int
+	refusals []time.Time
 	seen     map[string]int // payloads received, by count
 	refuse   time.Time      // the embedded broker refuses every CONNECT until then
 	cloud    paho.Client    // mosquitto: the persistent subscriber that receives the fleet's messages
@@ -481,7 +482,7 @@ func (b *broker) startEmbedded(addr string) error {
 			b.mu.Lock()
 			b.connects = append(b.connects, at)
 			if code != 0 {
-				b.refused++
+				b.refusals = append(b.refusals, at)
 			}
 			b.mu.Unlock()
 		}),
@@ -560,11 +561,15 @@ func (b *broker) received(want map[string]bool) (got, dups int) {
 	return got, dups
 }
 
-// perSecond buckets the CONNECTs received after t0 by second.
+// perSecond buckets the CONNECTs received after t0 by second, and counts the refusals after t0.
 func (b *broker) perSecond(t0 time.Time) ([]int, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return bucket(b.connects, t0), b.refused
+	refused := 0
+	for _, r := range bucket(b.refusals, t0) {
+		refused += r
+	}
+	return bucket(b.connects, t0), refused
 }
 
 // Mosquitto: a configuration with persistence, so that the cloud-side subscriber's session and
@@ -647,10 +652,11 @@ func (b *broker) readMosquittoLog(r io.Reader, ready chan struct{}) {
 		case strings.Contains(line, "Opening ipv4 listen socket"):
 			once.Do(func() { close(ready) })
 		case strings.Contains(line, "Sending CONNACK to") && !strings.Contains(line, "fleet-cloud"):
+			now := time.Now()
 			b.mu.Lock()
-			b.connects = append(b.connects, time.Now())
+			b.connects = append(b.connects, now)
 			if !strings.HasSuffix(line, ", 0)") {
-				b.refused++
+				b.refusals = append(b.refusals, now)
 			}
 			b.mu.Unlock()
 		}
