@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		gws[i] = g
 	}
 	logf("%d gateways started; waiting for them to connect", cfg.N)
-	if err := waitAll(ctx, gws, cfg.Timeout, 0, "session_up"); err != nil {
+	if err := waitAll(ctx, gws, cfg.Timeout, "session_up"); err != nil {
 		return res, fmt.Errorf("bring-up: %w", err)
 	}
 	for _, g := range gws {
@@ -164,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	if err := waitAll(ctx, gws, cfg.Timeout, -1, "mqtt_connected", marks...); err != nil {
+	if err := waitAll(ctx, gws, cfg.Timeout, "mqtt_connected", marks...); err != nil {
 		return res, fmt.Errorf("recovery: %w", err)
 	}
 	last := drop
@@ -267,7 +267,7 @@ func entryTime(e logwatch.Entry) time.Time {
 }
 
 // waitAll waits until every gateway has logged ev after its mark (0 when marks are not given).
-func waitAll(ctx context.Context, gws []*gateway, timeout time.Duration, _ int, ev string, marks ...int) error {
+func waitAll(ctx context.Context, gws []*gateway, timeout time.Duration, ev string, marks ...int) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for i, g := range gws {
