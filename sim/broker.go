@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -32,9 +35,13 @@ type Broker struct {
 type BrokerOption func(*brokerOptions)
 
 type brokerOptions struct {
-	log  zerolog.Logger
-	auth func(clientID, username string, password []byte) byte
-	tls  *tls.Config
+	log      zerolog.Logger
+	auth     func(clientID, username string, password []byte) byte
+	tls      *tls.Config
+	platform string   // WithPlatform: the cloud whose CONNECT checks to apply
+	devices  []Device // WithPlatform: its device registry
+	now      func() time.Time
+	events   func(BrokerEvent)
 }
 
 // WithTLS makes the broker's listener speak TLS with cfg (its certificate, and ClientAuth and
@@ -59,15 +66,27 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if addr == "" {
 		addr = DefaultBrokerAddr
 	}
-	o := brokerOptions{log: zerolog.Nop()}
+	o := brokerOptions{log: zerolog.Nop(), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	hook := &authHook{auth: o.auth, now: o.now, events: o.events, log: o.log.With().Str("component", "broker").Logger()}
+	if o.platform != "" {
+		v, ok := verifiers[o.platform]
+		if !ok {
+			return nil, fmt.Errorf("broker: no platform %q (have %s)", o.platform, strings.Join(Platforms(), ", "))
+		}
+		hook.platform, hook.verify, hook.devices = o.platform, v, map[string]string{}
+		for _, d := range o.devices {
+			hook.devices[d.ID] = d.Secret
+		}
 	}
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true,
 		Logger:       slog.New(&slogToZerolog{log: o.log.With().Str("component", "broker").Logger()}),
 	})
-	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth}, nil); err != nil {
+	hook.srv = srv
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
 	tcp := &trackedListener{addr: addr, tls: o.tls, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
@@ -200,33 +219,84 @@ func (l *trackedListener) Close(closeClients listeners.CloseFn) {
 	l.wg.Wait()
 }
 
-// authHook allows every client and topic, except the CONNECTs auth refuses.
+// authHook allows every client and topic, except the CONNECTs auth or the platform's checks
+// refuse, and reports what it sees to events.
 type authHook struct {
 	mochi.HookBase
 	srv  *mochi.Server
 	auth func(clientID, username string, password []byte) byte
+	log  zerolog.Logger
+	now  func() time.Time
+
+	platform string            // "" for none
+	verify   verifier          // the platform's CONNECT check
+	devices  map[string]string // the platform's registry, ID → secret (read only)
+
+	events func(BrokerEvent)
 }
 
 func (h *authHook) ID() string { return "ec600sim-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect}, []byte{b})
 }
 
 // OnConnect sends the refusal CONNACK itself, so any return code can be chosen, then ends the
 // connection by returning an error.
 func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	if h.auth == nil {
-		return nil
+	id := pk.Connect.ClientIdentifier
+	code, why := byte(0), ""
+	var expires time.Time
+	if h.auth != nil {
+		if code = h.auth(id, string(pk.Connect.Username), pk.Connect.Password); code != 0 {
+			why = "refused by the broker's auth function"
+		}
 	}
-	code := h.auth(pk.Connect.ClientIdentifier, string(pk.Connect.Username), pk.Connect.Password)
+	if code == 0 && h.verify != nil {
+		isTLS, peer := connTLS(cl.Net.Conn)
+		v := h.verify(cloudConnect{
+			clientID: id, username: string(pk.Connect.Username), password: pk.Connect.Password,
+			keepalive: pk.Connect.Keepalive, tls: isTLS, peer: peer, now: h.now(),
+		}, h.devices)
+		code, why, expires = v.code, v.why, v.expires
+		if code != 0 {
+			// Never the secret, the password or the user name (a ThingsBoard token): the client id
+			// and why.
+			h.log.Info().Str("platform", h.platform).Str("client_id", id).Int("code", int(code)).Str("why", why).
+				Msg("CONNECT refused")
+		} else {
+			ev := h.log.Debug().Str("platform", h.platform).Str("client_id", id).Bool("tls", isTLS)
+			if !expires.IsZero() {
+				ev = ev.Time("expires", expires)
+			}
+			ev.Msg("CONNECT credentials check out")
+		}
+	}
 	if code == 0 {
+		h.event(BrokerEvent{Kind: "connect", ClientID: id, Expires: expires})
 		return nil
 	}
+	h.event(BrokerEvent{Kind: "refused", ClientID: id, Code: code, Why: why})
 	if err := h.srv.SendConnack(cl, packets.Code{Code: code}, false, nil); err != nil {
 		return err
 	}
-	return fmt.Errorf("connect refused with return code %d", code)
+	return fmt.Errorf("connect refused with return code %d: %s", code, why)
+}
+
+// OnDisconnect reports a session's end: "disconnect" when the client sent DISCONNECT.
+func (h *authHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	kind := "lost"
+	if errors.Is(cl.StopCause(), packets.CodeDisconnect) {
+		kind = "disconnect"
+	}
+	h.event(BrokerEvent{Kind: kind, ClientID: cl.ID})
+}
+
+func (h *authHook) event(e BrokerEvent) {
+	if h.events != nil {
+		e.At = h.now()
+		h.events(e)
+	}
 }
 
 func (h *authHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
