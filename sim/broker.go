@@ -23,7 +23,7 @@ import (
 const DefaultBrokerAddr = "127.0.0.1:1883"
 
 // Broker is an embedded MQTT broker (mochi-mqtt) on a TCP address, accepting every client unless
-// an auth function refuses it.
+// an auth function (WithAuth) or a platform's checks (WithPlatform) refuse it.
 type Broker struct {
 	srv  *mochi.Server
 	addr string

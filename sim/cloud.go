@@ -24,7 +24,7 @@ import (
 //
 // CONNACK codes: the reference gives few of them (Aliyun registration: 2 bad parameters or TCP
 // instead of TLS, 4 bad signature; ThingsBoard: 4 empty user name, 5 bad token; AWS: 7 when not
-// authorised). Where it is silent the checker follows MQTT 3.1.1: 2 for a client id the platform
+// authorised, which the module cannot report, so 5 here — see verifyAWS). Where it is silent the checker follows MQTT 3.1.1: 2 for a client id the platform
 // cannot parse, 4 for a user name or password that does not check out (expired included), 5 for
 // an identity the platform does not let in. Azure IoT Hub answers 5 for a bad or expired SAS
 // token (what device SDK users report; not in the reference) and has no plain port at all (3 here).
@@ -140,7 +140,6 @@ const (
 	rcServerUnavailable   = 3
 	rcBadUserPassword     = 4
 	rcNotAuthorized       = 5
-	rcAWSNotAuthorized    = 7 // AWS IoT Core's quirk (reference 3.6)
 	tlsConnectionRequired = "this platform has no plain MQTT port: connect with TLS"
 )
 

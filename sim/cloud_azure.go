@@ -54,8 +54,8 @@ func verifyAzure(c cloudConnect, devices map[string]string) verdict {
 		}
 	}
 	sr, sig, se := q.Get("sr"), q.Get("sig"), q.Get("se")
-	if want := host + "/devices/" + c.clientID; !strings.EqualFold(sr, want) {
-		return refuse(rcNotAuthorized, "SAS token's sr %q is not %q", sr, want)
+	if h, dev, _ := strings.Cut(sr, "/devices/"); !strings.EqualFold(h, host) || dev != c.clientID {
+		return refuse(rcNotAuthorized, "SAS token's sr %q is not %q", sr, host+"/devices/"+c.clientID)
 	}
 	exp, err := strconv.ParseInt(se, 10, 64)
 	if err != nil || !digits(se) {

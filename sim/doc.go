@@ -13,7 +13,11 @@
 //   - Broker is an embedded MQTT broker (mochi-mqtt) on a loopback port; WithAuth lets it refuse
 //     chosen CONNECTs with a chosen CONNACK code. Any other broker works too: Config.Broker names
 //     where every AT+QMTOPEN connects, whatever host the command gives, so a configuration
-//     written for a cloud broker runs unchanged.
+//     written for a cloud broker runs unchanged. WithPlatform makes it a checking broker that
+//     plays one IoT cloud (Aliyun, Tencent, Huawei, OneNET, Azure, AWS, ThingsBoard): it
+//     recomputes every CONNECT's credentials from what arrived, as the platform does, and
+//     refuses with the platform's CONNACK code, saying why in its log (cloud.go); WithEvents
+//     reports CONNECTs, refusals and DISCONNECTs to a test.
 //
 // A test starts both in a few lines:
 //

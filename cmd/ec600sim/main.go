@@ -3,6 +3,12 @@
 // faults typed as lines on standard input.
 //
 //	ec600sim [-link PATH] [-listen ADDR | -broker URL] [-imei N] [-model M] [-revision R]
+//	         [-platform NAME -device ID=SECRET ...] [-tls-cert F -tls-key F [-tls-client-ca F] [-tls-listen ADDR]]
+//
+// With -platform the embedded broker plays that IoT cloud: it checks every CONNECT's credentials
+// as the platform does, against the -device registry, and refuses with the platform's CONNACK
+// code (see sim.WithPlatform). With -tls-cert a second embedded broker listens with TLS on
+// -tls-listen, and AT+QMTOPEN of a TLS client connects there (Azure and AWS take nothing else).
 //
 // It prints the tty, the link and the broker address, then reads fault commands (type "help").
 // It runs until SIGINT or SIGTERM, or the "quit" command. End of input on stdin only stops the
@@ -12,6 +18,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -77,6 +85,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	verbose := fs.Bool("v", false, "log every command and URC (debug)")
 	trace := fs.Bool("trace", false, "log every byte to and from the host")
 	variants := fs.String("variant", "", "comma-separated firmware `variants` (see below)")
+	platform := fs.String("platform", "", "embedded broker checks CONNECTs as this `cloud` does: "+strings.Join(sim.Platforms(), ", "))
+	var devices []sim.Device
+	fs.Func("device", "a device registered on -platform, `ID=SECRET` (repeat; see sim.Device for each platform's ID)", func(s string) error {
+		d, err := sim.ParseDevice(s)
+		devices = append(devices, d)
+		return err
+	})
+	tlsCert := fs.String("tls-cert", "", "PEM `file`: the TLS broker's certificate (starts the TLS broker)")
+	tlsKey := fs.String("tls-key", "", "PEM `file`: the TLS broker's private key")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file`: CA that signs client certificates; asks for and checks them")
+	tlsListen := fs.String("tls-listen", "127.0.0.1:8883", "`address` of the embedded TLS broker")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: ec600sim [flags]\n\nRuns an emulated Quectel EC600 on a pty behind -link, with an embedded MQTT broker\n"+
 			"on -listen unless -broker names another. Every AT+QMTOPEN connects to that broker.\n"+
@@ -113,18 +132,46 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	brokerAddr := *brokerURL
 	where := "external"
+	var bopts []sim.BrokerOption
+	if *platform != "" {
+		if brokerAddr != "" {
+			fmt.Fprintln(stderr, "ec600sim: -platform checks CONNECTs in the embedded broker; it does not go with -broker")
+			return 2
+		}
+		bopts = append(bopts, sim.WithPlatform(*platform, devices...))
+		where = "embedded, checking as " + *platform
+	}
+	tlsAddr := ""
+	if *tlsCert != "" || *tlsKey != "" {
+		tcfg, err := brokerTLS(*tlsCert, *tlsKey, *tlsClientCA)
+		if err != nil {
+			fmt.Fprintf(stderr, "ec600sim: %v\n", err)
+			return 2
+		}
+		tb, err := sim.NewBroker(*tlsListen, append([]sim.BrokerOption{sim.WithBrokerLogger(log), sim.WithTLS(tcfg)}, bopts...)...)
+		if err != nil {
+			fmt.Fprintf(stderr, "ec600sim: embedded TLS broker: %v\n", err)
+			return 1
+		}
+		defer tb.Close()
+		tlsAddr = tb.Addr()
+	}
 	if brokerAddr == "" {
-		b, err := sim.NewBroker(*listen, sim.WithBrokerLogger(log))
+		b, err := sim.NewBroker(*listen, append([]sim.BrokerOption{sim.WithBrokerLogger(log)}, bopts...)...)
 		if err != nil {
 			fmt.Fprintf(stderr, "ec600sim: embedded broker: %v\n", err)
 			return 1
 		}
 		defer b.Close()
-		brokerAddr, where = b.Addr(), "embedded"
+		brokerAddr = b.Addr()
+		if where == "external" {
+			where = "embedded"
+		}
 	}
 	cfg := sim.Config{
 		Link:      *link,
 		Broker:    brokerAddr,
+		TLSBroker: tlsAddr,
 		Identity:  sim.Identity{IMEI: *imei, Model: *model, Revision: *revision},
 		Logger:    log,
 		BootDelay: *boot,
@@ -149,6 +196,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	out := &lockedWriter{w: stdout}
 	status := func() {
 		fmt.Fprintf(out, "tty %s\nlink %s\nbroker %s (%s)\nimei %s\n", orNone(m.TTY()), m.Path(), m.BrokerAddr(), where, m.Identity().IMEI)
+		if tlsAddr != "" {
+			fmt.Fprintf(out, "tls broker %s\n", tlsAddr)
+		}
 	}
 	status()
 	fmt.Fprintln(out, `ready; type "help" for fault commands`)
@@ -419,4 +469,29 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// brokerTLS is the embedded TLS broker's configuration: its certificate and key and, with a
+// client CA, a demand for client certificates signed by it.
+func brokerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pemData, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, fmt.Errorf("-tls-client-ca %s: no PEM certificate in it", clientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
