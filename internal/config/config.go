@@ -13,7 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/logging"
 )
 
@@ -30,7 +30,7 @@ const (
 	DefaultResetPulse      = 500 * time.Millisecond // the reference has no RESET_N timing: check the board
 	DefaultPacketTimeout   = 5 * time.Second
 	DefaultRetries         = 3
-	DefaultSignMethod      = aliyun.HMACSHA256
+	DefaultSignMethod      = cloud.HMACSHA256
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = logging.FormatJSON
 )
@@ -188,7 +188,7 @@ type Aliyun struct {
 	DeviceName   string
 	DeviceSecret Secret
 	ClientID     string // the device-chosen client id, before "|securemode=..."; default DeviceName
-	SignMethod   aliyun.SignMethod
+	SignMethod   cloud.SignMethod
 	Timestamp    bool // put the connect time in the client id and the signature
 	SecureMode   int  // 3 = plain TCP
 	Region       string

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/qssl"
 )
 
@@ -31,12 +31,41 @@ func (c *Config) Credentials(now time.Time) (Credentials, error) {
 	if a.Timestamp && now.UnixMilli() <= 0 {
 		return Credentials{}, errors.New("config: the clock is not set (before 1970); cannot time-stamp the Alibaba Cloud signature")
 	}
-	cr, err := aliyun.Sign(a.params(now))
+	cr, err := cloud.AliyunSign(a.params(now))
 	if err != nil {
 		return Credentials{}, fmt.Errorf("config: %w", err)
 	}
 	return Credentials{ClientID: cr.ClientID, Username: cr.Username, Password: NewSecret(cr.Password)}, nil
 }
+
+// Platform is the cloud platform the session connects to, asked for the identity at every
+// connect: the plain broker of [mqtt] with literal credentials, or the platform of the preset.
+func (c *Config) Platform() cloud.Platform {
+	m := c.MQTT
+	ep := cloud.Endpoint{Host: m.Host, Port: m.Port, TLS: m.TLS != nil}
+	if m.Aliyun == nil {
+		return cloud.Plain(ep, cloud.Identity{ClientID: m.ClientID, Username: m.Username, Password: m.Password.Reveal()})
+	}
+	return configPlatform{c}
+}
+
+// configPlatform is the Alibaba Cloud preset, signed through Config.Credentials.
+type configPlatform struct{ c *Config }
+
+func (p configPlatform) Name() string { return "aliyun" }
+func (p configPlatform) Endpoint() cloud.Endpoint {
+	return cloud.Endpoint{Host: p.c.MQTT.Host, Port: p.c.MQTT.Port, TLS: p.c.MQTT.TLS != nil}
+}
+func (p configPlatform) Identity(now time.Time) (cloud.Identity, error) {
+	cr, err := p.c.Credentials(now)
+	if err != nil {
+		return cloud.Identity{}, err
+	}
+	return cloud.Identity{ClientID: cr.ClientID, Username: cr.Username, Password: cr.Password.Reveal()}, nil
+}
+func (p configPlatform) Topics() map[string]string   { return nil }
+func (p configPlatform) Limits() cloud.Limits        { return cloud.Limits{MaxQoS: 1} }
+func (p configPlatform) Hint(t cloud.Trouble) string { return "" }
 
 // Describe writes the settings the daemon will use, resolved: derived broker host, the client id
 // and user name it will send (signed at now for Alibaba Cloud), expanded topics, defaults filled

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 )
 
 func (b *builder) mqtt(t *table) {
@@ -159,15 +159,15 @@ func (b *builder) aliyunSection(mt, t *table) *Aliyun {
 	a.DeviceName = t.str("device_name", "")
 	a.DeviceSecret = b.secret(t, "device_secret", "device_secret_file", CredAliyunDeviceSecret, true)
 	a.ClientID = t.str("client_id", "")
-	a.SignMethod = aliyun.SignMethod(t.oneOf("sign_method", string(DefaultSignMethod),
-		string(aliyun.HMACSHA256), string(aliyun.HMACSHA1), string(aliyun.HMACMD5)))
+	a.SignMethod = cloud.SignMethod(t.oneOf("sign_method", string(DefaultSignMethod),
+		string(cloud.HMACSHA256), string(cloud.HMACSHA1), string(cloud.HMACMD5)))
 	a.Timestamp = t.boolean("timestamp", true)
 	tlsOn := mt.has("tls")
-	defMode := aliyun.SecureModePlain
+	defMode := cloud.AliyunSecureModePlain
 	if tlsOn {
-		defMode = aliyun.SecureModeTLS
+		defMode = cloud.AliyunSecureModeTLS
 	}
-	a.SecureMode = t.integer("secure_mode", defMode, aliyun.SecureModeTLS, aliyun.SecureModePlain)
+	a.SecureMode = t.integer("secure_mode", defMode, cloud.AliyunSecureModeTLS, cloud.AliyunSecureModePlain)
 	a.Region = t.str("region", "")
 	a.InstanceID = t.str("instance_id", "")
 	t.done()
@@ -202,10 +202,10 @@ func (b *builder) aliyunSection(mt, t *table) *Aliyun {
 		ok = false
 	}
 	switch {
-	case a.SecureMode == aliyun.SecureModeTLS && !tlsOn:
+	case a.SecureMode == cloud.AliyunSecureModeTLS && !tlsOn:
 		t.fail("secure_mode", "2 means TLS: configure [mqtt.tls] (ca_file) too, or use 3 for plain TCP")
 		ok = false
-	case a.SecureMode == aliyun.SecureModePlain && tlsOn:
+	case a.SecureMode == cloud.AliyunSecureModePlain && tlsOn:
 		t.fail("secure_mode", "3 means plain TCP, but [mqtt.tls] is configured: use 2 (or leave secure_mode out)")
 		ok = false
 	}
@@ -227,7 +227,7 @@ func (b *builder) aliyunSection(mt, t *table) *Aliyun {
 		if a.InstanceID != "" {
 			key = "instance_id"
 		}
-		host, err := aliyun.Endpoint(a.ProductKey, a.Region, a.InstanceID)
+		host, err := cloud.AliyunEndpoint(a.ProductKey, a.Region, a.InstanceID)
 		if err != nil {
 			t.fail(key, "%s", strings.TrimPrefix(err.Error(), "aliyun: "))
 		} else {
@@ -238,7 +238,7 @@ func (b *builder) aliyunSection(mt, t *table) *Aliyun {
 		return a
 	}
 	// Sign once now so that anything aliyun.Sign would refuse at connect time is refused here.
-	cr, err := aliyun.Sign(a.params(time.UnixMilli(1700000000000)))
+	cr, err := cloud.AliyunSign(a.params(time.UnixMilli(1700000000000)))
 	if err != nil {
 		t.ps.add(t.path, false, "%s", strings.TrimPrefix(err.Error(), "aliyun: "))
 		return a
@@ -271,11 +271,11 @@ func (b *builder) identity(t *table, key, v, bad string) bool {
 			return false
 		}
 	}
-	return b.atString(t, key, v, aliyun.MaxClientID)
+	return b.atString(t, key, v, cloud.AliyunMaxClientID)
 }
 
-func (a *Aliyun) params(now time.Time) aliyun.Params {
-	p := aliyun.Params{
+func (a *Aliyun) params(now time.Time) cloud.AliyunParams {
+	p := cloud.AliyunParams{
 		ProductKey:   a.ProductKey,
 		DeviceName:   a.DeviceName,
 		DeviceSecret: a.DeviceSecret.Reveal(),

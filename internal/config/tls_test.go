@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/qssl"
 )
@@ -53,7 +53,7 @@ func TestTLSSection(t *testing.T) {
 	}
 	// Alibaba Cloud with TLS: secure mode 2, port 1883.
 	a := mustParse(t, noEnv, minimalAliyun+"[mqtt.tls]\nca_file = "+f("ca.pem")+"\n")
-	if a.MQTT.Aliyun.SecureMode != aliyun.SecureModeTLS || a.MQTT.Port != DefaultMQTTPort {
+	if a.MQTT.Aliyun.SecureMode != cloud.AliyunSecureModeTLS || a.MQTT.Port != DefaultMQTTPort {
 		t.Errorf("aliyun with TLS: secure mode %d port %d", a.MQTT.Aliyun.SecureMode, a.MQTT.Port)
 	}
 	// The key never shows in what check prints.

@@ -276,16 +276,10 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 			RecvMode:      qmt.RecvDirectLength,
 			EditTimeout:   EditTimeout,
 		},
-		Host: m.Host,
-		Port: m.Port,
-		Credentials: func(now time.Time) (string, string, string, error) {
-			c, err := cfg.Credentials(now)
-			if err != nil {
-				return "", "", "", err
-			}
-			return c.ClientID, c.Username, c.Password.Reveal(), nil
-		},
-		Trace: cfg.Log.ATTrace,
+		Host:     m.Host,
+		Port:     m.Port,
+		Platform: cfg.Platform(),
+		Trace:    cfg.Log.ATTrace,
 	}
 	if set.URCPort == config.URCPortKeep {
 		set.URCPort = ""

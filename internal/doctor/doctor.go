@@ -625,16 +625,16 @@ func (d *doc) mqtt(ctx context.Context, conn *at.Conn) {
 			_ = c.CloseLink(cctx)
 		}
 	}()
-	clientID, user, pass, err := set.Credentials(time.Now())
+	id, err := set.Platform.Identity(time.Now())
 	if err != nil {
 		d.add("MQTT", Fail, "credentials: "+err.Error(), "check [mqtt] password_file / the systemd credential")
 		return
 	}
-	if err := c.Connect(ctx, clientID, user, pass); err != nil {
+	if err := c.Connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
 		fail("connect to", err)
 		return
 	}
-	d.add("MQTT", OK, fmt.Sprintf("connected to %s as %s with the configured credentials (and disconnected)", where, clientID), "")
+	d.add("MQTT", OK, fmt.Sprintf("connected to %s as %s with the configured credentials (and disconnected)", where, id.ClientID), "")
 }
 
 func (d *doc) tls() {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/at"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/topic"
 	"github.com/gatewayd/gatewayd/modem"
@@ -132,7 +133,13 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 	case qmt.Stored:
 		go l.readStored(ctx, l.link, e.Slot)
 	case qmt.LinkStatus:
-		return stageMQTT, fmt.Sprintf("+QMTSTAT %d: %s", e.Code, e.Reason()), true
+		why := fmt.Sprintf("+QMTSTAT %d: %s", e.Code, e.Reason())
+		if !l.connectedAt.IsZero() {
+			if h := l.set.Platform.Hint(cloud.Trouble{Stat: e.Code, Up: time.Since(l.connectedAt)}); h != "" {
+				why += "; " + h
+			}
+		}
+		return stageMQTT, why, true
 	case qmt.PingFailed:
 		return stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), true
 	case qmt.PDPDeactivated:
@@ -206,30 +213,38 @@ func (l *loop) readStored(ctx context.Context, k *link, slot int) {
 	}
 }
 
+// stageOut is what a stage hands back besides its error.
+type stageOut struct {
+	link *link // stagePort: the port it opened
+	// expires: stageMQTT, when the identity it connected with stops being accepted (zero: never).
+	expires time.Time
+}
+
 // runStage runs one bring-up stage on the open port k (nil for stagePort, which returns the
 // link it opened). Stages never sleep and never retry: they do their step once and return a
 // classified error (see classify); the machine decides what comes next.
-func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (*link, error) {
+func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (stageOut, error) {
 	switch st {
 	case stagePort:
 		port, err := s.set.OpenPort(ctx)
 		if err != nil {
-			return nil, &stepError{step: "open", err: fmt.Errorf("open %s: %w", s.set.PortName, err),
+			return stageOut{}, &stepError{step: "open", err: fmt.Errorf("open %s: %w", s.set.PortName, err),
 				hint: "check that the module is plugged in and that the port (serial.port) is right"}
 		}
-		return newLink(port, s), nil
+		return stageOut{link: newLink(port, s)}, nil
 	case stageModule:
-		return nil, s.bringUpModule(ctx, k)
+		return stageOut{}, s.bringUpModule(ctx, k)
 	case stageSIM:
-		return nil, s.checkSIM(ctx, k)
+		return stageOut{}, s.checkSIM(ctx, k)
 	case stageRegister:
-		return nil, s.checkRegistration(ctx, k)
+		return stageOut{}, s.checkRegistration(ctx, k)
 	case stagePDP:
-		return nil, s.activatePDP(ctx, k)
+		return stageOut{}, s.activatePDP(ctx, k)
 	case stageMQTT:
-		return nil, s.bringUpMQTT(ctx, k)
+		expires, err := s.bringUpMQTT(ctx, k)
+		return stageOut{expires: expires}, err
 	}
-	return nil, fmt.Errorf("no such stage %s", st)
+	return stageOut{}, fmt.Errorf("no such stage %s", st)
 }
 
 func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
@@ -396,7 +411,16 @@ func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 	return nil
 }
 
-func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
+// bringUpMQTT configures the module's MQTT client, opens the link, connects with the identity
+// the platform gives for now, subscribes and publishes what is configured. It returns when the
+// identity expires (zero: never).
+func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) (expires time.Time, err error) {
+	err = s.connectMQTT(ctx, k, &expires)
+	return expires, err
+}
+
+// connectMQTT is bringUpMQTT; it sets *expires once connected.
+func (s *Supervisor) connectMQTT(ctx context.Context, k *link, expires *time.Time) error {
 	c := k.client
 	// Whatever state an earlier attempt or another program left our client in, start clean.
 	if err := s.closeStaleLink(ctx, k); err != nil {
@@ -427,16 +451,21 @@ func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) error {
 	if err != nil {
 		return s.mqttFailed(ctx, k, "open", err)
 	}
-	clientID, user, pass, err := s.set.Credentials(time.Now())
+	id, err := s.set.Platform.Identity(time.Now())
 	if err != nil {
 		return &PermanentError{Err: fmt.Errorf("credentials: %w", err)}
 	}
-	if err := c.Connect(ctx, clientID, user, pass); err != nil {
+	if err := c.Connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
 		return s.mqttFailed(ctx, k, "connect", err)
 	}
-	s.book.update(func(st *Status) { st.ClientID = clientID })
-	s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
-		Str("client_id", clientID).Str("username", user).Msg("MQTT connected")
+	*expires = id.Expires
+	s.book.update(func(st *Status) { st.ClientID = id.ClientID })
+	ev := s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
+		Str("client_id", id.ClientID).Str("username", id.Username)
+	if !id.Expires.IsZero() {
+		ev = ev.Time("password_expires", id.Expires)
+	}
+	ev.Msg("MQTT connected")
 	ids := identityVars(k.id)
 	subs := s.subscriptions(k.id)
 	if len(subs) > 0 {
@@ -544,6 +573,9 @@ func (s *Supervisor) mqttFailed(ctx context.Context, k *link, step string, err e
 	if errors.As(err, &re) && step == "open" && s.set.TLS != nil && (re.Result == -1 || re.Result == 5) {
 		se.hint = "TLS is on and the module does not say why a link fails: check that mqtt.tls.ca_file " +
 			"signed the broker's certificate, that the certificate names mqtt.host, and cert_file/key_file"
+	}
+	if errors.As(err, &re) && step == "connect" && re.Code > 0 {
+		se.hint = s.set.Platform.Hint(cloud.Trouble{ConnackCode: re.Code})
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := s.closeStaleLink(cctx, k); err != nil {

@@ -42,6 +42,9 @@ type Status struct {
 	Host        string
 	BrokerPort  int
 	ClientID    string
+	// IdentityExpires is when the current session's password stops being accepted (zero: it
+	// does not expire); the session must be renewed before then.
+	IdentityExpires time.Time
 	// LastError is the last failure in words, LastErrorAt its time; NextAttempt is when the next
 	// attempt starts (zero when none is pending), Attempt the number of failures in a row.
 	LastError   string

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/backoff"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
@@ -48,10 +49,6 @@ type Resetter interface {
 	// String names the line, for the log.
 	String() string
 }
-
-// Credentials yields the MQTT client id, user name and password for one CONNECT. It is called at
-// every connect, so time-stamped signatures (Alibaba Cloud) are fresh.
-type Credentials func(now time.Time) (clientID, username, password string, err error)
 
 // Notifier receives the daemon's life signs for the service manager (systemd's sd_notify).
 type Notifier interface {
@@ -82,10 +79,13 @@ type Settings struct {
 	MQTT        qmt.Config
 	// TLS, when not nil, is the module TLS context set up (certificates uploaded as needed) before
 	// every configure; MQTT.SSL must name its context.
-	TLS              *qssl.Config
-	Host             string
-	Port             int
-	Credentials      Credentials
+	TLS  *qssl.Config
+	Host string
+	Port int
+	// Platform is the cloud (or plain broker) the session connects to: the MQTT stage asks its
+	// Identity at every CONNECT, and its Hint explains a refused or lost session. Host and Port
+	// are its Endpoint's, after the configuration's overrides.
+	Platform         cloud.Platform
 	Subscribe        []qmt.Subscription
 	PublishOnConnect []qmt.Message
 
@@ -244,8 +244,13 @@ type loop struct {
 	pending []pendingEvent
 
 	lastPoll string // the last "not yet" logged at info, so polls do not flood the log
-	exit     bool
-	exitErr  error
+	// connectedAt is when the MQTT stage last connected, for the platform's hint on a lost link.
+	connectedAt time.Time
+	// expires is when the identity of the current session stops being accepted (zero: never),
+	// from the MQTT stage's result: the session must be renewed before then.
+	expires time.Time
+	exit    bool
+	exitErr error
 }
 
 // healthResult is a health check's answer on the port k.
@@ -257,7 +262,10 @@ type healthResult struct {
 type stageResult struct {
 	st   stage
 	link *link // stagePort: the port it opened
-	err  error
+	// expires: stageMQTT, when the identity it connected with stops being accepted (zero:
+	// never). The session must be renewed (re-signed and reconnected) before then.
+	expires time.Time
+	err     error
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -302,6 +310,10 @@ func (l *loop) run(ctx context.Context) error {
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
 				l.link.setFilters(l.subscriptions(l.link.id))
+			}
+			if r.err == nil && r.st == stageMQTT {
+				l.connectedAt, l.expires = time.Now(), r.expires
+				l.book.update(func(st *Status) { st.IdentityExpires = r.expires })
 			}
 			l.feed(ctx, input{kind: inStageDone, stage: r.st, err: r.err})
 		case <-l.timer.C:
@@ -433,8 +445,8 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.stageLive = true
 		lk := l.link
 		go func() {
-			nl, err := l.runStage(sctx, e.stage, lk)
-			l.stageDone <- stageResult{st: e.stage, link: nl, err: err}
+			out, err := l.runStage(sctx, e.stage, lk)
+			l.stageDone <- stageResult{st: e.stage, link: out.link, expires: out.expires, err: err}
 		}()
 	case effCancelStage:
 		l.stageCancel()

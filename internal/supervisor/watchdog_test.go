@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/sim"
@@ -121,10 +122,10 @@ func emulatedSettings(t *testing.T, clientID string) (*sim.Module, Settings) {
 	}
 	t.Cleanup(func() { mod.Close() })
 	return mod, Settings{
-		OpenPort:    func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, mod.Path(), 115200) },
-		PortName:    mod.Path(),
-		Host:        "broker.example.com",
-		Port:        1883,
-		Credentials: func(time.Time) (string, string, string, error) { return clientID, "", "", nil },
+		OpenPort: func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, mod.Path(), 115200) },
+		PortName: mod.Path(),
+		Host:     "broker.example.com",
+		Port:     1883,
+		Platform: cloud.Plain(cloud.Endpoint{Host: "127.0.0.1", Port: 1883}, cloud.Identity{ClientID: clientID}),
 	}
 }

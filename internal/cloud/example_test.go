@@ -1,17 +1,17 @@
-package aliyun_test
+package cloud_test
 
 import (
 	"fmt"
 
-	"github.com/gatewayd/gatewayd/internal/aliyun"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 )
 
-func ExampleSign() {
-	c, err := aliyun.Sign(aliyun.Params{
+func ExampleAliyunSign() {
+	c, err := cloud.AliyunSign(cloud.AliyunParams{
 		ProductKey:   "a1B2c3D4e5F",
 		DeviceName:   "pi-led-01",
 		DeviceSecret: "Zx9yW8vU7tS6rQ5pO4nM3lK2jI1hG0fE",
-		SignMethod:   aliyun.HMACSHA1,
+		SignMethod:   cloud.HMACSHA1,
 		Timestamp:    1700000000000,
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package aliyun
+package cloud
 
 import (
 	"errors"
@@ -17,49 +17,49 @@ const (
 func TestSignVectors(t *testing.T) {
 	tests := []struct {
 		name     string
-		p        Params
+		p        AliyunParams
 		clientID string
 		username string
 		password string
 	}{
 		{
 			name:     "reference sha1 with timestamp",
-			p:        Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1, Timestamp: refTS},
+			p:        AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1, Timestamp: refTS},
 			clientID: "pi-led-01|securemode=3,signmethod=hmacsha1,timestamp=1700000000000|",
 			username: "pi-led-01&a1B2c3D4e5F",
 			password: "69d84ceca71bf26dd9cc21f8d74d3a330495bb83",
 		},
 		{
 			name:     "reference sha256 with timestamp",
-			p:        Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA256, Timestamp: refTS},
+			p:        AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA256, Timestamp: refTS},
 			clientID: "pi-led-01|securemode=3,signmethod=hmacsha256,timestamp=1700000000000|",
 			username: "pi-led-01&a1B2c3D4e5F",
 			password: "5dd9c9eb82fe811b5bb81cbdd81b2407361d1db8f7c6946fdd84f86936032dc7",
 		},
 		{
 			name:     "reference sha1 without timestamp",
-			p:        Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1},
+			p:        AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1},
 			clientID: "pi-led-01|securemode=3,signmethod=hmacsha1|",
 			username: "pi-led-01&a1B2c3D4e5F",
 			password: "bd4062bdb0ce5aefbb59ce1e7677eaecc653d2f3",
 		},
 		{
 			name:     "reference sha256 without timestamp",
-			p:        Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA256},
+			p:        AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA256},
 			clientID: "pi-led-01|securemode=3,signmethod=hmacsha256|",
 			username: "pi-led-01&a1B2c3D4e5F",
 			password: "d22a85ba7e42ecbeb28d45ab6f2301967a122f85772a35d0a28a0846efefa428",
 		},
 		{
 			name:     "reference md5 without timestamp",
-			p:        Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACMD5},
+			p:        AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACMD5},
 			clientID: "pi-led-01|securemode=3,signmethod=hmacmd5|",
 			username: "pi-led-01&a1B2c3D4e5F",
 			password: "87f5a920ce5d4fcc4e2eee07c66febc9",
 		},
 		{
 			name: "aliyun documentation example",
-			p: Params{ProductKey: "a14Xib5kdYd", DeviceName: "light1983432", DeviceSecret: "oLyaKqVxtRvjH284LdhqVgVUx1UPy6zq",
+			p: AliyunParams{ProductKey: "a14Xib5kdYd", DeviceName: "light1983432", DeviceSecret: "oLyaKqVxtRvjH284LdhqVgVUx1UPy6zq",
 				ClientID: "SN1928339", SignMethod: HMACSHA1, Timestamp: 1539421321846},
 			clientID: "SN1928339|securemode=3,signmethod=hmacsha1,timestamp=1539421321846|",
 			username: "light1983432&a14Xib5kdYd",
@@ -67,21 +67,21 @@ func TestSignVectors(t *testing.T) {
 		},
 		{
 			name:     "secret vector (published in upper case)",
-			p:        Params{ProductKey: "pk", DeviceName: "device", DeviceSecret: "secret", ClientID: "12345", SignMethod: HMACSHA1, Timestamp: 789},
+			p:        AliyunParams{ProductKey: "pk", DeviceName: "device", DeviceSecret: "secret", ClientID: "12345", SignMethod: HMACSHA1, Timestamp: 789},
 			clientID: "12345|securemode=3,signmethod=hmacsha1,timestamp=789|",
 			username: "device&pk",
 			password: strings.ToLower("FAFD82A3D602B37FB0FA8B7892F24A477F851A14"),
 		},
 		{
 			name:     "securemode 2 is named but not signed",
-			p:        Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1, SecureMode: SecureModeTLS, Timestamp: refTS},
+			p:        AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1, SecureMode: AliyunSecureModeTLS, Timestamp: refTS},
 			clientID: "pi-led-01|securemode=2,signmethod=hmacsha1,timestamp=1700000000000|",
 			username: "pi-led-01&a1B2c3D4e5F",
 			password: "69d84ceca71bf26dd9cc21f8d74d3a330495bb83",
 		},
 		{
 			name:     "empty sign method means hmacsha256",
-			p:        Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, Timestamp: refTS},
+			p:        AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, Timestamp: refTS},
 			clientID: "pi-led-01|securemode=3,signmethod=hmacsha256,timestamp=1700000000000|",
 			username: "pi-led-01&a1B2c3D4e5F",
 			password: "5dd9c9eb82fe811b5bb81cbdd81b2407361d1db8f7c6946fdd84f86936032dc7",
@@ -89,11 +89,11 @@ func TestSignVectors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Sign(tt.p)
+			got, err := AliyunSign(tt.p)
 			if err != nil {
 				t.Fatalf("Sign: %v", err)
 			}
-			want := Credentials{ClientID: tt.clientID, Username: tt.username, Password: tt.password}
+			want := Identity{ClientID: tt.clientID, Username: tt.username, Password: tt.password}
 			if got != want {
 				t.Errorf("Sign(%+v)\n got %+v\nwant %+v", tt.p, got, want)
 			}
@@ -103,7 +103,7 @@ func TestSignVectors(t *testing.T) {
 
 // The reference gives the byte lengths of the worked example's CONNECT strings.
 func TestSignReferenceLengths(t *testing.T) {
-	c, err := Sign(Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1, Timestamp: refTS})
+	c, err := AliyunSign(AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret, SignMethod: HMACSHA1, Timestamp: refTS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,30 +113,30 @@ func TestSignReferenceLengths(t *testing.T) {
 }
 
 func TestSignRejects(t *testing.T) {
-	good := Params{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret}
+	good := AliyunParams{ProductKey: refPK, DeviceName: refDN, DeviceSecret: refSecret}
 	tests := []struct {
 		name string
-		edit func(p *Params)
+		edit func(p *AliyunParams)
 		want string
 	}{
-		{"bad sign method", func(p *Params) { p.SignMethod = "hmacsha512" }, `unknown sign method "hmacsha512"`},
-		{"upper-case sign method", func(p *Params) { p.SignMethod = "HMACSHA1" }, `unknown sign method "HMACSHA1"`},
-		{"bad secure mode", func(p *Params) { p.SecureMode = 1 }, "securemode 1"},
-		{"negative timestamp", func(p *Params) { p.Timestamp = -1 }, "negative"},
-		{"empty product key", func(p *Params) { p.ProductKey = "" }, "product key is empty"},
-		{"empty device name", func(p *Params) { p.DeviceName = ""; p.ClientID = "x" }, "device name is empty"},
-		{"empty secret", func(p *Params) { p.DeviceSecret = "" }, "device secret is empty"},
-		{"ampersand in device name", func(p *Params) { p.DeviceName = "a&b" }, `device name "a&b" holds byte '&'`},
-		{"bar in client id", func(p *Params) { p.ClientID = "a|b" }, `client id "a|b" holds byte '|'`},
-		{"quote in product key", func(p *Params) { p.ProductKey = `a"b` }, `holds byte '"'`},
-		{"newline in client id", func(p *Params) { p.ClientID = "a\nb" }, `holds byte '\n'`},
-		{"long client id", func(p *Params) { p.ClientID = strings.Repeat("c", 65) }, "65 bytes, longer than 64"},
+		{"bad sign method", func(p *AliyunParams) { p.SignMethod = "hmacsha512" }, `unknown sign method "hmacsha512"`},
+		{"upper-case sign method", func(p *AliyunParams) { p.SignMethod = "HMACSHA1" }, `unknown sign method "HMACSHA1"`},
+		{"bad secure mode", func(p *AliyunParams) { p.SecureMode = 1 }, "securemode 1"},
+		{"negative timestamp", func(p *AliyunParams) { p.Timestamp = -1 }, "negative"},
+		{"empty product key", func(p *AliyunParams) { p.ProductKey = "" }, "product key is empty"},
+		{"empty device name", func(p *AliyunParams) { p.DeviceName = ""; p.ClientID = "x" }, "device name is empty"},
+		{"empty secret", func(p *AliyunParams) { p.DeviceSecret = "" }, "device secret is empty"},
+		{"ampersand in device name", func(p *AliyunParams) { p.DeviceName = "a&b" }, `device name "a&b" holds byte '&'`},
+		{"bar in client id", func(p *AliyunParams) { p.ClientID = "a|b" }, `client id "a|b" holds byte '|'`},
+		{"quote in product key", func(p *AliyunParams) { p.ProductKey = `a"b` }, `holds byte '"'`},
+		{"newline in client id", func(p *AliyunParams) { p.ClientID = "a\nb" }, `holds byte '\n'`},
+		{"long client id", func(p *AliyunParams) { p.ClientID = strings.Repeat("c", 65) }, "65 bytes, longer than 64"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := good
 			tt.edit(&p)
-			_, err := Sign(p)
+			_, err := AliyunSign(p)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Sign error = %v, want one containing %q", err, tt.want)
 			}
@@ -176,7 +176,7 @@ func TestEndpoint(t *testing.T) {
 		{pk: refPK, region: strings.Repeat("r", 64), err: "longer than a DNS label"},
 	}
 	for _, tt := range tests {
-		got, err := Endpoint(tt.pk, tt.region, tt.instance)
+		got, err := AliyunEndpoint(tt.pk, tt.region, tt.instance)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("Endpoint(%q, %q, %q) error = %v, want %q", tt.pk, tt.region, tt.instance, err, tt.err)

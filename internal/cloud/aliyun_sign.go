@@ -1,4 +1,4 @@
-package aliyun
+package cloud
 
 import (
 	"crypto/hmac"
@@ -23,21 +23,21 @@ const (
 	HMACMD5    SignMethod = "hmacmd5"
 )
 
-// DefaultSignMethod is used when Params.SignMethod is empty. (The platform's own default when the
+// DefaultSignMethod is used when AliyunParams.SignMethod is empty. (The platform's own default when the
 // client id names none is hmacmd5; Sign always names the method, so that default never applies.)
 const DefaultSignMethod = HMACSHA256
 
 // Secure modes: the securemode value in the client id tells the platform how the device connects.
 const (
-	SecureModeTLS   = 2 // MQTT over TLS
-	SecureModePlain = 3 // MQTT over plain TCP
+	AliyunSecureModeTLS   = 2 // MQTT over TLS
+	AliyunSecureModePlain = 3 // MQTT over plain TCP
 )
 
 // Limits from the platform documentation.
 const (
-	MaxClientID = 64 // longest device-chosen client id (the part before the first '|')
-	// Port is the MQTT port of both the legacy and the new endpoints, for TCP and TLS alike.
-	Port = 1883
+	AliyunMaxClientID = 64 // longest device-chosen client id (the part before the first '|')
+	// AliyunPort is the MQTT port of both the legacy and the new endpoints, for TCP and TLS alike.
+	AliyunPort = 1883
 )
 
 // ErrBadSignMethod is wrapped by the error for a sign method the platform does not know.
@@ -64,8 +64,8 @@ func (m SignMethod) newHash() func() hash.Hash {
 	return nil
 }
 
-// Params are the inputs of one signature.
-type Params struct {
+// AliyunParams are the inputs of one Alibaba Cloud signature.
+type AliyunParams struct {
 	ProductKey   string
 	DeviceName   string
 	DeviceSecret string
@@ -73,21 +73,14 @@ type Params struct {
 	ClientID string
 	// SignMethod is the HMAC to use; empty means DefaultSignMethod.
 	SignMethod SignMethod
-	// SecureMode is SecureModePlain (3) or SecureModeTLS (2); 0 means SecureModePlain.
+	// SecureMode is AliyunSecureModePlain (3) or AliyunSecureModeTLS (2); 0 means AliyunSecureModePlain.
 	SecureMode int
 	// Timestamp in milliseconds since the Unix epoch; 0 leaves the timestamp out of both the client
 	// id and the signed string.
 	Timestamp int64
 }
 
-// Credentials are the three strings of an MQTT CONNECT to the platform.
-type Credentials struct {
-	ClientID string // <clientId>|securemode=3,signmethod=hmacsha256[,timestamp=<ms>]|
-	Username string // <deviceName>&<productKey>
-	Password string // lowercase hex HMAC: a secret, never log it
-}
-
-// Sign computes the CONNECT credentials for p:
+// AliyunSign computes the CONNECT credentials for p:
 //
 //	clientId: <clientId>|securemode=<m>,signmethod=<alg>[,timestamp=<ms>]|
 //	username: <deviceName>&<productKey>
@@ -95,7 +88,7 @@ type Credentials struct {
 //
 // securemode and signmethod are not part of the signed string; the timestamp is, with the same
 // value as in the client id, exactly when it is present.
-func Sign(p Params) (Credentials, error) {
+func AliyunSign(p AliyunParams) (Identity, error) {
 	if p.SignMethod == "" {
 		p.SignMethod = DefaultSignMethod
 	}
@@ -103,10 +96,10 @@ func Sign(p Params) (Credentials, error) {
 		p.ClientID = p.DeviceName
 	}
 	if p.SecureMode == 0 {
-		p.SecureMode = SecureModePlain
+		p.SecureMode = AliyunSecureModePlain
 	}
 	if err := p.check(); err != nil {
-		return Credentials{}, err
+		return Identity{}, err
 	}
 
 	var ext, ts string
@@ -121,18 +114,18 @@ func Sign(p Params) (Credentials, error) {
 	mac := hmac.New(p.SignMethod.newHash(), []byte(p.DeviceSecret))
 	mac.Write([]byte(s))
 
-	return Credentials{
+	return Identity{
 		ClientID: fmt.Sprintf("%s|securemode=%d,signmethod=%s%s|", p.ClientID, p.SecureMode, p.SignMethod, ext),
 		Username: p.DeviceName + "&" + p.ProductKey,
 		Password: hex.EncodeToString(mac.Sum(nil)),
 	}, nil
 }
 
-func (p Params) check() error {
+func (p AliyunParams) check() error {
 	if _, err := ParseSignMethod(string(p.SignMethod)); err != nil {
 		return fmt.Errorf("aliyun: %w", err)
 	}
-	if p.SecureMode != SecureModePlain && p.SecureMode != SecureModeTLS {
+	if p.SecureMode != AliyunSecureModePlain && p.SecureMode != AliyunSecureModeTLS {
 		return fmt.Errorf("aliyun: securemode %d: want 2 (TLS) or 3 (TCP)", p.SecureMode)
 	}
 	if p.Timestamp < 0 {
@@ -147,8 +140,8 @@ func (p Params) check() error {
 			return err
 		}
 	}
-	if len(p.ClientID) > MaxClientID {
-		return fmt.Errorf("aliyun: client id is %d bytes, longer than %d", len(p.ClientID), MaxClientID)
+	if len(p.ClientID) > AliyunMaxClientID {
+		return fmt.Errorf("aliyun: client id is %d bytes, longer than %d", len(p.ClientID), AliyunMaxClientID)
 	}
 	if p.DeviceSecret == "" {
 		return errors.New("aliyun: device secret is empty")
@@ -171,23 +164,23 @@ func checkName(name, v, bad string) error {
 	return nil
 }
 
-// Endpoint returns the MQTT broker host of a device: "<instanceID>.mqtt.iothub.aliyuncs.com" for
+// AliyunEndpoint returns the MQTT broker host of a device: "<instanceID>.mqtt.iothub.aliyuncs.com" for
 // a new-style instance when instanceID is set, else the legacy public-instance name
-// "<productKey>.iot-as-mqtt.<region>.aliyuncs.com". Both use Port.
-func Endpoint(productKey, region, instanceID string) (string, error) {
+// "<productKey>.iot-as-mqtt.<region>.aliyuncs.com". Both use AliyunPort.
+func AliyunEndpoint(productKey, region, instanceID string) (string, error) {
 	switch {
 	case instanceID != "" && region != "":
 		return "", errors.New("aliyun: give either an instance id or a region, not both")
 	case instanceID != "":
-		if err := checkLabel("instance id", instanceID); err != nil {
+		if err := aliyunLabel("instance id", instanceID); err != nil {
 			return "", err
 		}
 		return instanceID + ".mqtt.iothub.aliyuncs.com", nil
 	case region != "":
-		if err := checkLabel("region", region); err != nil {
+		if err := aliyunLabel("region", region); err != nil {
 			return "", err
 		}
-		if err := checkLabel("product key", productKey); err != nil {
+		if err := aliyunLabel("product key", productKey); err != nil {
 			return "", err
 		}
 		return productKey + ".iot-as-mqtt." + region + ".aliyuncs.com", nil
@@ -195,20 +188,13 @@ func Endpoint(productKey, region, instanceID string) (string, error) {
 	return "", errors.New("aliyun: need an instance id or a region to derive the endpoint")
 }
 
-// checkLabel accepts one DNS label: letters, digits and inner hyphens, at most 63 bytes.
-func checkLabel(name, v string) error {
-	if v == "" {
-		return fmt.Errorf("aliyun: %s is empty", name)
-	}
-	if len(v) > 63 {
-		return fmt.Errorf("aliyun: %s %q is longer than a DNS label (63 bytes)", name, v)
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(v)-1
-		if !ok {
-			return fmt.Errorf("aliyun: %s %q: byte %q at offset %d does not belong in a host name", name, v, c, i)
+// aliyunLabel checks one DNS label of an Aliyun host name.
+func aliyunLabel(name, v string) error {
+	if err := checkLabel(v); err != nil {
+		if v == "" {
+			return fmt.Errorf("aliyun: %s is empty", name)
 		}
+		return fmt.Errorf("aliyun: %s %w", name, err)
 	}
 	return nil
 }
