@@ -88,6 +88,7 @@ type engine struct {
 	data      *dataEntry
 	dataTimer *time.Timer
 	held      [][]byte // URCs held back while the host is typing data after "> "
+	born      time.Time // power-on: a clock the network never set counts from here
 }
 
 func newEngine(m *Module) *engine {
@@ -101,6 +102,7 @@ func newEngine(m *Module) *engine {
 		ber:        99,
 		urcPort:    m.cfg.SavedURCPort,
 		files:      make(map[string][]byte),
+		born:       time.Now(),
 	}
 }
 
@@ -644,6 +646,8 @@ var handlers = map[string]func(*engine, cmdLine) reply{
 	"+QFDEL":    (*engine).cmdQFDEL,
 	"+QFLDS":    (*engine).cmdQFLDS,
 	"+QSSLCFG":  (*engine).cmdQSSLCFG,
+	"+CCLK":     (*engine).cmdCCLK,
+	"+QLTS":     (*engine).cmdQLTS,
 }
 
 // identLine answers an identification command: one line without prefix; =? is just OK.

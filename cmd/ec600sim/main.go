@@ -67,6 +67,8 @@ const commandHelp = `fault commands (one per line on standard input):
   late DUR               every SUB/UNS/PUB result at least DUR after its command, as after retransmissions (0 to stop)
   burst TOPIC N          the broker delivers N messages on TOPIC back to back (+QMTRECV as fast as the host reads)
   signal RSSI [BER]      what AT+CSQ reports
+  clock OFFSET [ZONE]    the network's time is the host's + OFFSET (e.g. -2h, 0), zone in quarter hours (32 = UTC+8)
+  clock none             the network sent no time: AT+CCLK? from the 1980 default, AT+QLTS ""
   status                 print tty, link, broker and identity
   help                   this list
   quit                   stop the emulator
@@ -407,6 +409,21 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 			}
 		}
 		return false, m.SetSignal(rssi, ber)
+	case "clock":
+		if arg(1) == "none" {
+			return false, m.SetNetworkClock(0, 32, false)
+		}
+		off, err := duration()
+		if err != nil {
+			return false, err
+		}
+		zone := 32
+		if arg(2) != "" {
+			if zone, err = strconv.Atoi(arg(2)); err != nil {
+				return false, fmt.Errorf("clock: zone %q is not a number of quarter hours", arg(2))
+			}
+		}
+		return false, m.SetNetworkClock(off, zone, true)
 	default:
 		return false, fmt.Errorf("unknown command %q (type help)", f[0])
 	}
