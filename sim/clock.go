@@ -114,4 +114,3 @@ func (e *engine) cmdQLTS(c cmdLine) reply {
 	}
 	return ok(`+QLTS: "` + t.Format("2006/01/02,15:04:05") + formatZone(z) + `,0"`)
 }
-

@@ -87,7 +87,7 @@ type engine struct {
 	lineLong  bool
 	data      *dataEntry
 	dataTimer *time.Timer
-	held      [][]byte // URCs held back while the host is typing data after "> "
+	held      [][]byte  // URCs held back while the host is typing data after "> "
 	born      time.Time // power-on: a clock the network never set counts from here
 }
 
