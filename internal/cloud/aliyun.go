@@ -17,17 +17,17 @@ const AliyunCA = "GlobalSign_Root_CA.pem"
 
 func aliyunSpec() spec {
 	return spec{
-		title: "Alibaba Cloud IoT Platform",
+		title: "Alibaba Cloud",
 		fields: []Field{
 			{Key: "product_key", Kind: String, Required: true, Console: "ProductKey"},
 			{Key: "device_name", Kind: String, Required: true, Console: "DeviceName"},
 			{Key: "device_secret", Kind: Secret, Required: true, Cred: CredAliyunDeviceSecret, Console: "DeviceSecret"},
 			{Key: "client_id", Kind: String, Console: "device-chosen client id (MAC or serial number; default: the DeviceName)"},
-			{Key: "sign_method", Kind: String, Console: "signmethod: hmacsha256 (default), hmacsha1 or hmacmd5"},
+			{Key: "sign_method", Kind: String, Console: "signmethod: hmacsha256 (default), hmacsha1 or hmacmd5", OneOf: []string{"hmacsha256", "hmacsha1", "hmacmd5"}},
 			{Key: "timestamp", Kind: Bool, Console: "whether the connect time goes into the client id and signature (default true)"},
-			{Key: "secure_mode", Kind: Int, Console: "securemode: 3 = TCP, 2 = TLS (default follows [mqtt.tls])"},
-			{Key: "region", Kind: String, Console: "RegionId of a public instance, e.g. cn-shanghai"},
-			{Key: "instance_id", Kind: String, Console: "instance id of a new public or Enterprise instance (console: Instance details)"},
+			{Key: "secure_mode", Kind: Int, Console: "securemode: 3 = TCP, 2 = TLS (default follows [mqtt.tls])", Min: 2, Max: 3},
+			{Key: "region", Kind: String, Console: "RegionId of a public instance, e.g. cn-shanghai", Host: true},
+			{Key: "instance_id", Kind: String, Console: "instance id of a new public or Enterprise instance (console: Instance details)", Host: true},
 		},
 		build: buildAliyun,
 		signs: map[string]string{
@@ -84,7 +84,7 @@ func buildAliyun(r *reader) Platform {
 	host := ""
 	switch {
 	case region != "" && instance != "":
-		r.fail("region", "give either region (legacy public instance) or instance_id, not both")
+		r.fail("instance_id", "give either an instance id or a region, not both")
 	case region == "" && instance == "":
 		if r.s.Override.Host == "" {
 			r.fail("region", "required to find the broker: give region (legacy public instance) or instance_id, or set mqtt.host")

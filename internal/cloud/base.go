@@ -1,6 +1,8 @@
 package cloud
 
 import (
+	"fmt"
+	"io"
 	"maps"
 	"time"
 )
@@ -75,3 +77,13 @@ func Plain(ep Endpoint, id Identity) Platform {
 
 // Identity implements Platform: the same literal identity at every connect.
 func (p *plain) Identity(time.Time) (Identity, error) { return p.id, nil }
+
+// String names the platform; it never shows the secrets a platform holds.
+func (b *base) String() string { return "cloud.Platform(" + b.name + ")" }
+
+// GoString is String, so %#v shows no secret either.
+func (b *base) GoString() string { return b.String() }
+
+// Format writes String for every verb, so that no way of printing a platform (a configuration
+// printed with %+v, a log field) shows its secrets.
+func (b *base) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, b.String()) }

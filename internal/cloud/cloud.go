@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -12,8 +13,11 @@ import (
 // Identity is what the device presents in one MQTT CONNECT.
 type Identity struct {
 	ClientID, Username string
-	Password           string    // a secret: never log it (String and Format mask it)
+	Password           string    // a secret: never log it (String and GoString mask it)
 	Expires            time.Time // when the password stops being accepted; zero: it does not expire
+	// SecretUsername is set when the user name is a secret too (ThingsBoard's access token):
+	// never log it either.
+	SecretUsername bool
 }
 
 // String shows the identity with the password masked.
@@ -22,7 +26,11 @@ func (id Identity) String() string {
 	if id.Password != "" {
 		pw = "***"
 	}
-	s := fmt.Sprintf("client id %q, user name %q, password %s", id.ClientID, id.Username, pw)
+	user := strconv.Quote(id.Username)
+	if id.SecretUsername && id.Username != "" {
+		user = "***"
+	}
+	s := fmt.Sprintf("client id %q, user name %s, password %s", id.ClientID, user, pw)
 	if !id.Expires.IsZero() {
 		s += ", expires " + id.Expires.UTC().Format(time.RFC3339)
 	}
@@ -130,6 +138,12 @@ type Field struct {
 	Cred string
 	// Console is what the platform's console calls the value, for messages and docs.
 	Console string
+	// OneOf, when not empty, lists the values a String may take.
+	OneOf []string
+	// Min and Max bound an Int.
+	Min, Max int64
+	// Host is set on the keys the broker's host name is derived from (region, endpoint, ...).
+	Host bool
 }
 
 // Settings are the values of a platform's configuration section.
@@ -203,6 +217,18 @@ func lookup(name string) (spec, bool) {
 	switch name {
 	case "aliyun":
 		return aliyunSpec(), true
+	case "tencent":
+		return tencentSpec(), true
+	case "huawei":
+		return huaweiSpec(), true
+	case "onenet":
+		return onenetSpec(), true
+	case "azure":
+		return azureSpec(), true
+	case "aws":
+		return awsSpec(), true
+	case "thingsboard":
+		return thingsboardSpec(), true
 	}
 	return spec{}, false
 }

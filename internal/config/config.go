@@ -31,6 +31,8 @@ const (
 	DefaultPacketTimeout   = 5 * time.Second
 	DefaultRetries         = 3
 	DefaultSignMethod      = cloud.HMACSHA256
+	// DefaultCADir is where the package installs the root CAs the platform presets use (deploy/ca).
+	DefaultCADir = "/usr/share/gatewayd/ca"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = logging.FormatJSON
 )
@@ -59,7 +61,7 @@ const (
 // read when a secret is given neither inline nor as a file; see Options.
 const (
 	CredMQTTPassword       = "mqtt-password"        // mqtt.password, when mqtt.username is set
-	CredAliyunDeviceSecret = "aliyun-device-secret" // mqtt.aliyun.device_secret
+	CredAliyunDeviceSecret = cloud.CredAliyunDeviceSecret // mqtt.aliyun.device_secret (the other presets: see docs/clouds.md)
 	CredAPNPassword        = "apn-password"         // module.apn_password, when module.apn_user is set
 )
 
@@ -152,20 +154,23 @@ const (
 
 // MQTT is the module's MQTT client and the session gatewayd keeps.
 type MQTT struct {
-	Host string // broker host: as configured, or derived from the Aliyun region / instance
-	// HostFrom says where Host came from: "mqtt.host", "mqtt.aliyun.region" or "mqtt.aliyun.instance_id".
+	Host string // broker host: as configured, or derived by the platform preset
+	// HostFrom says where Host came from: "mqtt.host", or the preset key it is derived from
+	// ("mqtt.aliyun.region", "mqtt.azure.hub", ...), or the preset ("mqtt.onenet") for a fixed host.
 	HostFrom      string
 	Port          int
-	ClientID      string // literal credentials only; with Aliyun see Aliyun.ClientID
-	Username      string // literal credentials only
-	Password      Secret // literal credentials only
+	ClientID      string // as given in [mqtt]: the literal one, or a preset's override
+	Username      string // as given in [mqtt]
+	Password      Secret // as given in [mqtt]
 	KeepAlive     time.Duration
 	CleanSession  bool
 	ClientIndex   int // the module's MQTT client 0–5
 	PacketTimeout time.Duration
 	Retries       int
-	// Aliyun is set when the client id, user name and password are signed for Alibaba Cloud IoT.
-	Aliyun           *Aliyun
+	// Platform is the cloud the session connects to, asked for the identity at every connect:
+	// the preset of the platform section ([mqtt.aliyun], [mqtt.tencent], ...) or, without one, a
+	// plain broker with the literal credentials. Set when [mqtt] is valid.
+	Platform         cloud.Platform
 	Subscribe        []Subscription
 	PublishOnConnect []Publication
 	// Will is the last-will message; nil when [mqtt.will] is not configured.
@@ -180,19 +185,6 @@ type Will struct {
 	Message string // at most MaxWillMessage bytes, no '"' (the module has no escape)
 	QoS     int
 	Retain  bool
-}
-
-// Aliyun holds the device identity that Credentials signs.
-type Aliyun struct {
-	ProductKey   string
-	DeviceName   string
-	DeviceSecret Secret
-	ClientID     string // the device-chosen client id, before "|securemode=..."; default DeviceName
-	SignMethod   cloud.SignMethod
-	Timestamp    bool // put the connect time in the client id and the signature
-	SecureMode   int  // 3 = plain TCP
-	Region       string
-	InstanceID   string
 }
 
 // Subscription is one topic filter subscribed after every connect.
@@ -250,6 +242,8 @@ type Log struct {
 type Options struct {
 	// Getenv looks up environment variables (only CREDENTIALS_DIRECTORY); nil means os.Getenv.
 	Getenv func(string) string
+	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means DefaultCADir.
+	CADir string
 }
 
 // Load reads and checks the file at path with the zero Options.
@@ -298,10 +292,15 @@ func (o Options) parse(data []byte, name string, known map[string]bool) (*Config
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	caDir := o.CADir
+	if caDir == "" {
+		caDir = DefaultCADir
+	}
 	b := &builder{
 		ps:     &problems{file: name, loc: newLocator(string(data)), known: known},
 		getenv: getenv,
 		dir:    filepath.Dir(name),
+		caDir:  caDir,
 		cfg:    &Config{File: name, Sources: map[string]string{}},
 	}
 	b.build(newTable(b.ps, nil, raw))
@@ -328,6 +327,7 @@ type builder struct {
 	ps     *problems
 	getenv func(string) string
 	dir    string
+	caDir  string
 	cfg    *Config
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/cloud"
 )
 
 const name = "gatewayd.toml"
@@ -77,7 +79,7 @@ func TestDefaults(t *testing.T) {
 		{"mqtt.client_index", c.MQTT.ClientIndex, 0},
 		{"mqtt.packet_timeout", c.MQTT.PacketTimeout, 5 * time.Second},
 		{"mqtt.retries", c.MQTT.Retries, 3},
-		{"mqtt.aliyun", c.MQTT.Aliyun == nil, true},
+		{"mqtt.platform", c.MQTT.Platform.Name(), cloud.PlainName},
 		{"mqtt.host_from", c.MQTT.HostFrom, "mqtt.host"},
 		{"mqtt.password", c.MQTT.Password.IsZero(), true},
 		{"led virtual", c.LED.Virtual(), true},
@@ -93,11 +95,12 @@ func TestDefaults(t *testing.T) {
 	}
 
 	a := mustParse(t, noEnv, minimalAliyun).MQTT
-	if a.Aliyun == nil {
-		t.Fatal("Aliyun not set")
+	if a.Platform == nil || a.Platform.Name() != "aliyun" {
+		t.Fatalf("platform %v, want aliyun", a.Platform)
 	}
-	if a.Aliyun.SignMethod != "hmacsha256" || !a.Aliyun.Timestamp || a.Aliyun.SecureMode != 3 || a.Aliyun.ClientID != "" {
-		t.Errorf("aliyun defaults: %+v", *a.Aliyun)
+	// The defaults: hmacsha256, a timestamp, securemode 3, the device name as client id.
+	if id, err := a.Platform.Identity(time.UnixMilli(1700000000000)); err != nil || id.ClientID != "pi-led-01|securemode=3,signmethod=hmacsha256,timestamp=1700000000000|" {
+		t.Errorf("aliyun defaults: client id %q, %v", id.ClientID, err)
 	}
 	if a.Host != "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com" || a.HostFrom != "mqtt.aliyun.region" || a.Port != 1883 {
 		t.Errorf("derived broker %s:%d from %s", a.Host, a.Port, a.HostFrom)
@@ -256,16 +259,28 @@ func TestLEDForms(t *testing.T) {
 	}
 }
 
-func TestAliyunWarnings(t *testing.T) {
-	c := mustParse(t, noEnv, minimalAliyun+"[[mqtt.subscribe]]\ntopic = \"a\"\nqos = 2\n[[mqtt.publish_on_connect]]\ntopic = \"b\"\nretain = true\n")
-	w := strings.Join(c.Warnings, "\n")
+// What the platform does not have is refused at start, with its rule in words (it was a
+// warning before presets: the session then ran with a QoS or retain the cloud ignores).
+func TestAliyunRefusesQoS2AndRetain(t *testing.T) {
+	_, err := noEnv.Parse([]byte(minimalAliyun+"[[mqtt.subscribe]]\ntopic = \"a\"\nqos = 2\n[[mqtt.publish_on_connect]]\ntopic = \"b\"\nretain = true\n"), name)
+	if err == nil {
+		t.Fatal("accepted")
+	}
 	for _, want := range []string{
-		"gatewayd.toml:8: mqtt.subscribe[0].qos: Alibaba Cloud grants QoS 2 subscriptions as QoS 1",
+		"gatewayd.toml:8: mqtt.subscribe[0].qos: 2: Alibaba Cloud has no QoS 2",
 		"gatewayd.toml:11: mqtt.publish_on_connect[0].retain: Alibaba Cloud does not keep retained messages",
 	} {
-		if !strings.Contains(w, want) {
-			t.Errorf("warnings\n%s\nlack %q", w, want)
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error\n%v\nlacks %q", err, want)
 		}
+	}
+}
+
+// mqtt.host overrides the host the preset derives.
+func TestPresetHostOverride(t *testing.T) {
+	c := mustParse(t, noEnv, "[mqtt]\nhost = \"h.example.com\"\n"+minimalAliyun)
+	if c.MQTT.Host != "h.example.com" || c.MQTT.HostFrom != "mqtt.host" || c.MQTT.Platform.Endpoint().Host != "h.example.com" {
+		t.Errorf("host %q from %q, platform endpoint %+v", c.MQTT.Host, c.MQTT.HostFrom, c.MQTT.Platform.Endpoint())
 	}
 }
 

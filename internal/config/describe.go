@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,52 +22,23 @@ type Credentials struct {
 	Password Secret
 }
 
-// Credentials returns what to send in the next MQTT CONNECT: the literal mqtt.client_id,
-// mqtt.username and mqtt.password, or, with [mqtt.aliyun], the signed ones with now as the
-// timestamp (when mqtt.aliyun.timestamp is on). Call it at every connect.
+// Credentials returns what to send in the next MQTT CONNECT at now: the platform's identity
+// (literal for a plain broker, signed for a preset). Call it at every connect.
 func (c *Config) Credentials(now time.Time) (Credentials, error) {
-	a := c.MQTT.Aliyun
-	if a == nil {
-		return Credentials{ClientID: c.MQTT.ClientID, Username: c.MQTT.Username, Password: c.MQTT.Password}, nil
+	p := c.MQTT.Platform
+	if p == nil {
+		return Credentials{}, errors.New("config: no MQTT platform (the configuration was not validated)")
 	}
-	if a.Timestamp && now.UnixMilli() <= 0 {
-		return Credentials{}, errors.New("config: the clock is not set (before 1970); cannot time-stamp the Alibaba Cloud signature")
-	}
-	cr, err := cloud.AliyunSign(a.params(now))
+	id, err := p.Identity(now)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("config: %w", err)
 	}
-	return Credentials{ClientID: cr.ClientID, Username: cr.Username, Password: NewSecret(cr.Password)}, nil
+	return Credentials{ClientID: id.ClientID, Username: id.Username, Password: NewSecret(id.Password)}, nil
 }
 
 // Platform is the cloud platform the session connects to, asked for the identity at every
 // connect: the plain broker of [mqtt] with literal credentials, or the platform of the preset.
-func (c *Config) Platform() cloud.Platform {
-	m := c.MQTT
-	ep := cloud.Endpoint{Host: m.Host, Port: m.Port, TLS: m.TLS != nil}
-	if m.Aliyun == nil {
-		return cloud.Plain(ep, cloud.Identity{ClientID: m.ClientID, Username: m.Username, Password: m.Password.Reveal()})
-	}
-	return configPlatform{c}
-}
-
-// configPlatform is the Alibaba Cloud preset, signed through Config.Credentials.
-type configPlatform struct{ c *Config }
-
-func (p configPlatform) Name() string { return "aliyun" }
-func (p configPlatform) Endpoint() cloud.Endpoint {
-	return cloud.Endpoint{Host: p.c.MQTT.Host, Port: p.c.MQTT.Port, TLS: p.c.MQTT.TLS != nil}
-}
-func (p configPlatform) Identity(now time.Time) (cloud.Identity, error) {
-	cr, err := p.c.Credentials(now)
-	if err != nil {
-		return cloud.Identity{}, err
-	}
-	return cloud.Identity{ClientID: cr.ClientID, Username: cr.Username, Password: cr.Password.Reveal()}, nil
-}
-func (p configPlatform) Topics() map[string]string   { return nil }
-func (p configPlatform) Limits() cloud.Limits        { return cloud.Limits{MaxQoS: 1} }
-func (p configPlatform) Hint(t cloud.Trouble) string { return "" }
+func (c *Config) Platform() cloud.Platform { return c.MQTT.Platform }
 
 // Describe writes the settings the daemon will use, resolved: derived broker host, the client id
 // and user name it will send (signed at now for Alibaba Cloud), expanded topics, defaults filled
@@ -104,21 +77,13 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	line("module.health_interval", "%s", fmtDuration(c.Module.HealthInterval))
 
 	m := c.MQTT
+	p := m.Platform
+	if p != nil && p.Name() != cloud.PlainName {
+		line("mqtt.platform", "%s ([mqtt.%s]; client id, user name and password signed on the host at every connect)", cloud.Title(p.Name()), p.Name())
+	}
 	line("mqtt.broker", "%s (host from %s)", net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), m.HostFrom)
-	cr, err := c.Credentials(now)
-	if err != nil {
-		line("mqtt.credentials", "cannot compute: %v", err)
-	} else {
-		line("mqtt.client_id", "%s", cr.ClientID)
-		line("mqtt.username", "%s", orNone(cr.Username))
-		if a := m.Aliyun; a != nil {
-			line("mqtt.password", "%v (%s of the device secret from %s)", cr.Password, a.SignMethod, c.Sources["mqtt.aliyun.device_secret"])
-			if a.Timestamp {
-				line("", "timestamp %d = %s; signed afresh at every connect", now.UnixMilli(), now.UTC().Format(time.RFC3339))
-			}
-		} else {
-			line("mqtt.password", "%s", secret("mqtt.password", cr.Password))
-		}
+	if p != nil {
+		c.describeIdentity(line, secret, orNone, now)
 	}
 	line("mqtt.keepalive", "%s", fmtDuration(m.KeepAlive))
 	line("mqtt.clean_session", "%t", m.CleanSession)
@@ -154,6 +119,9 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	}
 	if w := m.Will; w != nil {
 		line("mqtt.will", "qos %d  retain %t  %s  (%d bytes)", w.QoS, w.Retain, w.Topic, len(w.Message))
+	}
+	if p != nil && p.Name() != cloud.PlainName {
+		c.describeTopics(line, p)
 	}
 	if l := c.Local; l != nil {
 		line("local.listen", "%q  socket %q  allow_non_loopback %t", l.Listen, l.Socket, l.AllowNonLoopback)
@@ -201,4 +169,65 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 		line("warning", "%s", w)
 	}
 	return tw.Flush()
+}
+
+// describeIdentity writes the identity the next CONNECT at now sends, secrets masked.
+func (c *Config) describeIdentity(line func(k, format string, args ...any), secret func(string, Secret) string, orNone func(string) string, now time.Time) {
+	p := c.MQTT.Platform
+	id, err := p.Identity(now)
+	if err != nil {
+		line("mqtt.credentials", "cannot compute: %v", err)
+		return
+	}
+	line("mqtt.client_id", "%s", id.ClientID)
+	if id.SecretUsername && id.Username != "" {
+		line("mqtt.username", "*** (the access token from %s)", c.secretSource(p.Name()))
+	} else {
+		line("mqtt.username", "%s", orNone(id.Username))
+	}
+	switch {
+	case p.Name() == cloud.PlainName || c.Sources["mqtt.password"] != "":
+		line("mqtt.password", "%s", secret("mqtt.password", NewSecret(id.Password)))
+	case id.Password == "" && id.SecretUsername:
+		line("mqtt.password", "(none: the access token is the user name)")
+	case id.Password == "":
+		line("mqtt.password", "(none: the device is authenticated by its client certificate)")
+	default:
+		line("mqtt.password", "*** (signed with the secret from %s; %d bytes)", c.secretSource(p.Name()), len(id.Password))
+	}
+	if !id.Expires.IsZero() {
+		line("", "signed at %s, expires %s (after %s); the session renews it before then",
+			now.UTC().Format(time.RFC3339), id.Expires.UTC().Format(time.RFC3339), fmtDuration(id.Expires.Sub(now).Round(time.Second)))
+	} else if p.Name() != cloud.PlainName && id.Password != "" {
+		line("", "signed afresh at every connect (now %s)", now.UTC().Format(time.RFC3339))
+	}
+}
+
+// secretSource says where the platform section's secret came from.
+func (c *Config) secretSource(name string) string {
+	prefix := "mqtt." + name + "."
+	var out []string
+	for k, v := range c.Sources {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k+": "+v)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return "(unknown)"
+	}
+	return strings.Join(out, ", ")
+}
+
+// describeTopics writes the platform's {name} templates.
+func (c *Config) describeTopics(line func(k, format string, args ...any), p cloud.Platform) {
+	vars := p.Topics()
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		line("mqtt.templates", "{%s}  %s", k, vars[k])
+	}
 }

@@ -133,11 +133,11 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the Alibaba Cloud variant does not parse:\n%v\n--- variant:\n%s", err, v)
 	}
-	if a.MQTT.Aliyun == nil || a.MQTT.Host != "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com" {
-		t.Fatalf("variant: aliyun %v host %q", a.MQTT.Aliyun, a.MQTT.Host)
+	if a.MQTT.Platform == nil || a.MQTT.Platform.Name() != "aliyun" || a.MQTT.Host != "a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com" {
+		t.Fatalf("variant: platform %v host %q", a.MQTT.Platform, a.MQTT.Host)
 	}
-	if a.MQTT.Aliyun.SignMethod != DefaultSignMethod || !a.MQTT.Aliyun.Timestamp || a.MQTT.Aliyun.SecureMode != 3 {
-		t.Errorf("variant documents non-default values as defaults: %+v", *a.MQTT.Aliyun)
+	if id, err := a.MQTT.Platform.Identity(time.UnixMilli(1700000000000)); err != nil || !strings.HasSuffix(id.ClientID, "|securemode=3,signmethod="+string(DefaultSignMethod)+",timestamp=1700000000000|") {
+		t.Errorf("variant documents non-default values as defaults: client id %q, %v", id.ClientID, err)
 	}
 	var topics []string
 	for _, s := range a.MQTT.Subscribe {

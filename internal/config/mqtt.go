@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net"
+	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -11,42 +13,37 @@ import (
 
 func (b *builder) mqtt(t *table) {
 	m := &b.cfg.MQTT
-	aliMode := t.has("aliyun")
+	name := b.platformName(t)
 
 	m.Host = t.str("host", "")
 	if m.Host == "" && t.has("host") {
 		t.fail("host", "is empty; give the broker's host name or IP address, or leave the key out")
 	}
 	defPort := DefaultMQTTPort
-	if t.has("tls") && !aliMode { // Alibaba Cloud takes TLS on 1883 too
+	if t.has("tls") {
 		defPort = DefaultTLSPort
 	}
 	m.Port = t.integer("port", defPort, 1, 65535)
 	m.ClientID = t.str("client_id", "")
 	m.Username = t.str("username", "")
-	if aliMode {
-		t.mention("password") // not read: aliyunSection reports them as misplaced
-		t.mention("password_file")
-	} else {
-		m.Password = b.secret(t, "password", "password_file", CredMQTTPassword, m.Username != "")
-	}
+	m.Password = b.secret(t, "password", "password_file", CredMQTTPassword, name == "" && m.Username != "")
 	m.KeepAlive = t.duration("keepalive", DefaultKeepAlive, 0, 3600*time.Second, true)
 	m.CleanSession = t.boolean("clean_session", true)
 	m.ClientIndex = t.integer("client_index", 0, 0, 5)
 	m.PacketTimeout = t.duration("packet_timeout", DefaultPacketTimeout, time.Second, 60*time.Second, true)
 	m.Retries = t.integer("retries", DefaultRetries, 1, 10)
 
-	if t.has("tls") {
-		m.TLS = b.tls(t.sub("tls"))
-	}
-	vars := map[string]string{}
-	if aliMode {
-		// Even when the section has problems (reported already), its names fill the topics.
-		a := b.aliyunSection(t, t.sub("aliyun"))
-		vars[VarProductKey], vars[VarDeviceName] = a.ProductKey, a.DeviceName
+	var p cloud.Platform
+	if name == "" {
+		p = b.plain(t)
 	} else {
-		t.mention("aliyun")
-		b.literalCredentials(t)
+		p = b.preset(t, name)
+	}
+	m.Platform = p
+	vars := map[string]string{}
+	limits := cloud.Limits{MaxQoS: 2, Retain: true}
+	if p != nil {
+		vars, limits = p.Topics(), p.Limits()
 	}
 	if m.Host != "" {
 		b.host(t, m.Host)
@@ -61,7 +58,7 @@ func (b *builder) mqtt(t *table) {
 			st.fail("topic", "required")
 			continue
 		}
-		topic, ok := b.topic(st, topic, vars, true)
+		topic, ok := b.topic(st, topic, vars, name, true)
 		if !ok {
 			continue
 		}
@@ -70,9 +67,7 @@ func (b *builder) mqtt(t *table) {
 			continue
 		}
 		seen[topic] = st.path.String()
-		if aliMode && qos == 2 {
-			b.warn(st.key("qos"), "Alibaba Cloud grants QoS 2 subscriptions as QoS 1")
-		}
+		b.qos(st, qos, limits)
 		m.Subscribe = append(m.Subscribe, Subscription{Topic: topic, QoS: qos})
 	}
 	for _, pt := range t.tables("publish_on_connect") {
@@ -88,24 +83,250 @@ func (b *builder) mqtt(t *table) {
 			pt.fail("topic", "required")
 			continue
 		}
-		topic, ok := b.topic(pt, topic, vars, false)
+		topic, ok := b.topic(pt, topic, vars, name, false)
 		if !ok {
 			continue
 		}
-		if aliMode && retain {
-			b.warn(pt.key("retain"), "Alibaba Cloud does not keep retained messages")
-		}
+		b.qos(pt, qos, limits)
+		b.retain(pt, retain, limits)
 		m.PublishOnConnect = append(m.PublishOnConnect, Publication{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
 	}
 	if t.has("will") {
-		m.Will = b.will(t.sub("will"), vars)
+		m.Will = b.will(t.sub("will"), vars, name, limits)
 	}
 	t.done()
 }
 
+// platformName returns the name of the one platform section in [mqtt] ([mqtt.tencent], ...),
+// "" when there is none: a plain broker with literal credentials.
+func (b *builder) platformName(t *table) string {
+	var found []string
+	for _, n := range cloud.Names() {
+		t.mention(n)
+		if t.has(n) {
+			found = append(found, n)
+		}
+	}
+	for _, n := range found[min(1, len(found)):] {
+		t.fail(n, "only one platform section can be configured; [%s] is one already", t.key(found[0]))
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	return found[0]
+}
+
+// plain reads the broker and literal credentials of [mqtt] without a platform section.
+func (b *builder) plain(t *table) cloud.Platform {
+	m := &b.cfg.MQTT
+	b.literalCredentials(t)
+	if t.has("tls") {
+		m.TLS = b.tls(t.sub("tls"), tlsDefaults{})
+	}
+	return cloud.Plain(cloud.Endpoint{Host: m.Host, Port: m.Port, TLS: m.TLS != nil},
+		cloud.Identity{ClientID: m.ClientID, Username: m.Username, Password: m.Password.Reveal()})
+}
+
+// preset reads the platform section [mqtt.<name>], builds the platform from it with the
+// overrides of [mqtt], and derives the broker, TLS and limits from it. It returns nil when the
+// section has problems (reported).
+func (b *builder) preset(t *table, name string) cloud.Platform {
+	m := &b.cfg.MQTT
+	pt := t.sub(name)
+	fields, err := cloud.Fields(name)
+	if err != nil {
+		t.fail(name, "%v", err)
+		return nil
+	}
+	vals := map[string]any{}
+	hostFrom := "mqtt." + name
+	for _, f := range fields {
+		k := f.Key
+		var v any
+		switch f.Kind {
+		case cloud.String:
+			if len(f.OneOf) > 0 {
+				v = pt.oneOf(k, f.OneOf[0], f.OneOf...)
+			} else {
+				v = pt.str(k, "")
+			}
+		case cloud.Bool:
+			v = pt.boolean(k, false)
+		case cloud.Int:
+			v = int64(pt.integer(k, 0, int(f.Min), int(f.Max)))
+		case cloud.Duration:
+			v = pt.duration(k, cloud.DefaultLifetime, cloud.MinLifetime, cloud.MaxLifetime, true)
+		case cloud.Secret:
+			if pt.has(k) && !inlineSecretAllowed(name) {
+				pt.mention(k)
+				pt.fail(k, "a secret is not written in the configuration: put it in a file (chmod 600) named by %s, "+
+					"or in the systemd credential %s", pt.key(k+"_file"), f.Cred)
+				continue
+			}
+			sec := b.secret(pt, k, k+"_file", f.Cred, true)
+			if sec.IsZero() {
+				if pt.has(k) || pt.has(k+"_file") {
+					pt.fail(k, "is empty") // unless reported already
+				}
+				continue
+			}
+			v = sec.Reveal()
+			if i, c, bad := findControl(sec.Reveal()); bad {
+				pt.fail(pt.secretKey(k), "control byte %q at offset %d (value not shown)", c, i)
+				continue
+			}
+		}
+		if pt.failed[k] || !pt.has(k) && !(f.Kind == cloud.Secret && v != nil) {
+			continue
+		}
+		vals[k] = v
+		if f.Host && hostFrom == "mqtt."+name {
+			hostFrom = pt.key(k).String()
+		}
+	}
+	pt.done()
+
+	o := cloud.Overrides{Host: m.Host}
+	if t.has("port") {
+		o.Port = m.Port
+	}
+	if t.has("client_id") {
+		o.ClientID = &m.ClientID
+	}
+	if t.has("username") {
+		o.Username = &m.Username
+	}
+	if t.has("password") || t.has("password_file") {
+		pw := m.Password.Reveal()
+		o.Password = &pw
+	}
+	p, err := cloud.New(name, cloud.Settings{Values: vals, TLS: t.has("tls"), Override: o})
+	fes := cloud.FieldErrors(err)
+	for _, fe := range fes {
+		if k, ok := strings.CutPrefix(fe.Key, "mqtt."); ok {
+			if k == "password" {
+				k = t.secretKey(k)
+			}
+			t.fail(k, "%s", fe.Msg)
+			continue
+		}
+		if pt.failed[fe.Key] || pt.failed[fe.Key+"_file"] {
+			continue // the file reading reported it
+		}
+		pt.fail(pt.secretKey(fe.Key), "%s", fe.Msg)
+	}
+	if err != nil {
+		if fes == nil {
+			t.ps.add(pt.path, false, "%v", err)
+		}
+		return nil
+	}
+
+	ep := p.Endpoint()
+	m.Host, m.Port, m.HostFrom = ep.Host, ep.Port, hostFrom
+	if o.Host != "" {
+		m.HostFrom = "mqtt.host"
+	}
+	title := cloud.Title(name)
+	if ep.TLS {
+		d := tlsDefaults{hint: ep.CAHint, clientCert: ep.ClientCert, who: title}
+		if ep.CAFile != "" {
+			d.ca = filepath.Join(b.caDir, ep.CAFile)
+		}
+		if !t.has("tls") {
+			d.why = title + " needs TLS"
+		}
+		m.TLS = b.tls(t.sub("tls"), d)
+		if m.TLS == nil {
+			return nil
+		}
+	}
+	if !b.limits(t, pt, p) {
+		return nil
+	}
+	return p
+}
+
+// inlineSecretAllowed: only [mqtt.aliyun] keeps taking its secret inline, as before presets.
+func inlineSecretAllowed(name string) bool { return name == "aliyun" }
+
+// limits checks the session against the platform's rules, at start rather than on the air: the
+// keep-alive, and the derived identity against the module's and the platform's lengths.
+func (b *builder) limits(t, pt *table, p cloud.Platform) bool {
+	m := &b.cfg.MQTT
+	l := p.Limits()
+	title := cloud.Title(p.Name())
+	ok := true
+	switch ka := m.KeepAlive; {
+	case ka == 0 && !l.KeepAliveOff && (l.KeepAliveMin > 0 || l.KeepAliveMax > 0):
+		t.fail("keepalive", "0s (no keep-alive) is not accepted by %s (%s–%s)", title, fmtDuration(l.KeepAliveMin), fmtDuration(l.KeepAliveMax))
+		ok = false
+	case ka != 0 && (ka < l.KeepAliveMin || l.KeepAliveMax > 0 && ka > l.KeepAliveMax):
+		t.fail("keepalive", "%s is out of range for %s (%s–%s)", fmtDuration(ka), title, fmtDuration(l.KeepAliveMin), fmtDuration(l.KeepAliveMax))
+		ok = false
+	}
+	id, err := p.Identity(time.UnixMilli(1700000000000))
+	if err != nil {
+		t.ps.add(pt.path, false, "%v", err)
+		return false
+	}
+	for _, f := range []struct {
+		key, what, v string
+		module, platform int
+		secret           bool
+	}{
+		{"client_id", "client id", id.ClientID, MaxClientID, l.MaxClientID, false},
+		{"username", "user name", id.Username, MaxUsername, l.MaxUsername, id.SecretUsername},
+		{"password", "password", id.Password, MaxPassword, l.MaxPassword, true},
+	} {
+		max, rule := f.module, fmt.Sprintf("the module takes at most %d bytes (AT+QMTCONN, ec600-at.md 2.3)", f.module)
+		if f.platform > 0 && f.platform < max {
+			max, rule = f.platform, l.Why[f.key]
+		}
+		shown := fmt.Sprintf("%q", f.v)
+		if f.secret {
+			shown = "(value not shown)"
+		}
+		// An override is reported at its key in [mqtt]; a derived value at the platform section.
+		fail := func(format string, args ...any) {
+			if t.has(f.key) || f.key == "password" && t.has("password_file") {
+				t.fail(t.secretKey(f.key), format, args...)
+			} else {
+				t.ps.add(pt.path, false, "derived "+format, args...)
+			}
+			ok = false
+		}
+		if len(f.v) > max {
+			fail("%s %s is %d bytes: %s", f.what, shown, len(f.v), rule)
+			continue
+		}
+		for i := 0; i < len(f.v); i++ {
+			if c := f.v[i]; c == '"' || c < 0x20 || c == 0x7f {
+				fail("%s %s: byte %q at offset %d cannot be sent inside an AT command string", f.what, shown, c, i)
+				break
+			}
+		}
+	}
+	return ok
+}
+
+// qos refuses a QoS the platform does not have.
+func (b *builder) qos(t *table, qos int, l cloud.Limits) {
+	if qos > l.MaxQoS {
+		t.fail("qos", "%d: %s", qos, l.Why["qos"])
+	}
+}
+
+// retain refuses the retain flag where the platform ignores it.
+func (b *builder) retain(t *table, retain bool, l cloud.Limits) {
+	if retain && !l.Retain {
+		t.fail("retain", "%s", l.Why["retain"])
+	}
+}
+
 // will reads [mqtt.will], the message the broker publishes when the link dies without a
 // DISCONNECT (AT+QMTCFG="will").
-func (b *builder) will(wt *table, vars map[string]string) *Will {
+func (b *builder) will(wt *table, vars map[string]string, platform string, l cloud.Limits) *Will {
 	topic := wt.str("topic", "")
 	msg := wt.str("message", "")
 	qos := wt.integer("qos", 0, 0, 2)
@@ -115,10 +336,12 @@ func (b *builder) will(wt *table, vars map[string]string) *Will {
 		wt.fail("topic", "required")
 		return nil
 	}
-	topic, ok := b.topic(wt, topic, vars, false)
+	topic, ok := b.topic(wt, topic, vars, platform, false)
 	if !ok {
 		return nil
 	}
+	b.qos(wt, qos, l)
+	b.retain(wt, retain, l)
 	// The module takes the message inside AT quotes, with no escape.
 	b.atString(wt, "message", msg, MaxWillMessage)
 	return &Will{Topic: topic, Message: msg, QoS: qos, Retain: retain}
@@ -129,7 +352,7 @@ func (b *builder) literalCredentials(t *table) {
 	m := &b.cfg.MQTT
 	m.HostFrom = "mqtt.host"
 	if !t.has("host") {
-		t.fail("host", "required: the broker's host name or IP address (or configure [mqtt.aliyun])")
+		t.fail("host", "required: the broker's host name or IP address (or configure a platform section such as [mqtt.aliyun])")
 	}
 	if !t.has("client_id") {
 		t.fail("client_id", "required: AT+QMTCONN needs a client id")
@@ -144,149 +367,12 @@ func (b *builder) literalCredentials(t *table) {
 	}
 }
 
-// aliyunSection reads [mqtt.aliyun] and derives the broker host from it. It sets MQTT.Aliyun
-// when the section is valid, and returns what it read in any case.
-func (b *builder) aliyunSection(mt, t *table) *Aliyun {
-	m := &b.cfg.MQTT
-	for _, k := range []string{"client_id", "username", "password", "password_file"} {
-		if mt.has(k) {
-			mt.fail(k, "not used with [mqtt.aliyun], which signs the client id, user name and password; "+
-				"remove it (a device-chosen client id goes in mqtt.aliyun.client_id)")
-		}
-	}
-	a := &Aliyun{}
-	a.ProductKey = t.str("product_key", "")
-	a.DeviceName = t.str("device_name", "")
-	a.DeviceSecret = b.secret(t, "device_secret", "device_secret_file", CredAliyunDeviceSecret, true)
-	a.ClientID = t.str("client_id", "")
-	a.SignMethod = cloud.SignMethod(t.oneOf("sign_method", string(DefaultSignMethod),
-		string(cloud.HMACSHA256), string(cloud.HMACSHA1), string(cloud.HMACMD5)))
-	a.Timestamp = t.boolean("timestamp", true)
-	tlsOn := mt.has("tls")
-	defMode := cloud.AliyunSecureModePlain
-	if tlsOn {
-		defMode = cloud.AliyunSecureModeTLS
-	}
-	a.SecureMode = t.integer("secure_mode", defMode, cloud.AliyunSecureModeTLS, cloud.AliyunSecureModePlain)
-	a.Region = t.str("region", "")
-	a.InstanceID = t.str("instance_id", "")
-	t.done()
-
-	ok := true
-	for _, f := range []struct{ key, v, bad string }{
-		{"product_key", a.ProductKey, "&|"},
-		{"device_name", a.DeviceName, "&|"},
-	} {
-		if !t.has(f.key) {
-			t.fail(f.key, "required")
-			ok = false
-		} else if !b.identity(t, f.key, f.v, f.bad) {
-			ok = false
-		}
-	}
-	if a.ClientID == "" {
-		if t.has("client_id") {
-			t.fail("client_id", "is empty; leave it out to use the device name")
-			ok = false
-		}
-	} else if !b.identity(t, "client_id", a.ClientID, "|") {
-		ok = false
-	}
-	if a.DeviceSecret.IsZero() {
-		if !t.has("device_secret") && !t.has("device_secret_file") {
-			t.fail("device_secret", "required: give device_secret_file (or device_secret), or the systemd credential %s", CredAliyunDeviceSecret)
-		}
-		ok = false
-	} else if i, c, bad := findControl(a.DeviceSecret.Reveal()); bad {
-		t.fail(t.secretKey("device_secret"), "control byte %q at offset %d (value not shown)", c, i)
-		ok = false
-	}
-	switch {
-	case a.SecureMode == cloud.AliyunSecureModeTLS && !tlsOn:
-		t.fail("secure_mode", "2 means TLS: configure [mqtt.tls] (ca_file) too, or use 3 for plain TCP")
-		ok = false
-	case a.SecureMode == cloud.AliyunSecureModePlain && tlsOn:
-		t.fail("secure_mode", "3 means plain TCP, but [mqtt.tls] is configured: use 2 (or leave secure_mode out)")
-		ok = false
-	}
-	if m.KeepAlive < 30*time.Second || m.KeepAlive > 1200*time.Second {
-		mt.fail("keepalive", "%s is out of range for Alibaba Cloud (30s–1200s)", fmtDuration(m.KeepAlive))
-	}
-
-	switch {
-	case m.Host != "" && (a.Region != "" || a.InstanceID != ""):
-		mt.fail("host", "give either mqtt.host or mqtt.aliyun.region / instance_id, not both")
-	case m.Host != "":
-		m.HostFrom = "mqtt.host"
-	case a.Region == "" && a.InstanceID == "":
-		t.fail("region", "required to find the broker: give region (legacy public instance) or instance_id, or set mqtt.host")
-	case a.InstanceID == "" && a.ProductKey == "":
-		// The legacy host name needs the product key, already reported missing.
-	default:
-		key := "region"
-		if a.InstanceID != "" {
-			key = "instance_id"
-		}
-		host, err := cloud.AliyunEndpoint(a.ProductKey, a.Region, a.InstanceID)
-		if err != nil {
-			t.fail(key, "%s", strings.TrimPrefix(err.Error(), "aliyun: "))
-		} else {
-			m.Host, m.HostFrom = host, "mqtt.aliyun."+key
-		}
-	}
-	if !ok {
-		return a
-	}
-	// Sign once now so that anything aliyun.Sign would refuse at connect time is refused here.
-	cr, err := cloud.AliyunSign(a.params(time.UnixMilli(1700000000000)))
-	if err != nil {
-		t.ps.add(t.path, false, "%s", strings.TrimPrefix(err.Error(), "aliyun: "))
-		return a
-	}
-	if len(cr.Username) > MaxUsername {
-		t.fail("device_name", "user name %q is longer than %d bytes", cr.Username, MaxUsername)
-		return a
-	}
-	m.Aliyun = a
-	return a
-}
-
 // secretKey names the key a secret was given under: key itself, or key_file.
 func (t *table) secretKey(key string) string {
 	if t.has(key + "_file") {
 		return key + "_file"
 	}
 	return key
-}
-
-// identity checks an Aliyun identity field: not empty, no byte from bad, nothing AT cannot carry.
-func (b *builder) identity(t *table, key, v, bad string) bool {
-	if v == "" {
-		t.fail(key, "is empty")
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; strings.IndexByte(bad, c) >= 0 {
-			t.fail(key, "%q holds %q at offset %d, which would break the signed client id or user name", v, c, i)
-			return false
-		}
-	}
-	return b.atString(t, key, v, cloud.AliyunMaxClientID)
-}
-
-func (a *Aliyun) params(now time.Time) cloud.AliyunParams {
-	p := cloud.AliyunParams{
-		ProductKey:   a.ProductKey,
-		DeviceName:   a.DeviceName,
-		DeviceSecret: a.DeviceSecret.Reveal(),
-		ClientID:     a.ClientID,
-		SignMethod:   a.SignMethod,
-		SecureMode:   a.SecureMode,
-	}
-	if a.Timestamp {
-		p.Timestamp = now.UnixMilli()
-	}
-	return p
 }
 
 // host checks a broker host name or IP address.
@@ -367,8 +453,9 @@ func (b *builder) atSecret(t *table, key string, s Secret, max int) {
 	}
 }
 
-// Topic placeholders. {product_key} and {device_name} are expanded from [mqtt.aliyun] when the
-// file is read; {imei} and {iccid} are left in place and expanded at bring-up from the module.
+// Topic placeholders. The platform's names and standard topics ({product_key}, {device_name},
+// {property_set}, ... see cloud.Platform.Topics) are expanded when the file is read; {imei} and
+// {iccid} are left in place and expanded at bring-up from the module.
 const (
 	VarProductKey = "product_key"
 	VarDeviceName = "device_name"
@@ -421,20 +508,31 @@ func placeholders(t string) []string {
 // topic expands the file-time placeholders of the topic at st.topic and checks it as an MQTT topic
 // filter (filter) or topic name (!filter). The worst-case length of {imei} (15 digits) and {iccid}
 // (20 digits) counts against MaxTopic.
-func (b *builder) topic(st *table, t string, vars map[string]string, filter bool) (string, bool) {
+func (b *builder) topic(st *table, t string, vars map[string]string, platform string, filter bool) (string, bool) {
 	const key = "topic"
 	for _, name := range placeholders(t) {
-		switch name {
-		case VarIMEI, VarICCID:
-		case VarProductKey, VarDeviceName:
-			if _, ok := vars[name]; !ok {
-				st.fail(key, "{%s} needs [mqtt.aliyun]", name)
-				return "", false
-			}
-		default:
-			st.fail(key, "unknown placeholder {%s} (known: {product_key}, {device_name}, {imei}, {iccid})", name)
+		if _, ok := vars[name]; ok || name == VarIMEI || name == VarICCID {
+			continue
+		}
+		if b.cfg.MQTT.Platform == nil && platform != "" {
+			return "", false // the platform section is broken, and reported
+		}
+		if platform == "" && (name == VarProductKey || name == VarDeviceName) {
+			st.fail(key, "{%s} needs [mqtt.aliyun]", name)
 			return "", false
 		}
+		known := make([]string, 0, len(vars)+2)
+		for k := range vars {
+			known = append(known, "{"+k+"}")
+		}
+		sort.Strings(known)
+		known = append(known, "{imei}", "{iccid}")
+		where := "here"
+		if platform != "" {
+			where = "with [mqtt." + platform + "]"
+		}
+		st.fail(key, "unknown placeholder {%s} (known %s: %s)", name, where, strings.Join(known, ", "))
+		return "", false
 	}
 	t = ExpandTopic(t, vars)
 	probe := ExpandTopic(t, map[string]string{VarIMEI: strings.Repeat("0", 15), VarICCID: strings.Repeat("0", 20)})

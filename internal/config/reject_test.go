@@ -124,17 +124,17 @@ func TestRejections(t *testing.T) {
 
 		// Alibaba Cloud
 		{"aliyun with literal credentials", "[mqtt]\nclient_id = \"c\"\nusername = \"u\"\npassword = \"p\"\n" + minimalAliyun, []string{
-			"gatewayd.toml:2: mqtt.client_id: not used with [mqtt.aliyun]",
-			"gatewayd.toml:3: mqtt.username: not used with [mqtt.aliyun]",
-			"gatewayd.toml:4: mqtt.password: not used with [mqtt.aliyun]"}},
-		{"aliyun with password_file", "[mqtt]\npassword_file = \"/nonexistent\"\n" + minimalAliyun, []string{"gatewayd.toml:2: mqtt.password_file: not used with [mqtt.aliyun]"}},
+			"gatewayd.toml:2: mqtt.client_id: is signed into the Alibaba Cloud password",
+			"gatewayd.toml:3: mqtt.username: is signed into the Alibaba Cloud password",
+			"gatewayd.toml:4: mqtt.password: is the HMAC Alibaba Cloud checks"}},
+		{"aliyun with password_file", "[mqtt]\npassword_file = \"/nonexistent\"\n" + minimalAliyun, []string{"gatewayd.toml:2: mqtt.password_file: open /nonexistent"}},
 		{"aliyun missing triple", "[mqtt.aliyun]\nregion = \"cn-shanghai\"\n", []string{
-			"gatewayd.toml:1: mqtt.aliyun.device_name: required",
-			"gatewayd.toml:1: mqtt.aliyun.device_secret: required: give device_secret_file (or device_secret), or the systemd credential aliyun-device-secret",
-			"gatewayd.toml:1: mqtt.aliyun.product_key: required"}},
-		{"ampersand in device name", strings.Replace(minimalAliyun, "pi-led-01", "pi&led", 1), []string{`gatewayd.toml:3: mqtt.aliyun.device_name: "pi&led" holds '&' at offset 2`}},
-		{"bar in aliyun client id", minimalAliyun + "client_id = \"a|b\"\n", []string{`gatewayd.toml:6: mqtt.aliyun.client_id: "a|b" holds '|' at offset 1`}},
-		{"aliyun client id 65 bytes", minimalAliyun + "client_id = \"" + long(65) + "\"\n", []string{"gatewayd.toml:6: mqtt.aliyun.client_id: 65 bytes is longer than 64"}},
+			"gatewayd.toml:1: mqtt.aliyun.device_name: required: the DeviceName",
+			"gatewayd.toml:1: mqtt.aliyun.device_secret: required: the DeviceSecret (in a file named by device_secret_file, or the systemd credential aliyun-device-secret)",
+			"gatewayd.toml:1: mqtt.aliyun.product_key: required: the ProductKey"}},
+		{"ampersand in device name", strings.Replace(minimalAliyun, "pi-led-01", "pi&led", 1), []string{`gatewayd.toml:3: mqtt.aliyun.device_name: "pi&led" holds byte '&' at offset 2`}},
+		{"bar in aliyun client id", minimalAliyun + "client_id = \"a|b\"\n", []string{`gatewayd.toml:6: mqtt.aliyun.client_id: "a|b" holds byte '|' at offset 1`}},
+		{"aliyun client id 65 bytes", minimalAliyun + "client_id = \"" + long(65) + "\"\n", []string{"gatewayd.toml:6: mqtt.aliyun.client_id: 65 bytes is longer than the 64 Alibaba Cloud allows"}},
 		{"placeholders with a broken aliyun section", strings.Replace(minimalAliyun, "cn-shanghai", "cn shanghai", 1) + "[[mqtt.subscribe]]\ntopic = \"/sys/{product_key}/x\"\n",
 			[]string{"gatewayd.toml:5: mqtt.aliyun.region:"}},
 		{"bad sign method", minimalAliyun + "sign_method = \"sha1\"\n", []string{`gatewayd.toml:6: mqtt.aliyun.sign_method: "sha1" is not one of "hmacsha256", "hmacsha1" or "hmacmd5"`}},
@@ -142,7 +142,6 @@ func TestRejections(t *testing.T) {
 		{"secure mode 1", minimalAliyun + "secure_mode = 1\n", []string{"gatewayd.toml:6: mqtt.aliyun.secure_mode: 1 is out of range 2–3"}},
 		{"aliyun keepalive", "[mqtt]\nkeepalive = \"10s\"\n" + minimalAliyun, []string{"gatewayd.toml:2: mqtt.keepalive: 10s is out of range for Alibaba Cloud (30s–1200s)"}},
 		{"aliyun keepalive high", "[mqtt]\nkeepalive = \"1201s\"\n" + minimalAliyun, []string{"gatewayd.toml:2: mqtt.keepalive: 1201s is out of range for Alibaba Cloud"}},
-		{"host and region", "[mqtt]\nhost = \"h\"\n" + minimalAliyun, []string{"gatewayd.toml:2: mqtt.host: give either mqtt.host or mqtt.aliyun.region / instance_id, not both"}},
 		{"region and instance", minimalAliyun + "instance_id = \"iot-1\"\n", []string{"gatewayd.toml:6: mqtt.aliyun.instance_id: give either an instance id or a region, not both"}},
 		{"no host, no region", strings.Replace(minimalAliyun, "region = \"cn-shanghai\"\n", "", 1), []string{"gatewayd.toml:1: mqtt.aliyun.region: required to find the broker"}},
 		{"bad region", strings.Replace(minimalAliyun, "cn-shanghai", "cn shanghai", 1), []string{`gatewayd.toml:5: mqtt.aliyun.region: region "cn shanghai": byte ' ' at offset 2`}},
@@ -275,7 +274,7 @@ func TestBrokenAliyunNotBlamedOnTopics(t *testing.T) {
 
 func TestMissingProductKeyReportedOnce(t *testing.T) {
 	_, err := noEnv.Parse([]byte("[mqtt.aliyun]\ndevice_name = \"d\"\ndevice_secret = \"s\"\nregion = \"cn-shanghai\"\n"), name)
-	if err == nil || err.Error() != "gatewayd.toml:1: mqtt.aliyun.product_key: required" {
+	if err == nil || err.Error() != "gatewayd.toml:1: mqtt.aliyun.product_key: required: the ProductKey" {
 		t.Errorf("error %v, want only the missing product key", err)
 	}
 }

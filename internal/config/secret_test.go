@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/gatewayd/gatewayd/internal/cloud"
 )
 
 const (
@@ -201,7 +203,9 @@ func TestCredentialsDirectory(t *testing.T) {
 	})
 	t.Run("implicit aliyun-device-secret", func(t *testing.T) {
 		c := mustParse(t, env, strings.Replace(minimalAliyun, "device_secret = \""+devSecret+"\"\n", "", 1))
-		if c.MQTT.Aliyun.DeviceSecret.Reveal() != devSecret || c.Sources["mqtt.aliyun.device_secret"] != "systemd credential aliyun-device-secret" {
+		want, _ := cloud.AliyunSign(cloud.AliyunParams{ProductKey: "a1B2c3D4e5F", DeviceName: "pi-led-01", DeviceSecret: devSecret, Timestamp: 1700000000000})
+		got, err := c.Credentials(time.UnixMilli(1700000000000))
+		if err != nil || got.Password.Reveal() != want.Password || c.Sources["mqtt.aliyun.device_secret"] != "systemd credential aliyun-device-secret" {
 			t.Errorf("secret from %q", c.Sources["mqtt.aliyun.device_secret"])
 		}
 		if _, ok := c.Sources["mqtt.password"]; ok {
@@ -266,7 +270,7 @@ qos = 1
 		"mqtt.broker              a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com:1883 (host from mqtt.aliyun.region)",
 		"mqtt.client_id           pi-led-01|securemode=3,signmethod=hmacsha1,timestamp=1700000000000|",
 		"mqtt.username            pi-led-01&a1B2c3D4e5F",
-		"mqtt.password            *** (hmacsha1 of the device secret from inline)",
+		"mqtt.password            *** (signed with the secret from mqtt.aliyun.device_secret: inline; 40 bytes)",
 		"mqtt.keepalive           300s",
 		"mqtt.subscribe           qos 1  /sys/a1B2c3D4e5F/pi-led-01/thing/service/property/set",
 		"led                      virtual",

@@ -60,8 +60,17 @@ func (t *TLS) QSSL() qssl.Config {
 // tlsVersions maps the version key's values to sslversion.
 var tlsVersions = map[string]qssl.Version{"1.2": qssl.TLS12, "1.1": qssl.TLS11, "1.0": qssl.TLS10, "all": qssl.All}
 
-// tls reads [mqtt.tls].
-func (b *builder) tls(t *table) *TLS {
+// tlsDefaults are what a platform preset brings to [mqtt.tls].
+type tlsDefaults struct {
+	ca         string // the bundled root CA's path, used when ca_file is not given
+	hint       string // when no CA is bundled: which CA the broker needs and where to get it
+	clientCert bool   // the platform authenticates the device by its certificate: cert_file required
+	who        string // the platform's name, for messages
+	why        string // set when [mqtt.tls] is absent but the platform needs TLS
+}
+
+// tls reads [mqtt.tls] (an absent table reads as empty: a preset that needs TLS turns it on).
+func (b *builder) tls(t *table, d tlsDefaults) *TLS {
 	s := &TLS{}
 	s.Context = t.integer("context", DefaultTLSContext, 0, 5)
 	s.Version = tlsVersions[t.oneOf("version", "1.2", "1.2", "all", "1.1", "1.0")]
@@ -96,9 +105,25 @@ func (b *builder) tls(t *table) *TLS {
 			t.fail("ca_file", "%s: %s", s.CAFile, strings.TrimPrefix(err.Error(), qssl.ErrInvalid.Error()+": CA: "))
 			ok = false
 		}
+	case !s.InsecureSkipVerify && d.ca != "":
+		s.CAFile, s.CA = b.certFile(t, "ca_file", d.ca)
+		if s.CA == nil {
+			ok = false
+		} else if err := qssl.CheckCA(s.CA); err != nil {
+			t.fail("ca_file", "bundled %s: %s", s.CAFile, strings.TrimPrefix(err.Error(), qssl.ErrInvalid.Error()+": CA: "))
+			ok = false
+		}
+	case !s.InsecureSkipVerify && d.hint != "":
+		t.fail("ca_file", "required: %s", d.hint)
+		ok = false
 	case !s.InsecureSkipVerify:
 		t.fail("ca_file", "required: the CA certificate (PEM) the broker's certificate must lead to; "+
 			"insecure_skip_verify = true connects without verifying the broker, which is not recommended")
+		ok = false
+	}
+	if d.clientCert && !t.has("cert_file") && !t.has("key_file") {
+		t.fail("cert_file", "required: %s authenticates the device by its client certificate: give cert_file and key_file "+
+			"(the certificate and private key created for the device in the console)", d.who)
 		ok = false
 	}
 	switch {

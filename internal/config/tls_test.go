@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/qssl"
 )
@@ -53,8 +52,8 @@ func TestTLSSection(t *testing.T) {
 	}
 	// Alibaba Cloud with TLS: secure mode 2, port 1883.
 	a := mustParse(t, noEnv, minimalAliyun+"[mqtt.tls]\nca_file = "+f("ca.pem")+"\n")
-	if a.MQTT.Aliyun.SecureMode != cloud.AliyunSecureModeTLS || a.MQTT.Port != DefaultMQTTPort {
-		t.Errorf("aliyun with TLS: secure mode %d port %d", a.MQTT.Aliyun.SecureMode, a.MQTT.Port)
+	if id, _ := a.MQTT.Platform.Identity(time.UnixMilli(1)); !strings.Contains(id.ClientID, "securemode=2,") || a.MQTT.Port != DefaultMQTTPort {
+		t.Errorf("aliyun with TLS: client id %q port %d", id.ClientID, a.MQTT.Port)
 	}
 	// The key never shows in what check prints.
 	var out strings.Builder
