@@ -236,9 +236,10 @@ func TestEventNamesStable(t *testing.T) {
 		EventOutboxResend: "outbox_resend", EventOutboxSetAside: "outbox_set_aside",
 		EventOutboxDamaged: "outbox_damaged_record", EventDrainWindowShrunk: "drain_window_shrunk",
 		EventLocalRefused: "local_refused", EventLocalNotForwarded: "local_not_forwarded",
+		EventTokenRenewed: "token_renewed", EventClockWrong: "clock_wrong", EventClockNetwork: "clock_network",
 	}
-	if len(want) != 22 {
-		t.Fatalf("event names collide: %d distinct of 22", len(want))
+	if len(want) != 25 {
+		t.Fatalf("event names collide: %d distinct of 25", len(want))
 	}
 	for got, w := range want {
 		if got != w {
