@@ -29,6 +29,7 @@ type Broker struct {
 	addr string
 	tls  bool
 	once sync.Once
+	subs atomic.Int64 // inline subscription ids handed out
 }
 
 // BrokerOption changes how NewBroker sets the broker up.
@@ -114,6 +115,16 @@ func (b *Broker) URL() string {
 // Publish sends a message from the broker itself to every matching subscriber.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
 	return b.srv.Publish(topic, payload, retain, qos)
+}
+
+// Subscribe calls fn for every message published on a topic matching filter, as the cloud's own
+// side sees it (no client, no credentials to check). fn runs in the publisher's goroutine and
+// must not block.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	b.subs.Add(1)
+	return b.srv.Subscribe(filter, int(b.subs.Load()), func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, append([]byte(nil), pk.Payload...))
+	})
 }
 
 // Clients is the number of clients connected now.
