@@ -133,7 +133,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 		}
 	}
 	if !wrong && synced {
-		s.noteClock("system", nil)
+		s.noteClock("system", "", nil)
 		return 0
 	}
 	why := "the system clock is not synchronised"
@@ -147,7 +147,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	}
 	nt, err := k.mod.NetworkTime(ctx, floor)
 	if err != nil {
-		s.noteClock("system: "+why, func(warn bool) *zerolog.Event {
+		s.noteClock("system: "+why, "signing with the system clock although it is not synchronised: the module knows no network time either", func(warn bool) *zerolog.Event {
 			ev := s.log.Debug()
 			if warn {
 				ev = s.log.Warn()
@@ -159,8 +159,16 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 		})
 		return 0
 	}
-	skew := nt.Sub(time.Now())
-	s.noteClock("network: "+why, func(warn bool) *zerolog.Event {
+	// The module gives whole seconds: the true time is within the second after nt.
+	skew := nt.Add(500 * time.Millisecond).Sub(time.Now())
+	if !wrong && skew > -trustSkew && skew < trustSkew {
+		// Not synchronised, but it agrees with the network: the system clock is finer.
+		s.noteClock("system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
+			return s.log.Debug().Str("why", why).Time("network_time", nt)
+		})
+		return 0
+	}
+	s.noteClock("network: "+why, "signing with the module's network clock", func(warn bool) *zerolog.Event {
 		ev := s.log.Debug()
 		if warn {
 			ev = s.log.Warn()
@@ -175,23 +183,22 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	return skew
 }
 
+// trustSkew is how far an unsynchronised system clock may be from the module's network clock
+// and still be used for signing (it has sub-second resolution; the module's has seconds).
+const trustSkew = 2 * time.Second
+
 // plausibleFloor is a time no real clock is before, when the build's date is not known: a
 // module clock before it was never set by the network.
 var plausibleFloor = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// noteClock logs what clock signs CONNECTs: at warn when that changed since the last connect,
-// at debug when not. ev builds the entry (nil: nothing to say, the system clock is fine).
-func (s *Supervisor) noteClock(what string, ev func(warn bool) *zerolog.Event) {
+// noteClock logs msg about the clock that signs CONNECTs (what, in short): at warn when that
+// changed since the last connect, at debug when not. ev builds the entry (nil: nothing to say).
+func (s *Supervisor) noteClock(what, msg string, ev func(warn bool) *zerolog.Event) {
 	changed := what != s.clockNote
 	s.clockNote = what
-	if ev == nil {
-		return
+	if ev != nil {
+		ev(changed).Msg(msg)
 	}
-	msg := "signing with the system clock although it is not synchronised: the module knows no network time either"
-	if strings.HasPrefix(what, "network") {
-		msg = "signing with the module's network clock"
-	}
-	ev(changed).Msg(msg)
 }
 
 // escalate resets a module that stopped answering: AT+CFUN=1,1 or, when that goes unanswered
