@@ -161,7 +161,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	}
 	// The module gives whole seconds: the true time is within the second after nt.
 	skew := nt.Add(500 * time.Millisecond).Sub(time.Now())
-	if !wrong && skew > -trustSkew && skew < trustSkew {
+	if skew > -trustSkew && skew < trustSkew {
 		// Not synchronised, but it agrees with the network: the system clock is finer.
 		s.noteClock("system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
 			return s.log.Debug().Str("why", why).Time("network_time", nt)
