@@ -160,7 +160,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 		return 0
 	}
 	// The module gives whole seconds: the true time is within the second after nt.
-	skew := nt.Add(500 * time.Millisecond).Sub(time.Now())
+	skew := time.Until(nt.Add(500 * time.Millisecond))
 	if skew > -trustSkew && skew < trustSkew {
 		// Not synchronised, but it agrees with the network: the system clock is finer.
 		s.noteClock("system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
