@@ -613,6 +613,16 @@ func (c *Client) Open(ctx context.Context, host string, port int) error {
 // masked in the trace. A refusal is a *ResultError: ErrRefused with ErrBadCredentials,
 // ErrNotAuthorized, ErrIdentifierRejected, ...
 func (c *Client) Connect(ctx context.Context, clientID, user, password string) error {
+	return c.connect(ctx, clientID, user, password, false)
+}
+
+// ConnectSecretUser is Connect for a user name that is itself a secret (an access token, as
+// ThingsBoard's): the trace masks it as it masks the password.
+func (c *Client) ConnectSecretUser(ctx context.Context, clientID, user, password string) error {
+	return c.connect(ctx, clientID, user, password, true)
+}
+
+func (c *Client) connect(ctx context.Context, clientID, user, password string, secretUser bool) error {
 	line, err := connCmd(c.idx, clientID, user, password)
 	if err != nil {
 		return fmt.Errorf("mqtt connect: %w", err)
@@ -620,6 +630,9 @@ func (c *Client) Connect(ctx context.Context, clientID, user, password string) e
 	cmd := at.Command{Line: line}
 	if password != "" {
 		cmd.Secrets = []string{password}
+	}
+	if secretUser && user != "" {
+		cmd.Secrets = append(cmd.Secrets, user)
 	}
 	ev, err := c.call(ctx, OpConnect, -1, cmd, nil)
 	if err != nil {

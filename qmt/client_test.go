@@ -147,6 +147,21 @@ func TestConnectRefusedInWordsAndPasswordMasked(t *testing.T) {
 	}
 }
 
+// ThingsBoard's access token is the user name: the trace masks it like a password.
+func TestConnectSecretUserMasked(t *testing.T) {
+	const token = "A1_TEST_TOKEN_a9f3"
+	f, c, trace := newFake(t, Options{}, script(answer{"AT+QMTCONN=", say(ok + "\r\n+QMTCONN: 0,0,0\r\n")}))
+	if err := c.ConnectSecretUser(context.Background(), "pi-01", token, ""); err != nil {
+		t.Fatal(err)
+	}
+	if cmds := f.commands(); len(cmds) != 1 || !strings.Contains(cmds[0], `"`+token+`"`) {
+		t.Fatalf("the module got %q", cmds)
+	}
+	if log := trace.String(); !strings.Contains(log, "AT+QMTCONN") || strings.Contains(log, token) {
+		t.Fatalf("the trace shows the token, or not the command:\n%s", log)
+	}
+}
+
 func TestConnectWaitsThroughRetransmission(t *testing.T) {
 	f, c, _ := newFake(t, Options{}, script(answer{"AT+QMTCONN=", say(ok)}))
 	done := result(func() error { return c.Connect(context.Background(), "id", "", "") })

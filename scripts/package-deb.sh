@@ -13,6 +13,8 @@
 #   /usr/lib/sysusers.d/gatewayd.conf          the user gatewayd the unit runs as, and the gpio group
 #   /etc/gatewayd/gatewayd.toml                the example config, a conffile, 0640 root:gatewayd
 #   /usr/share/doc/gatewayd/gatewayd.example.toml   the same, as shipped, for reference
+#   /usr/share/doc/gatewayd/examples/<platform>.toml  deploy/examples: one per cloud preset
+#   /usr/share/gatewayd/ca/*.pem               deploy/ca: the root CAs the cloud presets use (docs/clouds.md)
 # and deploy/debian/{postinst,prerm,postrm}, which never enable or start the service.
 # armhf is built for ARMv6 (GOARM=6), so that it also runs on a Pi Zero W or Pi 1 with Raspberry Pi OS.
 set -euo pipefail
@@ -51,7 +53,7 @@ for arch in "${archs[@]}"; do
 	esac
 	root=$stage/$arch
 	mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/usr/lib/udev/rules.d" \
-		"$root/usr/lib/sysusers.d" "$root/etc/gatewayd" "$root/usr/share/doc/gatewayd"
+		"$root/usr/lib/sysusers.d" "$root/etc/gatewayd" "$root/usr/share/doc/gatewayd/examples" "$root/usr/share/gatewayd/ca"
 
 	# No -trimpath: without it the packages' Go build cache is shared with plain `CGO_ENABLED=0 go
 	# build`s (CI's VM tests), which keeps the CI's package step within its time; the cost is the
@@ -69,6 +71,8 @@ for arch in "${archs[@]}"; do
 	# 0640 in the archive too: it is never readable by others, not even between unpack and postinst.
 	install -m 0640 deploy/gatewayd.example.toml "$root/etc/gatewayd/gatewayd.toml"
 	install -m 0644 deploy/gatewayd.example.toml "$root/usr/share/doc/gatewayd/gatewayd.example.toml"
+	install -m 0644 deploy/examples/*.toml "$root/usr/share/doc/gatewayd/examples/"
+	install -m 0644 deploy/ca/*.pem "$root/usr/share/gatewayd/ca/"
 	install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$root/DEBIAN/"
 	echo /etc/gatewayd/gatewayd.toml >"$root/DEBIAN/conffiles"
 	(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"

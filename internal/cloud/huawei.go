@@ -13,6 +13,10 @@ import (
 // CredHuaweiDeviceSecret is the systemd credential mqtt.huawei.device_secret is read from by default.
 const CredHuaweiDeviceSecret = "huawei-device-secret"
 
+// HuaweiCA is the root list Huawei's device SDK presets (resources/root.pem): GlobalSign Root
+// R3, R6, R46 and DigiCert Global Root CA, with the GlobalSign RSA OV SSL CA 2018 intermediate.
+const HuaweiCA = "huaweicloud-iot-root-ca-list.pem"
+
 func huaweiSpec() spec {
 	return spec{
 		title: "Huawei Cloud IoTDA",
@@ -55,10 +59,7 @@ func buildHuawei(r *reader) Platform {
 	}
 	ep := Endpoint{Host: host, Port: 1883}
 	if r.s.TLS {
-		ep.Port, ep.TLS = 8883, true
-		ep.CAHint = "Huawei IoTDA's broker certificate leads to the CA in Huawei's \"huaweicloud-iot-root-ca-list\", which gatewayd does not ship: " +
-			"download the certificate for your region from the IoTDA console (Overview → Access Details → certificate) or Huawei's device SDK, " +
-			"and name it in mqtt.tls.ca_file"
+		ep.Port, ep.TLS, ep.CAFile = 8883, true, HuaweiCA
 	}
 	dev := "$oc/devices/" + h.deviceID + "/sys/"
 	h.base = base{

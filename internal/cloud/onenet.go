@@ -21,6 +21,9 @@ const (
 	CredOneNETDeviceKey = "onenet-device-key"
 	// OneNETVersion is the token algorithm version the SDK signs.
 	OneNETVersion = "2018-10-31"
+	// OneNETCA is China Mobile's private "OneNET MQTTS" root (O=CMIOT, to 2049-05-21), as its
+	// device SDK pins it.
+	OneNETCA = "OneNET-MQTTS-CA.pem"
 )
 
 func onenetSpec() spec {
@@ -66,10 +69,7 @@ func buildOneNET(r *reader) Platform {
 	o.lifetime = r.lifetime("lifetime", DefaultLifetime)
 	ep := Endpoint{Host: "mqtts.heclouds.com", Port: 1883}
 	if r.s.TLS {
-		ep = Endpoint{Host: "mqttstls.heclouds.com", Port: 8883, TLS: true,
-			CAHint: "OneNET's TLS broker uses China Mobile's private \"OneNET MQTTS\" root CA (O=CMIOT, valid to 2049-05-21), which no OS trusts " +
-				"and gatewayd does not ship: take it from OneNET's documentation (MQTTS certificate download) or its device SDK " +
-				"(cm-heclouds/OneNET_AIO_c, onenet/tm/tm_mqtt.c) into a PEM file and name it in mqtt.tls.ca_file"}
+		ep = Endpoint{Host: "mqttstls.heclouds.com", Port: 8883, TLS: true, CAFile: OneNETCA}
 	}
 	dev := "$sys/" + o.productID + "/" + o.deviceName + "/thing/"
 	o.base = base{

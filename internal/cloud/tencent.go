@@ -23,6 +23,9 @@ const (
 	TencentAppID = "12010126"
 	// TencentConnIDLen is the length of the random connection id (the SDK's MAX_CONN_ID_LEN - 1).
 	TencentConnIDLen = 5
+	// TencentCA is Tencent's private "Tencent Iothub" root (CN=www.tencent.com, to 2032-11-23),
+	// as its device SDK pins it.
+	TencentCA = "TencentIothubCA.pem"
 )
 
 func tencentSpec() spec {
@@ -86,11 +89,10 @@ func buildTencent(r *reader) Platform {
 	}
 	ep := Endpoint{Host: t.productID + ".iotcloud.tencentdevices.com", Port: 1883}
 	if r.s.TLS {
-		ep.Port, ep.TLS = 8883, true
-		ep.CAHint = "Tencent's broker certificate leads to its private \"Tencent Iothub\" root CA (CN=www.tencent.com, valid to 2032-11-23), " +
-			"which no OS trusts and gatewayd does not ship: take it from Tencent's device SDK (qcloud-iot-explorer-sdk-embedded-c, " +
-			"sdk_src/utils/qcloud_iot_ca.c) into a PEM file and name it in mqtt.tls.ca_file. Note that Tencent's own SDK uses TLS-PSK, " +
-			"not this password, over TLS; plain 1883 (no [mqtt.tls]) is the path known to work"
+		// Tencent's own SDK uses TLS-PSK, not this password, for key authentication over TLS;
+		// the password over TLS on 8883 is UNVERIFIED (clouds.md 2): plain 1883 is the path
+		// known to work.
+		ep.Port, ep.TLS, ep.CAFile = 8883, true, TencentCA
 	}
 	dev := t.productID + "/" + t.deviceName
 	t.base = base{

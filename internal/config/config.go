@@ -32,10 +32,14 @@ const (
 	DefaultRetries         = 3
 	DefaultSignMethod      = cloud.HMACSHA256
 	// DefaultCADir is where the package installs the root CAs the platform presets use (deploy/ca).
-	DefaultCADir = "/usr/share/gatewayd/ca"
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = logging.FormatJSON
+	DefaultCADir     = "/usr/share/gatewayd/ca"
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = logging.FormatJSON
 )
+
+// EnvCADir names the environment variable that moves the bundled root CAs' directory (a build
+// run from the source tree: GATEWAYD_CA_DIR=deploy/ca).
+const EnvCADir = "GATEWAYD_CA_DIR"
 
 // PortAuto as serial.port asks the daemon to find the module's AT port itself.
 const PortAuto = "auto"
@@ -60,9 +64,9 @@ const (
 // Names of systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential= in the unit)
 // read when a secret is given neither inline nor as a file; see Options.
 const (
-	CredMQTTPassword       = "mqtt-password"        // mqtt.password, when mqtt.username is set
+	CredMQTTPassword       = "mqtt-password"              // mqtt.password, when mqtt.username is set
 	CredAliyunDeviceSecret = cloud.CredAliyunDeviceSecret // mqtt.aliyun.device_secret (the other presets: see docs/clouds.md)
-	CredAPNPassword        = "apn-password"         // module.apn_password, when module.apn_user is set
+	CredAPNPassword        = "apn-password"               // module.apn_password, when module.apn_user is set
 )
 
 // CredPrefix in a *_file value names a systemd credential: "cred:mqtt-password" reads
@@ -240,9 +244,10 @@ type Log struct {
 
 // Options change how a file is read. The zero value reads the process environment.
 type Options struct {
-	// Getenv looks up environment variables (only CREDENTIALS_DIRECTORY); nil means os.Getenv.
+	// Getenv looks up environment variables (CREDENTIALS_DIRECTORY and GATEWAYD_CA_DIR); nil means os.Getenv.
 	Getenv func(string) string
-	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means DefaultCADir.
+	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means
+	// $GATEWAYD_CA_DIR, or DefaultCADir when that is not set either.
 	CADir string
 }
 
@@ -294,7 +299,13 @@ func (o Options) parse(data []byte, name string, known map[string]bool) (*Config
 	}
 	caDir := o.CADir
 	if caDir == "" {
+		caDir = getenv(EnvCADir)
+	}
+	if caDir == "" {
 		caDir = DefaultCADir
+	}
+	if abs, err := filepath.Abs(caDir); err == nil {
+		caDir = abs // relative to the working directory, not to the configuration file
 	}
 	b := &builder{
 		ps:     &problems{file: name, loc: newLocator(string(data)), known: known},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 
 	"regexp"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/qssl"
 )
@@ -189,6 +191,96 @@ func TestExampleFile(t *testing.T) {
 	}
 }
 
+// platformExample is one of deploy/examples/<platform>.toml, ready to parse.
+type platformExample struct {
+	name, platform, src string
+	opts                Options
+}
+
+// platformExamples reads deploy/examples, with each platform's secret in the credentials
+// directory creds, the certificate paths moved to a temporary directory, and the CAs taken
+// from deploy/ca.
+func platformExamples(t *testing.T, creds string) []platformExample {
+	t.Helper()
+	for cred, v := range map[string]string{
+		CredAliyunDeviceSecret:        devSecret,
+		cloud.CredTencentDeviceSecret: "MTIzNDU2Nzg5MGFiY2RlZg==",
+		cloud.CredHuaweiDeviceSecret:  "12345678",
+		cloud.CredOneNETDeviceKey:     "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+		cloud.CredAzureDeviceKey:      "cGFzc3dvcmQ=",
+		cloud.CredThingsBoardToken:    "A1_TEST_TOKEN",
+	} {
+		writeFile(t, creds, cred, v+"\n", 0o400)
+	}
+	certs := t.TempDir()
+	tlsFiles(t, certs, creds)
+	files, err := filepath.Glob("../../deploy/examples/*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no platform examples: %v", err)
+	}
+	var out []platformExample
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := envWith(creds)
+		opts.CADir = "../../deploy/ca"
+		out = append(out, platformExample{
+			name:     f,
+			platform: strings.TrimSuffix(filepath.Base(f), ".toml"),
+			src:      strings.ReplaceAll(string(src), "/etc/gatewayd/tls", certs),
+			opts:     opts,
+		})
+	}
+	return out
+}
+
+// Each platform example parses, configures its platform and no warnings, and its templates
+// expand.
+func TestPlatformExamples(t *testing.T) {
+	exs := platformExamples(t, t.TempDir())
+	seen := map[string]bool{}
+	for _, pe := range exs {
+		t.Run(pe.platform, func(t *testing.T) {
+			c, err := pe.opts.Parse([]byte(pe.src), pe.name)
+			if err != nil {
+				t.Fatalf("does not parse:\n%v", err)
+			}
+			if len(c.Warnings) != 0 {
+				t.Errorf("warnings: %v", c.Warnings)
+			}
+			p := c.MQTT.Platform
+			if p == nil || p.Name() != pe.platform {
+				t.Fatalf("platform %v, want %s", p, pe.platform)
+			}
+			seen[p.Name()] = true
+			for _, s := range c.MQTT.Subscribe {
+				if strings.Contains(s.Topic, "{") {
+					t.Errorf("topic %q not expanded", s.Topic)
+				}
+			}
+			if _, err := c.Credentials(time.Now()); err != nil {
+				t.Errorf("Credentials: %v", err)
+			}
+			var b strings.Builder
+			if err := c.Describe(&b, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			for _, secret := range []string{"MTIzNDU2Nzg5MGFiY2RlZg==", "12345678", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "cGFzc3dvcmQ=", "A1_TEST_TOKEN", devSecret} {
+				if strings.Contains(b.String(), secret) {
+					t.Errorf("check prints the secret %q:\n%s", secret, b.String())
+				}
+			}
+		})
+	}
+	for _, n := range cloud.Names() {
+		if !seen[n] {
+			t.Errorf("no deploy/examples/%s.toml", n)
+		}
+	}
+}
+
 // Every key the parser knows appears in the example, in its table (commented out or not).
 func TestExampleDocumentsEveryKey(t *testing.T) {
 	src, err := os.ReadFile(exampleFile)
@@ -218,11 +310,21 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Where the example mentions keys: every "key =" line, commented out or not, in its table.
-	uncommented := regexp.MustCompile(`(?m)^#\s*(\[|[a-z_]+ = )`).ReplaceAllString(string(src), "$1")
+	// Where the example mentions keys: every "key =" line, commented out or not, in its table;
+	// the platform sections are documented by deploy/examples/<platform>.toml.
 	documented := map[string]bool{}
-	for _, e := range newLocator(uncommented).entries {
-		documented[e.path.schemaString()] = true
+	document := func(src string) {
+		uncommented := regexp.MustCompile(`(?m)^#\s*(\[|[a-z_]+ = )`).ReplaceAllString(src, "$1")
+		for _, e := range newLocator(uncommented).entries {
+			documented[e.path.schemaString()] = true
+		}
+	}
+	document(string(src))
+	for _, pe := range platformExamples(t, creds) {
+		if _, err := pe.opts.parse([]byte(pe.src), pe.name, known); err != nil {
+			t.Fatal(err)
+		}
+		document(pe.src)
 	}
 
 	var missing []string

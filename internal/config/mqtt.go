@@ -157,16 +157,21 @@ func (b *builder) preset(t *table, name string) cloud.Platform {
 		case cloud.Duration:
 			v = pt.duration(k, cloud.DefaultLifetime, cloud.MinLifetime, cloud.MaxLifetime, true)
 		case cloud.Secret:
-			if pt.has(k) && !inlineSecretAllowed(name) {
+			var sec Secret
+			switch {
+			case inlineSecretAllowed(name):
+				sec = b.secret(pt, k, k+"_file", f.Cred, true)
+			case pt.has(k):
 				pt.mention(k)
 				pt.fail(k, "a secret is not written in the configuration: put it in a file (chmod 600) named by %s, "+
 					"or in the systemd credential %s", pt.key(k+"_file"), f.Cred)
 				continue
+			default:
+				sec = b.secretFrom(pt, k, k+"_file", f.Cred, true)
 			}
-			sec := b.secret(pt, k, k+"_file", f.Cred, true)
 			if sec.IsZero() {
-				if pt.has(k) || pt.has(k+"_file") {
-					pt.fail(k, "is empty") // unless reported already
+				if (pt.has(k) || pt.has(k+"_file")) && !pt.failed[k] && !pt.failed[k+"_file"] {
+					pt.fail(pt.secretKey(k), "is empty")
 				}
 				continue
 			}
@@ -233,9 +238,6 @@ func (b *builder) preset(t *table, name string) cloud.Platform {
 		if ep.CAFile != "" {
 			d.ca = filepath.Join(b.caDir, ep.CAFile)
 		}
-		if !t.has("tls") {
-			d.why = title + " needs TLS"
-		}
 		m.TLS = b.tls(t.sub("tls"), d)
 		if m.TLS == nil {
 			return nil
@@ -271,7 +273,7 @@ func (b *builder) limits(t, pt *table, p cloud.Platform) bool {
 		return false
 	}
 	for _, f := range []struct {
-		key, what, v string
+		key, what, v     string
 		module, platform int
 		secret           bool
 	}{
@@ -521,12 +523,16 @@ func (b *builder) topic(st *table, t string, vars map[string]string, platform st
 			st.fail(key, "{%s} needs [mqtt.aliyun]", name)
 			return "", false
 		}
-		known := make([]string, 0, len(vars)+2)
+		names := make([]string, 0, len(vars)+2)
 		for k := range vars {
-			known = append(known, "{"+k+"}")
+			names = append(names, k)
 		}
-		sort.Strings(known)
-		known = append(known, "{imei}", "{iccid}")
+		sort.Strings(names)
+		names = append(names, VarIMEI, VarICCID)
+		known := make([]string, len(names))
+		for i, k := range names {
+			known[i] = "{" + k + "}"
+		}
 		where := "here"
 		if platform != "" {
 			where = "with [mqtt." + platform + "]"

@@ -19,10 +19,10 @@ func isUTF8(s string) bool { return utf8.ValidString(s) }
 // where the secret came from in Config.Sources.
 func (b *builder) secret(t *table, key, fileKey, cred string, implicit bool) Secret {
 	inline := t.secret(key)
-	file := t.str(fileKey, "")
 	where := t.key(key).String()
 	switch {
 	case t.has(key) && t.has(fileKey):
+		t.mention(fileKey)
 		t.fail(fileKey, "give either %s or %s, not both", t.key(key), t.key(fileKey))
 		return Secret{}
 	case t.has(key):
@@ -32,6 +32,16 @@ func (b *builder) secret(t *table, key, fileKey, cred string, implicit bool) Sec
 		}
 		b.cfg.Sources[where] = "inline"
 		return NewSecret(inline)
+	}
+	return b.secretFrom(t, key, fileKey, cred, implicit)
+}
+
+// secretFrom reads the secret at t.key from the file named at t.fileKey or, when implicit is set
+// and the file key is absent, from the systemd credential cred; never inline (see secret).
+func (b *builder) secretFrom(t *table, key, fileKey, cred string, implicit bool) Secret {
+	file := t.str(fileKey, "")
+	where := t.key(key).String()
+	switch {
 	case t.has(fileKey):
 		if file == "" {
 			t.fail(fileKey, "is empty; give a path or %s<name>", CredPrefix)

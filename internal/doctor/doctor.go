@@ -630,7 +630,11 @@ func (d *doc) mqtt(ctx context.Context, conn *at.Conn) {
 		d.add("MQTT", Fail, "credentials: "+err.Error(), "check [mqtt] password_file / the systemd credential")
 		return
 	}
-	if err := c.Connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
+	connect := c.Connect
+	if id.SecretUsername {
+		connect = c.ConnectSecretUser
+	}
+	if err := connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
 		fail("connect to", err)
 		return
 	}

@@ -562,7 +562,11 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 	if err != nil {
 		return &PermanentError{Err: fmt.Errorf("credentials: %w", err)}
 	}
-	if err := c.Connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
+	connect, user := c.Connect, id.Username
+	if id.SecretUsername {
+		connect, user = c.ConnectSecretUser, "***"
+	}
+	if err := connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
 		return s.mqttFailed(ctx, k, "connect", err)
 	}
 	out.expires = id.Expires
@@ -571,7 +575,7 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 	}
 	s.book.update(func(st *Status) { st.ClientID = id.ClientID })
 	ev := s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
-		Str("client_id", id.ClientID).Str("username", id.Username)
+		Str("client_id", id.ClientID).Str("username", user)
 	if !id.Expires.IsZero() {
 		ev = ev.Time("password_expires", id.Expires)
 	}
