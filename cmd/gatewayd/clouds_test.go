@@ -19,6 +19,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/gatewayd/gatewayd/internal/daemon"
 	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
@@ -267,14 +268,23 @@ func TestCloudPresets(t *testing.T) {
 	}
 }
 
-// TestTokenRenewalEndToEnd: a Tencent session with a 20 s token lifetime renews itself at
-// 90 %: the broker sees a clean DISCONNECT and then a CONNECT with a later expiry; the daemon
-// logs token_renewed and no failure or lost session; and QoS 1 messages a program on the Pi
-// publishes through the local endpoint while the session is renewed all reach the cloud.
+// TestTokenRenewalEndToEnd: a Tencent session (plain TCP) and an Azure one (TLS: the renewal
+// sets the TLS context up again) with a 20 s token lifetime renew themselves at 90 %: the broker
+// sees a clean DISCONNECT and then a CONNECT with a later expiry; the daemon logs token_renewed
+// and no failure or lost session; and QoS 1 messages a program on the Pi publishes through the
+// local endpoint while the session is renewed all reach the cloud.
 func TestTokenRenewalEndToEnd(t *testing.T) {
-	c := cloudCases[slices.IndexFunc(cloudCases, func(c cloudCase) bool { return c.platform == sim.PlatformTencent })]
-	c.section += "\nlifetime = \"20s\""
-	cb := newCloudBench(t, c, testutil.NewPKI(t, "pi-led-01"))
+	pki := testutil.NewPKI(t, "pi-led-01", azureHost)
+	for _, name := range []string{sim.PlatformTencent, sim.PlatformAzure} {
+		t.Run(name, func(t *testing.T) {
+			c := cloudCases[slices.IndexFunc(cloudCases, func(c cloudCase) bool { return c.platform == name })]
+			c.section += "\nlifetime = \"20s\""
+			renewal(t, newCloudBench(t, c, pki), c)
+		})
+	}
+}
+
+func renewal(t *testing.T, cb *cloudBench, c cloudCase) {
 	var mu sync.Mutex
 	var got []string
 	const topic = "devices/pi-led-01/telemetry/temp"
@@ -395,5 +405,39 @@ func publishAsync(t *testing.T, c paho.Client, topic, payload string) {
 	t.Helper()
 	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("local publish %s: %v", payload, tok.Error())
+	}
+}
+
+// TestUnsyncedClockSignsWithNetworkTime: the host's clock is three hours behind the world (the
+// broker's clock and the network's, both host + 3h) and not synchronised: gatewayd signs the
+// Huawei client id's hour (sign type 1, checked against the broker's clock) with the module's
+// network clock, reports it as clock_network, and gets in. It needs a host whose kernel says its
+// clock is not synchronised (containers and CI machines without NTP); it skips elsewhere.
+func TestUnsyncedClockSignsWithNetworkTime(t *testing.T) {
+	if synced, err := daemon.ClockSynced(); err != nil || synced {
+		t.Skipf("the host's clock is synchronised (adjtimex), so gatewayd signs with it: nothing to test here (err %v)", err)
+	}
+	c := cloudCases[slices.IndexFunc(cloudCases, func(c cloudCase) bool { return c.platform == sim.PlatformHuawei })]
+	c.section += "\ncheck_timestamp = true"
+	const ahead = 3 * time.Hour
+	cb := &cloudBench{}
+	b, err := sim.NewBroker("127.0.0.1:0", sim.WithPlatform(sim.PlatformHuawei, c.devices...), sim.WithEvents(cb.record),
+		sim.WithBrokerClock(func() time.Time { return time.Now().Add(ahead) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	cb.b, cb.bench = b, newBenchOn(t, b.Addr())
+	if err := cb.mod.SetNetworkClock(ahead, 32, true); err != nil {
+		t.Fatal(err)
+	}
+	d := cb.start(cb.config(c, c.secret, ""))
+	e, i := d.wait(t, 0, "clock_network")
+	if off := e.Str("system_clock_off_by"); off != "3h0m0s" && off != "3h0m1s" && off != "2h59m59s" {
+		t.Errorf("clock_network %v, want the system clock 3h off", e)
+	}
+	d.wait(t, i, "mqtt_connected")
+	if ev := cb.seen(); len(ev) != 1 || ev[0].Kind != "connect" {
+		t.Fatalf("broker saw %+v, want the CONNECT signed with the network's hour accepted", ev)
 	}
 }
