@@ -269,7 +269,7 @@ func TestCloudPresets(t *testing.T) {
 }
 
 // TestTokenRenewalEndToEnd: a Tencent session (plain TCP) and an Azure one (TLS: the renewal
-// sets the TLS context up again) with a 20 s token lifetime renew themselves at 90 %: the broker
+// sets the TLS context up again) with a 12 s token lifetime renew themselves at 90 %: the broker
 // sees a clean DISCONNECT and then a CONNECT with a later expiry; the daemon logs token_renewed
 // and no failure or lost session; and QoS 1 messages a program on the Pi publishes through the
 // local endpoint while the session is renewed all reach the cloud.
@@ -278,13 +278,14 @@ func TestTokenRenewalEndToEnd(t *testing.T) {
 	for _, name := range []string{sim.PlatformTencent, sim.PlatformAzure} {
 		t.Run(name, func(t *testing.T) {
 			c := cloudCases[slices.IndexFunc(cloudCases, func(c cloudCase) bool { return c.platform == name })]
-			c.section += "\nlifetime = \"20s\""
-			renewal(t, newCloudBench(t, c, pki), c)
+			c.section += "\nlifetime = \"12s\""
+			renewal(t, newCloudBench(t, c, pki), c, 12*time.Second)
 		})
 	}
 }
 
-func renewal(t *testing.T, cb *cloudBench, c cloudCase) {
+// renewal runs the renewal test on cb, whose preset c has a token lifetime of life.
+func renewal(t *testing.T, cb *cloudBench, c cloudCase, life time.Duration) {
 	var mu sync.Mutex
 	var got []string
 	const topic = "devices/pi-led-01/telemetry/temp"
@@ -310,13 +311,13 @@ dir = %q
 	up, _ := d.wait(t, 0, "session_up")
 	local := localClient(t, d, listen, "sensor")
 
-	// Publish one QoS 1 message every 250 ms from 14 s after the session came up (renewal due
-	// at 18 s) until the renewed session is up, plus 2 s.
+	// Publish one QoS 1 message every 250 ms from 4 s before the renewal is due (90 % of the
+	// lifetime after the session came up) until the renewed session is up, plus 2 s.
 	upAt := time.Now()
 	if ts, err := time.Parse(time.RFC3339Nano, up.Str("time")); err == nil {
 		upAt = ts
 	}
-	time.Sleep(time.Until(upAt.Add(14 * time.Second)))
+	time.Sleep(time.Until(upAt.Add(life*9/10 - 4*time.Second)))
 	sent := 0
 	var renewed logwatch.Entry
 	var stopAt time.Time
@@ -334,6 +335,9 @@ dir = %q
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	if sent < 12 {
+		t.Errorf("only %d messages published in the 6 s around the renewal", sent)
 	}
 	// Everything published arrives, exactly as sent.
 	deadline := time.Now().Add(30 * time.Second)
