@@ -136,12 +136,14 @@ func refuse(code byte, format string, args ...any) verdict {
 
 // MQTT 3.1.1 CONNACK return codes.
 const (
-	rcIdentifierRejected  = 2
-	rcServerUnavailable   = 3
-	rcBadUserPassword     = 4
-	rcNotAuthorized       = 5
-	tlsConnectionRequired = "this platform has no plain MQTT port: connect with TLS"
+	rcIdentifierRejected = 2
+	rcServerUnavailable  = 3
+	rcBadUserPassword    = 4
+	rcNotAuthorized      = 5
 )
+
+// tlsConnectionRequired is why a TLS-only platform refuses a plain connection.
+const tlsConnectionRequired = "this platform has no plain MQTT port: connect with TLS"
 
 // verifier checks one CONNECT against a platform's device registry (ID → Secret).
 type verifier func(c cloudConnect, devices map[string]string) verdict
