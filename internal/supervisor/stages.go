@@ -122,7 +122,11 @@ func (k *link) renewDisconnect(ctx context.Context, log zerolog.Logger) {
 // Huawei hour).
 func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	now := time.Now()
-	wrong := !s.set.ClockFloor.IsZero() && now.Before(s.set.ClockFloor)
+	floor, floorWhat := s.set.ClockFloor, "this build"
+	if floor.IsZero() {
+		floor, floorWhat = plausibleFloor, "any time this software ran"
+	}
+	wrong := now.Before(floor)
 	synced := true
 	if s.set.ClockSynced != nil {
 		ok, err := s.set.ClockSynced()
@@ -138,12 +142,8 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	}
 	why := "the system clock is not synchronised"
 	if wrong {
-		why = fmt.Sprintf("the system clock says %s, before this build (%s): it is wrong",
-			now.UTC().Format(time.RFC3339), s.set.ClockFloor.UTC().Format(time.RFC3339))
-	}
-	floor := s.set.ClockFloor
-	if floor.IsZero() {
-		floor = plausibleFloor
+		why = fmt.Sprintf("the system clock says %s, before %s (%s): it is wrong",
+			now.UTC().Format(time.RFC3339), floorWhat, floor.UTC().Format(time.RFC3339))
 	}
 	nt, err := k.mod.NetworkTime(ctx, floor)
 	if err != nil {
@@ -187,8 +187,8 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 // and still be used for signing (it has sub-second resolution; the module's has seconds).
 const trustSkew = 2 * time.Second
 
-// plausibleFloor is a time no real clock is before, when the build's date is not known: a
-// module clock before it was never set by the network.
+// plausibleFloor is a time no real clock is before, used when the build's date is not known (a
+// binary built without VCS stamping): a system or module clock before it was never set.
 var plausibleFloor = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // noteClock logs msg about the clock that signs CONNECTs (what, in short): at warn when that
