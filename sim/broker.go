@@ -244,6 +244,10 @@ type authHook struct {
 	devices  map[string]string // the platform's registry, ID → secret (read only)
 
 	events func(BrokerEvent)
+
+	mu        sync.Mutex
+	sessions  map[string]*mochi.Client // the platform's one connection per device
+	sessionOf map[*mochi.Client]string // ... and whose each is
 }
 
 func (h *authHook) ID() string { return "ec600sim-auth" }
@@ -256,7 +260,7 @@ func (h *authHook) Provides(b byte) bool {
 // connection by returning an error.
 func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	id := pk.Connect.ClientIdentifier
-	code, why := byte(0), ""
+	code, why, dev := byte(0), "", ""
 	var expires time.Time
 	if h.auth != nil {
 		if code = h.auth(id, string(pk.Connect.Username), pk.Connect.Password); code != 0 {
@@ -269,7 +273,7 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 			clientID: id, username: string(pk.Connect.Username), password: pk.Connect.Password,
 			keepalive: pk.Connect.Keepalive, tls: isTLS, peer: peer, now: h.now(),
 		}, h.devices)
-		code, why, expires = v.code, v.why, v.expires
+		code, why, expires, dev = v.code, v.why, v.expires, v.device
 		if code != 0 {
 			// Never the secret, the password or the user name (a ThingsBoard token): the client id
 			// and why.
@@ -285,6 +289,9 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	}
 	if code == 0 {
 		h.event(BrokerEvent{Kind: "connect", ClientID: id, Expires: expires})
+		if dev != "" {
+			h.takeOver(cl, dev)
+		}
 		return nil
 	}
 	h.event(BrokerEvent{Kind: "refused", ClientID: id, Code: code, Why: why})
@@ -294,8 +301,35 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	return fmt.Errorf("connect refused with return code %d: %s", code, why)
 }
 
+// takeOver makes cl device dev's one connection: an older connection of the same device is
+// forced offline (its socket closed, as the clouds do: reference 5, "second connection with same
+// identity"), whatever client id either used.
+func (h *authHook) takeOver(cl *mochi.Client, dev string) {
+	h.mu.Lock()
+	if h.sessions == nil {
+		h.sessions, h.sessionOf = map[string]*mochi.Client{}, map[*mochi.Client]string{}
+	}
+	old := h.sessions[dev]
+	h.sessions[dev], h.sessionOf[cl] = cl, dev
+	h.mu.Unlock()
+	if old != nil && old != cl && !old.Closed() {
+		h.log.Info().Str("platform", h.platform).Str("client_id", old.ID).Str("new_client_id", cl.ID).
+			Msg("the same device logged in again: its older connection is forced offline")
+		h.event(BrokerEvent{Kind: "kicked", ClientID: old.ID, Why: "the same device logged in as " + cl.ID})
+		old.Stop(packets.ErrSessionTakenOver)
+	}
+}
+
 // OnDisconnect reports a session's end: "disconnect" when the client sent DISCONNECT.
 func (h *authHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.mu.Lock()
+	if dev, ok := h.sessionOf[cl]; ok {
+		delete(h.sessionOf, cl)
+		if h.sessions[dev] == cl {
+			delete(h.sessions, dev)
+		}
+	}
+	h.mu.Unlock()
 	kind := "lost"
 	if errors.Is(cl.StopCause(), packets.CodeDisconnect) {
 		kind = "disconnect"

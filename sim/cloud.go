@@ -95,7 +95,7 @@ func WithBrokerClock(now func() time.Time) BrokerOption {
 // BrokerEvent is one thing a broker saw happen to a client's session, for tests watching it
 // (WithEvents).
 type BrokerEvent struct {
-	Kind     string    // "connect" (accepted), "refused", "disconnect" (a DISCONNECT packet) or "lost" (no DISCONNECT)
+	Kind     string    // "connect" (accepted), "refused", "kicked" (forced offline by a login of the same device), "disconnect" (a DISCONNECT packet) or "lost" (no DISCONNECT)
 	ClientID string    // as sent
 	Code     byte      // "refused": the CONNACK return code
 	Why      string    // "refused": why, in words
@@ -124,10 +124,15 @@ type verdict struct {
 	code    byte
 	why     string
 	expires time.Time // accepted: when the credential expires; zero when it does not
+	// device is who was let in, as the platform keys its one connection per device (the
+	// registry's ID): a later login of the same device forces this one offline.
+	device string
 }
 
-// accept is the verdict that lets a client in.
-func accept(expires time.Time) verdict { return verdict{expires: expires} }
+// accept is the verdict that lets device in.
+func accept(device string, expires time.Time) verdict {
+	return verdict{device: device, expires: expires}
+}
 
 // refuse is a refusal with code, and why in words.
 func refuse(code byte, format string, args ...any) verdict {

@@ -60,7 +60,7 @@ func verifyAliyun(c cloudConnect, devices map[string]string) verdict {
 		return refuse(rcBadUserPassword, "signature does not match (%s keyed by the DeviceSecret over clientId, deviceName, productKey%s)",
 			method, map[bool]string{true: ", timestamp", false: ""}[hasTS])
 	}
-	return accept(time.Time{})
+	return accept(pk+"/"+dn, time.Time{})
 }
 
 // aliyunSign is the password's HMAC.

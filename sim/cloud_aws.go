@@ -28,5 +28,5 @@ func verifyAWS(c cloudConnect, devices map[string]string) verdict {
 			return refuse(rcNotAuthorized, "the client certificate (CN %q) is not attached to thing %q", c.peer.Subject.CommonName, c.clientID)
 		}
 	}
-	return accept(time.Time{})
+	return accept(c.clientID, time.Time{})
 }

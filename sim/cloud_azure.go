@@ -76,7 +76,7 @@ func verifyAzure(c cloudConnect, devices map[string]string) verdict {
 	if !hmac.Equal(got, azureSign(k, url.QueryEscape(sr), se)) {
 		return refuse(rcNotAuthorized, "SAS signature does not match (HMAC-SHA256 keyed by the base64-decoded device key over the URL-encoded sr and se)")
 	}
-	return accept(expires)
+	return accept(host+"/"+c.clientID, expires)
 }
 
 // azureSign is HMAC-SHA256(key, encodedResource+"\n"+expiry).

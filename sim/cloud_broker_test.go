@@ -182,3 +182,41 @@ func TestUnknownPlatform(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestCheckingBrokerKicksTheOlderLogin: Alibaba Cloud keeps one connection per device triple,
+// whatever the client id: a second login of the same device forces the first offline.
+func TestCheckingBrokerKicksTheOlderLogin(t *testing.T) {
+	var ev eventLog
+	b, err := NewBroker("127.0.0.1:0", WithPlatform(PlatformAliyun, Device{ID: "pk/device", Secret: "secret"}), WithEvents(ev.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	lost := make(chan error, 1)
+	connect := func(id string, onLost func(error)) mqtt.Client {
+		clientID := id + "|securemode=3,signmethod=hmacsha256|"
+		pass := hex.EncodeToString(aliyunSign("hmacsha256", "secret", id, "device", "pk", "", false))
+		o := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID(clientID).SetUsername("device&pk").SetPassword(pass).
+			SetAutoReconnect(false).SetKeepAlive(60 * time.Second)
+		if onLost != nil {
+			o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { onLost(err) })
+		}
+		c := mqtt.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect %s: %v", id, tok.Error())
+		}
+		return c
+	}
+	connect("box-a", func(err error) { lost <- err })
+	second := connect("box-b", nil)
+	defer second.Disconnect(100)
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first login was not forced offline by the second")
+	}
+	waitUntil(t, func() bool { return strings.Contains(strings.Join(ev.kinds(), ","), "kicked") }, "a kicked event")
+	if !second.IsConnected() {
+		t.Error("the second login was dropped too")
+	}
+}

@@ -46,7 +46,7 @@ func verifyHuawei(c cloudConnect, devices map[string]string) verdict {
 	if !hmac.Equal(got, mac(sha256.New, []byte(hour), secret)) {
 		return refuse(rcBadUserPassword, "password does not match (HMAC-SHA256 keyed by the hour %s over the secret)", hour)
 	}
-	return accept(time.Time{})
+	return accept(id, time.Time{})
 }
 
 // huaweiClientID splits `<device_id>_0_<sigType>_<YYYYMMDDHH>`.

@@ -66,5 +66,5 @@ func verifyOneNET(c cloudConnect, devices map[string]string) verdict {
 	if !hmac.Equal(got, mac(h, k, et+"\n"+method+"\n"+res+"\n"+version)) {
 		return refuse(rcBadUserPassword, "token sign does not match (%s keyed by the base64-decoded device key)", method)
 	}
-	return accept(expires)
+	return accept(pid+"/"+dn, expires)
 }

@@ -68,5 +68,5 @@ func verifyTencent(c cloudConnect, devices map[string]string) verdict {
 	if !hmac.Equal(got, mac(newHash(method), key, c.username)) {
 		return refuse(rcBadUserPassword, "signature does not match (%s keyed by the base64-decoded DeviceSecret over the user name)", method)
 	}
-	return accept(expires)
+	return accept(c.clientID, expires)
 }

@@ -12,5 +12,5 @@ func verifyThingsBoard(c cloudConnect, devices map[string]string) verdict {
 	if _, ok := devices[c.username]; !ok {
 		return refuse(rcNotAuthorized, "no device has this access token")
 	}
-	return accept(time.Time{})
+	return accept(c.username, time.Time{})
 }

@@ -7,6 +7,7 @@ package main
 // daemon must say so and back off.
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -443,5 +444,46 @@ func TestUnsyncedClockSignsWithNetworkTime(t *testing.T) {
 	d.wait(t, i, "mqtt_connected")
 	if ev := cb.seen(); len(ev) != 1 || ev[0].Kind != "connect" {
 		t.Fatalf("broker saw %+v, want the CONNECT signed with the network's hour accepted", ev)
+	}
+}
+
+// TestAliyunKickOut: two gateways configured with the same Alibaba Cloud device (different
+// client ids) evict each other, as the platform forces the older connection of a device triple
+// offline; the evicted daemon says why in words — the kick-out rule — in its lost-session entry.
+func TestAliyunKickOut(t *testing.T) {
+	c := cloudCases[slices.IndexFunc(cloudCases, func(c cloudCase) bool { return c.platform == sim.PlatformAliyun })]
+	cb := &cloudBench{}
+	b, err := sim.NewBroker("127.0.0.1:0", sim.WithPlatform(sim.PlatformAliyun, c.devices...), sim.WithEvents(cb.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	var twins [2]*proc
+	for i, id := range []string{"box-a", "box-b"} {
+		tb := &cloudBench{b: b, bench: newBenchOn(t, b.Addr())}
+		cc := c
+		cc.section += fmt.Sprintf("\nclient_id = %q", id)
+		twins[i] = tb.start(tb.config(cc, c.secret, ""))
+		twins[i].wait(t, 0, "mqtt_connected")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lost, _, err := twins[0].log.Wait(ctx, 0, func(e logwatch.Entry) bool {
+		return e.Event() == "mqtt_disconnected" && e.Str("reason") != "shutting down"
+	})
+	if err != nil {
+		t.Fatalf("the first gateway was not evicted by the second: %v", err)
+	}
+	if r := lost.Str("reason"); !strings.Contains(r, "forces the older connection offline") {
+		t.Errorf("the evicted gateway does not say why in words: %v", lost)
+	}
+	kicked := 0
+	for _, e := range cb.seen() {
+		if e.Kind == "kicked" {
+			kicked++
+		}
+	}
+	if kicked == 0 {
+		t.Errorf("the broker forced no one offline: %+v", cb.seen())
 	}
 }
