@@ -392,6 +392,13 @@ dir = %q
 	if renewed.Str("took") == "" || renewed.Str("expires") == "" {
 		t.Errorf("token_renewed %v, want took and expires", renewed)
 	}
+	st, _ := statusJSON(t, controlSocket(cb.mod.Path()))
+	if q := st.MQTT; q.Renewals < 1 || q.PasswordExpires == nil || !q.PasswordExpires.After(conns[0].Expires) || q.Attempt != 0 {
+		t.Errorf("gatewayd status after the renewal: renewals %d, password expires %v, attempt %d", q.Renewals, q.PasswordExpires, q.Attempt)
+	}
+	if out, _, _ := cli(t, "status", "-socket", controlSocket(cb.mod.Path())); !strings.Contains(out, "renewed before then") {
+		t.Errorf("gatewayd status does not show the password's expiry:\n%s", out)
+	}
 	for _, e := range d.log.Entries() {
 		switch {
 		case e.Event() == "mqtt_connect_failed", e.Event() == "bringup_failed":

@@ -126,9 +126,13 @@ type MQTT struct {
 	Attempt        int               `json:"attempt,omitempty"`
 	Subscriptions  []string          `json:"subscriptions,omitempty"`
 	Reconnects     map[string]uint64 `json:"reconnects,omitempty"`
-	Downlinks      uint64            `json:"downlinks"`
-	DownlinkBytes  uint64            `json:"downlink_bytes"`
-	Published      uint64            `json:"published"`
+	// PasswordExpires is when the session's password expires (Tencent, OneNET, Azure); Renewals
+	// counts the planned renewals before such expiries (not failures).
+	PasswordExpires *time.Time `json:"password_expires,omitempty"`
+	Renewals        uint64     `json:"renewals,omitempty"`
+	Downlinks       uint64     `json:"downlinks"`
+	DownlinkBytes   uint64     `json:"downlink_bytes"`
+	Published       uint64     `json:"published"`
 }
 
 // Outbox is the store of forwarded messages waiting for the cloud.
