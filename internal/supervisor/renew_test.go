@@ -138,3 +138,30 @@ func TestRenewalOfAVeryShortPassword(t *testing.T) {
 		t.Fatalf("renewal %s after connect, want %s", got, minRenewDelay)
 	}
 }
+
+// TestRenewedSessionCountsAsOne: a session kept up across renewals (20 s tokens) is one
+// session for stableAfter (60 s): when it is lost after 70 s, the back-off was reset, so the
+// next failure waits the first delay, not one grown by the failures before it.
+func TestRenewedSessionCountsAsOne(t *testing.T) {
+	h := newHarness(t, testConfig(16))
+	for i := 0; i < 4; i++ {
+		h.failAt(stageMQTT, errRefused)
+	}
+	h.connectExpiring(20 * time.Second)
+	for i := 0; i < 4; i++ { // renewals at 18, 36, 54, 72 s
+		h.now = h.renewAt
+		h.feed(input{kind: inRenewDue})
+		h.feed(input{kind: inStageDone, stage: stageMQTT, validFor: 20 * time.Second, signedAt: h.now})
+	}
+	if a := h.m.bo[kindMQTT].Attempts(); a != 4 {
+		t.Fatalf("renewals changed the back-off's attempts to %d, want 4 until the session is left", a)
+	}
+	h.elapse(time.Second)
+	effs := h.feed(input{kind: inFallBack, stage: stageMQTT, why: "+QMTSTAT 1"})
+	if has(effs, effRetry) {
+		t.Fatalf("a session up 73 s across renewals was lost and counted as a failure: %v", effs)
+	}
+	if a := h.m.bo[kindMQTT].Attempts(); a != 0 {
+		t.Fatalf("after a session of 73 s the back-off has %d attempts, want 0 (reset)", a)
+	}
+}
