@@ -213,6 +213,9 @@ type machine struct {
 	expiresAt  time.Time // when it expires (signedAt + validFor)
 	renewing   bool      // a planned renewal runs the MQTT stage
 	renewSince time.Time // ... since then
+	// renewUpSince is when the renewed session first came up: a session that lasts across
+	// renewals counts as one for stableAfter.
+	renewUpSince time.Time
 
 	status string // the last STATUS= sent
 	out    []effect
@@ -359,12 +362,16 @@ func (m *machine) classified(in input) {
 			m.portOpen = true
 			m.healthRunning, m.healthFailures = false, 0
 		}
+		renewed := st == stageMQTT && m.renewing
 		if st == stageMQTT {
 			m.scheduleRenewal(in)
 		}
 		m.next = st + 1
 		if m.next == stageConnected {
 			m.connected, m.upSince = true, in.now
+			if renewed {
+				m.upSince = m.renewUpSince // the same session, renewed: how long it lasted goes on
+			}
 			m.emit(effect{kind: effConnected})
 			m.status = "connected"
 			m.emit(effect{kind: effStartDrain})
@@ -634,7 +641,7 @@ func (m *machine) renewDue(now time.Time) {
 	m.connected = false
 	m.emit(effect{kind: effStopDrain})
 	m.emit(effect{kind: effRenew, at: expires})
-	m.renewing, m.renewSince = true, now
+	m.renewing, m.renewSince, m.renewUpSince = true, now, m.upSince
 	m.next = stageMQTT
 	m.setStatus("renewing the session's password before it expires")
 }
