@@ -396,6 +396,9 @@ dir = %q
 	if q := st.MQTT; q.Renewals < 1 || q.PasswordExpires == nil || !q.PasswordExpires.After(conns[0].Expires) || q.Attempt != 0 {
 		t.Errorf("gatewayd status after the renewal: renewals %d, password expires %v, attempt %d", q.Renewals, q.PasswordExpires, q.Attempt)
 	}
+	if q := st.MQTT; q.ConnectedAt == nil || !q.ConnectedAt.Before(disc.At) {
+		t.Errorf("gatewayd status after the renewal: connected since %v, want since before the renewal (%s): the session went on", q.ConnectedAt, disc.At)
+	}
 	if out, _, _ := cli(t, "status", "-socket", controlSocket(cb.mod.Path())); !strings.Contains(out, "renewed before then") {
 		t.Errorf("gatewayd status does not show the password's expiry:\n%s", out)
 	}

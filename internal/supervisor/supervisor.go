@@ -252,6 +252,7 @@ type loop struct {
 	drainDone   chan error
 	timer       *time.Timer
 	renewTimer  *time.Timer // the machine's renewal of an expiring password
+	renewed     bool        // effRenewed was performed; the next effConnected continues the session
 	// stored carries buffer-mode messages read out of their slots (readStored) to the loop.
 	stored chan []qmt.Received
 	// pending holds, in order, the events while took and left for the loop.
@@ -488,13 +489,22 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.logPoll(e)
 	case effConnected:
 		l.lastPoll = ""
+		renewed := l.renewed
+		l.renewed = false
 		l.book.update(func(st *Status) {
-			st.Connected, st.ConnectedAt, st.Stage = true, now, stageConnected.String()
+			st.Connected, st.Stage = true, stageConnected.String()
+			if !renewed || st.ConnectedAt.IsZero() {
+				st.ConnectedAt = now // a renewed session goes on: connected since it first came up
+			}
 			st.NextAttempt, st.Attempt = time.Time{}, 0
 		})
 		status := fmt.Sprintf("connected to %s:%d as module %s", l.set.Host, l.set.Port, l.link.id.IMEI)
-		l.log.Info().Str("event", logging.EventSessionUp).Str("host", l.set.Host).Int("port", l.set.Port).
-			Str("imei", l.link.id.IMEI).Msg("session up")
+		ev := l.log.Info().Str("event", logging.EventSessionUp).Str("host", l.set.Host).Int("port", l.set.Port).
+			Str("imei", l.link.id.IMEI)
+		if renewed {
+			ev = ev.Bool("renewed", true)
+		}
+		ev.Msg("session up")
 		l.notify.Status(status)
 	case effStartDrain:
 		l.startDrain(ctx)
@@ -559,6 +569,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 			l.while(ctx, func() { k.renewDisconnect(ctx, l.log) })
 		}
 	case effRenewed:
+		l.renewed = true // the effConnected that follows is the same session's
 		l.book.update(func(st *Status) { st.Renewals++ })
 		ev := l.log.Info().Str("event", logging.EventTokenRenewed).Str("took", e.dur.Round(time.Millisecond).String())
 		if !l.expires.IsZero() {
