@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -20,21 +23,26 @@ import (
 const DefaultBrokerAddr = "127.0.0.1:1883"
 
 // Broker is an embedded MQTT broker (mochi-mqtt) on a TCP address, accepting every client unless
-// an auth function refuses it.
+// an auth function (WithAuth) or a platform's checks (WithPlatform) refuse it.
 type Broker struct {
 	srv  *mochi.Server
 	addr string
 	tls  bool
 	once sync.Once
+	subs atomic.Int64 // inline subscription ids handed out
 }
 
 // BrokerOption changes how NewBroker sets the broker up.
 type BrokerOption func(*brokerOptions)
 
 type brokerOptions struct {
-	log  zerolog.Logger
-	auth func(clientID, username string, password []byte) byte
-	tls  *tls.Config
+	log      zerolog.Logger
+	auth     func(clientID, username string, password []byte) byte
+	tls      *tls.Config
+	platform string   // WithPlatform: the cloud whose CONNECT checks to apply
+	devices  []Device // WithPlatform: its device registry
+	now      func() time.Time
+	events   func(BrokerEvent)
 	// maxQoS is the highest QoS the broker grants (and delivers at); 0 with setQoS false: 2.
 	maxQoS byte
 	setQoS bool
@@ -68,7 +76,7 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if addr == "" {
 		addr = DefaultBrokerAddr
 	}
-	o := brokerOptions{log: zerolog.Nop()}
+	o := brokerOptions{log: zerolog.Nop(), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -76,12 +84,24 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if o.setQoS {
 		caps.MaximumQos = o.maxQoS
 	}
+	hook := &authHook{auth: o.auth, now: o.now, events: o.events, log: o.log.With().Str("component", "broker").Logger()}
+	if o.platform != "" {
+		v, ok := verifiers[o.platform]
+		if !ok {
+			return nil, fmt.Errorf("broker: no platform %q (have %s)", o.platform, strings.Join(Platforms(), ", "))
+		}
+		hook.platform, hook.verify, hook.devices = o.platform, v, map[string]string{}
+		for _, d := range o.devices {
+			hook.devices[d.ID] = d.Secret
+		}
+	}
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true,
 		Capabilities: caps,
 		Logger:       slog.New(&slogToZerolog{log: o.log.With().Str("component", "broker").Logger()}),
 	})
-	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth}, nil); err != nil {
+	hook.srv = srv
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
 	tcp := &trackedListener{addr: addr, tls: o.tls, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
@@ -109,6 +129,16 @@ func (b *Broker) URL() string {
 // Publish sends a message from the broker itself to every matching subscriber.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
 	return b.srv.Publish(topic, payload, retain, qos)
+}
+
+// Subscribe calls fn for every message published on a topic matching filter, as the cloud's own
+// side sees it (no client, no credentials to check). fn runs in the publisher's goroutine and
+// must not block.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	b.subs.Add(1)
+	return b.srv.Subscribe(filter, int(b.subs.Load()), func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, append([]byte(nil), pk.Payload...))
+	})
 }
 
 // Clients is the number of clients connected now.
@@ -214,33 +244,118 @@ func (l *trackedListener) Close(closeClients listeners.CloseFn) {
 	l.wg.Wait()
 }
 
-// authHook allows every client and topic, except the CONNECTs auth refuses.
+// authHook allows every client and topic, except the CONNECTs auth or the platform's checks
+// refuse, and reports what it sees to events.
 type authHook struct {
 	mochi.HookBase
 	srv  *mochi.Server
 	auth func(clientID, username string, password []byte) byte
+	log  zerolog.Logger
+	now  func() time.Time
+
+	platform string            // "" for none
+	verify   verifier          // the platform's CONNECT check
+	devices  map[string]string // the platform's registry, ID → secret (read only)
+
+	events func(BrokerEvent)
+
+	mu        sync.Mutex
+	sessions  map[string]*mochi.Client // the platform's one connection per device
+	sessionOf map[*mochi.Client]string // ... and whose each is
 }
 
 func (h *authHook) ID() string { return "ec600sim-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect}, []byte{b})
 }
 
 // OnConnect sends the refusal CONNACK itself, so any return code can be chosen, then ends the
 // connection by returning an error.
 func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	if h.auth == nil {
-		return nil
+	id := pk.Connect.ClientIdentifier
+	code, why, dev := byte(0), "", ""
+	var expires time.Time
+	if h.auth != nil {
+		if code = h.auth(id, string(pk.Connect.Username), pk.Connect.Password); code != 0 {
+			why = "refused by the broker's auth function"
+		}
 	}
-	code := h.auth(pk.Connect.ClientIdentifier, string(pk.Connect.Username), pk.Connect.Password)
+	if code == 0 && h.verify != nil {
+		isTLS, peer := connTLS(cl.Net.Conn)
+		v := h.verify(cloudConnect{
+			clientID: id, username: string(pk.Connect.Username), password: pk.Connect.Password,
+			keepalive: pk.Connect.Keepalive, tls: isTLS, peer: peer, now: h.now(),
+		}, h.devices)
+		code, why, expires, dev = v.code, v.why, v.expires, v.device
+		if code != 0 {
+			// Never the secret, the password or the user name (a ThingsBoard token): the client id
+			// and why.
+			h.log.Info().Str("platform", h.platform).Str("client_id", id).Int("code", int(code)).Str("why", why).
+				Msg("CONNECT refused")
+		} else {
+			ev := h.log.Debug().Str("platform", h.platform).Str("client_id", id).Bool("tls", isTLS)
+			if !expires.IsZero() {
+				ev = ev.Time("expires", expires)
+			}
+			ev.Msg("CONNECT credentials check out")
+		}
+	}
 	if code == 0 {
+		h.event(BrokerEvent{Kind: "connect", ClientID: id, Expires: expires})
+		if dev != "" {
+			h.takeOver(cl, dev)
+		}
 		return nil
 	}
+	h.event(BrokerEvent{Kind: "refused", ClientID: id, Code: code, Why: why})
 	if err := h.srv.SendConnack(cl, packets.Code{Code: code}, false, nil); err != nil {
 		return err
 	}
-	return fmt.Errorf("connect refused with return code %d", code)
+	return fmt.Errorf("connect refused with return code %d: %s", code, why)
+}
+
+// takeOver makes cl device dev's one connection: an older connection of the same device is
+// forced offline (its socket closed, as the clouds do: reference 5, "second connection with same
+// identity"), whatever client id either used.
+func (h *authHook) takeOver(cl *mochi.Client, dev string) {
+	h.mu.Lock()
+	if h.sessions == nil {
+		h.sessions, h.sessionOf = map[string]*mochi.Client{}, map[*mochi.Client]string{}
+	}
+	old := h.sessions[dev]
+	h.sessions[dev], h.sessionOf[cl] = cl, dev
+	h.mu.Unlock()
+	if old != nil && old != cl && !old.Closed() {
+		h.log.Info().Str("platform", h.platform).Str("client_id", old.ID).Str("new_client_id", cl.ID).
+			Msg("the same device logged in again: its older connection is forced offline")
+		h.event(BrokerEvent{Kind: "kicked", ClientID: old.ID, Why: "the same device logged in as " + cl.ID})
+		old.Stop(packets.ErrSessionTakenOver)
+	}
+}
+
+// OnDisconnect reports a session's end: "disconnect" when the client sent DISCONNECT.
+func (h *authHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.mu.Lock()
+	if dev, ok := h.sessionOf[cl]; ok {
+		delete(h.sessionOf, cl)
+		if h.sessions[dev] == cl {
+			delete(h.sessions, dev)
+		}
+	}
+	h.mu.Unlock()
+	kind := "lost"
+	if errors.Is(cl.StopCause(), packets.CodeDisconnect) {
+		kind = "disconnect"
+	}
+	h.event(BrokerEvent{Kind: kind, ClientID: cl.ID})
+}
+
+func (h *authHook) event(e BrokerEvent) {
+	if h.events != nil {
+		e.At = h.now()
+		h.events(e)
+	}
 }
 
 func (h *authHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
