@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,25 +23,28 @@ import (
 const DefaultBrokerAddr = "127.0.0.1:1883"
 
 // Broker is an embedded MQTT broker (mochi-mqtt) on a TCP address, accepting every client unless
-// an auth function refuses it.
+// an auth function (WithAuth) or a platform's checks (WithPlatform) refuse it.
 type Broker struct {
 	srv  *mochi.Server
 	addr string
 	tls  bool
 	once sync.Once
+	subs atomic.Int64 // inline subscription ids handed out
 }
 
 // BrokerOption changes how NewBroker sets the broker up.
 type BrokerOption func(*brokerOptions)
 
 type brokerOptions struct {
-	log     zerolog.Logger
-	auth    func(clientID, username string, password []byte) byte
-	tls     *tls.Config
-	rate    int                                            // CONNECTs accepted per second; 0: no limit
-	observe func(clientID string, at time.Time, code byte) // every CONNECT and its CONNACK code
-	publish func(clientID, topic string, payload []byte)   // every PUBLISH from a client
-	now     func() time.Time
+	log      zerolog.Logger
+	auth     func(clientID, username string, password []byte) byte
+	tls      *tls.Config
+	platform string   // WithPlatform: the cloud whose CONNECT checks to apply
+	devices  []Device // WithPlatform: its device registry
+	now      func() time.Time
+	events   func(BrokerEvent)
+	rate     int                                          // CONNECTs accepted per second; 0: no limit
+	publish  func(clientID, topic string, payload []byte) // every PUBLISH from a client
 	// maxQoS is the highest QoS the broker grants (and delivers at); 0 with setQoS false: 2.
 	maxQoS byte
 	setQoS bool
@@ -62,33 +67,27 @@ func WithAuth(auth func(clientID, username string, password []byte) byte) Broker
 	return func(o *brokerOptions) { o.auth = auth }
 }
 
-// WithConnectRate makes the broker accept at most perSecond CONNECTs in each second (of the
-// wall clock) and refuse the others with CONNACK return code 3, "server unavailable", as a
-// broker with a connection rate limit does (EMQX's max_conn_rate, a cloud's per-instance
-// limit). Refused CONNECTs count towards the second too: a fleet that retries at once is
-// refused again. 0 or less: no limit.
-func WithConnectRate(perSecond int) BrokerOption {
-	return func(o *brokerOptions) { o.rate = perSecond }
-}
-
-// WithConnectObserver calls observe for every CONNECT the broker receives, with the time it
-// arrived and the CONNACK return code it got (0 accepted, 3 refused by the rate limit, or what
-// the auth function returned). It is called from the client's goroutine: it must not block.
-func WithConnectObserver(observe func(clientID string, at time.Time, code byte)) BrokerOption {
-	return func(o *brokerOptions) { o.observe = observe }
-}
-
-// WithPublishObserver calls observe for every PUBLISH a client sends the broker, before the
-// broker acknowledges it: a count of what reached the cloud that no subscriber's reconnect can
-// miss. It is called from the client's goroutine: it must not block.
-func WithPublishObserver(observe func(clientID, topic string, payload []byte)) BrokerOption {
-	return func(o *brokerOptions) { o.publish = observe }
-}
-
 // WithMaxQoS makes the broker grant at most QoS q (0-2) to a subscription, whatever was asked,
 // and deliver at most at q, as Aliyun and ThingsBoard grant 1 for a request of 2 (reference 2.5).
 func WithMaxQoS(q byte) BrokerOption {
 	return func(o *brokerOptions) { o.maxQoS, o.setQoS = min(q, 2), true }
+}
+
+// WithConnectRate makes the broker accept at most perSecond CONNECTs in each second (of the
+// broker's clock) and refuse the others with CONNACK return code 3, "server unavailable", as a
+// broker with a connection rate limit does (EMQX's max_conn_rate, a cloud's per-instance
+// limit). Refused CONNECTs count towards the second too: a fleet that retries at once is
+// refused again. 0 or less: no limit. WithEvents reports each refusal ("refused", code 3).
+func WithConnectRate(perSecond int) BrokerOption {
+	return func(o *brokerOptions) { o.rate = perSecond }
+}
+
+// WithPublishObserver calls observe for every PUBLISH a client sends the broker, before the
+// broker acknowledges it: a count of what reached the cloud that no subscriber's reconnect can
+// miss (Subscribe starts after the broker, so it can miss the first publishes of a client that
+// connects at once). It is called from the client's goroutine: it must not block.
+func WithPublishObserver(observe func(clientID, topic string, payload []byte)) BrokerOption {
+	return func(o *brokerOptions) { o.publish = observe }
 }
 
 // NewBroker starts an embedded broker on addr ("127.0.0.1:0" picks a free port; Addr tells which).
@@ -104,12 +103,25 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if o.setQoS {
 		caps.MaximumQos = o.maxQoS
 	}
+	hook := &authHook{auth: o.auth, now: o.now, events: o.events, rate: o.rate, publish: o.publish,
+		log: o.log.With().Str("component", "broker").Logger()}
+	if o.platform != "" {
+		v, ok := verifiers[o.platform]
+		if !ok {
+			return nil, fmt.Errorf("broker: no platform %q (have %s)", o.platform, strings.Join(Platforms(), ", "))
+		}
+		hook.platform, hook.verify, hook.devices = o.platform, v, map[string]string{}
+		for _, d := range o.devices {
+			hook.devices[d.ID] = d.Secret
+		}
+	}
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true,
 		Capabilities: caps,
 		Logger:       slog.New(&slogToZerolog{log: o.log.With().Str("component", "broker").Logger()}),
 	})
-	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth, rate: o.rate, observe: o.observe, publish: o.publish, now: o.now}, nil); err != nil {
+	hook.srv = srv
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
 	tcp := &trackedListener{addr: addr, tls: o.tls, conns: make(map[net.Conn]struct{}), served: make(chan struct{})}
@@ -137,6 +149,16 @@ func (b *Broker) URL() string {
 // Publish sends a message from the broker itself to every matching subscriber.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
 	return b.srv.Publish(topic, payload, retain, qos)
+}
+
+// Subscribe calls fn for every message published on a topic matching filter, as the cloud's own
+// side sees it (no client, no credentials to check). fn runs in the publisher's goroutine and
+// must not block.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	b.subs.Add(1)
+	return b.srv.Subscribe(filter, int(b.subs.Load()), func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, append([]byte(nil), pk.Payload...))
+	})
 }
 
 // Clients is the number of clients connected now.
@@ -242,19 +264,28 @@ func (l *trackedListener) Close(closeClients listeners.CloseFn) {
 	l.wg.Wait()
 }
 
-// authHook allows every client and topic, except the CONNECTs auth or the rate limit refuses.
+// authHook allows every client and topic, except the CONNECTs auth or the platform's checks
+// refuse, and reports what it sees to events.
 type authHook struct {
 	mochi.HookBase
-	srv     *mochi.Server
-	auth    func(clientID, username string, password []byte) byte
-	rate    int
-	observe func(clientID string, at time.Time, code byte)
-	publish func(clientID, topic string, payload []byte)
-	now     func() time.Time
+	srv  *mochi.Server
+	auth func(clientID, username string, password []byte) byte
+	log  zerolog.Logger
+	now  func() time.Time
 
-	mu     sync.Mutex
-	second int64 // the Unix second the count is of
-	count  int   // CONNECTs received in that second
+	platform string            // "" for none
+	verify   verifier          // the platform's CONNECT check
+	devices  map[string]string // the platform's registry, ID → secret (read only)
+
+	events  func(BrokerEvent)
+	rate    int
+	publish func(clientID, topic string, payload []byte)
+
+	mu        sync.Mutex
+	sessions  map[string]*mochi.Client // the platform's one connection per device
+	sessionOf map[*mochi.Client]string // ... and whose each is
+	second    int64                    // the Unix second the rate count is of
+	count     int                      // CONNECTs received in that second
 }
 
 // overRate counts a CONNECT that arrived at now and reports whether it is above the rate.
@@ -271,12 +302,6 @@ func (h *authHook) overRate(now time.Time) bool {
 	return h.count > h.rate
 }
 
-func (h *authHook) ID() string { return "ec600sim-auth" }
-
-func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish}, []byte{b})
-}
-
 // OnPublish shows a client's PUBLISH to the publish observer, unchanged.
 func (h *authHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if h.publish != nil && !cl.Net.Inline {
@@ -285,27 +310,101 @@ func (h *authHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packe
 	return pk, nil
 }
 
+func (h *authHook) ID() string { return "ec600sim-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect, mochi.OnPublish}, []byte{b})
+}
+
 // OnConnect sends the refusal CONNACK itself, so any return code can be chosen, then ends the
 // connection by returning an error.
 func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	now := h.now()
-	var code byte
-	switch {
-	case h.overRate(now):
-		code = 3 // server unavailable
-	case h.auth != nil:
-		code = h.auth(pk.Connect.ClientIdentifier, string(pk.Connect.Username), pk.Connect.Password)
+	id := pk.Connect.ClientIdentifier
+	code, why, dev := byte(0), "", ""
+	var expires time.Time
+	if h.overRate(h.now()) {
+		code, why = 3, fmt.Sprintf("above the connect rate (%d a second): server unavailable", h.rate)
 	}
-	if h.observe != nil {
-		h.observe(pk.Connect.ClientIdentifier, now, code)
+	if code == 0 && h.auth != nil {
+		if code = h.auth(id, string(pk.Connect.Username), pk.Connect.Password); code != 0 {
+			why = "refused by the broker's auth function"
+		}
+	}
+	if code == 0 && h.verify != nil {
+		isTLS, peer := connTLS(cl.Net.Conn)
+		v := h.verify(cloudConnect{
+			clientID: id, username: string(pk.Connect.Username), password: pk.Connect.Password,
+			keepalive: pk.Connect.Keepalive, tls: isTLS, peer: peer, now: h.now(),
+		}, h.devices)
+		code, why, expires, dev = v.code, v.why, v.expires, v.device
+		if code != 0 {
+			// Never the secret, the password or the user name (a ThingsBoard token): the client id
+			// and why.
+			h.log.Info().Str("platform", h.platform).Str("client_id", id).Int("code", int(code)).Str("why", why).
+				Msg("CONNECT refused")
+		} else {
+			ev := h.log.Debug().Str("platform", h.platform).Str("client_id", id).Bool("tls", isTLS)
+			if !expires.IsZero() {
+				ev = ev.Time("expires", expires)
+			}
+			ev.Msg("CONNECT credentials check out")
+		}
 	}
 	if code == 0 {
+		h.event(BrokerEvent{Kind: "connect", ClientID: id, Expires: expires})
+		if dev != "" {
+			h.takeOver(cl, dev)
+		}
 		return nil
 	}
+	h.event(BrokerEvent{Kind: "refused", ClientID: id, Code: code, Why: why})
 	if err := h.srv.SendConnack(cl, packets.Code{Code: code}, false, nil); err != nil {
 		return err
 	}
-	return fmt.Errorf("connect refused with return code %d", code)
+	return fmt.Errorf("connect refused with return code %d: %s", code, why)
+}
+
+// takeOver makes cl device dev's one connection: an older connection of the same device is
+// forced offline (its socket closed, as the clouds do: reference 5, "second connection with same
+// identity"), whatever client id either used.
+func (h *authHook) takeOver(cl *mochi.Client, dev string) {
+	h.mu.Lock()
+	if h.sessions == nil {
+		h.sessions, h.sessionOf = map[string]*mochi.Client{}, map[*mochi.Client]string{}
+	}
+	old := h.sessions[dev]
+	h.sessions[dev], h.sessionOf[cl] = cl, dev
+	h.mu.Unlock()
+	if old != nil && old != cl && !old.Closed() {
+		h.log.Info().Str("platform", h.platform).Str("client_id", old.ID).Str("new_client_id", cl.ID).
+			Msg("the same device logged in again: its older connection is forced offline")
+		h.event(BrokerEvent{Kind: "kicked", ClientID: old.ID, Why: "the same device logged in as " + cl.ID})
+		old.Stop(packets.ErrSessionTakenOver)
+	}
+}
+
+// OnDisconnect reports a session's end: "disconnect" when the client sent DISCONNECT.
+func (h *authHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.mu.Lock()
+	if dev, ok := h.sessionOf[cl]; ok {
+		delete(h.sessionOf, cl)
+		if h.sessions[dev] == cl {
+			delete(h.sessions, dev)
+		}
+	}
+	h.mu.Unlock()
+	kind := "lost"
+	if errors.Is(cl.StopCause(), packets.CodeDisconnect) {
+		kind = "disconnect"
+	}
+	h.event(BrokerEvent{Kind: kind, ClientID: cl.ID})
+}
+
+func (h *authHook) event(e BrokerEvent) {
+	if h.events != nil {
+		e.At = h.now()
+		h.events(e)
+	}
 }
 
 func (h *authHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }

@@ -13,9 +13,13 @@
 //   - Broker is an embedded MQTT broker (mochi-mqtt) on a loopback port; WithAuth lets it refuse
 //     chosen CONNECTs with a chosen CONNACK code; WithConnectRate refuses CONNECTs above a rate
 //     with CONNACK 3 (server unavailable), as a broker with a connection rate limit does, and
-//     WithConnectObserver sees every CONNECT, when and with what code. Any other broker works too: Config.Broker names
-//     where every AT+QMTOPEN connects, whatever host the command gives, so a configuration
-//     written for a cloud broker runs unchanged.
+//     WithPublishObserver sees every PUBLISH a client sends. Any other broker works too:
+//     Config.Broker names where every AT+QMTOPEN connects, whatever host the command gives, so a
+//     configuration written for a cloud broker runs unchanged. WithPlatform makes it a checking broker that
+//     plays one IoT cloud (Aliyun, Tencent, Huawei, OneNET, Azure, AWS, ThingsBoard): it
+//     recomputes every CONNECT's credentials from what arrived, as the platform does, and
+//     refuses with the platform's CONNACK code, saying why in its log (cloud.go); WithEvents
+//     reports CONNECTs, refusals and DISCONNECTs to a test.
 //
 // A test starts both in a few lines:
 //
@@ -29,7 +33,8 @@
 // # What is emulated
 //
 // Echo (on after power-up until ATE0, the bytes as received), ATI, AT+CGMI/GMI, CGMM/GMM,
-// CGMR/GMR, GSN/CGSN, QCCID, CIMI, CPIN?, CSQ, CREG/CGREG/CEREG (query, =n, URCs), CGATT?,
+// CGMR/GMR, GSN/CGSN, QCCID, CIMI, CPIN?, CSQ, CCLK (27.007) and QLTS (clock.go: the network's
+// time, or the 1980 default without it), CREG/CGREG/CEREG (query, =n, URCs), CGATT?,
 // QICSGP, QIACT, QIDEACT, CFUN (0/1/4, and 1,1 to reboot), QURCCFG "urcport" (URCs go only to
 // the port it names), CMEE 0/1/2, QPOWD; ERROR for anything else. MQTT: AT+QMTCFG with every
 // name of the EC600S =? list (stored per client, range-checked, answered on query), QMTOPEN,
@@ -105,6 +110,7 @@
 //	Burst(ctx, t, n, p) burst T N  n downlinks on t back to back, held back (never dropped) while the host does not read
 //	SetResultDelay(d)   late DUR   every SUB/UNS/PUB result held until d after its command (retransmissions)
 //	SetSignal(r, b)     signal RSSI [BER]     what AT+CSQ reports
+//	SetNetworkClock(o, z, ok)  clock OFFSET [ZONE] | clock none   the network's time (AT+CCLK?, AT+QLTS)
 //
 // DropLink, PingFail and DeactivatePDP close the module's TCP socket, so the broker sees the
 // connection end without DISCONNECT (and publishes the will). The broker going away for real (Broker.Close, a killed mosquitto) is +QMTSTAT: <idx>,1; a

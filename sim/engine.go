@@ -92,7 +92,8 @@ type engine struct {
 	lineLong  bool
 	data      *dataEntry
 	dataTimer *time.Timer
-	held      [][]byte // URCs held back while the host is typing data after "> "
+	held      [][]byte  // URCs held back while the host is typing data after "> "
+	born      time.Time // power-on: a clock the network never set counts from here
 
 	promptTimer *time.Timer // PromptDelay: the prompt of e.data is still to come
 	promptSpace bool        // SplitPrompt: the prompt's space goes in front of the next output
@@ -109,6 +110,7 @@ func newEngine(m *Module) *engine {
 		ber:        99,
 		urcPort:    m.cfg.SavedURCPort,
 		files:      make(map[string][]byte),
+		born:       time.Now(),
 	}
 }
 
@@ -740,6 +742,8 @@ var handlers = map[string]func(*engine, cmdLine) reply{
 	"+QFDEL":    (*engine).cmdQFDEL,
 	"+QFLDS":    (*engine).cmdQFLDS,
 	"+QSSLCFG":  (*engine).cmdQSSLCFG,
+	"+CCLK":     (*engine).cmdCCLK,
+	"+QLTS":     (*engine).cmdQLTS,
 }
 
 // identLine answers an identification command: one line without prefix; =? is just OK.

@@ -276,6 +276,9 @@ type Module struct {
 	refuseConnect atomic.Int32
 	refuseOpen    atomic.Int32
 	dnsDown       atomic.Bool            // SetDNS(false): no host name resolves
+	clockOffset   atomic.Int64           // SetNetworkClock: the network's time minus the host's, ns
+	clockZone     atomic.Int32           // ... the zone in quarter hours
+	clockUnknown  atomic.Bool            // ... no time from the network
 	refuseCmd     atomic.Pointer[string] // Refuse: commands starting with this answer ERROR
 
 	bytesOut, writes, maxWrite, commands atomic.Int64
@@ -332,7 +335,7 @@ func New(cfg Config) (*Module, error) {
 	if cfg.RecvForm < RecvQuoted || cfg.RecvForm > RecvUnquoted {
 		return nil, fmt.Errorf("sim config: RecvForm %d unknown", cfg.RecvForm)
 	}
-	return &Module{
+	m := &Module{
 		cfg:       cfg,
 		log:       cfg.Logger.With().Str("component", "ec600sim").Logger(),
 		broker:    addr,
@@ -341,7 +344,9 @@ func New(cfg Config) (*Module, error) {
 		events:    make(chan any),
 		ident:     cfg.Identity,
 		done:      make(chan struct{}),
-	}, nil
+	}
+	m.clockZone.Store(32) // UTC+8: the networks EC600s are sold for
+	return m, nil
 }
 
 // brokerAddr turns Config.Broker into a host:port to dial.
@@ -763,6 +768,22 @@ func (m *Module) SetSignal(rssi, ber int) error {
 		e.rssi, e.ber = rssi, ber
 		return nil
 	})
+}
+
+// SetNetworkClock sets what the network told the module the time is: offset from the host's
+// clock (0: the same), and the time zone in quarter hours that AT+CCLK? and AT+QLTS report (32
+// is UTC+8, China's; the default). known false: the network sent no time (NITZ), so AT+CCLK?
+// answers the module's power-on default (1980-01-06 plus the time since power-on) and AT+QLTS
+// answers "".
+func (m *Module) SetNetworkClock(offset time.Duration, zoneQuarters int, known bool) error {
+	if zoneQuarters < -48 || zoneQuarters > 56 {
+		return fmt.Errorf("sim: time zone %d quarter hours out of range (-48 to 56)", zoneQuarters)
+	}
+	m.log.Info().Dur("offset", offset).Int("zone", zoneQuarters).Bool("known", known).Msg("fault: network clock")
+	m.clockOffset.Store(int64(offset))
+	m.clockZone.Store(int32(zoneQuarters))
+	m.clockUnknown.Store(!known)
+	return nil
 }
 
 // SetDNS makes host names resolve (true, the default: every name to the emulator's broker) or

@@ -13,7 +13,7 @@ import (
 
 // TestConnectRateRefusesWithServerUnavailable: a broker that takes 2 CONNECTs a second refuses
 // the third and later ones of that second with CONNACK 3 (server unavailable) — refused ones
-// count too — and accepts again in the next second; the observer sees every CONNECT and its code.
+// count too — and accepts again in the next second; WithEvents sees every CONNECT and its code.
 // Through the module, the refusal is +QMTCONN: 0,0,3 followed by the link closing.
 func TestConnectRateRefusesWithServerUnavailable(t *testing.T) {
 	t.Parallel()
@@ -22,12 +22,17 @@ func TestConnectRateRefusesWithServerUnavailable(t *testing.T) {
 	var mu sync.Mutex
 	var seen []byte
 	r := newRig(t, Config{}, WithConnectRate(2),
-		WithConnectObserver(func(_ string, _ time.Time, code byte) {
+		WithEvents(func(e BrokerEvent) {
 			mu.Lock()
-			seen = append(seen, code)
+			switch e.Kind {
+			case "connect":
+				seen = append(seen, 0)
+			case "refused":
+				seen = append(seen, e.Code)
+			}
 			mu.Unlock()
 		}),
-		func(o *brokerOptions) { o.now = func() time.Time { return time.Unix(0, clock.Load()) } })
+		WithBrokerClock(func() time.Time { return time.Unix(0, clock.Load()) }))
 	connect := func(id string) error {
 		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + r.broker).SetClientID(id).
 			SetConnectTimeout(2 * time.Second).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false))
@@ -63,6 +68,6 @@ func TestConnectRateRefusesWithServerUnavailable(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if want := []byte{0, 0, 3, 3, 3, 0}; string(seen) != string(want) {
-		t.Fatalf("observer saw codes %v, want %v", seen, want)
+		t.Fatalf("events saw codes %v, want %v", seen, want)
 	}
 }

@@ -3,6 +3,12 @@
 // faults typed as lines on standard input.
 //
 //	ec600sim [-link PATH] [-listen ADDR [-max-qos Q] | -broker URL] [-imei N] [-model M] [-revision R]
+//	         [-platform NAME -device ID=SECRET ...] [-tls-cert F -tls-key F [-tls-client-ca F] [-tls-listen ADDR]]
+//
+// With -platform the embedded broker plays that IoT cloud: it checks every CONNECT's credentials
+// as the platform does, against the -device registry, and refuses with the platform's CONNACK
+// code (see sim.WithPlatform). With -tls-cert a second embedded broker listens with TLS on
+// -tls-listen, and AT+QMTOPEN of a TLS client connects there (Azure and AWS take nothing else).
 //
 // It prints the tty, the link and the broker address, then reads fault commands (type "help").
 // It runs until SIGINT or SIGTERM, or the "quit" command. End of input on stdin only stops the
@@ -12,6 +18,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -62,6 +70,8 @@ const commandHelp = `fault commands (one per line on standard input):
   late DUR               every SUB/UNS/PUB result at least DUR after its command, as after retransmissions (0 to stop)
   burst TOPIC N          the broker delivers N messages on TOPIC back to back (+QMTRECV as fast as the host reads)
   signal RSSI [BER]      what AT+CSQ reports
+  clock OFFSET [ZONE]    the network's time is the host's + OFFSET (e.g. -2h, 0), zone in quarter hours (32 = UTC+8)
+  clock none             the network sent no time: AT+CCLK? from the 1980 default, AT+QLTS ""
   status                 print tty, link, broker and identity
   help                   this list
   quit                   stop the emulator
@@ -81,6 +91,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	trace := fs.Bool("trace", false, "log every byte to and from the host")
 	variants := fs.String("variant", "", "comma-separated firmware `variants` (see below)")
 	maxQoS := fs.Int("max-qos", 2, "highest QoS the embedded broker grants a subscription (Aliyun and ThingsBoard grant 1 for 2)")
+	platform := fs.String("platform", "", "embedded broker checks CONNECTs as this `cloud` does: "+strings.Join(sim.Platforms(), ", "))
+	var devices []sim.Device
+	fs.Func("device", "a device registered on -platform, `ID=SECRET` (repeat; see sim.Device for each platform's ID)", func(s string) error {
+		d, err := sim.ParseDevice(s)
+		devices = append(devices, d)
+		return err
+	})
+	tlsCert := fs.String("tls-cert", "", "PEM `file`: the TLS broker's certificate (starts the TLS broker)")
+	tlsKey := fs.String("tls-key", "", "PEM `file`: the TLS broker's private key")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file`: CA that signs client certificates; asks for and checks them")
+	tlsListen := fs.String("tls-listen", "127.0.0.1:8883", "`address` of the embedded TLS broker")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: ec600sim [flags]\n\nRuns an emulated Quectel EC600 on a pty behind -link, with an embedded MQTT broker\n"+
 			"on -listen unless -broker names another. Every AT+QMTOPEN connects to that broker.\n"+
@@ -117,22 +138,50 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	brokerAddr := *brokerURL
 	where := "external"
+	var bopts []sim.BrokerOption
+	if *platform != "" {
+		if brokerAddr != "" {
+			fmt.Fprintln(stderr, "ec600sim: -platform checks CONNECTs in the embedded broker; it does not go with -broker")
+			return 2
+		}
+		bopts = append(bopts, sim.WithPlatform(*platform, devices...))
+		where = "embedded, checking as " + *platform
+	}
+	tlsAddr := ""
+	if *tlsCert != "" || *tlsKey != "" {
+		tcfg, err := brokerTLS(*tlsCert, *tlsKey, *tlsClientCA)
+		if err != nil {
+			fmt.Fprintf(stderr, "ec600sim: %v\n", err)
+			return 2
+		}
+		tb, err := sim.NewBroker(*tlsListen, append([]sim.BrokerOption{sim.WithBrokerLogger(log), sim.WithTLS(tcfg)}, bopts...)...)
+		if err != nil {
+			fmt.Fprintf(stderr, "ec600sim: embedded TLS broker: %v\n", err)
+			return 1
+		}
+		defer tb.Close()
+		tlsAddr = tb.Addr()
+	}
 	if brokerAddr == "" {
 		if *maxQoS < 0 || *maxQoS > 2 {
 			fmt.Fprintf(stderr, "ec600sim: -max-qos %d: must be 0, 1 or 2\n", *maxQoS)
 			return 2
 		}
-		b, err := sim.NewBroker(*listen, sim.WithBrokerLogger(log), sim.WithMaxQoS(byte(*maxQoS)))
+		b, err := sim.NewBroker(*listen, append([]sim.BrokerOption{sim.WithBrokerLogger(log), sim.WithMaxQoS(byte(*maxQoS))}, bopts...)...)
 		if err != nil {
 			fmt.Fprintf(stderr, "ec600sim: embedded broker: %v\n", err)
 			return 1
 		}
 		defer b.Close()
-		brokerAddr, where = b.Addr(), "embedded"
+		brokerAddr = b.Addr()
+		if where == "external" {
+			where = "embedded"
+		}
 	}
 	cfg := sim.Config{
 		Link:      *link,
 		Broker:    brokerAddr,
+		TLSBroker: tlsAddr,
 		Identity:  sim.Identity{IMEI: *imei, Model: *model, Revision: *revision},
 		Logger:    log,
 		BootDelay: *boot,
@@ -157,6 +206,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	out := &lockedWriter{w: stdout}
 	status := func() {
 		fmt.Fprintf(out, "tty %s\nlink %s\nbroker %s (%s)\nimei %s\n", orNone(m.TTY()), m.Path(), m.BrokerAddr(), where, m.Identity().IMEI)
+		if tlsAddr != "" {
+			fmt.Fprintf(out, "tls broker %s\n", tlsAddr)
+		}
 	}
 	status()
 	fmt.Fprintln(out, `ready; type "help" for fault commands`)
@@ -379,6 +431,21 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 			}
 		}
 		return false, m.SetSignal(rssi, ber)
+	case "clock":
+		if arg(1) == "none" {
+			return false, m.SetNetworkClock(0, 32, false)
+		}
+		off, err := duration()
+		if err != nil {
+			return false, err
+		}
+		zone := 32
+		if arg(2) != "" {
+			if zone, err = strconv.Atoi(arg(2)); err != nil {
+				return false, fmt.Errorf("clock: zone %q is not a number of quarter hours", arg(2))
+			}
+		}
+		return false, m.SetNetworkClock(off, zone, true)
 	default:
 		return false, fmt.Errorf("unknown command %q (type help)", f[0])
 	}
@@ -486,4 +553,29 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// brokerTLS is the embedded TLS broker's configuration: its certificate and key and, with a
+// client CA, a demand for client certificates signed by it.
+func brokerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pemData, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, fmt.Errorf("-tls-client-ca %s: no PEM certificate in it", clientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
 )
@@ -88,6 +90,9 @@ func TestCommandLineSession(t *testing.T) {
 	send("bogus", `error: unknown command "bogus" (type help)`)
 	send("slow soon", `error: slow needs a duration such as 500ms: "soon"`)
 	send("noise 00ff41", "ok")
+	send("clock -2h 32", "ok")
+	send("clock 1h 99", "error: sim: time zone 99 quarter hours out of range (-48 to 56)")
+	send("clock none", "ok")
 	read("\x00\xffA")
 	send("reboot", "ok")
 	read(boot)
@@ -153,6 +158,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-broker", "ssl://x:1"}, "scheme"},
 		{[]string{"-listen", "256.0.0.1:1"}, "embedded broker"},
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-platform", "azur", "-listen", "127.0.0.1:0"}, "no platform \"azur\""},
+		{[]string{"-platform", "aliyun", "-broker", "tcp://127.0.0.1:1"}, "does not go with -broker"},
+		{[]string{"-tls-cert", "x.pem"}, "go together"},
 	} {
 		var out, errOut testutil.SyncBuffer
 		args := append([]string{"-link", filepath.Join(t.TempDir(), "at")}, c.args...)
@@ -200,4 +208,48 @@ func TestDataPathVariants(t *testing.T) {
 			t.Errorf("-help does not list %s", name)
 		}
 	}
+}
+
+// TestPlatformFlag: ec600sim -platform thingsboard -device TOKEN plays ThingsBoard: the token as
+// user name gets in, another token is refused with CONNACK 5.
+func TestPlatformFlag(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "at")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr testutil.SyncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-link", link, "-listen", "127.0.0.1:0", "-platform", "thingsboard", "-device", "TOKEN1"},
+			strings.NewReader(""), &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stdout.String(), "ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var addr string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if a, ok := strings.CutPrefix(l, "broker "); ok {
+			addr, _, _ = strings.Cut(a, " ")
+		}
+	}
+	if !strings.Contains(stdout.String(), "checking as thingsboard") {
+		t.Errorf("status does not say the broker checks as thingsboard:\n%s", stdout.String())
+	}
+	for token, want := range map[string]byte{"TOKEN1": 0, "TOKEN2": 5} {
+		o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("c").SetUsername(token).SetAutoReconnect(false)
+		c := paho.NewClient(o)
+		tok := c.Connect()
+		tok.WaitTimeout(5 * time.Second)
+		if rc := tok.(*paho.ConnectToken).ReturnCode(); rc != want {
+			t.Errorf("token %s: CONNACK %d, want %d", token, rc, want)
+		}
+		if tok.Error() == nil {
+			c.Disconnect(100)
+		}
+	}
+	cancel()
+	<-code
 }

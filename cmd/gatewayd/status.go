@@ -167,6 +167,9 @@ func printStatus(w io.Writer, st *control.Status) {
 		mqtt += fmt.Sprintf("; next attempt in %s (attempt %d)", ago(*q.NextAttemptSec), q.Attempt+1)
 	}
 	line("MQTT", "%s", mqtt)
+	if q.PasswordExpires != nil {
+		line("password", "expires in %s; renewed before then (%d renewals so far)", ago(q.PasswordExpires.Sub(st.Now).Seconds()), q.Renewals)
+	}
 	if q.LastError != "" && q.LastErrorAt != nil {
 		line("last error", "%s ago: %s", ago(st.Now.Sub(*q.LastErrorAt).Seconds()), q.LastError)
 	}

@@ -133,9 +133,13 @@ type MQTT struct {
 	Subscriptions  []string          `json:"subscriptions,omitempty"`
 	Subscribed     []Subscription    `json:"subscribed,omitempty"`
 	Reconnects     map[string]uint64 `json:"reconnects,omitempty"`
-	Downlinks      uint64            `json:"downlinks"`
-	DownlinkBytes  uint64            `json:"downlink_bytes"`
-	Published      uint64            `json:"published"`
+	// PasswordExpires is when the session's password expires (Tencent, OneNET, Azure); Renewals
+	// counts the planned renewals before such expiries (not failures).
+	PasswordExpires *time.Time `json:"password_expires,omitempty"`
+	Renewals        uint64     `json:"renewals,omitempty"`
+	Downlinks       uint64     `json:"downlinks"`
+	DownlinkBytes   uint64     `json:"downlink_bytes"`
+	Published       uint64     `json:"published"`
 }
 
 // Subscription is one subscription of the session: the QoS asked and the QoS the broker granted

@@ -100,7 +100,10 @@ func (h controlHandler) Status() control.Status {
 			PDPAddress: st.PDPAddress, PDPAddresses: st.PDPAddresses},
 		MQTT: control.MQTT{Connected: st.Connected, Host: st.Host, Port: st.BrokerPort, ClientID: st.ClientID,
 			LastError: st.LastError, Attempt: st.Attempt, Subscriptions: st.Subscriptions, Reconnects: st.Reconnects,
-			Downlinks: st.Downlinks, DownlinkBytes: st.DownlinkBytes, Published: st.Published},
+			Downlinks: st.Downlinks, DownlinkBytes: st.DownlinkBytes, Published: st.Published, Renewals: st.Renewals},
+	}
+	if st.Connected && !st.IdentityExpires.IsZero() {
+		out.MQTT.PasswordExpires = timePtr(st.IdentityExpires)
 	}
 	for _, sub := range st.Subscribed {
 		cs := control.Subscription{Topic: sub.Topic, QoS: sub.QoS}

@@ -281,6 +281,10 @@ func Settings(cfg *config.Config, log zerolog.Logger) (supervisor.Settings, erro
 		Port:     m.Port,
 		Platform: cfg.Platform(),
 		Trace:    cfg.Log.ATTrace,
+		// A system clock before this build is wrong; an unsynchronised one is replaced by the
+		// module's network clock for signing.
+		ClockFloor:  BuildTime(),
+		ClockSynced: ClockSynced,
 	}
 	if set.URCPort == config.URCPortKeep {
 		set.URCPort = ""

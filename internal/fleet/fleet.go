@@ -478,11 +478,14 @@ func (b *broker) start() error {
 
 func (b *broker) startEmbedded(addr string) error {
 	opts := []sim.BrokerOption{
-		sim.WithConnectObserver(func(_ string, at time.Time, code byte) {
+		sim.WithEvents(func(e sim.BrokerEvent) {
+			if e.Kind != "connect" && e.Kind != "refused" {
+				return
+			}
 			b.mu.Lock()
-			b.connects = append(b.connects, at)
-			if code != 0 {
-				b.refusals = append(b.refusals, at)
+			b.connects = append(b.connects, e.At)
+			if e.Kind == "refused" {
+				b.refusals = append(b.refusals, e.At)
 			}
 			b.mu.Unlock()
 		}),

@@ -36,6 +36,9 @@ const (
 	EventBringUpFailed     = "bringup_failed"      // a module, SIM, registration or PDP step failed; retried after retry_in
 	EventTLSReady          = "tls_ready"           // the module's TLS context and certificate files are set
 	EventHeldBack          = "held_back"           // downlinks came faster than handled: the AT reader paused (nothing lost)
+	EventTokenRenewed      = "token_renewed"       // an expiring password was re-signed and the session re-established, as planned
+	EventClockWrong        = "clock_wrong"         // the system clock is before the build's date: signatures made with it fail
+	EventClockNetwork      = "clock_network"       // signing with the module's network clock (the system clock is not synchronised)
 
 	// EventMQTTReconnectSpread: the broker closed a session that had lasted; the reconnect waits
 	// retry_in, drawn from the reconnect window so that a fleet does not reconnect in one second.

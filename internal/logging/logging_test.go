@@ -237,9 +237,10 @@ func TestEventNamesStable(t *testing.T) {
 		EventOutboxDamaged: "outbox_damaged_record", EventDrainWindowShrunk: "drain_window_shrunk",
 		EventDrainWindowRestored: "drain_window_restored",
 		EventLocalRefused:        "local_refused", EventLocalNotForwarded: "local_not_forwarded",
+		EventTokenRenewed: "token_renewed", EventClockWrong: "clock_wrong", EventClockNetwork: "clock_network",
 	}
-	if len(want) != 23 {
-		t.Fatalf("event names collide: %d distinct of 23", len(want))
+	if len(want) != 26 {
+		t.Fatalf("event names collide: %d distinct of 26", len(want))
 	}
 	for got, w := range want {
 		if got != w {

@@ -34,7 +34,11 @@ import (
 //     (the port, the module) is local to the device and is retried at once;
 //   - the outbox drains while the session is connected, and only then;
 //   - health checks run whenever a port is open and the module is not being brought up, reset
-//     or kept quiet — backing off included — and three failures in a row reset the module.
+//     or kept quiet — backing off included — and three failures in a row reset the module;
+//   - a session whose password expires is renewed before it does, in a planned way: at
+//     renewFraction of the password's lifetime the session is left cleanly (DISCONNECT) and the
+//     MQTT stage runs again at once with a freshly signed identity. That is neither a failure
+//     nor a lost session: no back-off, nothing counted; only a failure of the new CONNECT is.
 
 // stage is a step of the bring-up; a fault sends the session back to the stage that mends it.
 type stage int
@@ -117,6 +121,7 @@ const (
 	inHealthDone                  // the health check returned Err
 	inPortLost                    // the AT port failed (Err)
 	inResetDone                   // the module reset finished
+	inRenewDue                    // the renewal timer fired
 	inStop                        // the daemon is stopping
 	numInputs
 )
@@ -128,6 +133,10 @@ type input struct {
 	stage stage  // inStageDone: the stage that finished; inFallBack: where to go back to
 	err   error  // inStageDone, inHealthDone, inPortLost
 	why   string // inFallBack
+	// inStageDone of stageMQTT: the password's lifetime (0: it does not expire) and when, on
+	// this clock, it was signed.
+	validFor time.Duration
+	signedAt time.Time
 }
 
 // effectKind says what the loop must do.
@@ -149,6 +158,9 @@ const (
 	effReset                         // reset the module (AT+CFUN=1,1, then the reset line); err is why
 	effClosePort                     // close the AT port
 	effShutdown                      // disconnect MQTT cleanly
+	effArmRenew                      // (re)arm the renewal timer to fire at at; zero at: stop it
+	effRenew                         // the password expires at at: disconnect MQTT cleanly to renew it
+	effRenewed                       // the session was renewed: log it (dur: how long it took)
 	effExit                          // return err from Run (nil: a clean stop)
 )
 
@@ -156,7 +168,7 @@ const (
 type effect struct {
 	kind    effectKind
 	stage   stage         // effRunStage, effRetry/effPoll (the stage that failed)
-	at      time.Time     // effArmTimer
+	at      time.Time     // effArmTimer, effArmRenew; effRenew: the old password's expiry
 	delay   time.Duration // effRetry, effPoll: time to the next attempt
 	kindOf  failKind      // effRetry
 	attempt int           // effRetry: failures of this kind since the last stable session
@@ -164,7 +176,7 @@ type effect struct {
 	spread  bool          // effRetry: the first reconnect after the broker closed a lasting session
 	err     error         // effRetry, effPoll, effReset, effExit, effLost
 	text    string        // effStatus; effLost: why
-	dur     time.Duration // effLost: how long the session was up
+	dur     time.Duration // effLost: how long the session was up; effRenewed: how long renewing took
 }
 
 // machineConfig is what the machine needs to know of the settings.
@@ -212,6 +224,14 @@ type machine struct {
 	healthRunning  bool
 	healthFailures int
 
+	renewAt    time.Time // when the connected session's password must be renewed; zero: never
+	expiresAt  time.Time // when it expires (signedAt + validFor)
+	renewing   bool      // a planned renewal runs the MQTT stage
+	renewSince time.Time // ... since then
+	// renewUpSince is when the renewed session first came up: a session that lasts across
+	// renewals counts as one for stableAfter.
+	renewUpSince time.Time
+
 	status string // the last STATUS= sent
 	out    []effect
 }
@@ -256,6 +276,8 @@ func (m *machine) step(in input) []effect {
 		m.healthDone(in)
 	case inPortLost:
 		m.portLost(in.now, in.err)
+	case inRenewDue:
+		m.renewDue(in.now)
 	case inResetDone:
 		m.resetting = false
 		if m.portOpen {
@@ -322,6 +344,9 @@ func (m *machine) stageDone(in input) {
 		return // not ours: a result can only come from a stage the machine started
 	}
 	m.running = false
+	if in.err != nil || m.cancelled || m.interrupted != "" {
+		m.renewing = false // a renewal that did not come through is not logged as one
+	}
 	if c := classify(in.stage, in.err); !m.cancelled && in.err != nil && c.class != classRetry && c.class != classNotYet {
 		m.interrupted = "" // the port is gone, the module unresponsive, ...: handled as such below
 	}
@@ -358,9 +383,16 @@ func (m *machine) classified(in input) {
 			m.portOpen = true
 			m.healthRunning, m.healthFailures = false, 0
 		}
+		renewed := st == stageMQTT && m.renewing
+		if st == stageMQTT {
+			m.scheduleRenewal(in)
+		}
 		m.next = st + 1
 		if m.next == stageConnected {
 			m.connected, m.upSince = true, in.now
+			if renewed {
+				m.upSince = m.renewUpSince // the same session, renewed: how long it lasted goes on
+			}
 			m.emit(effect{kind: effConnected})
 			m.status = "connected"
 			m.emit(effect{kind: effStartDrain})
@@ -455,6 +487,7 @@ func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bo
 		return false
 	}
 	m.connected = false
+	m.stopRenewal()
 	m.emit(effect{kind: effStopDrain})
 	up := now.Sub(m.upSince)
 	if log {
@@ -604,4 +637,55 @@ func (m *machine) healthDone(in input) {
 	if m.healthFailures >= maxHealthFailures {
 		m.startReset(in.now, fmt.Errorf("%d health checks failed in a row: %w", m.healthFailures, in.err))
 	}
+}
+
+// renewFraction is the share of a password's lifetime after which the session is renewed: 90 %,
+// so a 1-hour token is renewed 6 minutes before it expires and a 20-second one 2 seconds before.
+// A margin proportional to the lifetime keeps renewals rare for long tokens and still leaves the
+// disconnect (well under a second on a live link) time to finish before expiry on short ones.
+const renewFraction = 0.9
+
+// minRenewDelay is the least time between a connect and its renewal, so that a password that
+// (by a wrong clock or configuration) lives only moments cannot make the session renew in a loop.
+const minRenewDelay = time.Second
+
+// scheduleRenewal arms the renewal of a session whose password expires (in.validFor > 0).
+func (m *machine) scheduleRenewal(in input) {
+	if m.renewing {
+		m.renewing = false
+		m.emit(effect{kind: effRenewed, dur: in.now.Sub(m.renewSince)})
+	}
+	if in.validFor <= 0 {
+		return
+	}
+	m.expiresAt = in.signedAt.Add(in.validFor)
+	m.renewAt = in.signedAt.Add(time.Duration(float64(in.validFor) * renewFraction))
+	if earliest := in.now.Add(minRenewDelay); m.renewAt.Before(earliest) {
+		m.renewAt = earliest
+	}
+	m.emit(effect{kind: effArmRenew, at: m.renewAt})
+}
+
+// stopRenewal disarms the renewal of a session that is left.
+func (m *machine) stopRenewal() {
+	if !m.renewAt.IsZero() {
+		m.renewAt = time.Time{}
+		m.emit(effect{kind: effArmRenew})
+	}
+}
+
+// renewDue renews the connected session when its time has come: a clean disconnect, then the
+// MQTT stage at once, with no back-off and nothing counted.
+func (m *machine) renewDue(now time.Time) {
+	if !m.connected || m.renewAt.IsZero() || now.Before(m.renewAt) {
+		return // a timer of a session left since, or fired early
+	}
+	expires := m.expiresAt
+	m.renewAt = time.Time{}
+	m.connected = false
+	m.emit(effect{kind: effStopDrain})
+	m.emit(effect{kind: effRenew, at: expires})
+	m.renewing, m.renewSince, m.renewUpSince = true, now, m.upSince
+	m.next = stageMQTT
+	m.setStatus("renewing the session's password before it expires")
 }

@@ -26,6 +26,7 @@ type harness struct {
 	liveStage stage // ... this one
 	cancelled bool
 	timerAt   time.Time // the armed timer, zero if none
+	renewAt   time.Time // the armed renewal timer, zero if none
 	deadline  time.Time // the latest retry deadline the machine announced (effRetry, effPoll)
 	portOpen  bool
 	draining  bool
@@ -80,6 +81,10 @@ func (h *harness) feed(in input) []effect {
 	if in.kind == inResetDone {
 		h.resetting = false
 	}
+	if in.kind == inRenewDue {
+		h.renewAt = time.Time{}
+	}
+	wasConnected := h.m.connected
 	if in.kind == inStageDone && in.stage == stagePort && in.err == nil {
 		h.portOpen = true // the loop holds the link from here until effClosePort
 	}
@@ -110,6 +115,15 @@ func (h *harness) feed(in input) []effect {
 			h.cancelled = true
 		case effArmTimer:
 			h.timerAt = e.at
+		case effArmRenew:
+			h.renewAt = e.at
+		case effRenew:
+			if !wasConnected {
+				h.violate("renewal of a session that was not connected")
+			}
+			if has(effs, effRetry) || has(effs, effLost) || has(effs, effShutdown) {
+				h.violate("a renewal counted as a failure or a loss: %v", effs)
+			}
 		case effRetry, effPoll:
 			if d := h.now.Add(e.delay); d.Before(h.deadline) {
 				h.violate("retry deadline moved in from %s to %s", h.deadline.Sub(t0), d.Sub(t0))
@@ -165,6 +179,9 @@ func (h *harness) checkInvariants() {
 	m := h.m
 	if h.draining != m.connected && !h.exited {
 		h.violate("draining %t while connected %t", h.draining, m.connected)
+	}
+	if !h.renewAt.IsZero() && !m.connected && !h.exited {
+		h.violate("renewal timer armed for %s while not connected", h.renewAt.Sub(t0))
 	}
 	if h.exited || h.live || m.connected || h.resetting {
 		return
@@ -603,7 +620,7 @@ func fuzzMachine(t *testing.T, data []byte) {
 	}}
 	h.feed(input{kind: inStart})
 	for i := 0; i+1 < len(data) && failure == nil && !h.exited; i += 2 {
-		op, arg := data[i]%11, data[i+1]
+		op, arg := data[i]%12, data[i+1]
 		h.now = h.now.Add(time.Duration(arg&0x0f) * 150 * time.Millisecond)
 		if !h.timerAt.IsZero() && !h.timerAt.After(h.now) {
 			h.now = h.timerAt
@@ -615,7 +632,11 @@ func fuzzMachine(t *testing.T, data []byte) {
 		switch op {
 		case 0, 1, 2, 3:
 			if h.live {
-				h.feed(input{kind: inStageDone, stage: h.liveStage, err: fuzzErrs[int(arg>>4)%len(fuzzErrs)]})
+				in := input{kind: inStageDone, stage: h.liveStage, err: fuzzErrs[int(arg>>4)%len(fuzzErrs)]}
+				if arg&0x40 != 0 {
+					in.validFor, in.signedAt = time.Duration(arg&0x0f)*time.Second, h.now
+				}
+				h.feed(in)
 			}
 		case 4:
 			h.feed(input{kind: inFallBack, stage: stageModule + stage(arg>>4)%5, why: "urc"})
@@ -648,6 +669,22 @@ func fuzzMachine(t *testing.T, data []byte) {
 		case 10:
 			if arg == 0xff {
 				h.feed(input{kind: inStop})
+			}
+		case 11:
+			if !h.renewAt.IsZero() {
+				if h.renewAt.After(h.now) {
+					h.now = h.renewAt
+				}
+				renewing := h.m.connected
+				effs := h.feed(input{kind: inRenewDue})
+				if renewing && (!has(effs, effRenew) || !has(effs, effRunStage) || h.liveStage != stageMQTT) {
+					failure = fmt.Errorf("at %s: the renewal timer fired on a connected session, effects %v", h.now.Sub(t0), effs)
+				}
+			} else if arg&1 == 1 {
+				h.feed(input{kind: inRenewDue}) // a stale timer: nothing may happen
+				if len(h.last) != 0 {
+					failure = fmt.Errorf("at %s: a renewal timer with none armed did %v", h.now.Sub(t0), h.last)
+				}
 			}
 		}
 	}

@@ -119,6 +119,105 @@ func (k *link) shutdown(log zerolog.Logger) {
 	log.Info().Str("event", logging.EventMQTTDisconnected).Str("reason", "shutting down").Msg("MQTT disconnected")
 }
 
+// renewDisconnect ends the session cleanly (AT+QMTDISC: MQTT DISCONNECT, then the socket) for
+// a planned renewal. When that fails, the MQTT stage's first step closes the link anyway.
+func (k *link) renewDisconnect(ctx context.Context, log zerolog.Logger) {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := k.client.Disconnect(dctx); err != nil {
+		log.Warn().Err(err).Msg("MQTT disconnect for the renewal failed; the link is closed before connecting again")
+		return
+	}
+	log.Info().Str("event", logging.EventMQTTDisconnected).Str("reason", "renewing the password").Msg("MQTT disconnected")
+}
+
+// signingClock is how far the clock to sign a CONNECT with is from the system clock: 0 while
+// the system clock is synchronised and plausible; otherwise the module's network clock is
+// asked (AT+CCLK?, AT+QLTS), and when it knows no time either, the system clock is used after
+// all, with a warning. A system clock before ClockFloor (the build's date) is reported as
+// wrong: signatures made with a wrong time fail in confusing ways (expired tokens, a wrong
+// Huawei hour).
+func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
+	now := time.Now()
+	floor, floorWhat := s.set.ClockFloor, "this build"
+	if floor.IsZero() {
+		floor, floorWhat = plausibleFloor, "any time this software ran"
+	}
+	wrong := now.Before(floor)
+	synced := true
+	if s.set.ClockSynced != nil {
+		ok, err := s.set.ClockSynced()
+		if err != nil {
+			s.log.Debug().Err(err).Msg("cannot tell whether the system clock is synchronised; taking it as it is")
+		} else {
+			synced = ok
+		}
+	}
+	if !wrong && synced {
+		s.noteClock("system", "", nil)
+		return 0
+	}
+	why := "the system clock is not synchronised"
+	if wrong {
+		why = fmt.Sprintf("the system clock says %s, before %s (%s): it is wrong",
+			now.UTC().Format(time.RFC3339), floorWhat, floor.UTC().Format(time.RFC3339))
+	}
+	nt, err := k.mod.NetworkTime(ctx, floor)
+	if err != nil {
+		s.noteClock("system: "+why, "signing with the system clock although it is not synchronised: the module knows no network time either", func(warn bool) *zerolog.Event {
+			ev := s.log.Debug()
+			if warn {
+				ev = s.log.Warn()
+			}
+			if wrong {
+				ev = ev.Str("event", logging.EventClockWrong)
+			}
+			return ev.Str("why", why).Err(err)
+		})
+		return 0
+	}
+	// The module gives whole seconds: the true time is within the second after nt.
+	skew := time.Until(nt.Add(500 * time.Millisecond))
+	if skew > -trustSkew && skew < trustSkew {
+		// Not synchronised, but it agrees with the network: the system clock is finer.
+		s.noteClock("system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
+			return s.log.Debug().Str("why", why).Time("network_time", nt)
+		})
+		return 0
+	}
+	s.noteClock("network: "+why, "signing with the module's network clock", func(warn bool) *zerolog.Event {
+		ev := s.log.Debug()
+		if warn {
+			ev = s.log.Warn()
+		}
+		if wrong {
+			ev = ev.Str("event", logging.EventClockWrong)
+		} else {
+			ev = ev.Str("event", logging.EventClockNetwork)
+		}
+		return ev.Str("why", why).Time("network_time", nt).Str("system_clock_off_by", skew.Round(time.Second).String())
+	})
+	return skew
+}
+
+// trustSkew is how far an unsynchronised system clock may be from the module's network clock
+// and still be used for signing (it has sub-second resolution; the module's has seconds).
+const trustSkew = 2 * time.Second
+
+// plausibleFloor is a time no real clock is before, used when the build's date is not known (a
+// binary built without VCS stamping): a system or module clock before it was never set.
+var plausibleFloor = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// noteClock logs msg about the clock that signs CONNECTs (what, in short): at warn when that
+// changed since the last connect, at debug when not. ev builds the entry (nil: nothing to say).
+func (s *Supervisor) noteClock(what, msg string, ev func(warn bool) *zerolog.Event) {
+	changed := what != s.clockNote
+	s.clockNote = what
+	if ev != nil {
+		ev(changed).Msg(msg)
+	}
+}
+
 // escalate resets a module that stopped answering: AT+CFUN=1,1 or, when that goes unanswered
 // and a reset line is wired, a pulse of the line. The machine then reopens the port.
 func (k *link) escalate(ctx context.Context, s *Supervisor, cause error) {
@@ -261,6 +360,10 @@ type stageOut struct {
 	link *link // stagePort: the port it opened
 	// expires: stageMQTT, when the identity it connected with stops being accepted (zero: never).
 	expires time.Time
+	// validFor and signedAt: stageMQTT, the password's lifetime from its signing, and when, on
+	// this host's clock, it was signed (for the renewal).
+	validFor time.Duration
+	signedAt time.Time
 }
 
 // runStage runs one bring-up stage on the open port k (nil for stagePort, which returns the
@@ -284,8 +387,7 @@ func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (stageOut,
 	case stagePDP:
 		return stageOut{}, s.activatePDP(ctx, k)
 	case stageMQTT:
-		expires, err := s.bringUpMQTT(ctx, k)
-		return stageOut{expires: expires}, err
+		return s.bringUpMQTT(ctx, k)
 	}
 	return stageOut{}, fmt.Errorf("no such stage %s", st)
 }
@@ -465,14 +567,14 @@ func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 
 // bringUpMQTT configures the module's MQTT client, opens the link, connects with the identity
 // the platform gives for now, subscribes and publishes what is configured. It returns when the
-// identity expires (zero: never).
-func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) (expires time.Time, err error) {
-	err = s.connectMQTT(ctx, k, &expires)
-	return expires, err
+// identity expires (zero: never), and its lifetime.
+func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) (out stageOut, err error) {
+	err = s.connectMQTT(ctx, k, &out)
+	return out, err
 }
 
-// connectMQTT is bringUpMQTT; it sets *expires once connected.
-func (s *Supervisor) connectMQTT(ctx context.Context, k *link, expires *time.Time) error {
+// connectMQTT is bringUpMQTT; it sets out's expiry once connected.
+func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) error {
 	c := k.client
 	// Whatever state an earlier attempt or another program left our client in, start clean.
 	if err := s.closeStaleLink(ctx, k); err != nil {
@@ -491,6 +593,9 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, expires *time.Tim
 		s.log.Info().Str("setting", sk.Setting).Err(sk.Err).
 			Msg("this firmware lacks an optional AT+QMTCFG setting; going on without it")
 	}
+	// The clock to sign with is settled before the link opens: some brokers close a link that
+	// stays idle between QMTOPEN and QMTCONN.
+	skew := s.signingClock(ctx, k)
 	s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).Msg("opening the link to the broker")
 	err = c.Open(ctx, s.set.Host, s.set.Port)
 	if errors.Is(err, qmt.ErrInUse) {
@@ -503,7 +608,9 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, expires *time.Tim
 	if err != nil {
 		return s.mqttFailed(ctx, k, "open", err)
 	}
-	id, err := s.set.Platform.Identity(time.Now())
+	signedAt := time.Now()
+	signNow := signedAt.Add(skew)
+	id, err := s.set.Platform.Identity(signNow)
 	if err != nil {
 		return &PermanentError{Err: fmt.Errorf("credentials: %w", err)}
 	}
@@ -514,7 +621,10 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, expires *time.Tim
 	if err := connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
 		return s.mqttFailed(ctx, k, "connect", err)
 	}
-	*expires = id.Expires
+	out.expires = id.Expires
+	if !id.Expires.IsZero() {
+		out.validFor, out.signedAt = id.Expires.Sub(signNow), signedAt
+	}
 	s.book.update(func(st *Status) { st.ClientID = id.ClientID })
 	ev := s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
 		Str("client_id", id.ClientID).Str("username", user)

@@ -48,6 +48,8 @@ type Status struct {
 	// IdentityExpires is when the current session's password stops being accepted (zero: it
 	// does not expire); the session must be renewed before then.
 	IdentityExpires time.Time
+	// Renewals counts the planned renewals of an expiring password (not failures).
+	Renewals uint64
 	// LastError is the last failure in words, LastErrorAt its time; NextAttempt is when the next
 	// attempt starts (zero when none is pending), Attempt the number of failures in a row.
 	LastError   string

@@ -89,6 +89,14 @@ type Settings struct {
 	Subscribe        []qmt.Subscription
 	PublishOnConnect []qmt.Message
 
+	// ClockFloor is a time the system clock cannot really be before (the build's date): a clock
+	// before it is reported as wrong, and the module's network clock is used for signing.
+	ClockFloor time.Time
+	// ClockSynced reports whether the system clock is synchronised (NTP; adjtimex's STA_UNSYNC
+	// clear). When it is not, the time to sign a CONNECT with comes from the module's network
+	// clock (AT+CCLK?, AT+QLTS). nil: taken as synchronised.
+	ClockSynced func() (bool, error)
+
 	// Reset, when not nil, is pulsed when the module does not answer even AT+CFUN=1,1.
 	Reset Resetter
 
@@ -137,6 +145,9 @@ type Supervisor struct {
 	// lastIMEI is the IMEI of the module last identified (only stage goroutines touch it, one
 	// at a time).
 	lastIMEI string
+	// clockNote is what was last said about the clock used for signing (stage goroutines only),
+	// so that it is logged at warn/info when it changes and at debug otherwise.
+	clockNote string
 
 	// cfunWait is how long an unresponsive module gets to answer AT+CFUN=1,1 before the reset
 	// line (if any) is pulsed.
@@ -225,8 +236,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		drainDone:  make(chan error, 1),
 		stored:     make(chan []qmt.Received),
 		timer:      time.NewTimer(time.Hour),
+		renewTimer: time.NewTimer(time.Hour),
 	}
 	l.timer.Stop()
+	l.renewTimer.Stop()
 	return l.run(ctx)
 }
 
@@ -246,6 +259,8 @@ type loop struct {
 	drainCancel context.CancelFunc
 	drainDone   chan error
 	timer       *time.Timer
+	renewTimer  *time.Timer // the machine's renewal of an expiring password
+	renewed     bool        // effRenewed was performed; the next effConnected continues the session
 	// stored carries buffer-mode messages read out of their slots (readStored) to the loop.
 	stored chan []qmt.Received
 	// pending holds, in order, the events while took and left for the loop.
@@ -277,7 +292,11 @@ type stageResult struct {
 	// expires: stageMQTT, when the identity it connected with stops being accepted (zero:
 	// never). The session must be renewed (re-signed and reconnected) before then.
 	expires time.Time
-	err     error
+	// validFor and signedAt: stageMQTT, the password's lifetime from its signing, and when (on
+	// this host's clock) it was signed.
+	validFor time.Duration
+	signedAt time.Time
+	err      error
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -327,9 +346,11 @@ func (l *loop) run(ctx context.Context) error {
 				l.connectedAt, l.expires = time.Now(), r.expires
 				l.book.update(func(st *Status) { st.IdentityExpires = r.expires })
 			}
-			l.feed(ctx, input{kind: inStageDone, stage: r.st, err: r.err})
+			l.feed(ctx, input{kind: inStageDone, stage: r.st, err: r.err, validFor: r.validFor, signedAt: r.signedAt})
 		case <-l.timer.C:
 			l.feed(ctx, input{kind: inTimer})
+		case <-l.renewTimer.C:
+			l.feed(ctx, input{kind: inRenewDue})
 		case <-health.C:
 			l.feed(ctx, input{kind: inHealthTick})
 		case r := <-l.healthDone:
@@ -458,7 +479,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		lk := l.link
 		go func() {
 			out, err := l.runStage(sctx, e.stage, lk)
-			l.stageDone <- stageResult{st: e.stage, link: out.link, expires: out.expires, err: err}
+			l.stageDone <- stageResult{st: e.stage, link: out.link, expires: out.expires, validFor: out.validFor, signedAt: out.signedAt, err: err}
 		}()
 	case effCancelStage:
 		l.stageCancel()
@@ -480,13 +501,22 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.logPoll(e)
 	case effConnected:
 		l.lastPoll = ""
+		renewed := l.renewed
+		l.renewed = false
 		l.book.update(func(st *Status) {
-			st.Connected, st.ConnectedAt, st.Stage = true, now, stageConnected.String()
+			st.Connected, st.Stage = true, stageConnected.String()
+			if !renewed || st.ConnectedAt.IsZero() {
+				st.ConnectedAt = now // a renewed session goes on: connected since it first came up
+			}
 			st.NextAttempt, st.Attempt = time.Time{}, 0
 		})
 		status := fmt.Sprintf("connected to %s:%d as module %s", l.set.Host, l.set.Port, l.link.id.IMEI)
-		l.log.Info().Str("event", logging.EventSessionUp).Str("host", l.set.Host).Int("port", l.set.Port).
-			Str("imei", l.link.id.IMEI).Msg("session up")
+		ev := l.log.Info().Str("event", logging.EventSessionUp).Str("host", l.set.Host).Int("port", l.set.Port).
+			Str("imei", l.link.id.IMEI)
+		if renewed {
+			ev = ev.Bool("renewed", true)
+		}
+		ev.Msg("session up")
 		l.notify.Status(status)
 	case effStartDrain:
 		l.startDrain(ctx)
@@ -533,6 +563,32 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		if k := l.link; k != nil {
 			l.while(ctx, func() { k.shutdown(l.log) })
 		}
+	case effArmRenew:
+		if !l.renewTimer.Stop() {
+			select {
+			case <-l.renewTimer.C:
+			default:
+			}
+		}
+		if !e.at.IsZero() {
+			l.renewTimer.Reset(e.at.Sub(now))
+			l.log.Debug().Time("renew_at", e.at).Str("renew_in", e.at.Sub(now).Round(time.Millisecond).String()).
+				Msg("the session's password expires: renewal planned")
+		}
+	case effRenew:
+		l.log.Info().Time("expires", e.at).Str("expires_in", e.at.Sub(now).Round(time.Millisecond).String()).
+			Msg("the session's password expires soon: disconnecting cleanly to connect with a fresh one")
+		if k := l.link; k != nil {
+			l.while(ctx, func() { k.renewDisconnect(ctx, l.log) })
+		}
+	case effRenewed:
+		l.renewed = true // the effConnected that follows is the same session's
+		l.book.update(func(st *Status) { st.Renewals++ })
+		ev := l.log.Info().Str("event", logging.EventTokenRenewed).Str("took", e.dur.Round(time.Millisecond).String())
+		if !l.expires.IsZero() {
+			ev = ev.Time("expires", l.expires)
+		}
+		ev.Msg("password renewed: the session was re-established with a freshly signed identity")
 	case effExit:
 		l.exit, l.exitErr = true, e.err
 	}
@@ -645,6 +701,7 @@ func (l *loop) cleanUp() {
 	}
 	l.closeLink()
 	l.timer.Stop()
+	l.renewTimer.Stop()
 }
 
 // maxBeat is how often, at most, an otherwise idle supervisor loop proves it is alive; with a
