@@ -231,7 +231,10 @@ func ParseSwitch(raw json.RawMessage) (on bool, f Form, err error) {
 		return false, 0, fmt.Errorf("%s is not a number, a boolean or \"on\"/\"off\": %w", short(raw), ErrWrongType)
 	}
 	v, perr := strconv.ParseFloat(string(raw), 64)
+	var nerr *strconv.NumError
 	switch {
+	case errors.As(perr, &nerr) && errors.Is(nerr.Err, strconv.ErrRange):
+		return false, 0, fmt.Errorf("%s is neither 0 nor 1: %w", short(raw), ErrOutOfRange)
 	case perr != nil || math.IsNaN(v):
 		return false, 0, fmt.Errorf("%s: %w", short(raw), ErrWrongType)
 	case v == 1:
