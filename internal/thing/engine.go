@@ -143,7 +143,7 @@ type Stats struct {
 	// publish path refused them (each logged).
 	Dropped uint64
 	// PublishRetries counts failed publishes tried again.
-	PublishRetries               uint64
+	PublishRetries                uint64
 	ReportRepliesOK, ReportErrors uint64 // report replies with a success / an error code
 	Queued                        int    // replies and reports waiting now
 }
@@ -543,4 +543,3 @@ func (e *Engine) send(ctx context.Context, o outgoing, tick <-chan time.Time) {
 		}
 	}
 }
-

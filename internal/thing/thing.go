@@ -130,11 +130,11 @@ type Dialect interface {
 // Topics are a dialect's topics, templates already expanded. An empty topic leaves that flow
 // out (no services, no report replies), except where a dialect derives it from another.
 type Topics struct {
-	Set         string // filter the sets arrive on
-	SetReply    string // where a set is answered (Aliyun, Tencent, OneNET)
-	Report      string // where properties are reported
-	ReportReply string // filter the report replies arrive on
-	Service     string // filter the service calls arrive on
+	Set          string // filter the sets arrive on
+	SetReply     string // where a set is answered (Aliyun, Tencent, OneNET)
+	Report       string // where properties are reported
+	ReportReply  string // filter the report replies arrive on
+	Service      string // filter the service calls arrive on
 	ServiceReply string // where a call is answered (Tencent; the others derive it from the call's topic)
 	// ServiceID is the Huawei service the properties belong to.
 	ServiceID string

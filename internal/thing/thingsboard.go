@@ -76,4 +76,3 @@ func (b thingsboard) Report(_ uint64, ps []Prop) Message {
 }
 
 func (b thingsboard) Words(int) string { return "ThingsBoard does not answer reports" }
-
