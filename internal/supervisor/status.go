@@ -32,6 +32,9 @@ type Status struct {
 	Registered bool
 	// Registration is the last registration state in words ("registered, home network", ...).
 	Registration string
+	// NetworkType is the kind of network the registration is on, by the query that found it:
+	// "LTE" (AT+CEREG), "2G/3G packet" (AT+CGREG), "2G/3G circuit" (AT+CREG); "" when unknown.
+	NetworkType string
 	Operator     string    // the network operator AT+COPS? names, "" when unknown
 	Signal       Signal    // the last signal reading
 	SignalAt     time.Time // when it was read
@@ -143,11 +146,29 @@ func (s *Supervisor) poll(ctx context.Context, k *link) {
 		})
 	}
 	if reg, err := k.mod.Registration(ctx); err == nil {
-		s.book.update(func(st *Status) { st.Registered, st.Registration = reg.Registered(), reg.String() })
+		s.book.update(func(st *Status) {
+			st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg)
+		})
 	}
 	if op, err := k.mod.Operator(ctx); err == nil {
 		s.book.update(func(st *Status) { st.Operator = op })
 	}
+}
+
+// networkType names the network a registration is on (see Status.NetworkType).
+func networkType(r modem.Registration) string {
+	if !r.Registered() {
+		return ""
+	}
+	switch r.Command {
+	case "CEREG":
+		return "LTE"
+	case "CGREG":
+		return "2G/3G packet"
+	case "CREG":
+		return "2G/3G circuit"
+	}
+	return ""
 }
 
 // ErrNoModule is returned by Command while no AT port is open.
