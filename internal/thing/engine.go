@@ -200,6 +200,14 @@ func NewEngine(d Dialect, cfg Config, led LED, pub Publisher, status func() any,
 		wake: make(chan struct{}, 1), form: d.Form()}
 }
 
+// Want is the LED's state as the property last set it (off before any set): what the LED
+// shows when nothing else is going on.
+func (e *Engine) Want() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.want
+}
+
 // Dialect is the engine's dialect.
 func (e *Engine) Dialect() Dialect { return e.d }
 
@@ -458,8 +466,9 @@ func (e *Engine) ReportAll(why string) {
 	if len(ps) == 0 {
 		return
 	}
-	e.log.Debug().Str("why", why).Int("properties", len(ps)).Msg("reporting properties")
-	e.enqueue(outgoing{e.d.Report(e.seq.Add(1), ps), "report"})
+	seq := e.seq.Add(1)
+	e.log.Debug().Str("event", "thing_report").Str("why", why).Uint64("seq", seq).Int("properties", len(ps)).Msg("reporting properties")
+	e.enqueue(outgoing{e.d.Report(seq, ps), "report"})
 }
 
 // enqueue hands o to Run without waiting; a full queue refuses it, counted and logged.

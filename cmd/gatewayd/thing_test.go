@@ -1,0 +1,286 @@
+package main
+
+// End-to-end tests of the thing model ([thing]): the real gatewayd against the emulator and a
+// real broker, the paho client playing the platform's console. See e2e_test.go for the bench.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/sim"
+)
+
+const aliyunDev = "/sys/" + pk + "/" + dn + "/thing/"
+
+// aliyunThingConfig is the Aliyun preset with the LED bound to LEDSwitch and telemetry mapped.
+func aliyunThingConfig(port, extra string) string {
+	return fmt.Sprintf(`
+[serial]
+port = %q
+[mqtt]
+keepalive = "300s"
+[mqtt.aliyun]
+product_key = %q
+device_name = %q
+device_secret = "Zx9yW8vU7tS6rQ5pO4nM3lK2jI1hG0fE"
+region = "cn-shanghai"
+[thing]
+led_property = "LEDSwitch"
+%s
+[thing.telemetry]
+signal = "RSSI"
+imei = "IMEI"
+iccid = "ICCID"
+firmware = "FirmwareVersion"
+uptime = "Uptime"
+reconnects = "Reconnects"
+[retry]
+initial = "100ms"
+max = "500ms"
+[control]
+socket = %q
+[log]
+level = "debug"
+`, port, pk, dn, extra, controlSocket(port))
+}
+
+// ledEvents are the LED's states the daemon logged from entry from on, with why.
+func ledEvents(d *proc, from int) (on []bool, why []string) {
+	for _, e := range d.log.Entries()[from:] {
+		if e.Event() == "led" {
+			on = append(on, e.Bool("on"))
+			why = append(why, e.Str("why"))
+		}
+	}
+	return on, why
+}
+
+// alinkReply is an Aliyun reply as the console reads it.
+type alinkReply struct {
+	ID   string          `json:"id"`
+	Code int             `json:"code"`
+	Data json.RawMessage `json:"data"`
+}
+
+func parseAlink(t *testing.T, s string) alinkReply {
+	t.Helper()
+	var r alinkReply
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		t.Fatalf("reply %q: %v", s, err)
+	}
+	return r
+}
+
+// alinkPost is an Aliyun property post.
+type alinkPost struct {
+	ID     string         `json:"id"`
+	Method string         `json:"method"`
+	Params map[string]any `json:"params"`
+}
+
+func parsePost(t *testing.T, s string) alinkPost {
+	t.Helper()
+	var p alinkPost
+	if err := json.Unmarshal([]byte(s), &p); err != nil || p.Method != "thing.event.property.post" {
+		t.Fatalf("post %q: %v", s, err)
+	}
+	return p
+}
+
+// TestThingAliyun: the Aliyun console's flows against the real binary — the LED follows
+// LEDSwitch, every set is answered with its id and 200 or 460, a duplicate is harmless, a bad set
+// changes nothing, the LED and the telemetry are reported at connect and after a change, and
+// get_status and blink answer.
+func TestThingAliyun(t *testing.T) {
+	b := newBench(t, nil)
+	replies := b.subscribe(aliyunDev + "service/property/set_reply")
+	posts := b.subscribe(aliyunDev + "event/property/post")
+	services := b.subscribe(aliyunDev + "service/+")
+	d := b.start(aliyunThingConfig(b.mod.Path(), ""))
+	_, i := d.wait(t, 0, "mqtt_connected")
+
+	// At connect: the LED (off once the network is ready) and the telemetry.
+	p := parsePost(t, posts.wait(t, 1)[0])
+	if p.Params["LEDSwitch"] != 0.0 || p.Params["IMEI"] != sim.DefaultIdentity.IMEI || p.Params["ICCID"] != sim.DefaultIdentity.ICCID {
+		t.Errorf("report at connect %v", p.Params)
+	}
+	for _, k := range []string{"RSSI", "FirmwareVersion", "Uptime", "Reconnects"} {
+		if _, ok := p.Params[k]; !ok {
+			t.Errorf("report at connect lacks %s: %v", k, p.Params)
+		}
+	}
+	if _, ok := p.Params["Operator"]; ok {
+		t.Errorf("operator reported though not mapped: %v", p.Params)
+	}
+
+	// ec600-at.md 7.4's captured set, with our property.
+	set := `{"method":"thing.service.property.set","id":"44777986","params":{"LEDSwitch":1},"version":"1.0.0"}`
+	b.publish(aliyunDev+"service/property/set", []byte(set))
+	if r := parseAlink(t, replies.wait(t, 1)[0]); r.ID != "44777986" || r.Code != 200 || string(r.Data) != "{}" {
+		t.Errorf("reply %+v, want id 44777986 code 200 data {}", r)
+	}
+	if p := parsePost(t, posts.wait(t, 2)[1]); p.Params["LEDSwitch"] != 1.0 || len(p.Params) != 1 {
+		t.Errorf("report after the change %v, want LEDSwitch 1", p.Params)
+	}
+	on, why := ledEvents(d, i)
+	if len(on) == 0 || !on[len(on)-1] || !strings.Contains(why[len(why)-1], "LEDSwitch") {
+		t.Fatalf("LED %v %v, want on by the property", on, why)
+	}
+
+	// The same set again (QoS 1 may deliver it twice): answered, the LED stays on, no report.
+	b.publish(aliyunDev+"service/property/set", []byte(set))
+	if r := parseAlink(t, replies.wait(t, 2)[1]); r.ID != "44777986" || r.Code != 200 {
+		t.Errorf("second reply %+v", r)
+	}
+	// A bad value, an unknown property and a broken message: 460 with the id, nothing changes.
+	for _, bad := range []struct{ id, payload string }{
+		{"45", `{"id":"45","version":"1.0","params":{"LEDSwitch":2},"method":"thing.service.property.set"}`},
+		{"46", `{"id":"46","version":"1.0","params":{"temperature":"30.5"},"method":"thing.service.property.set"}`},
+		{"47", `{"id":"47","params":{"LEDSwitch":`},
+	} {
+		b.publish(aliyunDev+"service/property/set", []byte(bad.payload))
+		n := len(replies.wait(t, 0)) + 1
+		if r := parseAlink(t, replies.wait(t, n)[n-1]); r.ID != bad.id || r.Code != 460 {
+			t.Errorf("reply to %s: %+v, want id %s code 460", bad.payload, r, bad.id)
+		}
+		e, _ := d.wait(t, i, "thing_set_refused")
+		if e.Str("error") == "" {
+			t.Errorf("refusal logged without words: %v", e)
+		}
+	}
+	on, _ = ledEvents(d, i)
+	for k, v := range on[1:] {
+		if !v {
+			t.Fatalf("LED switched off (event %d of %v) by a duplicate or a refused set", k+1, on)
+		}
+	}
+	// After a refusal the real state is reported, so the console's latest value is the truth.
+	ps := posts.wait(t, 3)
+	if p := parsePost(t, ps[len(ps)-1]); p.Params["LEDSwitch"] != 1.0 {
+		t.Errorf("report after a refusal %v, want the real LEDSwitch 1", p.Params)
+	}
+
+	// get_status: the daemon's status as `gatewayd status -json` gives it.
+	b.publish(aliyunDev+"service/get_status", []byte(`{"id":"50","version":"1.0","params":{},"method":"thing.service.get_status"}`))
+	var st struct {
+		ID   string `json:"id"`
+		Code int    `json:"code"`
+		Data struct {
+			Module struct{ IMEI string } `json:"module"`
+			MQTT   struct{ Connected bool } `json:"mqtt"`
+			LED    *bool                    `json:"led"`
+		} `json:"data"`
+	}
+	got := waitFor(t, services, func(s string) bool { return strings.Contains(s, `"id":"50","code"`) })
+	if err := json.Unmarshal([]byte(got), &st); err != nil || st.Code != 200 || st.Data.Module.IMEI != sim.DefaultIdentity.IMEI ||
+		!st.Data.MQTT.Connected || st.Data.LED == nil || !*st.Data.LED {
+		t.Errorf("get_status reply %s (%v)", got, err)
+	}
+	// blink: answered at once, the LED flashes twice and is back on.
+	from := d.log.Len()
+	b.publish(aliyunDev+"service/blink", []byte(`{"id":"51","version":"1.0","params":{"times":2},"method":"thing.service.blink"}`))
+	got = waitFor(t, services, func(s string) bool { return strings.Contains(s, `"id":"51","code"`) })
+	if r := parseAlink(t, got); r.Code != 200 || string(r.Data) != `{"times":2}` {
+		t.Errorf("blink reply %s", got)
+	}
+	waitLog(t, d, from, func(e logwatch.Entry) bool { return e.Event() == "led" && e.Str("why") == "blink done" })
+	on, why = ledEvents(d, from)
+	if len(on) != 5 || !on[4] || why[0] != "blink" {
+		t.Errorf("LED during blink %v %v, want off,on,off,on then on", on, why)
+	}
+	b.publish(aliyunDev+"service/blink", []byte(`{"id":"52","params":{"times":1000}}`))
+	got = waitFor(t, services, func(s string) bool { return strings.Contains(s, `"id":"52","code"`) })
+	if r := parseAlink(t, got); r.Code != 460 {
+		t.Errorf("blink 1000 times: %s, want 460", got)
+	}
+}
+
+// TestThingReportOffline: a report made while the link is down (an interval report during an
+// outage the emulator makes with RefuseOpen) reaches the console after the reconnect, in order.
+func TestThingReportOffline(t *testing.T) {
+	b := newBench(t, nil)
+	posts := b.subscribe(aliyunDev + "event/property/post")
+	d := b.start(aliyunThingConfig(b.mod.Path(), `report_interval = "1s"`))
+	_, i := d.wait(t, 0, "mqtt_connected")
+	posts.wait(t, 1)
+	b.mod.RefuseOpen(5)
+	if err := b.mod.DropLink(); err != nil {
+		t.Fatal(err)
+	}
+	_, i = d.wait(t, i, "mqtt_disconnected")
+	// Two interval reports made offline.
+	e1, j := d.wait(t, i, "thing_report")
+	e2, _ := d.wait(t, j+1, "thing_report")
+	if d.log.Count("mqtt_connected") != 1 {
+		t.Fatal("reconnected during the outage")
+	}
+	offline := []string{fmt.Sprint(e1.Int("seq")), fmt.Sprint(e2.Int("seq"))}
+	b.mod.RefuseOpen(0)
+	d.wait(t, i, "mqtt_connected")
+	var ids []string
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		ids = ids[:0]
+		for _, s := range posts.wait(t, 1) {
+			ids = append(ids, parsePost(t, s).ID)
+		}
+		if strings.Contains(" "+strings.Join(ids, " ")+" ", " "+offline[0]+" "+offline[1]+" ") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(" "+strings.Join(ids, " ")+" ", " "+offline[0]+" "+offline[1]+" ") {
+		t.Fatalf("the console got reports %v, want %v among them, in order", ids, offline)
+	}
+	for k := 1; k < len(ids); k++ {
+		var a, c int
+		fmt.Sscan(ids[k-1], &a)
+		fmt.Sscan(ids[k], &c)
+		if c <= a {
+			t.Fatalf("reports out of order: %v", ids)
+		}
+	}
+}
+
+// waitFor waits until col has received a message that match accepts, and returns it.
+func waitFor(t *testing.T, col *collector, match func(string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range col.wait(t, 0) {
+			if match(s) {
+				return s
+			}
+		}
+		select {
+		case <-col.ch:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no matching message among %q", col.wait(t, 0))
+	return ""
+}
+
+// waitLog waits for a log entry from index from on that match accepts.
+func waitLog(t *testing.T, d *proc, from int, match func(logwatch.Entry) bool) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, e := range d.log.Entries()[from:] {
+			if match(e) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no matching log entry")
+}
+
+var _ = os.WriteFile
+var _ = filepath.Join
