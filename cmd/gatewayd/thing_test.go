@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/sim"
 )
@@ -282,5 +284,232 @@ func waitLog(t *testing.T, d *proc, from int, match func(logwatch.Entry) bool) {
 	t.Fatal("no matching log entry")
 }
 
-var _ = os.WriteFile
-var _ = filepath.Join
+
+// subscribeTopics collects what the console receives on filter as "topic\x00payload".
+func (b *bench) subscribeTopics(filter string) *collector {
+	b.t.Helper()
+	col := &collector{ch: make(chan struct{}, 1000)}
+	tok := b.cloudClient().Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
+		col.mu.Lock()
+		col.msgs = append(col.msgs, m.Topic()+"\x00"+string(m.Payload()))
+		col.mu.Unlock()
+		col.ch <- struct{}{}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.t.Fatalf("cloud subscribe: %v", tok.Error())
+	}
+	return col
+}
+
+// platformCase is one platform's console as the test plays it.
+type platformCase struct {
+	name    string
+	section func(b *bench) string // the [mqtt.<platform>] section and anything [thing] needs
+	filters []string              // what the console subscribes to
+	// set is a set of LEDSwitch to value (raw JSON) with request id id; ack checks the
+	// console's answer to it: a reply, or (no reply on the platform) the report of the state.
+	set func(id, value string) (topic, payload string)
+	ack func(id string, ok, on bool) func(topic, payload string) bool
+	// call invokes service with args; answer matches its answer.
+	call   func(id, service, args string) (topic, payload string)
+	answer func(id string, ok bool) func(topic, payload string) bool
+}
+
+func secretFile(b *bench, name, secret string) string {
+	p := filepath.Join(b.dir, name)
+	if err := os.WriteFile(p, []byte(secret), 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+	return p
+}
+
+func jsonOf(t *testing.T, payload string) map[string]any {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(payload), &m); err != nil {
+		return nil
+	}
+	return m
+}
+
+var platformCases = []platformCase{{
+	name: "tencent",
+	section: func(b *bench) string {
+		return fmt.Sprintf("[mqtt.tencent]\nproduct_id = \"1A17RZR3XX\"\ndevice_name = \"gate_dev01\"\ndevice_secret_file = %q\n",
+			secretFile(b, "tc", "MDEyMzQ1Njc4OWFiY2RlZg=="))
+	},
+	filters: []string{"$thing/up/#"},
+	set: func(id, value string) (string, string) {
+		return "$thing/down/property/1A17RZR3XX/gate_dev01", fmt.Sprintf(`{"method":"control","clientToken":%q,"params":{"LEDSwitch":%s}}`, id, value)
+	},
+	ack: func(id string, ok, _ bool) func(string, string) bool {
+		return func(topic, payload string) bool {
+			m := jsonOf(nil, payload)
+			code := 0.0
+			if !ok {
+				code = 406
+			}
+			return topic == "$thing/up/property/1A17RZR3XX/gate_dev01" && m["method"] == "control_reply" && m["clientToken"] == id && m["code"] == code
+		}
+	},
+	call: func(id, service, args string) (string, string) {
+		return "$thing/down/action/1A17RZR3XX/gate_dev01", fmt.Sprintf(`{"method":"action","clientToken":%q,"actionId":%q,"params":%s}`, id, service, args)
+	},
+	answer: func(id string, ok bool) func(string, string) bool {
+		return func(topic, payload string) bool {
+			m := jsonOf(nil, payload)
+			return topic == "$thing/up/action/1A17RZR3XX/gate_dev01" && m["method"] == "action_reply" && m["clientToken"] == id && (m["code"] == 0.0) == ok
+		}
+	},
+}, {
+	name: "huawei",
+	section: func(b *bench) string {
+		return fmt.Sprintf("[mqtt.huawei]\nendpoint = \"a1b2c3d4e5.st1.iotda-device.cn-north-4.myhuaweicloud.com\"\ndevice_id = \"5f052ac562369102d42b0fb6_pi-led-01\"\ndevice_secret_file = %q\n[thing]\nservice_id = \"LED\"\n",
+			secretFile(b, "hw", "12345678"))
+	},
+	filters: []string{"$oc/devices/5f052ac562369102d42b0fb6_pi-led-01/sys/properties/set/response/#", "$oc/devices/5f052ac562369102d42b0fb6_pi-led-01/sys/commands/response/#",
+		"$oc/devices/5f052ac562369102d42b0fb6_pi-led-01/sys/properties/report"},
+	set: func(id, value string) (string, string) {
+		return "$oc/devices/5f052ac562369102d42b0fb6_pi-led-01/sys/properties/set/request_id=" + id,
+			fmt.Sprintf(`{"object_device_id":"5f052ac562369102d42b0fb6_pi-led-01","services":[{"service_id":"LED","properties":{"LEDSwitch":%s}}]}`, value)
+	},
+	ack: func(id string, ok, _ bool) func(string, string) bool {
+		return func(topic, payload string) bool {
+			m := jsonOf(nil, payload)
+			code := 0.0
+			if !ok {
+				code = 1
+			}
+			return topic == "$oc/devices/5f052ac562369102d42b0fb6_pi-led-01/sys/properties/set/response/request_id="+id && m["result_code"] == code
+		}
+	},
+	call: func(id, service, args string) (string, string) {
+		return "$oc/devices/5f052ac562369102d42b0fb6_pi-led-01/sys/commands/request_id=" + id,
+			fmt.Sprintf(`{"object_device_id":"5f052ac562369102d42b0fb6_pi-led-01","service_id":"LED","command_name":%q,"paras":%s}`, service, args)
+	},
+	answer: func(id string, ok bool) func(string, string) bool {
+		return func(topic, payload string) bool {
+			m := jsonOf(nil, payload)
+			return topic == "$oc/devices/5f052ac562369102d42b0fb6_pi-led-01/sys/commands/response/request_id="+id && (m["result_code"] == 0.0) == ok
+		}
+	},
+}, {
+	name: "thingsboard",
+	section: func(b *bench) string {
+		return fmt.Sprintf("[mqtt.thingsboard]\naccess_token_file = %q\nhost = \"tb.example\"\n", secretFile(b, "tb", "A1_TEST_TOKEN"))
+	},
+	filters: []string{"v1/devices/me/rpc/response/+", "v1/devices/me/telemetry"},
+	set: func(_, value string) (string, string) {
+		return "v1/devices/me/attributes", fmt.Sprintf(`{"LEDSwitch":%s,"from":"console"}`, value)
+	},
+	// An attribute update has no reply: the device's report of the real state is it.
+	ack: func(_ string, _, on bool) func(string, string) bool {
+		return func(topic, payload string) bool {
+			return topic == "v1/devices/me/telemetry" && payload == fmt.Sprintf(`{"LEDSwitch":%t}`, on)
+		}
+	},
+	call: func(id, service, args string) (string, string) {
+		return "v1/devices/me/rpc/request/" + id, fmt.Sprintf(`{"method":%q,"params":%s}`, service, args)
+	},
+	answer: func(id string, ok bool) func(string, string) bool {
+		return func(topic, payload string) bool {
+			_, isErr := jsonOf(nil, payload)["error"]
+			return topic == "v1/devices/me/rpc/response/"+id && isErr != ok
+		}
+	},
+}}
+
+// TestThingPlatforms: with the Tencent, Huawei and ThingsBoard presets the LED follows the
+// property, each set is answered in the platform's terms (or, on ThingsBoard, by the reported
+// state), a duplicate is harmless, a bad set changes nothing, and get_status and blink answer.
+func TestThingPlatforms(t *testing.T) {
+	for _, pc := range platformCases {
+		t.Run(pc.name, func(t *testing.T) {
+			b := newBench(t, nil)
+			var cols []*collector
+			for _, f := range pc.filters {
+				cols = append(cols, b.subscribeTopics(f))
+			}
+			seen := func(match func(string, string) bool) bool {
+				for _, c := range cols {
+					for _, s := range c.wait(t, 0) {
+						topic, payload, _ := strings.Cut(s, "\x00")
+						if match(topic, payload) {
+							return true
+						}
+					}
+				}
+				return false
+			}
+			expect := func(what string, match func(string, string) bool) {
+				t.Helper()
+				deadline := time.Now().Add(30 * time.Second)
+				for !seen(match) {
+					if time.Now().After(deadline) {
+						var all []string
+						for _, c := range cols {
+							all = append(all, c.wait(t, 0)...)
+						}
+						t.Fatalf("the console never saw %s; it saw %q", what, all)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			section := pc.section(b)
+			thingKeys := "led_property = \"LEDSwitch\"\n"
+			if strings.Contains(section, "[thing]\n") {
+				section = strings.Replace(section, "[thing]\n", "[thing]\n"+thingKeys, 1)
+			} else {
+				section += "[thing]\n" + thingKeys
+			}
+			d := b.start(fmt.Sprintf("[serial]\nport = %q\n[mqtt]\nkeepalive = \"120s\"\n%s[control]\nsocket = %q\n[log]\nlevel = \"debug\"\n",
+				b.mod.Path(), section, controlSocket(b.mod.Path())))
+			_, i := d.wait(t, 0, "session_up") // subscribed
+
+			topic, payload := pc.set("r1", "true")
+			b.publish(topic, []byte(payload))
+			expect("the set of r1 acknowledged", pc.ack("r1", true, true))
+			b.publish(topic, []byte(payload)) // the duplicate
+			topic, payload = pc.set("r2", `"dim"`)
+			b.publish(topic, []byte(payload))
+			expect("the bad set r2 refused", pc.ack("r2", false, true))
+			if pc.name != "thingsboard" {
+				expect("the duplicate r1 answered", func(tp, p string) bool {
+					n := 0
+					for _, c := range cols {
+						for _, s := range c.wait(t, 0) {
+							if a, b, _ := strings.Cut(s, "\x00"); pc.ack("r1", true, true)(a, b) {
+								n++
+							}
+						}
+					}
+					return n >= 2
+				})
+			}
+			e, _ := d.wait(t, i, "thing_set_refused")
+			if !strings.Contains(e.Str("error"), "dim") {
+				t.Errorf("refusal %v does not say what was wrong", e)
+			}
+			on, why := ledEvents(d, i)
+			if len(on) == 0 || !on[len(on)-1] {
+				t.Fatalf("LED %v %v, want on", on, why)
+			}
+			for k, v := range on {
+				if why[k] != "network ready; the LED shows its property" && !v {
+					t.Fatalf("LED switched off (%v %v) by a duplicate or a refused set", on, why)
+				}
+			}
+			topic, payload = pc.call("c1", "get_status", "{}")
+			b.publish(topic, []byte(payload))
+			expect("get_status answered", func(tp, p string) bool {
+				return pc.answer("c1", true)(tp, p) && strings.Contains(p, sim.DefaultIdentity.IMEI)
+			})
+			topic, payload = pc.call("c2", "blink", `{"times":1}`)
+			b.publish(topic, []byte(payload))
+			expect("blink answered", pc.answer("c2", true))
+			topic, payload = pc.call("c3", "reboot", `{}`)
+			b.publish(topic, []byte(payload))
+			expect("an unknown service refused", pc.answer("c3", false))
+			waitLog(t, d, i, func(e logwatch.Entry) bool { return e.Event() == "led" && e.Str("why") == "blink done" && e.Bool("on") })
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/thing"
+	"github.com/gatewayd/gatewayd/internal/topic"
 )
 
 // Thing is [thing]: the LED bound to a property of the platform's thing model, the topics its
@@ -42,7 +43,9 @@ var thingTopicDefaults = map[string]map[string]string{
 	"onenet":      {"set": "property_set", "set_reply": "property_set_reply", "report": "property_post", "report_reply": "property_post_reply"},
 	"azure":       {"set": "property_set", "report": "property_post", "report_reply": "twin_response", "service": "method"},
 	"aws":         {"set": "property_set", "report": "property_post", "report_reply": "shadow_accepted"},
-	"thingsboard": {"set": "property_set", "report": "property_post", "service": "rpc_request"},
+	// ThingsBoard: the state goes out as telemetry, not as a client attribute on the topic the
+	// shared attribute updates come in on, where a broker that echoes it would loop it back as a set.
+	"thingsboard": {"set": "property_set", "report": "telemetry", "service": "rpc_request"},
 }
 
 // thingTopicKeys lists the keys of [thing.topics] in order, with whether each is a filter.
@@ -135,6 +138,9 @@ func (b *builder) thing(t *table) {
 	}
 	th.Topics = thing.Topics{Set: topics["set"], SetReply: topics["set_reply"], Report: topics["report"],
 		ReportReply: topics["report_reply"], Service: topics["service"], ServiceReply: topics["service_reply"], ServiceID: th.Topics.ServiceID}
+	if th.Topics.Set != "" && th.Topics.Report != "" && topic.Match(th.Topics.Set, th.Topics.Report) && th.Dialect != "tencent" {
+		b.warn(tt.key("report"), "%q is also a set topic: a broker that sends the device its own publishes would hand every report back as a set", th.Topics.Report)
+	}
 	if th.Dialect == "tencent" && th.Topics.Service != "" && th.Topics.ServiceReply == "" {
 		tt.fail("service_reply", "required with topics.service for the tencent dialect")
 		ok = false

@@ -17,6 +17,7 @@ import (
 type switchPublisher struct {
 	mu     sync.Mutex
 	online bool
+	tries  int
 	took   []Message
 	got    chan struct{}
 }
@@ -24,6 +25,7 @@ type switchPublisher struct {
 func (p *switchPublisher) Publish(_ context.Context, m Message) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.tries++
 	if !p.online {
 		return ErrOffline
 	}
@@ -46,7 +48,18 @@ func TestOfflineReportsArriveInOrder(t *testing.T) {
 	for i := range 3 {
 		e.Handle(testTopics["aliyun"].Set, []byte(fmt.Sprintf(`{"id":"%d","params":{"LED":%d}}`, i, (i+1)%2)))
 	}
-	// The back-off is an hour: only the connect can send them now.
+	// Once the first attempt failed offline, the back-off is an hour: only the connect can send now.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		pub.mu.Lock()
+		tried := pub.tries > 0
+		pub.mu.Unlock()
+		if tried {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the engine never tried to publish")
+		}
+	}
 	pub.mu.Lock()
 	pub.online = true
 	pub.mu.Unlock()

@@ -10,8 +10,8 @@ import (
 
 // thingsboard is ThingsBoard's device MQTT API (clouds.md 4.7): a shared attribute update on
 // v1/devices/me/attributes ({"LEDSwitch":true}, with whatever other shared attributes changed)
-// is the set; it has no reply, the device answers by publishing its client attribute with the
-// real state to the same topic. A server-side RPC on v1/devices/me/rpc/request/<id>
+// is the set; it has no reply, the device answers by reporting the real state (as telemetry on
+// v1/devices/me/telemetry by default, or as a client attribute on v1/devices/me/attributes). A server-side RPC on v1/devices/me/rpc/request/<id>
 // ({"method","params"}) is answered on v1/devices/me/rpc/response/<id> with the output, or
 // {"error":"…"} when refused. The platform does not answer reports.
 type thingsboard struct{ t Topics }
