@@ -97,6 +97,16 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	return b.srv.Publish(topic, payload, retain, qos)
 }
 
+// Subscribe calls fn with every message published on a topic that matches filter: a
+// subscription of the broker itself, as a cloud platform's console sees the device's messages.
+// id tells the broker's subscriptions apart (1 and up). fn runs on the broker's delivery path
+// and must not wait.
+func (b *Broker) Subscribe(filter string, id int, fn func(topic string, payload []byte)) error {
+	return b.srv.Subscribe(filter, id, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, bytes.Clone(pk.Payload))
+	})
+}
+
 // Clients is the number of clients connected now.
 func (b *Broker) Clients() int { return int(atomic.LoadInt64(&b.srv.Info.ClientsConnected)) }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
 )
 
@@ -174,7 +176,7 @@ func TestThingAliyun(t *testing.T) {
 		ID   string `json:"id"`
 		Code int    `json:"code"`
 		Data struct {
-			Module struct{ IMEI string } `json:"module"`
+			Module struct{ IMEI string }    `json:"module"`
 			MQTT   struct{ Connected bool } `json:"mqtt"`
 			LED    *bool                    `json:"led"`
 		} `json:"data"`
@@ -283,7 +285,6 @@ func waitLog(t *testing.T, d *proc, from int, match func(logwatch.Entry) bool) {
 	}
 	t.Fatal("no matching log entry")
 }
-
 
 // subscribeTopics collects what the console receives on filter as "topic\x00payload".
 func (b *bench) subscribeTopics(filter string) *collector {
@@ -510,6 +511,42 @@ func TestThingPlatforms(t *testing.T) {
 			b.publish(topic, []byte(payload))
 			expect("an unknown service refused", pc.answer("c3", false))
 			waitLog(t, d, i, func(e logwatch.Entry) bool { return e.Event() == "led" && e.Str("why") == "blink done" && e.Bool("on") })
+		})
+	}
+}
+
+// TestSimThingDemo: `gatewayd sim` shows a newcomer the LED following LEDSwitch: the emulated
+// console sets it, the LED follows, and the console logs the reply with the request's id, code
+// 200. With -local the replies and reports go through the outbox, and still arrive.
+func TestSimThingDemo(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("local=%t", local), func(t *testing.T) {
+			args := []string{"sim", "-listen", testutil.FreeAddr(t), "-demo", "300ms", "-log-format", "json"}
+			if local {
+				args = append(args, "-local", testutil.FreeAddr(t))
+			}
+			d := startProc(t, exec.Command(gatewaydBin, args...))
+			_, i := d.wait(t, 0, "session_up")
+			var set logwatch.Entry
+			waitLog(t, d, i, func(e logwatch.Entry) bool {
+				if e.Str("component") == "console" && strings.HasPrefix(e.Str("message"), "console: set LEDSwitch 1") {
+					set = e
+					return true
+				}
+				return false
+			})
+			waitLog(t, d, i, func(e logwatch.Entry) bool {
+				return e.Str("component") == "console" && e.Str("message") == "reply to "+set.Str("id")+": ok, code 200 {}"
+			})
+			waitLog(t, d, i, func(e logwatch.Entry) bool {
+				return e.Event() == "led" && e.Bool("on") && e.Str("why") == "property LEDSwitch set"
+			})
+			waitLog(t, d, i, func(e logwatch.Entry) bool {
+				return e.Str("component") == "console" && e.Str("message") == `report {"LEDSwitch":1}`
+			})
+			if _, err := d.stop(t); err != nil {
+				t.Fatalf("gatewayd sim exit: %v", err)
+			}
 		})
 	}
 }
