@@ -2,9 +2,12 @@
 // pseudo-terminal behind a symlink, with an embedded MQTT broker (or any broker you name), and
 // faults typed as lines on standard input.
 //
-//	ec600sim [-link PATH] [-listen ADDR | -broker URL] [-imei N] [-model M] [-revision R]
+//	ec600sim [-link PATH] [-listen ADDR | -broker URL] [-imei N] [-model M] [-revision R] [-thing FILE]
 //
 // It prints the tty, the link and the broker address, then reads fault commands (type "help").
+// With -thing, the gatewayd configuration FILE's [thing] section tells it the device's thing
+// model: it then also plays the platform's console on the embedded broker ("set LEDSwitch 1",
+// "call blink {\"times\":3}") and prints the device's replies and reports.
 // It runs until SIGINT or SIGTERM, or the "quit" command. End of input on stdin only stops the
 // command reader: started in the background with stdin from /dev/null, it keeps running.
 package main
@@ -59,6 +62,9 @@ const commandHelp = `fault commands (one per line on standard input):
   late DUR               every SUB/UNS/PUB result at least DUR after its command, as after retransmissions (0 to stop)
   burst TOPIC N          the broker delivers N messages on TOPIC back to back (+QMTRECV as fast as the host reads)
   signal RSSI [BER]      what AT+CSQ reports
+console commands (with -thing FILE: the platform's console for that gatewayd configuration):
+  set PROP VALUE         property set, VALUE as JSON (1, true, "on") or a bare word (on)
+  call SERVICE [JSON]    service call: get_status, blink {"times":3}
   status                 print tty, link, broker and identity
   help                   this list
   quit                   stop the emulator
@@ -77,6 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	verbose := fs.Bool("v", false, "log every command and URC (debug)")
 	trace := fs.Bool("trace", false, "log every byte to and from the host")
 	variants := fs.String("variant", "", "comma-separated firmware `variants` (see below)")
+	thingFile := fs.String("thing", "", "gatewayd configuration `file` whose [thing] the console plays (needs the embedded broker)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: ec600sim [flags]\n\nRuns an emulated Quectel EC600 on a pty behind -link, with an embedded MQTT broker\n"+
 			"on -listen unless -broker names another. Every AT+QMTOPEN connects to that broker.\n"+
@@ -113,6 +120,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	brokerAddr := *brokerURL
 	where := "external"
+	var embedded *sim.Broker
 	if brokerAddr == "" {
 		b, err := sim.NewBroker(*listen, sim.WithBrokerLogger(log))
 		if err != nil {
@@ -120,7 +128,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 1
 		}
 		defer b.Close()
-		brokerAddr, where = b.Addr(), "embedded"
+		brokerAddr, where, embedded = b.Addr(), "embedded", b
 	}
 	cfg := sim.Config{
 		Link:      *link,
@@ -147,6 +155,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer m.Close()
 
 	out := &lockedWriter{w: stdout}
+	var console *consoleCLI
+	if *thingFile != "" {
+		if embedded == nil {
+			fmt.Fprintln(stderr, "ec600sim: -thing needs the embedded broker (not -broker)")
+			return 2
+		}
+		if console, err = newConsoleCLI(*thingFile, embedded, out); err != nil {
+			fmt.Fprintf(stderr, "ec600sim: -thing: %v\n", err)
+			return 2
+		}
+	}
 	status := func() {
 		fmt.Fprintf(out, "tty %s\nlink %s\nbroker %s (%s)\nimei %s\n", orNone(m.TTY()), m.Path(), m.BrokerAddr(), where, m.Identity().IMEI)
 	}
@@ -177,7 +196,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				lines = nil // EOF: keep running until a signal
 				continue
 			}
-			quit, err := command(m, strings.Fields(line), out, status)
+			quit, err := command(m, strings.Fields(line), out, status, console)
 			switch {
 			case quit:
 				fmt.Fprintln(out, "stopping")
@@ -192,7 +211,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // command runs one fault command line.
-func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool, err error) {
+func command(m *sim.Module, f []string, out io.Writer, status func(), console *consoleCLI) (quit bool, err error) {
 	if len(f) == 0 {
 		return false, nil
 	}
@@ -231,6 +250,11 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 	switch f[0] {
 	case "help", "?":
 		fmt.Fprint(out, commandHelp)
+	case "set", "call":
+		if console == nil {
+			return false, fmt.Errorf("%s plays the platform's console: start ec600sim with -thing FILE (a gatewayd configuration with [thing])", f[0])
+		}
+		return false, console.command(f)
 	case "quit", "exit":
 		return true, nil
 	case "status":
