@@ -206,11 +206,22 @@ func TestThingAliyun(t *testing.T) {
 }
 
 // TestThingReportOffline: a report made while the link is down (an interval report during an
-// outage the emulator makes with RefuseOpen) reaches the console after the reconnect, in order.
+// outage the emulator makes with RefuseOpen) reaches the console after the reconnect, in order:
+// kept in memory without [local], stored in the outbox with it.
 func TestThingReportOffline(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("outbox=%t", local), func(t *testing.T) { reportOffline(t, local) })
+	}
+}
+
+func reportOffline(t *testing.T, local bool) {
 	b := newBench(t, nil)
 	posts := b.subscribe(aliyunDev + "event/property/post")
-	d := b.start(aliyunThingConfig(b.mod.Path(), `report_interval = "1s"`))
+	cfg := aliyunThingConfig(b.mod.Path(), `report_interval = "1s"`)
+	if local {
+		cfg += fmt.Sprintf("[local]\nlisten = %q\n[outbox]\ndir = %q\n", testutil.FreeAddr(t), filepath.Join(b.dir, "outbox"))
+	}
+	d := b.start(cfg)
 	_, i := d.wait(t, 0, "mqtt_connected")
 	posts.wait(t, 1)
 	b.mod.RefuseOpen(5)
@@ -241,6 +252,15 @@ func TestThingReportOffline(t *testing.T) {
 	}
 	if !strings.Contains(" "+strings.Join(ids, " ")+" ", " "+offline[0]+" "+offline[1]+" ") {
 		t.Fatalf("the console got reports %v, want %v among them, in order", ids, offline)
+	}
+	via := 0
+	for _, e := range d.log.Entries() {
+		if e.Event() == "published" && e.Str("topic") == aliyunDev+"event/property/post" && e.Str("from") == map[bool]string{false: "thing", true: "outbox"}[local] {
+			via++
+		}
+	}
+	if via < len(ids) {
+		t.Errorf("%d reports published through the %s, want all %d", via, map[bool]string{false: "session", true: "outbox"}[local], len(ids))
 	}
 	for k := 1; k < len(ids); k++ {
 		var a, c int
