@@ -39,10 +39,10 @@ var thingTopicDefaults = map[string]map[string]string{
 		"report_reply": "property_post_reply", "service": "service"},
 	"tencent": {"set": "property_set", "set_reply": "property_set_reply", "report": "property_post",
 		"report_reply": "property_post_reply", "service": "action", "service_reply": "action_reply"},
-	"huawei":      {"set": "property_set", "report": "property_post", "service": "command"},
-	"onenet":      {"set": "property_set", "set_reply": "property_set_reply", "report": "property_post", "report_reply": "property_post_reply"},
-	"azure":       {"set": "property_set", "report": "property_post", "report_reply": "twin_response", "service": "method"},
-	"aws":         {"set": "property_set", "report": "property_post", "report_reply": "shadow_accepted"},
+	"huawei": {"set": "property_set", "report": "property_post", "service": "command"},
+	"onenet": {"set": "property_set", "set_reply": "property_set_reply", "report": "property_post", "report_reply": "property_post_reply"},
+	"azure":  {"set": "property_set", "report": "property_post", "report_reply": "twin_response", "service": "method"},
+	"aws":    {"set": "property_set", "report": "property_post", "report_reply": "shadow_accepted"},
 	// ThingsBoard: the state goes out as telemetry, not as a client attribute on the topic the
 	// shared attribute updates come in on, where a broker that echoes it would loop it back as a set.
 	"thingsboard": {"set": "property_set", "report": "telemetry", "service": "rpc_request"},

@@ -374,7 +374,9 @@ func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
 	if err != nil {
 		return failedStep("register", err)
 	}
-	s.book.update(func(st *Status) { st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg) })
+	s.book.update(func(st *Status) {
+		st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg)
+	})
 	if !reg.Registered() {
 		return &notYetError{state: reg.String(), poll: registerPoll}
 	}

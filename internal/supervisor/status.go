@@ -32,13 +32,14 @@ type Status struct {
 	Registered bool
 	// Registration is the last registration state in words ("registered, home network", ...).
 	Registration string
-	// NetworkType is the kind of network the registration is on, by the query that found it:
-	// "LTE" (AT+CEREG), "2G/3G packet" (AT+CGREG), "2G/3G circuit" (AT+CREG); "" when unknown.
-	NetworkType string
 	Operator     string    // the network operator AT+COPS? names, "" when unknown
 	Signal       Signal    // the last signal reading
 	SignalAt     time.Time // when it was read
 	PDPAddress   string    // the PDP context's address once active
+
+	// NetworkType is the kind of network the registration is on, by the query that found it:
+	// "LTE" (AT+CEREG), "2G/3G packet" (AT+CGREG), "2G/3G circuit" (AT+CREG); "" when unknown.
+	NetworkType string
 
 	Connected   bool
 	ConnectedAt time.Time // the current session's start (zero while not connected)
