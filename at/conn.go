@@ -415,23 +415,26 @@ func (c *Conn) finish(cl *call) {
 }
 
 // resync brings the module back to a known state after a timeout: ESC
-// (ends a pending data prompt), then AT until OK or +CME ERROR, each try
-// waiting ResyncTimeout, then a short drain of late lines. The caller holds
+// (ends a pending data prompt), then AT until the module answers, each try
+// waiting ResyncTimeout, then a short drain of late lines. Any final result
+// proves the module alive: OK, +CME ERROR, and plain ERROR too — a firmware
+// may take the ESC as part of the AT line, and one real module answered a
+// stray first line ERROR. Only silence is ErrUnresponsive. The caller holds
 // the turn.
 func (c *Conn) resync(ctx context.Context) error {
 	c.resyncs.Add(1)
-	cl := newCall(Command{Line: "AT"}, phResync)
-	c.mu.Lock()
-	c.cur = cl
-	c.mu.Unlock()
-	c.resetReq.Store(true)
-
 	tctx, cancel := context.WithTimeout(ctx, c.resyncWait)
+	c.resetReq.Store(true)
 	_ = c.write(tctx, []byte{0x1B}) // a failure shows in c.ended() or ctx below
 	cancel()
+	var cl *call
 	ok := false
-	for try := 0; try < c.resyncTries && !c.ended() && ctx.Err() == nil; try++ {
-		c.waitReader(ctx) // the OK would be behind the URCs a slow subscriber holds back
+	for try := 0; try < c.resyncTries && !c.ended() && ctx.Err() == nil && !ok; try++ {
+		cl = newCall(Command{Line: "AT"}, phResync)
+		c.mu.Lock()
+		c.cur = cl
+		c.mu.Unlock()
+		c.waitReader(ctx) // the answer would be behind the URCs a slow subscriber holds back
 		tctx, cancel := context.WithTimeout(ctx, c.resyncWait)
 		if err := c.write(tctx, []byte("AT\r")); err == nil {
 			c.wait(tctx, cl.done, nil)
@@ -439,20 +442,20 @@ func (c *Conn) resync(ctx context.Context) error {
 		cancel()
 		c.mu.Lock()
 		ok = cl.finished
-		cl.echoSeen = false
+		answer := cl.err
 		c.mu.Unlock()
-		if ok {
-			break
+		if ok && answer != nil {
+			c.log.Debug().Err(answer).Msg("at: the resync AT was answered with an error: the module is alive")
 		}
 	}
 	switch {
 	case c.ended():
 		return c.Err()
 	case !ok && ctx.Err() != nil:
-		c.setPhase(cl, phAbandoned)
+		c.abandon(cl)
 		return fmt.Errorf("%w (%w)", ErrTimeout, ctx.Err())
 	case !ok:
-		c.setPhase(cl, phAbandoned)
+		c.abandon(cl)
 		c.resyncFailures.Add(1)
 		c.log.Warn().Int("tries", c.resyncTries).Dur("each", c.resyncWait).Msg("at: module does not answer AT")
 		return fmt.Errorf("%w (%d tries, %v each)", ErrUnresponsive, c.resyncTries, c.resyncWait)
@@ -473,6 +476,14 @@ func (c *Conn) resync(ctx context.Context) error {
 	c.needResync = false
 	c.mu.Unlock()
 	return nil
+}
+
+// abandon marks the resync call cl (nil when no AT was sent) abandoned: its
+// late answer is dropped.
+func (c *Conn) abandon(cl *call) {
+	if cl != nil {
+		c.setPhase(cl, phAbandoned)
+	}
 }
 
 func (c *Conn) setPhase(cl *call, ph phase) {
@@ -556,8 +567,8 @@ func (c *Conn) route(t token) {
 			c.f.clearEcho()
 		}
 	case phResync:
-		if final, err := finalResult(l.Text); final && !errors.Is(err, ErrError) && !cl.finished {
-			cl.err = err
+		if final, err := finalResult(l.Text); final && !cl.finished {
+			cl.err = err // OK, ERROR or +CME ERROR: the module answers
 			c.finish(cl)
 		} else {
 			c.stale.Add(1)

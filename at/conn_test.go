@@ -48,6 +48,19 @@ var wireTests = []wireTest{
 		script: []step{{"AT\r", "AT\r\r\nOK\r\n"}},
 	},
 	{
+		name:   "APP RDY during a command is a URC, not the command's answer",
+		cmd:    Command{Line: "AT+CGSN"},
+		script: []step{{"AT+CGSN\r", "\r\nAPP RDY\r\n\r\n866123456789011\r\n\r\nOK\r\n"}},
+		lines:  []string{"866123456789011"},
+		urcs:   []string{"APP RDY"},
+	},
+	{
+		name:   "POWERED DOWN then a stale pdpdeact whose CR LF ends its line",
+		cmd:    Command{Line: "AT+CFUN=1,1"},
+		script: []step{{"AT+CFUN=1,1\r", "\r\nOK\r\n\r\nPOWERED DOWN\r\n+QIURC: \"pdpdeact\",1\r\n"}},
+		urcs:   []string{"POWERED DOWN", `+QIURC: "pdpdeact",1`},
+	},
+	{
 		name:   "ATE0 is still echoed",
 		cmd:    Command{Line: "ATE0"},
 		script: []step{{"ATE0\r", "ATE0\r\r\nOK\r\n"}},
@@ -940,6 +953,26 @@ func TestResyncAcceptsCMEError(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	waitDone(t, done)
+}
+
+// TestResyncAcceptsERROR: a module that answers the resync's AT with plain ERROR — it took the
+// ESC as part of the line, as one real module answered a stray first line — is alive: the
+// resync succeeds at the first answer and the next command is sent (issue 20; before, only OK
+// and +CME ERROR counted, and such a module was declared unresponsive).
+func TestResyncAcceptsERROR(t *testing.T) {
+	c, m := newTestConn(t, readers[0].wrap, Options{ResyncTries: 2, ResyncTimeout: 200 * time.Millisecond})
+	go m.expect("AT+A\r")
+	if _, err := c.Run(ctxTimeout(t, 50*time.Millisecond), "AT+A"); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("first: %v", err)
+	}
+	done := m.run(step{"\x1b", ""}, step{"AT\r", "\r\nERROR\r\n"}, step{"AT+B\r", "\r\nOK\r\n"})
+	if _, err := c.Run(ctxTimeout(t, 5*time.Second), "AT+B"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	waitDone(t, done)
+	if s := c.Stats(); s.ResyncFailures != 0 || s.Resyncs != 1 {
+		t.Errorf("Stats = %+v, want one resync and no failure", s)
+	}
 }
 
 // FuzzConnRoute sends random module output in answer to a command (a data

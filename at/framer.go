@@ -261,9 +261,13 @@ func (f *framer) next() (t token, ok bool) {
 			switch {
 			case i > f.maxLine:
 				f.c.linesTooLong.Add(1)
+				n, next := f.longHeader(line)
 				f.drop(i)
 				f.frame(end)
 				f.echoSkip = false
+				if next { // its payload follows on the next line: drop it too
+					f.startSkip(n, false)
+				}
 				continue
 			case isNoise(line):
 				f.c.noiseLines.Add(1)
@@ -272,7 +276,7 @@ func (f *framer) next() (t token, ok bool) {
 				f.echoSkip = false
 				continue
 			}
-			if pf := f.payloadFunc(line); pf != nil {
+			if pf := f.payloadFunc(line); pf != nil && !bytes.HasSuffix(line, []byte(",")) {
 				if n, ok := pf(line); ok && n >= 0 {
 					if n > f.maxPayload {
 						// Drop the payload too: its bytes are no lines.
@@ -452,11 +456,16 @@ func (f *framer) next() (t token, ok bool) {
 
 // scanLine searches the line at the start of d, from f.scan on, for its
 // end. It returns the index of the CR or LF that ends it, or -1. When the
-// line's PayloadFunc accepts the header read so far at a `,"`, it starts the
-// counted payload instead and reports counted.
+// line's PayloadFunc accepts the header read so far at a `,"` (the payload
+// follows in quotes) or at a `,` followed by anything else (the payload
+// follows unquoted), it starts the counted payload instead and reports
+// counted.
 func (f *framer) scanLine(d []byte) (end int, counted bool) {
 	limit := min(len(d), f.maxLine+1)
 	for i := f.scan; i < len(d); i++ {
+		if i > 0 && i < limit && d[i-1] == ',' && d[i] != '"' && afterLength(d[:i]) && f.unquoted(d, i) {
+			return -1, true
+		}
 		switch d[i] {
 		case '\r', '\n':
 			if f.rawAt(d[:i]) {
@@ -493,12 +502,68 @@ func (f *framer) scanLine(d []byte) (end int, counted bool) {
 	return -1, false
 }
 
+// afterLength reports whether head ends in `",<digits>,`, where a payload may follow unquoted.
+func afterLength(head []byte) bool {
+	j := len(head) - 2 // before the final comma
+	for j >= 0 && head[j] >= '0' && head[j] <= '9' {
+		j--
+	}
+	return j < len(head)-2 && j >= 1 && head[j] == ',' && head[j-1] == '"'
+}
+
+// longHeader asks the PayloadFunc of the over-long line whether it announces a payload on the
+// next line, judging it by its first rawKeep and last rawTailKeep bytes as rawLong does.
+func (f *framer) longHeader(line []byte) (int, bool) {
+	pf := f.payloadFunc(line)
+	if pf == nil || bytes.HasSuffix(line, []byte(",")) {
+		return 0, false
+	}
+	k := min(rawKeep, len(line))
+	h := append(append([]byte(nil), line[:k]...), line[max(k, len(line)-rawTailKeep):]...)
+	n, ok := pf(h)
+	return n, ok && n >= 0
+}
+
+// unquoted starts the counted payload of the line d[:i] when its PayloadFunc accepts it as a
+// header followed by the payload itself, unquoted (head ending in `,`; d[i] is the payload's
+// first byte and no quote). It reports whether it did.
+func (f *framer) unquoted(d []byte, i int) bool {
+	pf := f.payloadFunc(d[:i])
+	if pf == nil {
+		return false
+	}
+	n, ok := pf(d[:i])
+	if !ok || n < 0 {
+		return false
+	}
+	if n > f.maxPayload {
+		f.c.payloadsTooLong.Add(1)
+		f.drop(i)
+		f.startSkip(n, false)
+		return true
+	}
+	f.head = append(f.head[:0], d[:i-1]...)
+	f.take(i - 1)
+	f.frame(1) // the comma
+	f.payload, f.got, f.quoted, f.pspec = make([]byte, n), 0, false, f.spec
+	f.st = stPayload // a payload of 0 bytes is handed out at once there
+	return true
+}
+
 // rawLong drops the over-long raw line at the start of d until its raw field ends: at a `,"`
 // the PayloadFunc accepts (the payload is then dropped too), or at a CR or LF that the RawFunc
 // says ends it. It reports whether the state changed; otherwise it consumed all of d.
 func (f *framer) rawLong(d []byte) bool {
 	pf := f.payloadFunc(nil)
 	for i, c := range d {
+		if pf != nil && c != '"' && len(f.rawTail) > 0 && f.rawTail[len(f.rawTail)-1] == ',' && afterLength(f.rawTail) {
+			h := append(f.head[:len(f.head):len(f.head)], f.rawTail...)
+			if n, ok := pf(h); ok && n >= 0 { // the payload follows unquoted: drop it too
+				f.drop(i)
+				f.startSkip(n, false)
+				return true
+			}
+		}
 		switch c {
 		case '"':
 			if pf == nil || len(f.rawTail) == 0 || f.rawTail[len(f.rawTail)-1] != ',' {
@@ -516,6 +581,20 @@ func (f *framer) rawLong(d []byte) bool {
 				f.drop(i)
 				f.st = stStart
 				f.echoSkip = false
+				if pf != nil && !bytes.HasSuffix(h, []byte(",")) {
+					if n, ok := pf(h); ok && n >= 0 { // the payload follows on the next line: drop it too
+						end := 1
+						if c == '\r' {
+							if i+1 == len(d) {
+								f.skipLF = true
+							} else if d[i+1] == '\n' {
+								end = 2
+							}
+						}
+						f.frame(end)
+						f.startSkip(n, false)
+					}
+				}
 				return true
 			}
 		}

@@ -27,10 +27,15 @@ type Line struct {
 // follows. The reader calls it (a) each time it has just appended a '"'
 // that follows a ',' — e.g. head = `+QMTRECV: 0,0,"t",5,"` — and if ok,
 // reads exactly n bytes, then expects `"` and CRLF; (b) at the end of a line
-// — head = `+QMTRECV: 0,0,"t",5` — and if ok, reads exactly n bytes from
-// the next line (the unquoted "payload on the next line" variant), then an
-// optional CRLF. It must not retain head. It runs on the reader goroutine:
-// it must be quick and must not call the Conn.
+// not ending in ',' — head = `+QMTRECV: 0,0,"t",5` — and if ok, reads
+// exactly n bytes from the next line (the "payload on the next line"
+// variant), then an optional CRLF; (c) at each byte other than '"' (CR and
+// LF included) that follows `",<digits>,`, with head ending in that ',' —
+// e.g. head = `+QMTRECV: 0,0,"t",5,` — and if ok, reads exactly n bytes starting
+// at that byte (the unquoted same-line variant), then an optional CRLF. In
+// (b) and (c) the token's header is the line without the trailing ','. It
+// must not retain head. It runs on the reader goroutine: it must be quick
+// and must not call the Conn.
 type PayloadFunc func(head []byte) (n int, ok bool)
 
 // RawFunc is asked, by the reader, at each CR or LF inside a line that starts
@@ -57,6 +62,7 @@ type URCSpec struct {
 func BuiltinURCs() []URCSpec {
 	return []URCSpec{
 		{Prefix: "RDY"},
+		{Prefix: "APP RDY"},
 		{Prefix: "POWERED DOWN"},
 		{Prefix: "+CPIN:"},
 		{Prefix: "+CFUN:"},

@@ -70,7 +70,8 @@ func (m *Module) run(ctx context.Context, line string, d time.Duration) (at.Resp
 }
 
 // Sync sends AT every interval until the module answers OK (or any CME error, which also proves
-// it alive), or ctx ends.
+// it alive), or ctx ends. A plain ERROR (the first AT after the port opened, on an EC2x-class
+// module) means alive but not ready: it probes again after interval.
 func (m *Module) Sync(ctx context.Context, interval time.Duration) error {
 	for {
 		_, err := m.run(ctx, "AT", interval)
@@ -81,7 +82,20 @@ func (m *Module) Sync(ctx context.Context, interval time.Duration) error {
 		if errors.Is(err, at.ErrPortGone) || errors.Is(err, at.ErrClosed) {
 			return err
 		}
+		if errors.Is(err, at.ErrError) {
+			// Alive but not ready: an EC2x-class module answered the first AT after the port
+			// opened with ERROR (reference 0, 4.2). Probe again at the same pace as silence.
+			t := time.NewTimer(interval)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
 		if ctx.Err() != nil {
+			if errors.Is(err, at.ErrError) {
+				return fmt.Errorf("module answers AT only with ERROR: %w", err)
+			}
 			return fmt.Errorf("module does not answer AT: %w", err)
 		}
 	}
@@ -102,6 +116,16 @@ func (m *Module) Prepare(ctx context.Context) error {
 // Identify asks ATI and AT+GSN: the module's own identity, which needs no SIM. The SIM's ICCID is
 // read with ICCID once AT+CPIN? says READY.
 func (m *Module) Identify(ctx context.Context) (Identity, error) {
+	id, err := m.Product(ctx)
+	if err != nil {
+		return id, err
+	}
+	id.IMEI, err = m.IMEI(ctx)
+	return id, err
+}
+
+// Product asks ATI alone: the manufacturer, model and revision (Identity without the IMEI).
+func (m *Module) Product(ctx context.Context) (Identity, error) {
 	var id Identity
 	resp, err := m.run(ctx, "ATI", 2*time.Second)
 	if err != nil {
@@ -121,15 +145,20 @@ func (m *Module) Identify(ctx context.Context) (Identity, error) {
 	if id.Model == "" {
 		return id, fmt.Errorf("ATI: %w: %q", ErrProtocol, lines)
 	}
-	resp, err = m.run(ctx, "AT+GSN", 2*time.Second)
-	if err != nil {
-		return id, err
-	}
-	id.IMEI = firstText(resp)
-	if !digits(id.IMEI) || len(id.IMEI) < 14 || len(id.IMEI) > 17 {
-		return id, fmt.Errorf("AT+GSN: %w: IMEI %q is not 14-17 digits", ErrProtocol, id.IMEI)
-	}
 	return id, nil
+}
+
+// IMEI asks AT+GSN for the module's IMEI: 14-17 digits, else ErrProtocol.
+func (m *Module) IMEI(ctx context.Context) (string, error) {
+	resp, err := m.run(ctx, "AT+GSN", 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	imei := firstText(resp)
+	if !digits(imei) || len(imei) < 14 || len(imei) > 17 {
+		return imei, fmt.Errorf("AT+GSN: %w: IMEI %q is not 14-17 digits", ErrProtocol, imei)
+	}
+	return imei, nil
 }
 
 // ICCID asks AT+QCCID for the SIM card number. Ask only after AT+CPIN? said READY: before that
@@ -500,11 +529,22 @@ func parseRange(s string) ([]int, bool) {
 
 // PDPActive reports whether context cid is active (AT+QIACT?) and its first address.
 func (m *Module) PDPActive(ctx context.Context, cid int) (active bool, addr string, err error) {
+	active, addrs, err := m.PDPAddresses(ctx, cid)
+	if len(addrs) > 0 {
+		addr = addrs[0]
+	}
+	return active, addr, err
+}
+
+// PDPAddresses reports whether context cid is active (AT+QIACT?) and every address the module
+// lists for it, in its order. The type field does not tell how many follow: an EC600S listed an
+// IPv4 and an IPv6 address under type 1, an EC200U under type 3 (reference 4.2, VARIANT).
+func (m *Module) PDPAddresses(ctx context.Context, cid int) (active bool, addrs []string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := m.conn.Do(ctx, at.Command{Line: "AT+QIACT?"})
 	if err != nil {
-		return false, "", fmt.Errorf("AT+QIACT?: %w", err)
+		return false, nil, fmt.Errorf("AT+QIACT?: %w", err)
 	}
 	for _, l := range texts(resp) {
 		v, ok := strings.CutPrefix(l, "+QIACT:")
@@ -515,17 +555,28 @@ func (m *Module) PDPActive(ctx context.Context, cid int) (active bool, addr stri
 		if len(f) < 3 || f[0] != strconv.Itoa(cid) {
 			continue
 		}
-		if len(f) >= 4 {
-			addr = strings.Trim(f[3], `"`)
+		for _, a := range f[3:] {
+			if a = strings.Trim(a, `"`); a != "" {
+				addrs = append(addrs, a)
+			}
 		}
-		return f[1] == "1", addr, nil
+		return f[1] == "1", addrs, nil
 	}
-	return false, "", nil
+	return false, nil, nil
 }
 
-// ActivatePDP activates context cid (AT+QIACT=cid, up to 150 s).
+// ActivatePDP activates context cid (AT+QIACT=cid, up to 150 s). Firmware answers plain ERROR
+// when the context is already active, with no code that tells it from a real failure
+// (reference 4.2: EC600S, BG770A-GL), so after an ERROR it asks AT+QIACT? and takes an active
+// context as done.
 func (m *Module) ActivatePDP(ctx context.Context, cid int) error {
 	_, err := m.run(ctx, fmt.Sprintf("AT+QIACT=%d", cid), 150*time.Second)
+	if err == nil || !errors.Is(err, at.ErrError) {
+		return err
+	}
+	if active, _, qerr := m.PDPAddresses(ctx, cid); qerr == nil && active {
+		return nil
+	}
 	return err
 }
 

@@ -48,7 +48,8 @@ func TestIdentify(t *testing.T) {
 // TestSIMBusyAfterRDY: right after RDY the module answers but its SIM does not; the ICCID is
 // read once AT+CPIN? says READY, never accepted empty.
 func TestSIMBusyAfterRDY(t *testing.T) {
-	m, conn := simtest.Start(t, sim.Config{SIMBusy: 500 * time.Millisecond}, at.Options{})
+	// 2 s: long enough that a loaded machine still asks within it (500 ms failed at load 8).
+	m, conn := simtest.Start(t, sim.Config{SIMBusy: 2 * time.Second}, at.Options{})
 	mod := modem.New(conn)
 	if err := m.Reboot(); err != nil {
 		t.Fatal(err)
@@ -222,5 +223,54 @@ func TestResolveHost(t *testing.T) {
 	}
 	if _, err := mod.ResolveHost(ctx(t), 1, `bad"name`); err == nil {
 		t.Error(`a name with '"' was sent`)
+	}
+}
+
+// TestDualStackAddresses: AT+QIACT? with two addresses whose type field does not say so (type 1
+// on an EC600S, type 3 on an EC200U) gives both, the IPv4 one first, as the module lists them.
+func TestDualStackAddresses(t *testing.T) {
+	for _, typ := range []int{1, 3} {
+		_, conn := simtest.Start(t, sim.Config{SIMBusy: -1, DualStack: typ}, at.Options{})
+		mod := modem.New(conn)
+		active, addrs, err := mod.PDPAddresses(ctx(t), 1)
+		if err != nil || !active || len(addrs) != 2 || addrs[0] != "10.2.198.114" || addrs[1] != "240E:404:8A1:D3C6::1" {
+			t.Errorf("type %d: PDPAddresses = %v %q %v; want both addresses", typ, active, addrs, err)
+		}
+		if _, addr, _ := mod.PDPActive(ctx(t), 1); addr != "10.2.198.114" {
+			t.Errorf("type %d: PDPActive address %q, want the IPv4 one", typ, addr)
+		}
+	}
+}
+
+// TestActivateActiveContext: AT+QIACT=1 on a context that is already active answers ERROR
+// (reference 4.2); ActivatePDP asks AT+QIACT? and takes the active context as done. A context
+// that stays inactive after an ERROR is still an error.
+func TestActivateActiveContext(t *testing.T) {
+	m, mod, _ := newModule(t, sim.Identity{})
+	if err := mod.ActivatePDP(ctx(t), 1); err != nil {
+		t.Fatalf("ActivatePDP on the active default bearer: %v", err)
+	}
+	m.Refuse("AT+QIACT=")
+	if err := mod.ActivatePDP(ctx(t), 2); !errors.Is(err, at.ErrError) {
+		t.Fatalf("ActivatePDP refused on an inactive context = %v, want ERROR", err)
+	}
+}
+
+// TestSyncProbesAgainAfterERROR: a module that answers the first AT with ERROR (EC2x class) is
+// alive but not ready: Sync probes again after the interval, not at once, and then succeeds.
+func TestSyncProbesAgainAfterERROR(t *testing.T) {
+	m, conn := simtest.Start(t, sim.Config{SIMBusy: -1, FirstATError: true}, at.Options{})
+	mod := modem.New(conn)
+	if err := m.Reboot(); err != nil { // a fresh power-on: its first command is answered ERROR
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // RDY and the boot URCs
+	before := m.Stats().Commands
+	start := time.Now()
+	if err := mod.Sync(ctx(t), 300*time.Millisecond); err != nil {
+		t.Fatalf("Sync after an ERROR: %v", err)
+	}
+	if took, n := time.Since(start), m.Stats().Commands-before; n != 2 || took < 300*time.Millisecond {
+		t.Errorf("Sync took %s and %d probes; want 2, the second one interval after the ERROR", took, n)
 	}
 }

@@ -774,6 +774,45 @@ func (c *Client) CloseLink(ctx context.Context) error {
 	return ev.(LinkClosed).Err()
 }
 
+// errNoCloseResult ends CloseIndex's wait for a +QMTCLOSE that some firmware does not print.
+var errNoCloseResult = errors.New("no +QMTCLOSE after OK")
+
+// CloseIndex frees the client index before it is configured (reference 1 and 2.2: AT+QMTCFG on
+// an index that is still open is refused): AT+QMTCLOSE, where OK, OK then +QMTCLOSE, and ERROR
+// (nothing open on the index, or firmware that answers so) all do. After OK it waits at most
+// urcWait for +QMTCLOSE (an EC600K-CN answered OK on an index that was not open, and whether a
+// URC follows is not shown). open reports whether the module accepted the command, that is,
+// whether it had something to close; an ERROR is not an error here.
+func (c *Client) CloseIndex(ctx context.Context, urcWait time.Duration) (open bool, err error) {
+	line, err := closeCmd(c.idx)
+	if err != nil {
+		return false, fmt.Errorf("mqtt close: %w", err)
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var timer *time.Timer
+	accepted := func() { // called by call, on this goroutine, once the module said OK
+		open = true
+		timer = time.AfterFunc(urcWait, func() { cancel(errNoCloseResult) })
+	}
+	ev, err := c.call(cctx, OpClose, -1, at.Command{Line: line}, accepted)
+	if timer != nil {
+		timer.Stop()
+	}
+	switch {
+	case err == nil:
+		if e := ev.(LinkClosed).Err(); e != nil {
+			return true, e
+		}
+		return true, nil
+	case !open && errors.Is(err, at.ErrError):
+		return false, nil // nothing to close
+	case open && ctx.Err() == nil && errors.Is(context.Cause(cctx), errNoCloseResult):
+		return true, nil // OK without a URC: closed as far as the module says
+	}
+	return open, err
+}
+
 // hasPrefix reports whether an at.Line starts with prefix.
 func hasPrefix(l at.Line, prefix string) bool { return strings.HasPrefix(l.Text, prefix) }
 

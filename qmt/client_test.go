@@ -974,3 +974,34 @@ func TestOwedQoS0ResultExpires(t *testing.T) {
 		t.Fatalf("second publish held %v, want about the 2 s worst case", d)
 	}
 }
+
+// TestCloseIndex: the bring-up's AT+QMTCLOSE takes every answer the reference lists (2.2): OK
+// then +QMTCLOSE (something was open), OK alone (after a short wait for a URC that does not
+// come), and ERROR (nothing open). +QMTCLOSE: <idx>,-1 is still a failure.
+func TestCloseIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answer   string
+		open     bool
+		fails    bool
+		waitsURC bool
+	}{
+		{"ok and urc", ok + "\r\n+QMTCLOSE: 0,0\r\n", true, false, false},
+		{"ok alone", ok, true, false, true},
+		{"error", "\r\nERROR\r\n", false, false, false},
+		{"close failed", ok + "\r\n+QMTCLOSE: 0,-1\r\n", true, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c, _ := newFake(t, Options{}, script(answer{"AT+QMTCLOSE=0", say(tc.answer)}))
+			start := time.Now()
+			open, err := c.CloseIndex(context.Background(), 300*time.Millisecond)
+			took := time.Since(start)
+			if open != tc.open || (err != nil) != tc.fails {
+				t.Fatalf("CloseIndex = %v, %v; want open %v, failure %v", open, err, tc.open, tc.fails)
+			}
+			if tc.waitsURC != (took >= 300*time.Millisecond) {
+				t.Errorf("CloseIndex took %s; waiting for the URC: %v", took, tc.waitsURC)
+			}
+		})
+	}
+}

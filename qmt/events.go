@@ -79,7 +79,12 @@ type Published struct {
 // ModuleReady is RDY: the module (re)started and the AT port is ready. All MQTT state is gone.
 type ModuleReady struct{}
 
-// PoweredDown is POWERED DOWN: the module is about to switch off.
+// AppReady is APP RDY, the second ready URC some families print after RDY (a BG77 at power-on;
+// an EC200U late after a reset). It follows a RDY: on its own it says no more than that the
+// module's applications are up, and it ends no call.
+type AppReady struct{}
+
+// PoweredDown is POWERED DOWN: the module is about to switch off. AT+CFUN=1,1 prints it too.
 type PoweredDown struct{}
 
 // SIMStatus is +CPIN: <state>, e.g. READY, SIM PIN, SIM PUK.
@@ -134,6 +139,7 @@ func (Unsubscribed) event()        {}
 func (Published) event()           {}
 func (ModuleReady) event()         {}
 func (PoweredDown) event()         {}
+func (AppReady) event()            {}
 func (SIMStatus) event()           {}
 func (PDPDeactivated) event()      {}
 func (RegistrationChanged) event() {}
@@ -298,6 +304,9 @@ func (e Published) Err() error {
 
 // String gives RDY.
 func (ModuleReady) String() string { return "RDY" }
+
+// String gives APP RDY.
+func (AppReady) String() string { return "APP RDY" }
 
 // String gives POWERED DOWN.
 func (PoweredDown) String() string { return "POWERED DOWN" }

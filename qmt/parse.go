@@ -55,6 +55,8 @@ func parseURC(text string, payload []byte, framed bool) Event {
 	switch t {
 	case "RDY":
 		return ModuleReady{}
+	case "APP RDY":
+		return AppReady{}
 	case "POWERED DOWN":
 		return PoweredDown{}
 	}
@@ -295,41 +297,70 @@ func parseRecv(line, rest string, payload []byte, framed bool) Event {
 // recvPrefix is the URC whose payload RecvPayload frames.
 const recvPrefix = "+QMTRECV:"
 
-// RecvPayload is the at.PayloadFunc for +QMTRECV. head is the line read so far, starting at the
-// prefix. It accepts `+QMTRECV: <idx>,<msgID>,"<topic>",<len>,"` (the payload follows in quotes)
-// and `+QMTRECV: <idx>,<msgID>,"<topic>",<len>` at the end of a line (the payload follows on the
-// next line), and returns len. It refuses the buffer announcement `+QMTRECV: <idx>,<slot>`, the
-// no-length form `+QMTRECV: <idx>,<msgID>,"<topic>","<payload>"` and anything else. It does not
-// retain head and does not allocate.
-func RecvPayload(head []byte) (n int, ok bool) {
+// RecvPayload is the at.PayloadFunc for +QMTRECV in the modes with a length field. head is the
+// line read so far, starting at the prefix. It accepts the three forms the reference lists
+// after `<payload_len>` (9.1): `+QMTRECV: <idx>,<msgID>,"<topic>",<len>,"` (the payload follows
+// in quotes), `+QMTRECV: <idx>,<msgID>,"<topic>",<len>,` (it follows unquoted on the same line,
+// as a BC25 printed it) and `+QMTRECV: <idx>,<msgID>,"<topic>",<len>` at the end of a line (it
+// follows on the next line, as an EC200U note reports), and returns len. It refuses the buffer
+// announcement `+QMTRECV: <idx>,<slot>`, the no-length form
+// `+QMTRECV: <idx>,<msgID>,"<topic>","<payload>"` and anything else. It does not retain head
+// and does not allocate.
+func RecvPayload(head []byte) (n int, ok bool) { return recvPayload(head, true) }
+
+// recvPayloadQuoted is RecvPayload without the unquoted same-line form, for the modes without a
+// length field, where a payload holding `",<digits>,` must not be taken for one.
+func recvPayloadQuoted(head []byte) (n int, ok bool) { return recvPayload(head, false) }
+
+func recvPayload(head []byte, unquoted bool) (n int, ok bool) {
 	h, found := bytes.CutPrefix(head, []byte(recvPrefix))
 	if !found {
 		return 0, false
 	}
 	if x, cut := bytes.CutSuffix(h, []byte(`,"`)); cut {
 		h = x
+	} else if x, cut := bytes.CutSuffix(h, []byte(`,`)); cut {
+		if !unquoted {
+			return 0, false
+		}
+		h = x
 	}
-	// <idx>,<msgID>,
+	h, ok = recvTopic(h)
+	if !ok {
+		return 0, false
+	}
+	return recvLength(h)
+}
+
+// recvTopic skips `<idx>,<msgID>,` and the spaces after it; ok when what is left starts with the
+// topic's opening quote.
+func recvTopic(h []byte) ([]byte, bool) {
 	for range 2 {
 		i := bytes.IndexByte(h, ',')
 		if i < 0 {
-			return 0, false
+			return nil, false
 		}
 		if _, ok := numBytes(h[:i]); !ok {
-			return 0, false
+			return nil, false
 		}
 		h = h[i+1:]
 	}
 	h = bytes.TrimLeft(h, " ")
+	return h, len(h) > 0 && h[0] == '"'
+}
+
+// recvLength reads `"<topic>",<len>` (h starts at the topic's opening quote; the topic ends at
+// the last quote) and returns len.
+func recvLength(h []byte) (int, bool) {
 	lq := bytes.LastIndexByte(h, '"')
-	if len(h) == 0 || h[0] != '"' || lq <= 0 {
+	if lq <= 0 {
 		return 0, false
 	}
 	tail := bytes.TrimSpace(h[lq+1:])
 	if len(tail) == 0 || tail[0] != ',' {
 		return 0, false
 	}
-	n, ok = numBytes(tail[1:])
+	n, ok := numBytes(tail[1:])
 	if !ok || n < 0 {
 		return 0, false
 	}

@@ -46,6 +46,7 @@ func TestParseURCTable(t *testing.T) {
 		{"no-length empty payload", `+QMTRECV: 0,0,"t",""`, Received{Topic: "t", Payload: []byte{}, NoLength: true}},
 		{"no-length spaces", `+QMTRECV: 0, 0, "t" , "p q"`, Received{Topic: "t", Payload: []byte("p q"), NoLength: true}},
 		{"RDY", "RDY", ModuleReady{}},
+		{"APP RDY", "APP RDY", AppReady{}},
 		{"powered down", "POWERED DOWN", PoweredDown{}},
 		{"cpin ready", "+CPIN: READY", SIMStatus{"READY"}},
 		{"cpin pin", "+CPIN: SIM PIN", SIMStatus{"SIM PIN"}},
@@ -249,6 +250,7 @@ func TestEventErrors(t *testing.T) {
 		{"disc failed", Disconnected{0, -1}.Err(), "mqtt disconnect: the module failed to disconnect (+QMTDISC: 0,-1)", []error{ErrFailed}},
 		{"close failed", LinkClosed{0, -1}.Err(), "mqtt close: the module failed to close the link (+QMTCLOSE: 0,-1)", []error{ErrFailed}},
 		{"stat 1", LinkStatus{0, 1}.Err(), "mqtt link lost: connection closed or reset by the peer (+QMTSTAT: 0,1)", []error{ErrLinkLost}},
+		{"stat 8", LinkStatus{0, 8}.Err(), "mqtt link lost: link not alive or server unavailable: the module closed the link itself (code 8: EC200-family firmware does so after QoS 1 retransmissions) (+QMTSTAT: 0,8)", []error{ErrLinkLost}},
 		{"stat 9", LinkStatus{0, 9}.Err(), "link not alive or server unavailable (reserved code 9)", []error{ErrLinkLost}},
 	}
 	for _, tt := range tests {

@@ -88,8 +88,13 @@ func LinkStatusText(code int) string {
 		return "the client closed the link because sending kept failing"
 	case 7:
 		return "link not alive or server unavailable"
+	case 8:
+		// Not in the English tables; the Chinese ones call it "client actively closed the MQTT
+		// connection", and EC200-family firmware prints it after a run of QoS 1
+		// retransmissions (reference 2.8). Handled as 7.
+		return LinkStatusText(7) + ": the module closed the link itself (code 8: EC200-family firmware does so after QoS 1 retransmissions)"
 	}
-	if code >= 8 {
+	if code >= 9 {
 		return "link not alive or server unavailable (reserved code " + strconv.Itoa(code) + ")"
 	}
 	return "unknown link status " + strconv.Itoa(code)

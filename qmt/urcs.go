@@ -17,16 +17,17 @@ func URCs() []at.URCSpec { return URCsFor(RecvDirectLength) }
 //
 // In the modes with a length field (RecvDirectLength, RecvBufferedLength) the +QMTRECV topic
 // is read raw, as the module prints it (RecvRawTopic): `"`, CR and LF are topic bytes until
-// `",<len>,"` follows, so a downlink topic holding them can never pass for module output (a
-// forged +QMTPUBEX acknowledgement). The remaining risk is a topic that itself holds
-// `",<digits>,"`, which only a wildcard subscription can receive: an exact topic filter
-// cannot hold a quote. The unquoted "payload on the next line" form (one EC200U report,
-// UNCONFIRMED) is not framed then. In the modes without a length a CR or LF ends the line, as
-// there is nothing else to end it by.
+// `",<len>` follows with `,` (the payload in quotes or unquoted on the same line) or with the
+// line's end (the payload on the next line), so a downlink topic holding them can never pass
+// for module output (a forged +QMTPUBEX acknowledgement). The remaining risk is a topic that
+// itself holds `",<digits>` followed by `,`, CR or LF, which only a wildcard subscription can
+// receive: an exact topic filter cannot hold a quote. In the modes without a length a CR or LF
+// ends the line, as there is nothing else to end it by, and an unquoted payload cannot be
+// delimited.
 func URCsFor(mode RecvMode) []at.URCSpec {
-	recv := at.URCSpec{Prefix: recvPrefix, Payload: RecvPayload}
+	recv := at.URCSpec{Prefix: recvPrefix, Payload: recvPayloadQuoted}
 	if mode == RecvDirectLength || mode == RecvBufferedLength {
-		recv.Raw = RecvRawTopic
+		recv.Payload, recv.Raw = RecvPayload, RecvRawTopic
 	}
 	return []at.URCSpec{
 		recv,
@@ -45,25 +46,21 @@ func URCsFor(mode RecvMode) []at.URCSpec {
 
 // RecvRawTopic is the at.RawFunc for +QMTRECV in the length modes: head, the line read so far,
 // is `+QMTRECV: <idx>,<msgID>,"` followed by topic bytes, so the topic is open and a CR or LF is
-// part of it (the length field `",<len>,"` that ends it starts the payload instead). It does
-// not retain head and does not allocate.
+// part of it — unless head already ends in the length field, `"<topic>",<len>`: then the CR or
+// LF ends the header and the payload follows on the next line (the length field followed by
+// `,` starts the payload on the same line instead). It does not retain head and does not
+// allocate.
 func RecvRawTopic(head []byte) bool {
 	h, found := bytes.CutPrefix(head, []byte(recvPrefix))
 	if !found {
 		return false
 	}
-	for range 2 {
-		i := bytes.IndexByte(h, ',')
-		if i < 0 {
-			return false
-		}
-		if _, ok := numBytes(h[:i]); !ok {
-			return false
-		}
-		h = h[i+1:]
+	h, open := recvTopic(h)
+	if !open {
+		return false
 	}
-	h = bytes.TrimLeft(h, " ")
-	return len(h) > 0 && h[0] == '"'
+	_, complete := recvLength(h)
+	return !complete
 }
 
 // ParseURC decodes one line the at reader framed. It never panics: a line no parser knows is

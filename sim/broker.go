@@ -35,6 +35,9 @@ type brokerOptions struct {
 	log  zerolog.Logger
 	auth func(clientID, username string, password []byte) byte
 	tls  *tls.Config
+	// maxQoS is the highest QoS the broker grants (and delivers at); 0 with setQoS false: 2.
+	maxQoS byte
+	setQoS bool
 }
 
 // WithTLS makes the broker's listener speak TLS with cfg (its certificate, and ClientAuth and
@@ -54,6 +57,12 @@ func WithAuth(auth func(clientID, username string, password []byte) byte) Broker
 	return func(o *brokerOptions) { o.auth = auth }
 }
 
+// WithMaxQoS makes the broker grant at most QoS q (0-2) to a subscription, whatever was asked,
+// and deliver at most at q, as Aliyun and ThingsBoard grant 1 for a request of 2 (reference 2.5).
+func WithMaxQoS(q byte) BrokerOption {
+	return func(o *brokerOptions) { o.maxQoS, o.setQoS = min(q, 2), true }
+}
+
 // NewBroker starts an embedded broker on addr ("127.0.0.1:0" picks a free port; Addr tells which).
 func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	if addr == "" {
@@ -63,8 +72,13 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	caps := mochi.NewDefaultServerCapabilities()
+	if o.setQoS {
+		caps.MaximumQos = o.maxQoS
+	}
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true,
+		Capabilities: caps,
 		Logger:       slog.New(&slogToZerolog{log: o.log.With().Str("component", "broker").Logger()}),
 	})
 	if err := srv.AddHook(&authHook{srv: srv, auth: o.auth}, nil); err != nil {

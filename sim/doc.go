@@ -53,14 +53,33 @@
 // More firmware variants (reference VARIANT markers; ec600sim -variant): Config.NoPAPOrCHAP
 // (qicsgp-auth-0-2: AT+QICSGP=? offers auth (0-2), 3 answers ERROR, as on a BG770A) and
 // Config.Unisoc (unisoc: EC600U firmware without the ASR-only AT+QMTCFG names, refused with
-// +CME ERROR: 4 under CMEE=1). Downlink topics are printed raw between the quotes, `"`, CR and
+// +CME ERROR: 4 under CMEE=1). The session forms real modules printed (reference 2.3, 0, 4.2):
+// Config.RefusalStat (refusal-qmtstat-4: a refused CONNACK then +QMTSTAT: <idx>,4, BG95-M3),
+// Config.RefusalStatOnly (refusal-qmtstat-only: no +QMTCONN, only +QMTSTAT: <idx>,1, M95),
+// Config.ConnAckTwoFields (qmtconn-two-field: success as +QMTCONN: <idx>,0), Config.FirstATError
+// (first-at-error: the first command after power-on answers ERROR, EC2x-class) and
+// Config.DualStack (qiact-dual-type1 / qiact-dual-type3: AT+QIACT? gives an IPv4 and an IPv6
+// address under type 1 as an EC600S did, or type 3 as an EC200U did). WithMaxQoS makes the
+// embedded broker grant less than asked (ec600sim -max-qos 1, as Aliyun grants 1 for 2).
+// Downlink topics are printed raw between the quotes, `"`, CR and
 // LF included, as the broker passed them (reference 2.10).
+//
+// Data-path variants (reference 0, 2.6, 2.7): Config.RecvForm prints a counted downlink with its
+// payload on the next line (recv-next-line, an EC200U note) or unquoted after the length
+// (recv-unquoted, BC25); Config.RecvBlankLines puts an empty line on each side of it
+// (recv-blank-lines, BG96); Config.PromptDelay holds the "> " prompt back and writes URCs due
+// meanwhile before it (urc-before-prompt, BG96); Config.SplitPrompt writes ">" and puts its space
+// in front of the next output (split-prompt, EC200U); Config.Coalesce writes what comes within a
+// few milliseconds in one write(2), a result and a downlink in one read (coalesce, BC26). By
+// default payloads pass raw (CR LF, quotes, spaces, UTF-8) with <len> their byte count.
 //
 // # Faults
 //
 // From Go (methods of Module) and from cmd/ec600sim (lines on its standard input):
 //
 //	DropLink()          drop       TCP link to the broker broken: +QMTSTAT: <idx>,1
+//	DropLinkLate(d)     droplate DUR  the same, commands refused at once, the +QMTSTAT only d later
+//	LoseLink(code)      qmtstat CODE  the same with +QMTSTAT: <idx>,<code> (8: EC200 after QoS 1 retries)
 //	PingFail()          pingfail   +QMTPING: <idx>,1 then +QMTSTAT: <idx>,2
 //	Reboot()            reboot     all state gone, echo on, boot URCs again (same pty)
 //	Unplug()            unplug     pty closed (host reads/writes fail), symlink removed
@@ -76,6 +95,7 @@
 //	SetSIM(bool)        sim on|off +CPIN: NOT READY; CPIN?/CIMI/QCCID give CME error 10; deregistered
 //	SetRegistered(bool) reg on|off +CEREG: 0,2 (searching); PDP and MQTT links go down
 //	DeactivatePDP()     pdpdeact   +QIURC: "pdpdeact",<cid>, then +QMTSTAT: <idx>,1
+//	BearerRace()        bearer-race  cid 1 comes back right after the next AT+QIACT? saw it down
 //	SetDNS(bool)        dns on|off AT+QIDNSGIP reports 565, AT+QMTOPEN on a host name +QMTOPEN: <idx>,4
 //	SetChunking(n)      chunk N    output written n bytes at a time
 //	SetBrokerDelay(d)   delay DUR  each publish result held until d after the command was accepted
@@ -93,6 +113,10 @@
 //
 //   - CMEE defaults to 1. Syntax errors and unknown commands are plain ERROR in every mode.
 //   - MQTT test commands (=?) use the BG770A layout: info line, one CRLF, "OK\r\n".
+//   - AT+QMTCFG (set) on a client index that is open but not connected — opening (or left
+//     opening), open, connecting, closing — answers ERROR (reference 1, an EC600K-CN note);
+//     queries still answer. A connected index takes it unless Config.StrictQMTCFG
+//     (qmtcfg-strict) refuses it there too.
 //   - After +QMTSTAT, a refused CONNACK or QMTDISC, the client index is closed: QMTOPEN works
 //     directly, and QMTCLOSE/QMTDISC on a closed index answer ERROR. Commands outstanding when
 //     a link is lost get no result URC; +QMTSTAT is the signal.

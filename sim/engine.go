@@ -66,7 +66,12 @@ type engine struct {
 	boot        uint64 // incremented at each power-on; links remember theirs
 	booting     bool
 	bootTimer   *time.Timer
+	appTimer    *time.Timer // APP RDY after RDY (Config.AppReady)
 	poweredDown bool
+	// firstError: the next command line is answered ERROR (Config.FirstATError), once per power-on.
+	firstError bool
+	// bearerRace: the next AT+QIACT? that finds cid 1 inactive is followed by its return (BearerRace).
+	bearerRace bool
 
 	echo       bool
 	cmee       int
@@ -88,6 +93,9 @@ type engine struct {
 	data      *dataEntry
 	dataTimer *time.Timer
 	held      [][]byte // URCs held back while the host is typing data after "> "
+
+	promptTimer *time.Timer // PromptDelay: the prompt of e.data is still to come
+	promptSpace bool        // SplitPrompt: the prompt's space goes in front of the next output
 }
 
 func newEngine(m *Module) *engine {
@@ -128,12 +136,18 @@ func (e *engine) run(ctx context.Context, p *port) {
 		case <-timerC(e.bootTimer):
 			e.bootTimer = nil
 			e.bootDone()
+		case <-timerC(e.appTimer):
+			e.appTimer = nil
+			e.urc("APP RDY")
 		case <-timerC(e.simTimer):
 			e.simTimer = nil
 			e.simReady()
 		case <-timerC(e.dataTimer):
 			e.dataTimer = nil
 			e.dataTimeout()
+		case <-timerC(e.promptTimer):
+			e.promptTimer = nil
+			e.promptDue()
 		}
 	}
 }
@@ -217,6 +231,10 @@ func (e *engine) powerOff() {
 		e.bootTimer.Stop()
 		e.bootTimer = nil
 	}
+	if e.appTimer != nil {
+		e.appTimer.Stop()
+		e.appTimer = nil
+	}
 	if e.dataTimer != nil {
 		e.dataTimer.Stop()
 		e.dataTimer = nil
@@ -224,14 +242,19 @@ func (e *engine) powerOff() {
 	e.data, e.held, e.line = nil, nil, nil
 }
 
-// powerOn resets every volatile setting and boots: input is ignored until RDY.
-func (e *engine) powerOn() {
+// powerOn resets every volatile setting and boots: input is ignored until RDY, which comes after
+// Config.BootDelay.
+func (e *engine) powerOn() { e.powerOnIn(e.m.cfg.BootDelay) }
+
+// powerOnIn is powerOn with RDY after d.
+func (e *engine) powerOnIn(d time.Duration) {
 	e.boot++
 	e.echo = true
 	e.cmee = 1
 	e.cfun = 1
 	e.regN = [3]int{}
 	e.poweredDown = false
+	e.firstError = e.m.cfg.FirstATError
 	e.stopSIMTimer()
 	e.simBusy = e.sim && e.m.cfg.SIMBusy > 0 // until simInit's timer, after RDY
 	e.line, e.lineLong, e.data, e.held = nil, false, nil, nil
@@ -248,8 +271,8 @@ func (e *engine) powerOn() {
 		e.pdp[1].active = true // LTE attach brings up the default bearer on cid 1
 	}
 	e.booting = true
-	if e.m.cfg.BootDelay > 0 {
-		e.bootTimer = time.NewTimer(e.m.cfg.BootDelay)
+	if d > 0 {
+		e.bootTimer = time.NewTimer(d)
 		return
 	}
 	e.bootDone()
@@ -259,6 +282,9 @@ func (e *engine) powerOn() {
 func (e *engine) bootDone() {
 	e.booting = false
 	e.urc("RDY")
+	if d := e.m.cfg.AppReady; d > 0 {
+		e.appTimer = time.NewTimer(d)
+	}
 	e.urc("+CFUN: 1")
 	if e.sim {
 		e.simInit()
@@ -318,6 +344,51 @@ func (e *engine) reboot() {
 	e.powerOn()
 }
 
+// reset is AT+CFUN=1,1 after its OK, as a BG96 printed it (reference 4.1): after a moment
+// (resetPrintDelay), POWERED DOWN with no CR LF after it and a stale +QIURC: "pdpdeact" for each
+// active PDP context (whose CR LF ends the POWERED DOWN line); then silence — input ignored —
+// until RDY, Config.ResetDelay after the reset (and APP RDY after it with Config.AppReady).
+func (e *engine) reset() {
+	var b []byte
+	if e.urcPort == "all" || e.urcPort == e.m.cfg.URCPort {
+		b = []byte("\r\nPOWERED DOWN")
+		for cid := range e.pdp {
+			if e.pdp[cid].active {
+				b = fmt.Appendf(b, "\r\n+QIURC: \"pdpdeact\",%d\r\n", cid)
+			}
+		}
+	}
+	d := e.m.cfg.ResetDelay
+	switch {
+	case d == 0:
+		d = DefaultResetDelay
+	case d < 0:
+		d = 0
+	}
+	d = max(d, e.m.cfg.BootDelay)
+	e.powerOff()
+	if d <= resetPrintDelay {
+		if b != nil {
+			e.emit(outItem{b: b})
+		}
+		e.powerOnIn(d)
+		return
+	}
+	e.powerOnIn(d)
+	boot, m := e.boot, e.m
+	time.AfterFunc(resetPrintDelay, func() {
+		_ = m.do(func(e *engine) error {
+			if e.boot == boot && e.booting && e.w != nil && b != nil {
+				e.emit(outItem{b: b})
+			}
+			return nil
+		})
+	})
+}
+
+// resetPrintDelay is how long after its OK AT+CFUN=1,1 prints POWERED DOWN.
+const resetPrintDelay = 100 * time.Millisecond
+
 func (e *engine) unplug() {
 	e.powerOff()
 	e.detach()
@@ -372,6 +443,10 @@ func (e *engine) emit(it outItem) {
 		e.log.Debug().Int("bytes", len(it.b)).Msg("unresponsive: output dropped")
 		return
 	}
+	if e.promptSpace {
+		e.promptSpace = false
+		it.b = append([]byte{' '}, it.b...)
+	}
 	if e.log.GetLevel() <= zerolog.TraceLevel {
 		e.log.Trace().Str("tx", strconv.Quote(string(it.b))).Msg("to host")
 	}
@@ -388,15 +463,21 @@ func (e *engine) maxLine() int {
 	return DefaultMaxLine
 }
 
-func (e *engine) urc(line string) {
+func (e *engine) urc(line string) { e.urcFramed("\r\n", line, "\r\n") }
+
+// urcFramed is urc with the bytes before and after the line given.
+func (e *engine) urcFramed(pre, line, post string) {
 	if e.urcPort != "all" && e.urcPort != e.m.cfg.URCPort {
 		e.log.Debug().Str("urc", line).Str("urcport", e.urcPort).Msg("URC goes to another port")
 		return
 	}
-	b := []byte("\r\n" + line + "\r\n")
+	b := []byte(pre + line + post)
 	if e.data != nil {
-		e.held = append(e.held, b)
-		return
+		if e.promptTimer == nil {
+			e.held = append(e.held, b)
+			return
+		}
+		e.m.urcsBeforePrompt.Add(1) // the prompt is still to come: the URC goes first (BG96)
 	}
 	e.log.Debug().Str("urc", line).Msg("urc")
 	e.emit(outItem{b: b})
@@ -463,6 +544,10 @@ func (e *engine) send(r reply) {
 	}
 	if r.prompt {
 		b = append(b, "\r\n> "...)
+		if e.m.cfg.SplitPrompt {
+			b = b[:len(b)-1]
+			defer func() { e.promptSpace = true }() // after this reply is queued
+		}
 	}
 	if r.final != "" {
 		if !r.compact || len(r.lines) == 0 {
@@ -546,6 +631,11 @@ func (e *engine) input(b []byte) {
 
 func (e *engine) execLine(line string) {
 	c, ok := parseCommand(line)
+	if ok && e.m.cfg.StrayError && indexAT(line) > 0 {
+		e.log.Debug().Str("line", strconv.Quote(line)).Msg("stray bytes before AT: ERROR")
+		e.send(errReply())
+		return
+	}
 	if !ok {
 		if strings.TrimSpace(line) != "" {
 			e.log.Debug().Str("line", strconv.Quote(line)).Msg("not a command: ignored")
@@ -571,6 +661,12 @@ func redact(c cmdLine) string {
 }
 
 func (e *engine) dispatch(c cmdLine) reply {
+	if e.firstError {
+		// Reference 0: an EC2x-class module answered the first "at" after the port was opened
+		// with ERROR, the next ones with OK.
+		e.firstError = false
+		return errReply()
+	}
 	if c.kind == kindExec && c.name == "" {
 		return ok()
 	}
@@ -926,9 +1022,21 @@ func (e *engine) cmdQIACT(c cmdLine) reply {
 	case kindRead:
 		var lines []string
 		for cid := 1; cid < len(e.pdp); cid++ {
-			if p := e.pdp[cid]; p.active {
+			p := e.pdp[cid]
+			switch {
+			case !p.active:
+			case e.m.cfg.DualStack != 0:
+				// Reference 4.2 VARIANT: two addresses whatever the type field says (type 1 on
+				// an EC600S, type 3 on an EC200U).
+				lines = append(lines, fmt.Sprintf("+QIACT: %d,1,%d,%s", cid, e.m.cfg.DualStack, pdpAddrs(cid, 3)))
+			default:
 				lines = append(lines, fmt.Sprintf("+QIACT: %d,1,%d,%s", cid, p.ctype, pdpAddrs(cid, p.ctype)))
 			}
+		}
+		if e.bearerRace && !e.pdp[1].active && e.regStat() == 1 {
+			e.bearerRace = false
+			e.pdp[1].active = true // after this answer: the host saw it down
+			e.log.Info().Msg("fault: the default bearer is back by itself")
 		}
 		return ok(lines...)
 	case kindTest:
@@ -1059,8 +1167,8 @@ func (e *engine) cmdCFUN(c cmdLine) reply {
 		}
 		r := ok()
 		r.after = func() {
-			e.log.Info().Msg("AT+CFUN=1,1: rebooting")
-			e.reboot()
+			e.log.Info().Msg("AT+CFUN=1,1: resetting")
+			e.reset()
 		}
 		return r
 	}

@@ -104,14 +104,44 @@ func TestRebootForgetsEverything(t *testing.T) {
 	waitUntil(t, func() bool { return r.b.Clients() == 0 }, "the broker to see the module's client gone")
 }
 
+// TestCFUNResetReboots: AT+CFUN=1,1 prints what a BG96 printed (reference 4.1): OK, POWERED DOWN
+// with no CR LF of its own, a stale pdpdeact for the default bearer, silence (input lost), RDY.
 func TestCFUNResetReboots(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, Config{BootDelay: 50 * time.Millisecond})
+	r := newRig(t, Config{BootDelay: 50 * time.Millisecond, ResetDelay: 300 * time.Millisecond})
 	h := r.h
 	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
-	h.write("AT+CFUN=1,1\rAT\r") // the AT after the reset is lost while booting
-	h.expect("\r\nOK\r\n" + bootURCs)
+	h.write("AT+CFUN=1,1\r")
+	h.expect("\r\nOK\r\n\r\nPOWERED DOWN\r\n+QIURC: \"pdpdeact\",1\r\n")
+	h.write("AT\r") // lost: the module is silent until RDY
+	h.expect(bootURCs)
 	h.cmd("AT", "AT\r\r\nOK\r\n")
+}
+
+// TestAppReadyFollowsRDY: the app-rdy variant prints APP RDY after RDY.
+func TestAppReadyFollowsRDY(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{ResetDelay: -1, AppReady: 100 * time.Millisecond, SIMBusy: -1})
+	h := r.h
+	h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	h.write("AT+CFUN=1,1\r")
+	h.expect("\r\nOK\r\n\r\nPOWERED DOWN\r\n+QIURC: \"pdpdeact\",1\r\n" + bootURCs + "\r\nAPP RDY\r\n")
+}
+
+// TestStrayBytesBeforeATAnswerERROR: the stray-error variant answers a line with bytes before
+// AT (the host's ESC) with ERROR; the default finds the AT in it.
+func TestStrayBytesBeforeATAnswerERROR(t *testing.T) {
+	t.Parallel()
+	for _, strict := range []bool{false, true} {
+		r := newRig(t, Config{StrayError: strict})
+		r.h.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+		want := "\r\nOK\r\n"
+		if strict {
+			want = "\r\nERROR\r\n"
+		}
+		r.h.cmd("\x1bAT", want)
+		r.h.cmd("AT", "\r\nOK\r\n")
+	}
 }
 
 func TestUnplugAndReplugAsAnotherModule(t *testing.T) {

@@ -81,6 +81,10 @@ func allIn(s, set string) bool {
 	return true
 }
 
+// DefaultResetDelay is the silence between AT+CFUN=1,1 and RDY unless Config.ResetDelay says
+// otherwise: about 2.9 s on the BG96 the reference's capture shows.
+const DefaultResetDelay = 3 * time.Second
+
 // DefaultSIMBusy is how long the emulated SIM stays busy after RDY unless Config.SIMBusy says
 // otherwise: "a second or more" in the reference.
 const DefaultSIMBusy = time.Second
@@ -101,6 +105,17 @@ type Config struct {
 	// BootDelay is the time from power-on (Start, Reboot, AT+CFUN=1,1, Replug) to RDY; input is
 	// ignored meanwhile. Zero boots at once.
 	BootDelay time.Duration
+	// ResetDelay is the silence from AT+CFUN=1,1 (after POWERED DOWN and the stale pdpdeact) to
+	// RDY; 0 means DefaultResetDelay, a negative value none (BootDelay still applies).
+	ResetDelay time.Duration
+	// AppReady, when positive, is the firmware variant that prints a second ready URC, APP RDY,
+	// this long after RDY (a BG77 at power-on; an EC200U driver expects it late after a reset;
+	// reference 2.10). Zero: RDY only.
+	AppReady time.Duration
+	// StrayError is the firmware variant that answers ERROR to a command line with bytes before
+	// "AT" — an ESC the host sent to end a data prompt that was not there, line noise — instead
+	// of finding the AT in it (one real module answered a stray first line ERROR; reference 0).
+	StrayError bool
 	// MaxPayload is the largest AT+QMTPUBEX / AT+QMTPUB length accepted; 0 means 4096 (the limit
 	// BG770A/EC2x print; the EC600 limit is unconfirmed).
 	MaxPayload int
@@ -149,7 +164,62 @@ type Config struct {
 	// emulator reports +QMTSTAT: <idx>,1 after it, as a module does when the broker closes the
 	// connection, which MQTT 3.1.1 (3.2.2.3) requires of it.
 	SilentRefusal bool
+	// RefusalStat is the +QMTSTAT code reported after a refused CONNACK; 0 means 1 (the broker
+	// closed the link). 4 is the BG95-M3 form (reference 2.3, VARIANT): +QMTCONN: <idx>,0,<rc>
+	// then +QMTSTAT: <idx>,4.
+	RefusalStat int
+	// RefusalStatOnly is the M95 form of a refused CONNECT (reference 2.3, VARIANT): no
+	// +QMTCONN at all, only +QMTSTAT: <idx>,1 as the broker closes the link.
+	RefusalStatOnly bool
+	// ConnAckTwoFields is the older-firmware success form (reference 2.3, VARIANT, UNCONFIRMED):
+	// an accepted CONNECT is reported as +QMTCONN: <idx>,0, without the ret_code.
+	ConnAckTwoFields bool
+	// FirstATError is the EC2x-class module that answers the first command line after it comes
+	// up (Start, a reboot, a replug) with ERROR, and the next ones normally (reference 0 and 4.2).
+	FirstATError bool
+	// DualStack, when 1 or 3, lists every active PDP context in AT+QIACT? with an IPv4 and an
+	// IPv6 address under that type field: 1 as an EC600S printed it, 3 as an EC200U did (reference
+	// 4.2, VARIANT: the type does not tell how many addresses follow). 0: the addresses follow
+	// the context's AT+QICSGP type.
+	DualStack int
+	// StrictQMTCFG refuses AT+QMTCFG (set) with ERROR on a connected client index too. By
+	// default only an index that is open but not connected (opening, open, connecting, closing)
+	// refuses it (reference 1, EC600K-CN note; which states exactly is UNCONFIRMED), and a
+	// connected one takes it, recv/mode at once, the others at the next CONNECT.
+	StrictQMTCFG bool
+
+	// Data-path variants (reference 0, 2.6, 2.7; ec600sim -variant names in brackets).
+
+	// RecvForm is how a +QMTRECV with the length field prints its payload: RecvQuoted (the
+	// default), RecvNextLine [recv-next-line] or RecvUnquoted [recv-unquoted].
+	RecvForm RecvForm
+	// RecvBlankLines frames each +QMTRECV with an empty line on each side,
+	// \r\n\r\n+QMTRECV: …\r\n\r\n, as a BG96 byte trace shows [recv-blank-lines].
+	RecvBlankLines bool
+	// PromptDelay holds a data command's "> " prompt back this long; URCs due meanwhile are
+	// written before it, as a BG96 trace shows a +QMTRECV between AT+QMTPUB and its prompt
+	// [urc-before-prompt]. 0: the prompt follows the command at once.
+	PromptDelay time.Duration
+	// SplitPrompt writes the prompt as "\r\n>" and its space in front of the module's next
+	// output (" \r\nOK\r\n"), as an EC200U trace shows [split-prompt].
+	SplitPrompt bool
+	// Coalesce makes the writer gather what the module sends within this long of the first
+	// block and write it with one write(2), so that a publish result and a downlink (BC26), or
+	// an OK and a URC (BG770A), reach the host in one read [coalesce]. 0: block by block.
+	Coalesce time.Duration
 }
+
+// RecvForm is how a +QMTRECV with the length field prints its payload (reference 2.7, VARIANT).
+type RecvForm int
+
+const (
+	// RecvQuoted is `+QMTRECV: <idx>,<msgid>,"<topic>",<len>,"<payload>"` (EC600S, BG96).
+	RecvQuoted RecvForm = iota
+	// RecvNextLine is `+QMTRECV: <idx>,<msgid>,"<topic>",<len>` CR LF `<payload>` (EC200U note).
+	RecvNextLine
+	// RecvUnquoted is `+QMTRECV: <idx>,<msgid>,"<topic>",<len>,<payload>` (BC25).
+	RecvUnquoted
+)
 
 // Stats counts what the emulator wrote to the host. A write is counted just before it is made,
 // so once the host has read some bytes, Stats already includes them.
@@ -158,6 +228,11 @@ type Stats struct {
 	Writes   int64 // write(2) calls on the pty
 	MaxWrite int64 // the largest single write
 	Commands int64 // command lines executed
+	// URCsBeforePrompt counts URCs written between a data command and its prompt (PromptDelay).
+	URCsBeforePrompt int64
+	// Coalesced counts writes that joined more than one block of output (Coalesce);
+	// CoalescedDownlinks those of them that hold a +QMTRECV and something else.
+	Coalesced, CoalescedDownlinks int64
 }
 
 var (
@@ -204,6 +279,8 @@ type Module struct {
 	refuseCmd     atomic.Pointer[string] // Refuse: commands starting with this answer ERROR
 
 	bytesOut, writes, maxWrite, commands atomic.Int64
+	urcsBeforePrompt, coalesced          atomic.Int64
+	coalescedDownlinks                   atomic.Int64
 }
 
 // New checks cfg and returns a Module that is not yet running.
@@ -228,6 +305,12 @@ func New(cfg Config) (*Module, error) {
 			return nil, fmt.Errorf("TLSBroker: %w", err)
 		}
 	}
+	if cfg.RefusalStat < 0 || cfg.RefusalStat > 255 {
+		return nil, fmt.Errorf("sim config: RefusalStat %d out of range 0-255", cfg.RefusalStat)
+	}
+	if cfg.DualStack != 0 && cfg.DualStack != 1 && cfg.DualStack != 3 {
+		return nil, fmt.Errorf("sim config: DualStack %d must be 0, 1 or 3", cfg.DualStack)
+	}
 	switch {
 	case cfg.SIMBusy == 0:
 		cfg.SIMBusy = DefaultSIMBusy
@@ -243,8 +326,11 @@ func New(cfg Config) (*Module, error) {
 	if cfg.OpenTimeout == 0 {
 		cfg.OpenTimeout = 10 * time.Second
 	}
-	if cfg.BootDelay < 0 || cfg.OpenTimeout < 0 {
-		return nil, errors.New("sim config: BootDelay and OpenTimeout must not be negative")
+	if cfg.BootDelay < 0 || cfg.OpenTimeout < 0 || cfg.PromptDelay < 0 || cfg.Coalesce < 0 {
+		return nil, errors.New("sim config: BootDelay, OpenTimeout, PromptDelay and Coalesce must not be negative")
+	}
+	if cfg.RecvForm < RecvQuoted || cfg.RecvForm > RecvUnquoted {
+		return nil, fmt.Errorf("sim config: RecvForm %d unknown", cfg.RecvForm)
 	}
 	return &Module{
 		cfg:       cfg,
@@ -352,7 +438,8 @@ func (m *Module) BrokerAddr() string { return m.broker }
 
 // Stats returns the output counters.
 func (m *Module) Stats() Stats {
-	return Stats{BytesOut: m.bytesOut.Load(), Writes: m.writes.Load(), MaxWrite: m.maxWrite.Load(), Commands: m.commands.Load()}
+	return Stats{BytesOut: m.bytesOut.Load(), Writes: m.writes.Load(), MaxWrite: m.maxWrite.Load(), Commands: m.commands.Load(),
+		URCsBeforePrompt: m.urcsBeforePrompt.Load(), Coalesced: m.coalesced.Load(), CoalescedDownlinks: m.coalescedDownlinks.Load()}
 }
 
 func (m *Module) noteWrite(n int) {
@@ -390,6 +477,48 @@ func (m *Module) do(fn func(*engine) error) error {
 // sees +QMTSTAT: <idx>,1. It returns ErrNoLink when no client has a link.
 func (m *Module) DropLink() error {
 	return m.do(func(e *engine) error { return e.killLinks(statPeerClosed) })
+}
+
+// DropLinkLate breaks every connected MQTT client's link as DropLink does, but the module reports
+// it late: commands on the client are refused at once (a publish answers ERROR), while
+// +QMTSTAT: <idx>,1 comes only after d — a URC that explains a failure arriving after the command
+// it explains, as when a publish is sent in the moment before the module reports the link's loss.
+// It returns ErrNoLink when no client is connected.
+func (m *Module) DropLinkLate(d time.Duration) error {
+	return m.do(func(e *engine) error {
+		n := 0
+		for _, cl := range e.clients {
+			if cl == nil || cl.link == nil || cl.state != stConnected {
+				continue
+			}
+			e.detachLink(cl)
+			n++
+			idx, boot := cl.idx, e.boot
+			time.AfterFunc(d, func() {
+				_ = m.do(func(e *engine) error {
+					if e.boot == boot && e.port != nil {
+						e.statURC(idx, statPeerClosed)
+					}
+					return nil
+				})
+			})
+		}
+		if n == 0 {
+			return ErrNoLink
+		}
+		e.log.Info().Int("links", n).Dur("stat_after", d).Msg("fault: broker links broken, reported late")
+		return nil
+	})
+}
+
+// LoseLink breaks the broker link of every client that has one with +QMTSTAT: <idx>,<code>
+// (1-255): code 8 is what EC200-family firmware reports after a run of QoS 1 retransmissions
+// (reference 2.8), 7 "link not alive". The socket closes without DISCONNECT, as with DropLink.
+func (m *Module) LoseLink(code int) error {
+	if code < 1 || code > 255 {
+		return fmt.Errorf("sim: +QMTSTAT code %d out of range 1-255", code)
+	}
+	return m.do(func(e *engine) error { return e.killLinks(code) })
 }
 
 // Occupy leaves MQTT client idx as a host restart can leave it: still opening a link (an open
@@ -610,6 +739,18 @@ func (m *Module) DeactivatePDP() error {
 	return m.do(func(e *engine) error {
 		e.log.Info().Msg("fault: PDP deactivated by the network")
 		return e.deactivatePDP()
+	})
+}
+
+// BearerRace arms a one-shot race: the next AT+QIACT? that finds context 1 inactive says so, and
+// right after it the network brings the default bearer back by itself (as an LTE attach does),
+// so the host's AT+QIACT=1 that follows finds it active and is answered ERROR (reference 4.2: no
+// code tells "already active" from a failure).
+func (m *Module) BearerRace() error {
+	return m.do(func(e *engine) error {
+		e.log.Info().Msg("fault: the default bearer comes back right after the next AT+QIACT? query")
+		e.bearerRace = true
+		return nil
 	})
 }
 

@@ -85,7 +85,18 @@ func (e *engine) enterData(d *dataEntry) reply {
 	if cfg.n("edit/timeout", 0) == 1 {
 		e.dataTimer = time.NewTimer(time.Duration(cfg.n("edit/timeout", 1)) * time.Second)
 	}
+	if d := e.m.cfg.PromptDelay; d > 0 {
+		e.promptTimer = time.NewTimer(d)
+		return reply{}
+	}
 	return reply{prompt: true}
+}
+
+// promptDue writes the prompt PromptDelay held back.
+func (e *engine) promptDue() {
+	if e.data != nil {
+		e.send(reply{prompt: true})
+	}
 }
 
 func (e *engine) leaveData() *dataEntry {
@@ -94,6 +105,10 @@ func (e *engine) leaveData() *dataEntry {
 	if e.dataTimer != nil {
 		e.dataTimer.Stop()
 		e.dataTimer = nil
+	}
+	if e.promptTimer != nil {
+		e.promptTimer.Stop()
+		e.promptTimer = nil
 	}
 	return d
 }
@@ -234,6 +249,12 @@ func (e *engine) cmdQMTCFG(c cmdLine) reply {
 	cfg := e.clients[idx].cfg
 	if len(f) == 2 {
 		return ok(spec.format(cfg.vals[spec.name]))
+	}
+	if st := e.clients[idx].state; st != stClosed && (st != stConnected || e.m.cfg.StrictQMTCFG) {
+		// Reference 1: setting QMTCFG on an index that is open (or still opening) is refused
+		// with ERROR (EC600K-CN: "resolved by sending AT+QMTCLOSE first"). Whether a connected
+		// index refuses it too is UNCONFIRMED: Config.StrictQMTCFG.
+		return errReply()
 	}
 	vals, valid := spec.parse(f[2:])
 	if !valid {
@@ -589,14 +610,20 @@ func (e *engine) cmdQMTPUB(c cmdLine) reply {
 
 // Receiving ------------------------------------------------------------------------------------
 
-// recvLine formats a message the way recv/mode and dataformat ask.
-func recvLine(cl *mqttClient, msgid int, topic string, payload []byte) string {
+// recvLine formats a message the way recv/mode and dataformat ask, with the length field in form.
+func recvLine(cl *mqttClient, msgid int, topic string, payload []byte, form RecvForm) string {
 	if cl.cfg.n("dataformat", 1) == 1 {
 		payload = []byte(strings.ToUpper(hex.EncodeToString(payload)))
 	}
 	// The topic is printed raw between the quotes, as the payload is: a topic the broker passes
 	// with `"`, CR or LF in it (legal in MQTT) appears on the wire as it is (reference 2.10).
 	if cl.cfg.n("recv/mode", 1) == 1 {
+		switch form {
+		case RecvNextLine:
+			return fmt.Sprintf("+QMTRECV: %d,%d,\"%s\",%d\r\n%s", cl.idx, msgid, topic, len(payload), payload)
+		case RecvUnquoted:
+			return fmt.Sprintf("+QMTRECV: %d,%d,\"%s\",%d,%s", cl.idx, msgid, topic, len(payload), payload)
+		}
 		return fmt.Sprintf("+QMTRECV: %d,%d,\"%s\",%d,\"%s\"", cl.idx, msgid, topic, len(payload), payload)
 	}
 	return fmt.Sprintf("+QMTRECV: %d,%d,\"%s\",\"%s\"", cl.idx, msgid, topic, payload)
@@ -614,7 +641,12 @@ func (e *engine) connectedClient() *mqttClient {
 
 func (e *engine) deliver(cl *mqttClient, msgid int, topic string, payload []byte) {
 	if cl.cfg.n("recv/mode", 0) == 0 {
-		e.urc(recvLine(cl, msgid, topic, payload))
+		line := recvLine(cl, msgid, topic, payload, e.m.cfg.RecvForm)
+		if e.m.cfg.RecvBlankLines {
+			e.urcFramed("\r\n\r\n", line, "\r\n\r\n")
+			return
+		}
+		e.urc(line)
 		return
 	}
 	for slot, s := range cl.slots {
@@ -673,7 +705,7 @@ func (e *engine) cmdQMTRECV(c cmdLine) reply {
 	var lines []string
 	for slot := from; slot <= to; slot++ {
 		if s := cl.slots[slot]; s != nil {
-			lines = append(lines, recvLine(cl, s.msgid, s.topic, s.payload))
+			lines = append(lines, recvLine(cl, s.msgid, s.topic, s.payload, RecvQuoted))
 			cl.slots[slot] = nil
 		}
 	}
@@ -736,10 +768,26 @@ func (e *engine) linkEvent(ev any) {
 			} else {
 				e.detachLink(cl)
 			}
-			e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
-			if ev.rc != 0 && !e.m.cfg.SilentRefusal {
-				// The broker closes the connection after a refusal (MQTT 3.1.1, 3.2.2.3).
-				e.urc(fmt.Sprintf("+QMTSTAT: %d,1", cl.idx))
+			cfg := e.m.cfg
+			switch {
+			case ev.rc != 0 && cfg.RefusalStatOnly:
+				// Reference 2.3 VARIANT (M95): no +QMTCONN, only the link's end.
+				e.urc(fmt.Sprintf("+QMTSTAT: %d,%d", cl.idx, statPeerClosed))
+			case ev.rc != 0:
+				e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
+				if !cfg.SilentRefusal {
+					// The broker closes the connection after a refusal (MQTT 3.1.1, 3.2.2.3);
+					// a BG95-M3 reports it as code 4 (Config.RefusalStat).
+					code := statPeerClosed
+					if cfg.RefusalStat != 0 {
+						code = cfg.RefusalStat
+					}
+					e.urc(fmt.Sprintf("+QMTSTAT: %d,%d", cl.idx, code))
+				}
+			case cfg.ConnAckTwoFields:
+				e.urc(fmt.Sprintf("+QMTCONN: %d,0", cl.idx)) // reference 2.3 VARIANT: no ret_code
+			default:
+				e.urc(fmt.Sprintf("+QMTCONN: %d,0,%d", cl.idx, ev.rc))
 			}
 			for _, m := range cl.early {
 				e.deliver(cl, m.msgid, m.topic, m.payload)

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"sync"
@@ -43,6 +44,21 @@ func (q *queue[T]) take() []T {
 type outItem struct {
 	b      []byte
 	answer bool // a command's reply: held back by SetSlow
+	joined int  // coalesce: how many blocks b holds
+}
+
+// coalesce joins items into one block (Config.Coalesce), an answer if any of them is one.
+func coalesce(items []outItem) []outItem {
+	if len(items) < 2 {
+		return items
+	}
+	var j outItem
+	for _, it := range items {
+		j.b = append(j.b, it.b...)
+		j.answer = j.answer || it.answer
+	}
+	j.joined = len(items)
+	return []outItem{j}
 }
 
 // chunkGap is the pause between chunks when SetChunking is on, long enough that a host blocked in
@@ -96,7 +112,20 @@ func (w *writer) run(ctx context.Context) {
 			return
 		case <-w.q.ready():
 		}
-		for _, it := range w.q.take() {
+		items := w.q.take()
+		if d := w.m.cfg.Coalesce; d > 0 {
+			if !sleepCtx(ctx, d) {
+				return
+			}
+			items = coalesce(append(items, w.q.take()...))
+			if len(items) == 1 && items[0].joined > 1 {
+				w.m.coalesced.Add(1)
+				if bytes.Contains(items[0].b, []byte("+QMTRECV:")) {
+					w.m.coalescedDownlinks.Add(1)
+				}
+			}
+		}
+		for _, it := range items {
 			if it.answer {
 				if d := time.Duration(w.m.slow.Load()); d > 0 && !sleepCtx(ctx, d) {
 					return

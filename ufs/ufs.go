@@ -125,14 +125,12 @@ func (fs *FS) Upload(ctx context.Context, name string, data []byte, secret bool)
 		return fmt.Errorf("ufs: upload %s (%d bytes): %w", name, len(data), err)
 	}
 	for _, l := range resp.Lines {
-		rest, ok := strings.CutPrefix(l.Text, "+QFUPL:")
-		if !ok {
+		if !strings.HasPrefix(l.Text, "+QFUPL:") {
 			continue
 		}
-		sizeText, _, _ := strings.Cut(strings.TrimSpace(rest), ",")
-		size, err := strconv.Atoi(strings.TrimSpace(sizeText))
+		size, _, err := parseResult(l.Text)
 		if err != nil {
-			return fmt.Errorf("ufs: upload %s: bad result %q", name, l.Text)
+			return fmt.Errorf("ufs: upload %s: bad result %q: %w", name, l.Text, err)
 		}
 		if size != len(data) {
 			return fmt.Errorf("ufs: upload %s: sent %d bytes, module stored %d: %w", name, len(data), size, ErrShortUpload)
@@ -177,4 +175,28 @@ func (fs *FS) Free(ctx context.Context) (free, total int, err error) {
 		return free, total, nil
 	}
 	return 0, 0, errors.New("ufs: free space: the answer has no +QFLDS: <free>,<total> line")
+}
+
+// parseResult decodes `+QFUPL: <size>,<checksum>`. The checksum is a 16-bit value in lower-case
+// hex without zero padding, so one to four digits: `f5f` and `372` on a BG96 next to `2d13`
+// (reference 5.2). It is returned but not checked: whether ASR and Unisoc firmware compute the
+// same sum is UNCONFIRMED, so only the size is compared.
+func parseResult(line string) (size int, checksum uint16, err error) {
+	rest, ok := strings.CutPrefix(line, "+QFUPL:")
+	if !ok {
+		return 0, 0, errors.New("not a +QFUPL line")
+	}
+	sizeText, sumText, found := strings.Cut(strings.TrimSpace(rest), ",")
+	if size, err = strconv.Atoi(strings.TrimSpace(sizeText)); err != nil || size < 0 {
+		return 0, 0, fmt.Errorf("size %q is not a number", sizeText)
+	}
+	sumText = strings.TrimSpace(sumText)
+	if !found || len(sumText) < 1 || len(sumText) > 4 {
+		return 0, 0, fmt.Errorf("checksum %q is not 1-4 hex digits", sumText)
+	}
+	sum, err := strconv.ParseUint(sumText, 16, 16)
+	if err != nil {
+		return 0, 0, fmt.Errorf("checksum %q is not 1-4 hex digits", sumText)
+	}
+	return size, uint16(sum), nil
 }

@@ -84,3 +84,14 @@ func TestBadInputIsRefusedBeforeSending(t *testing.T) {
 		t.Errorf("List = %v, %v; nothing should have been stored", got, err)
 	}
 }
+
+// TestShortChecksums: uploads whose checksum the module prints with one, two, three and four hex
+// digits (no zero padding, reference 5.2) all succeed.
+func TestShortChecksums(t *testing.T) {
+	fs := newFS(t, sim.Config{})
+	for i, data := range [][]byte{{0x00, 0x05}, {0x00, 0x5f}, {0x0f, 0x5f}, {0x38, 0x4a}} {
+		if err := fs.Upload(ctx(t), "sum"+string(rune('0'+i)), data, false); err != nil {
+			t.Errorf("upload with checksum %x: %v", data, err)
+		}
+	}
+}

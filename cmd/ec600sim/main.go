@@ -2,7 +2,7 @@
 // pseudo-terminal behind a symlink, with an embedded MQTT broker (or any broker you name), and
 // faults typed as lines on standard input.
 //
-//	ec600sim [-link PATH] [-listen ADDR | -broker URL] [-imei N] [-model M] [-revision R] [-thing FILE]
+//	ec600sim [-link PATH] [-listen ADDR [-max-qos Q] | -broker URL] [-imei N] [-model M] [-revision R] [-thing FILE]
 //
 // It prints the tty, the link and the broker address, then reads fault commands (type "help").
 // With -thing, the gatewayd configuration FILE's [thing] section tells it the device's thing
@@ -41,6 +41,8 @@ func main() {
 
 const commandHelp = `fault commands (one per line on standard input):
   drop                   break the MQTT links to the broker      (+QMTSTAT: <idx>,1)
+  droplate DUR           break them, refuse commands at once, report +QMTSTAT: <idx>,1 only DUR later
+  qmtstat CODE           break the MQTT links with another code  (+QMTSTAT: <idx>,CODE; 8: EC200 after QoS 1 retries)
   pingfail               keep-alive failure                      (+QMTPING: <idx>,1, +QMTSTAT: <idx>,2)
   reboot                 restart: state gone, echo on, boot URCs again
   unplug                 pull the cable: the pty closes and the link disappears
@@ -55,6 +57,7 @@ const commandHelp = `fault commands (one per line on standard input):
   sim on|off             insert / remove the SIM
   reg on|off             network registration on / off
   pdpdeact               the network deactivates the PDP context
+  bearer-race            the default bearer comes back right after the next AT+QIACT? saw it down (AT+QIACT=1 then ERROR)
   dns on|off             host names resolve (AT+QIDNSGIP, AT+QMTOPEN) or fail (565, +QMTOPEN: <idx>,4)
   chunk N                write output N bytes at a time (0: whole)
   delay DUR              broker round-trip delay added to each publish result
@@ -83,6 +86,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	verbose := fs.Bool("v", false, "log every command and URC (debug)")
 	trace := fs.Bool("trace", false, "log every byte to and from the host")
 	variants := fs.String("variant", "", "comma-separated firmware `variants` (see below)")
+	maxQoS := fs.Int("max-qos", 2, "highest QoS the embedded broker grants a subscription (Aliyun and ThingsBoard grant 1 for 2)")
 	thingFile := fs.String("thing", "", "gatewayd configuration `file` whose [thing] the console plays (needs the embedded broker)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: ec600sim [flags]\n\nRuns an emulated Quectel EC600 on a pty behind -link, with an embedded MQTT broker\n"+
@@ -122,7 +126,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	where := "external"
 	var embedded *sim.Broker
 	if brokerAddr == "" {
-		b, err := sim.NewBroker(*listen, sim.WithBrokerLogger(log))
+		if *maxQoS < 0 || *maxQoS > 2 {
+			fmt.Fprintf(stderr, "ec600sim: -max-qos %d: must be 0, 1 or 2\n", *maxQoS)
+			return 2
+		}
+		b, err := sim.NewBroker(*listen, sim.WithBrokerLogger(log), sim.WithMaxQoS(byte(*maxQoS)))
 		if err != nil {
 			fmt.Fprintf(stderr, "ec600sim: embedded broker: %v\n", err)
 			return 1
@@ -263,6 +271,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func(), console *c
 		return false, m.DropLink()
 	case "pingfail":
 		return false, m.PingFail()
+	case "qmtstat":
+		n, err := number()
+		if err == nil {
+			err = m.LoseLink(n)
+		}
+		return false, err
 	case "reboot":
 		return false, m.Reboot()
 	case "unplug":
@@ -310,6 +324,12 @@ func command(m *sim.Module, f []string, out io.Writer, status func(), console *c
 			return false, fmt.Errorf("burst needs a topic and a count: burst devices/x/led 10000")
 		}
 		return false, m.Burst(context.Background(), arg(1), n, nil)
+	case "droplate":
+		d, err := duration()
+		if err == nil {
+			err = m.DropLinkLate(d)
+		}
+		return false, err
 	case "late":
 		d, err := duration()
 		if err == nil {
@@ -369,6 +389,8 @@ func command(m *sim.Module, f []string, out io.Writer, status func(), console *c
 		return false, err
 	case "pdpdeact":
 		return false, m.DeactivatePDP()
+	case "bearer-race":
+		return false, m.BearerRace()
 	case "signal":
 		rssi, err := number()
 		if err != nil {
@@ -396,6 +418,21 @@ const variantHelp = `firmware variants (-variant a,b; the reference marks each V
   unisoc                 EC600U: no ASR-only AT+QMTCFG names (edit/timeout, willex, ...): +CME ERROR: 4
   sim-ready              the SIM is ready at RDY (kinder than the field's +CME ERROR: 14 for ~1 s)
   short-lines            command lines over 1024 bytes answer ERROR (the EC600's limit is UNCONFIRMED; default 4096)
+  app-rdy                a second ready URC, APP RDY, 1 s after RDY (BG77; EC200U after a reset)
+  stray-error            a command line with bytes before "AT" (an ESC, noise) answers ERROR
+  refusal-qmtstat-4      a refused CONNACK is followed by +QMTSTAT: <idx>,4, not 1 (BG95-M3)
+  refusal-qmtstat-only   a refused CONNECT gets no +QMTCONN at all, only +QMTSTAT: <idx>,1 (M95)
+  qmtconn-two-field      an accepted CONNECT is +QMTCONN: <idx>,0 without the ret_code (older firmware)
+  first-at-error         the first command after power-on answers ERROR (EC2x-class)
+  qiact-dual-type1       AT+QIACT? lists an IPv4 and an IPv6 address under type 1 (EC600S)
+  qiact-dual-type3       AT+QIACT? lists an IPv4 and an IPv6 address under type 3 (EC200U)
+  qmtcfg-strict          AT+QMTCFG answers ERROR on a connected index too (by default: open, not connected)
+  recv-next-line         +QMTRECV: <idx>,<id>,"<topic>",<len> CR LF <payload> (EC200U note)
+  recv-unquoted          +QMTRECV: <idx>,<id>,"<topic>",<len>,<payload> (BC25)
+  recv-blank-lines       an empty line on each side of every +QMTRECV (BG96)
+  urc-before-prompt      the "> " prompt comes 50 ms after the command; URCs due meanwhile go first (BG96)
+  split-prompt           ">" first, its space in front of the next output: " \r\nOK" (EC200U)
+  coalesce               output gathered for 20 ms and written in one write(2): result and downlink in one read (BC26)
 `
 
 // applyVariants sets the firmware variants named in list (comma-separated) on cfg.
@@ -415,10 +452,40 @@ func applyVariants(cfg *sim.Config, list string) error {
 			cfg.NoPAPOrCHAP = true
 		case "unisoc":
 			cfg.Unisoc = true
+		case "app-rdy":
+			cfg.AppReady = time.Second
+		case "stray-error":
+			cfg.StrayError = true
 		case "sim-ready":
 			cfg.SIMBusy = -1
 		case "short-lines":
 			cfg.MaxLine = 1024
+		case "refusal-qmtstat-4":
+			cfg.RefusalStat = 4
+		case "refusal-qmtstat-only":
+			cfg.RefusalStatOnly = true
+		case "qmtconn-two-field":
+			cfg.ConnAckTwoFields = true
+		case "first-at-error":
+			cfg.FirstATError = true
+		case "qiact-dual-type1":
+			cfg.DualStack = 1
+		case "qiact-dual-type3":
+			cfg.DualStack = 3
+		case "qmtcfg-strict":
+			cfg.StrictQMTCFG = true
+		case "recv-next-line":
+			cfg.RecvForm = sim.RecvNextLine
+		case "recv-unquoted":
+			cfg.RecvForm = sim.RecvUnquoted
+		case "recv-blank-lines":
+			cfg.RecvBlankLines = true
+		case "urc-before-prompt":
+			cfg.PromptDelay = 50 * time.Millisecond
+		case "split-prompt":
+			cfg.SplitPrompt = true
+		case "coalesce":
+			cfg.Coalesce = 20 * time.Millisecond
 		default:
 			return fmt.Errorf("unknown variant %q (see -help)", v)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/sim"
 )
 
 // TestCommandLineSession runs the command as a person would: flags, then fault lines on stdin,
@@ -82,6 +83,8 @@ func TestCommandLineSession(t *testing.T) {
 		}
 	}
 	send("drop", "error: sim: no MQTT client has a broker link")
+	send("qmtstat 8", "error: sim: no MQTT client has a broker link")
+	send("qmtstat 0", "error: sim: +QMTSTAT code 0 out of range 1-255")
 	send("bogus", `error: unknown command "bogus" (type help)`)
 	send("slow soon", `error: slow needs a duration such as 500ms: "soon"`)
 	send("noise 00ff41", "ok")
@@ -160,5 +163,41 @@ func TestBadFlags(t *testing.T) {
 	var out, errOut testutil.SyncBuffer
 	if code := run(context.Background(), []string{"-h"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "refuse-connect CODE") {
 		t.Errorf("-h = %d, %q", code, errOut.String())
+	}
+}
+
+// TestSessionVariants: the session-form variants of issue 20 set their Config fields.
+func TestSessionVariants(t *testing.T) {
+	var cfg sim.Config
+	if err := applyVariants(&cfg, "refusal-qmtstat-4,refusal-qmtstat-only,qmtconn-two-field,first-at-error,qiact-dual-type3,qmtcfg-strict"); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RefusalStat != 4 || !cfg.RefusalStatOnly || !cfg.ConnAckTwoFields || !cfg.FirstATError || cfg.DualStack != 3 || !cfg.StrictQMTCFG {
+		t.Errorf("config %+v", cfg)
+	}
+	if err := applyVariants(&cfg, "qiact-dual-type1"); err != nil || cfg.DualStack != 1 {
+		t.Errorf("qiact-dual-type1: %v, DualStack %d", err, cfg.DualStack)
+	}
+}
+
+// TestDataPathVariants: each data-path variant name sets its Config field, and -help lists it.
+func TestDataPathVariants(t *testing.T) {
+	var cfg sim.Config
+	if err := applyVariants(&cfg, "recv-blank-lines, urc-before-prompt,split-prompt,coalesce,recv-next-line"); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.RecvBlankLines || cfg.PromptDelay <= 0 || !cfg.SplitPrompt || cfg.Coalesce <= 0 || cfg.RecvForm != sim.RecvNextLine {
+		t.Errorf("config %+v", cfg)
+	}
+	if err := applyVariants(&cfg, "recv-unquoted"); err != nil || cfg.RecvForm != sim.RecvUnquoted {
+		t.Errorf("recv-unquoted: %v, form %v", err, cfg.RecvForm)
+	}
+	if err := applyVariants(&cfg, "recv-sideways"); err == nil {
+		t.Error("an unknown variant was accepted")
+	}
+	for _, name := range []string{"recv-next-line", "recv-unquoted", "recv-blank-lines", "urc-before-prompt", "split-prompt", "coalesce"} {
+		if !strings.Contains(variantHelp, "  "+name+" ") {
+			t.Errorf("-help does not list %s", name)
+		}
 	}
 }

@@ -7,6 +7,7 @@
 //	gatewayd at 'AT+CSQ'             one AT command through the running daemon
 //	gatewayd doctor [-config FILE]   check every part the gateway needs: ok, or what to do
 //	gatewayd sim                     the whole daemon on the built-in EC600 emulator and broker
+//	gatewayd probe -port DEV         record how a module answers a fixed, safe script
 //	gatewayd -version                print the version
 package main
 
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDoctor(args, stdout, stderr)
 	case "sim":
 		return runSim(args, stdout, stderr)
+	case "probe":
+		return runProbe(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "gatewayd", versionString())
 		return 0
@@ -78,6 +81,7 @@ func usage(w io.Writer) {
   gatewayd at [-force] 'AT+CSQ'    one AT command through the running daemon, which owns the port
   gatewayd doctor [-config FILE]   check every part the gateway needs: ok, or what is wrong and what to do
   gatewayd sim [-h]                the whole daemon on the built-in EC600 emulator and broker
+  gatewayd probe -port DEV [-h]    record how a module answers a fixed, safe script (daemon stopped)
   gatewayd -version                print the version
 `)
 }

@@ -149,7 +149,11 @@ func printStatus(w io.Writer, st *control.Status) {
 	} else {
 		line("signal", "not known")
 	}
-	line("PDP", "%s", orDash(n.PDPAddress))
+	pdp := n.PDPAddress
+	if len(n.PDPAddresses) > 1 {
+		pdp = strings.Join(n.PDPAddresses, ", ")
+	}
+	line("PDP", "%s", orDash(pdp))
 	q := st.MQTT
 	mqtt := "not connected"
 	if q.Connected {
@@ -176,7 +180,21 @@ func printStatus(w io.Writer, st *control.Status) {
 	} else {
 		line("reconnects", "0")
 	}
-	if len(q.Subscriptions) > 0 {
+	switch {
+	case len(q.Subscribed) > 0:
+		parts := make([]string, len(q.Subscribed))
+		for i, sub := range q.Subscribed {
+			switch {
+			case sub.GrantedQoS == nil:
+				parts[i] = fmt.Sprintf("%s (QoS %d)", sub.Topic, sub.QoS)
+			case *sub.GrantedQoS != sub.QoS:
+				parts[i] = fmt.Sprintf("%s (QoS %d, granted %d)", sub.Topic, sub.QoS, *sub.GrantedQoS)
+			default:
+				parts[i] = fmt.Sprintf("%s (QoS %d)", sub.Topic, sub.QoS)
+			}
+		}
+		line("subscribed", "%s", strings.Join(parts, ", "))
+	case len(q.Subscriptions) > 0:
 		line("subscribed", "%s", strings.Join(q.Subscriptions, ", "))
 	}
 	line("traffic", "%d downlinks (%d bytes), %d published on connect", q.Downlinks, q.DownlinkBytes, q.Published)

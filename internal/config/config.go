@@ -37,6 +37,10 @@ const (
 	DefaultLogFormat = logging.FormatJSON
 )
 
+// EnvCADir names the environment variable that moves the bundled root CAs' directory (a build
+// run from the source tree: GATEWAYD_CA_DIR=deploy/ca).
+const EnvCADir = "GATEWAYD_CA_DIR"
+
 // PortAuto as serial.port asks the daemon to find the module's AT port itself.
 const PortAuto = "auto"
 
@@ -111,9 +115,9 @@ type Serial struct {
 // URCPortKeep as serial.urc_port leaves the module's AT+QURCCFG="urcport" setting alone.
 const URCPortKeep = "keep"
 
-// defaultURCPort is the urcport value for the port at path: "uart1" for a UART's device names,
+// DefaultURCPort is the urcport value for the port at path: "uart1" for a UART's device names,
 // "usbat" for anything else (ttyUSB*, a udev symlink, auto).
-func defaultURCPort(path string) string {
+func DefaultURCPort(path string) string {
 	base := filepath.Base(path)
 	for _, uart := range []string{"ttyAMA", "ttyS", "serial", "ttyAML", "ttySC"} {
 		if strings.HasPrefix(base, uart) {
@@ -243,9 +247,10 @@ type Log struct {
 
 // Options change how a file is read. The zero value reads the process environment.
 type Options struct {
-	// Getenv looks up environment variables (only CREDENTIALS_DIRECTORY); nil means os.Getenv.
+	// Getenv looks up environment variables (CREDENTIALS_DIRECTORY and GATEWAYD_CA_DIR); nil means os.Getenv.
 	Getenv func(string) string
-	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means DefaultCADir.
+	// CADir is where the bundled root CAs are (deploy/ca in the source); "" means
+	// $GATEWAYD_CA_DIR, or DefaultCADir when that is not set either.
 	CADir string
 }
 
@@ -297,7 +302,13 @@ func (o Options) parse(data []byte, name string, known map[string]bool) (*Config
 	}
 	caDir := o.CADir
 	if caDir == "" {
+		caDir = getenv(EnvCADir)
+	}
+	if caDir == "" {
 		caDir = DefaultCADir
+	}
+	if abs, err := filepath.Abs(caDir); err == nil {
+		caDir = abs // relative to the working directory, not to the configuration file
 	}
 	b := &builder{
 		ps:     &problems{file: name, loc: newLocator(string(data)), known: known},
@@ -379,7 +390,7 @@ func (b *builder) serial(t *table) {
 	if !supportedBaud(s.Baud) {
 		t.fail("baud", "%d is not a supported rate (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600)", s.Baud)
 	}
-	s.URCPort = t.str("urc_port", defaultURCPort(s.Port))
+	s.URCPort = t.str("urc_port", DefaultURCPort(s.Port))
 	switch s.URCPort {
 	case "usbat", "usbmodem", "uart1", "uart2", "all", URCPortKeep:
 	default:

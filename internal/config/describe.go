@@ -80,7 +80,7 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 	m := c.MQTT
 	p := m.Platform
 	if p != nil && p.Name() != cloud.PlainName {
-		line("mqtt.platform", "%s ([mqtt.%s]; client id, user name and password signed on the host at every connect)", cloud.Title(p.Name()), p.Name())
+		line("mqtt.platform", "%s ([mqtt.%s]; the identity is derived on the host at every connect)", cloud.Title(p.Name()), p.Name())
 	}
 	line("mqtt.broker", "%s (host from %s)", net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), m.HostFrom)
 	if p != nil {

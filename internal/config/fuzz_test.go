@@ -23,6 +23,11 @@ func FuzzParse(f *testing.F) {
 		"[mqtt.aliyun]\nproduct_key = \"p\"\ndevice_name = \"d\"\ndevice_secret = \"s\"\ninstance_id = \"iot-1\"\n",
 		"a.b.c = '''\nx = 1\n'''\n[x.\"y.z\"]\n'q' = 1\n",
 		"[[a]]\n[[a.b]]\n[a.b.c]\n",
+		minimalAliyun + "[[mqtt.subscribe]]\ntopic = \"{property_set}\"\n[mqtt.will]\ntopic = \"{property_post}\"\nqos = 2\n",
+		"[mqtt]\nkeepalive = \"901s\"\nusername = \"u\"\n" + tencentSection + "device_secret_file = \"/nonexistent\"\nlifetime = \"1h\"\n",
+		azureSection + "device_key = \"cGFzc3dvcmQ=\"\n[[mqtt.subscribe]]\ntopic = \"{c2d}\"\nqos = 2\n",
+		tbSection + "host = \"tb.example.com\"\n[mqtt.tls]\nsni = true\n",
+		huaweiSection + onenetSection + awsSection,
 		"[mqtt\n", "", "=", "\x00",
 	} {
 		f.Add(s)

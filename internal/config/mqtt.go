@@ -170,8 +170,8 @@ func (b *builder) preset(t *table, name string) cloud.Platform {
 				sec = b.secretFrom(pt, k, k+"_file", f.Cred, true)
 			}
 			if sec.IsZero() {
-				if pt.has(k) || pt.has(k+"_file") {
-					pt.fail(k, "is empty") // unless reported already
+				if (pt.has(k) || pt.has(k+"_file")) && !pt.failed[k] && !pt.failed[k+"_file"] {
+					pt.fail(pt.secretKey(k), "is empty")
 				}
 				continue
 			}
@@ -237,9 +237,6 @@ func (b *builder) preset(t *table, name string) cloud.Platform {
 		d := tlsDefaults{hint: ep.CAHint, clientCert: ep.ClientCert, who: title}
 		if ep.CAFile != "" {
 			d.ca = filepath.Join(b.caDir, ep.CAFile)
-		}
-		if !t.has("tls") {
-			d.why = title + " needs TLS"
 		}
 		m.TLS = b.tls(t.sub("tls"), d)
 		if m.TLS == nil {

@@ -85,6 +85,8 @@ func TestPresetsRefuseWhatThePlatformRefuses(t *testing.T) {
 			[]string{"gatewayd.toml:2: mqtt.username: is signed into the Tencent password"}},
 		{"a token lifetime too short to renew", tencentSection + "lifetime = \"5s\"\n",
 			[]string{"gatewayd.toml:4: mqtt.tencent.lifetime: 5s is out of range 10s–31536000s"}},
+		{"a secret file that does not exist, reported once", tencentSection + "device_secret_file = \"/nonexistent/secret\"\n",
+			[]string{"gatewayd.toml:4: mqtt.tencent.device_secret_file: open /nonexistent/secret: no such file or directory"}},
 		{"an unknown key in a preset", tencentSection + "device_key_file = \"x\"\n",
 			[]string{"gatewayd.toml:4: unknown key mqtt.tencent.device_key_file"}},
 	}
@@ -102,6 +104,9 @@ func TestPresetsRefuseWhatThePlatformRefuses(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error\n%v\nlacks %q", err, w)
 				}
+			}
+			if n := strings.Count(err.Error(), "\n") + 1; strings.Contains(tt.name, "reported once") && n != 1 {
+				t.Errorf("%d problems, want 1:\n%v", n, err)
 			}
 			for _, secret := range []string{"MTIzNDU2Nzg5MGFiY2RlZg==", "not base64!", "A1_TEST_TOKEN"} {
 				if strings.Contains(err.Error(), secret) {

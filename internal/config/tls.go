@@ -66,7 +66,6 @@ type tlsDefaults struct {
 	hint       string // when no CA is bundled: which CA the broker needs and where to get it
 	clientCert bool   // the platform authenticates the device by its certificate: cert_file required
 	who        string // the platform's name, for messages
-	why        string // set when [mqtt.tls] is absent but the platform needs TLS
 }
 
 // tls reads [mqtt.tls] (an absent table reads as empty: a preset that needs TLS turns it on).
@@ -106,8 +105,11 @@ func (b *builder) tls(t *table, d tlsDefaults) *TLS {
 			ok = false
 		}
 	case !s.InsecureSkipVerify && d.ca != "":
-		s.CAFile, s.CA = b.certFile(t, "ca_file", d.ca)
-		if s.CA == nil {
+		var err error
+		s.CAFile = d.ca
+		if s.CA, err = readCertFile(d.ca); err != nil {
+			t.fail("ca_file", "%s's root CA, which gatewayd ships, cannot be read: %v (install the package's %s, "+
+				"set %s to the directory that holds it, e.g. deploy/ca in the source, or give ca_file)", d.who, err, filepath.Dir(d.ca), EnvCADir)
 			ok = false
 		} else if err := qssl.CheckCA(s.CA); err != nil {
 			t.fail("ca_file", "bundled %s: %s", s.CAFile, strings.TrimPrefix(err.Error(), qssl.ErrInvalid.Error()+": CA: "))

@@ -110,6 +110,8 @@ type Network struct {
 	RSSIdBm      *int       `json:"rssi_dbm,omitempty"`
 	SignalAt     *time.Time `json:"signal_at,omitempty"`
 	PDPAddress   string     `json:"pdp_address,omitempty"`
+	// PDPAddresses are every address of the context (IPv4 and IPv6 on a dual-stack bearer).
+	PDPAddresses []string `json:"pdp_addresses,omitempty"`
 }
 
 // MQTT is the session with the broker.
@@ -125,10 +127,19 @@ type MQTT struct {
 	NextAttemptSec *float64          `json:"next_attempt_in_s,omitempty"`
 	Attempt        int               `json:"attempt,omitempty"`
 	Subscriptions  []string          `json:"subscriptions,omitempty"`
+	Subscribed     []Subscription    `json:"subscribed,omitempty"`
 	Reconnects     map[string]uint64 `json:"reconnects,omitempty"`
 	Downlinks      uint64            `json:"downlinks"`
 	DownlinkBytes  uint64            `json:"downlink_bytes"`
 	Published      uint64            `json:"published"`
+}
+
+// Subscription is one subscription of the session: the QoS asked and the QoS the broker granted
+// (absent when the module did not report it).
+type Subscription struct {
+	Topic      string `json:"topic"`
+	QoS        int    `json:"qos"`
+	GrantedQoS *int   `json:"granted_qos,omitempty"`
 }
 
 // Outbox is the store of forwarded messages waiting for the cloud.

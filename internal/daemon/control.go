@@ -93,10 +93,18 @@ func (h controlHandler) Status() control.Status {
 		Module:    control.Module{Model: st.Module.Model, Revision: st.Module.Revision, IMEI: st.Module.IMEI, ICCID: st.Module.ICCID},
 		SIM:       st.SIM,
 		Net: control.Network{Registered: st.Registered, Registration: st.Registration, Operator: st.Operator,
-			PDPAddress: st.PDPAddress},
+			PDPAddress: st.PDPAddress, PDPAddresses: st.PDPAddresses},
 		MQTT: control.MQTT{Connected: st.Connected, Host: st.Host, Port: st.BrokerPort, ClientID: st.ClientID,
 			LastError: st.LastError, Attempt: st.Attempt, Subscriptions: st.Subscriptions, Reconnects: st.Reconnects,
 			Downlinks: st.Downlinks, DownlinkBytes: st.DownlinkBytes, Published: st.Published},
+	}
+	for _, sub := range st.Subscribed {
+		cs := control.Subscription{Topic: sub.Topic, QoS: sub.QoS}
+		if sub.Granted >= 0 {
+			g := sub.Granted
+			cs.GrantedQoS = &g
+		}
+		out.MQTT.Subscribed = append(out.MQTT.Subscribed, cs)
 	}
 	if st.Signal.HasRSSI {
 		out.Net.RSSIdBm, out.Net.SignalAt = &st.Signal.RSSI, timePtr(st.SignalAt)

@@ -241,7 +241,7 @@ func logOutboxStats(log zerolog.Logger, store *outbox.Store, d *drain.Drainer, e
 		Uint64("expired", st.Expired).Uint64("dropped_oldest", st.DroppedOldest).Uint64("rejected", st.Rejected).
 		Uint64("damaged", st.Damaged).Uint64("duplicates_possible", st.DuplicatesPossible).
 		Uint64("publish_failures", ds.Failed).Uint64("publish_undelivered", ds.Undelivered).Uint64("publish_refused_rejected", ds.Refused).
-		Int("max_in_flight", ds.MaxInFlight).Uint64("window_shrunk", ds.Shrunk).
+		Int("max_in_flight", ds.MaxInFlight).Uint64("window_shrunk", ds.Shrunk).Uint64("window_restored", ds.Restored).
 		Uint64("local_forwarded", es.Forwarded).Uint64("local_refused", es.Refused).
 		Uint64("local_not_forwarded", es.NotForwarded).Uint64("local_delivered", es.Delivered).
 		Msg("outbox counters for this run")

@@ -25,6 +25,20 @@ const DefaultWindow = 8
 // the store, unless Options say otherwise.
 const DefaultMaxRefusals = 5
 
+// DefaultProbeAfter is how many publishes in a row must succeed one at a time, after the window
+// was cut to 1, before the full window is tried again, unless Options say otherwise. Each later cut
+// in the life of one module doubles it, up to maxProbeAfter.
+const DefaultProbeAfter = 32
+
+// maxProbeAfter caps the doubled ProbeAfter: a module that cannot pipeline costs one refused
+// publish (sent again, in order) per 4,096 sent.
+const maxProbeAfter = 4096
+
+// DefaultLinkGrace is how close to the end of a session a refusal may come and be put down to the
+// dying link rather than to the module, unless Options say otherwise: the +QMTSTAT that explains a
+// refused publish can arrive after the refusal.
+const DefaultLinkGrace = 5 * time.Second
+
 // DefaultRetry is the back-off between drain attempts after a failure while the session stays up.
 var DefaultRetry = backoff.Policy{Initial: time.Second, Max: 30 * time.Second, Factor: 2, Jitter: 0.5}
 
@@ -67,11 +81,17 @@ type Options struct {
 	// it is rejected (removed, logged and counted) so that the queue moves on: a topic longer
 	// than the module's command line, say, which no retry mends. 0 = DefaultMaxRefusals.
 	MaxRefusals int
+	// ProbeAfter is how many publishes in a row, sent one at a time after a cut, restore the
+	// full window; it doubles with each later cut until Reset. 0 = DefaultProbeAfter.
+	ProbeAfter int
+	// LinkGrace: a cut made this close before the session ended (Run's ctx) is undone when Run
+	// returns, and not held against the module. 0 = DefaultLinkGrace.
+	LinkGrace time.Duration
 }
 
 // Stats is a snapshot of a Drainer's counters, since New.
 type Stats struct {
-	Window      int    // the window now (1 after a refusal, until Reset)
+	Window      int    // the window now (1 after a refusal, until it is restored)
 	InFlight    int    // publishes in flight now
 	MaxInFlight int    // the most that were ever in flight at once
 	Published   uint64 // acknowledged and removed from the store
@@ -79,6 +99,7 @@ type Stats struct {
 	Rejected    uint64 // messages the module can never send, removed by Store.Reject
 	Refused     uint64 // of those, messages the module refused MaxRefusals times in a row
 	Shrunk      uint64 // times the window was cut to 1
+	Restored    uint64 // times it was restored: after ProbeAfter publishes in a row, or a session that ended right after the cut
 	// Undelivered counts publishes the module gave up on while the link stayed up
 	// (`+QMTPUBEX: <idx>,<msgid>,2`, e.g. a lost PUBACK after its retransmissions): each is
 	// sent again, and the broker may then have it twice. Also counted in Failed.
@@ -108,6 +129,15 @@ type Drainer struct {
 	refusedTimes  int
 	forgetRefused atomic.Bool // set by Reset: the row starts again with the new module
 	undelivered   atomic.Uint64
+	restored      atomic.Uint64
+
+	// The cut's way back: strikes counts cuts that stood (not put down to a dying link) since
+	// the last Reset; streak counts publishes in a row that succeeded one at a time since the
+	// last cut; cutAt is when the window was last cut, zero once restored.
+	mu      sync.Mutex
+	strikes int
+	streak  int
+	cutAt   time.Time
 }
 
 // New returns a Drainer over store.
@@ -120,6 +150,12 @@ func New(store Store, opts Options, log zerolog.Logger) *Drainer {
 	}
 	if opts.MaxRefusals <= 0 {
 		opts.MaxRefusals = DefaultMaxRefusals
+	}
+	if opts.ProbeAfter <= 0 {
+		opts.ProbeAfter = DefaultProbeAfter
+	}
+	if opts.LinkGrace <= 0 {
+		opts.LinkGrace = DefaultLinkGrace
 	}
 	d := &Drainer{store: store, opts: opts, log: log.With().Str("component", "drain").Logger(), wake: make(chan struct{}, 1)}
 	d.window.Store(int64(opts.Window))
@@ -138,6 +174,9 @@ func (d *Drainer) Notify() {
 // attached: a refusal by the old module says nothing about the new one.
 func (d *Drainer) Reset() {
 	d.forgetRefused.Store(true)
+	d.mu.Lock()
+	d.strikes, d.streak, d.cutAt = 0, 0, time.Time{}
+	d.mu.Unlock()
 	if old := d.window.Swap(int64(d.opts.Window)); old != int64(d.opts.Window) {
 		d.log.Info().Str("event", "drain_window_reset").Int("window", d.opts.Window).Msg("publish window restored for the new module")
 	}
@@ -154,6 +193,7 @@ func (d *Drainer) Stats() Stats {
 		Rejected:    d.rejected.Load(),
 		Refused:     d.refusedOut.Load(),
 		Shrunk:      d.shrunk.Load(),
+		Restored:    d.restored.Load(),
 		Undelivered: d.undelivered.Load(),
 	}
 }
@@ -175,6 +215,7 @@ func (d *Drainer) Run(ctx context.Context, pub Publisher) error {
 		d.log.Info().Int("window", d.opts.Window).
 			Msg("the publisher cannot say when a publish is queued on the port; sending one at a time to keep the store's order")
 	}
+	defer d.sessionEnded()
 	bo := backoff.New(d.opts.Retry)
 	for {
 		err := d.drain(ctx, pub, ordered)
@@ -273,6 +314,7 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error 
 			switch {
 			case r.err == nil:
 				acks = append(acks, seq)
+				d.succeeded(w)
 				d.log.Debug().Str("event", "published").Uint64("seq", seq).Str("topic", s.m.Topic).
 					Int("bytes", len(s.m.Payload)).Msg("message delivered and removed from the outbox")
 			case ctx.Err() != nil:
@@ -300,11 +342,11 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error 
 				}
 				others := len(inflight) > 1
 				if refused(r.err) && others && d.window.Load() > 1 {
-					d.window.Store(1)
-					d.shrunk.Add(1)
-					d.log.Warn().Str(logging.EventKey, logging.EventDrainWindowShrunk).Uint64("seq", seq).Err(r.err).
-						Int("was", w).Int("in_flight", len(inflight)).
-						Msg("the module refused a publish while others were in flight; sending one at a time until the module is replaced")
+					d.cut(seq, w, len(inflight), r.err)
+				} else {
+					d.mu.Lock()
+					d.streak = 0
+					d.mu.Unlock()
 				}
 				if failure == nil {
 					failure = fmt.Errorf("publishing seq %d to %q: %w", seq, s.m.Topic, r.err)
@@ -328,6 +370,75 @@ func (d *Drainer) drain(ctx context.Context, pub Publisher, ordered bool) error 
 			}
 		}
 		inflight = kept
+	}
+}
+
+// cut sends one publish at a time from now on: the module refused seq while others were in
+// flight, the sign of a module that cannot pipeline — or of a link that died a moment before the
+// +QMTSTAT saying so was read. The decision has two ways back: sessionEnded undoes it when the
+// session ends within LinkGrace, and succeeded when enough publishes in a row went through.
+func (d *Drainer) cut(seq uint64, was, inFlight int, err error) {
+	d.window.Store(1)
+	d.shrunk.Add(1)
+	d.mu.Lock()
+	d.strikes++
+	d.streak, d.cutAt = 0, time.Now()
+	probe := d.probeAfter()
+	d.mu.Unlock()
+	d.log.Warn().Str(logging.EventKey, logging.EventDrainWindowShrunk).Uint64("seq", seq).Err(err).
+		Int("was", was).Int("in_flight", inFlight).Int("restore_after", probe).
+		Msg(fmt.Sprintf("the module refused a publish while others were in flight; sending one at a time "+
+			"until %d in a row succeed, or the session ends within %s (a dying link)", probe, d.opts.LinkGrace))
+}
+
+// probeAfter is the streak that restores the window after the latest cut. d.mu is held.
+func (d *Drainer) probeAfter() int {
+	n := d.opts.ProbeAfter
+	for i := 1; i < d.strikes && n < maxProbeAfter; i++ {
+		n *= 2
+	}
+	return min(n, maxProbeAfter)
+}
+
+// succeeded counts a publish that went through while the window was w; enough of them in a row,
+// sent one at a time after a cut, restore the full window.
+func (d *Drainer) succeeded(w int) {
+	if w != 1 || d.opts.Window == 1 {
+		return
+	}
+	d.mu.Lock()
+	d.streak++
+	restore := !d.cutAt.IsZero() && d.streak >= d.probeAfter()
+	streak := d.streak
+	if restore {
+		d.streak, d.cutAt = 0, time.Time{}
+	}
+	d.mu.Unlock()
+	if restore {
+		d.restore(fmt.Sprintf("%d publishes in a row went through one at a time", streak))
+	}
+}
+
+// sessionEnded runs as Run returns: a cut made within LinkGrace before the session ended is put
+// down to the dying link (whose +QMTSTAT came after the refusal), undone and not counted.
+func (d *Drainer) sessionEnded() {
+	d.mu.Lock()
+	recent := !d.cutAt.IsZero() && time.Since(d.cutAt) <= d.opts.LinkGrace
+	if recent {
+		d.strikes--
+		d.streak, d.cutAt = 0, time.Time{}
+	}
+	d.mu.Unlock()
+	if recent {
+		d.restore(fmt.Sprintf("the session ended within %s of the refusal: the link, not the module, refused it", d.opts.LinkGrace))
+	}
+}
+
+func (d *Drainer) restore(why string) {
+	if d.window.Swap(int64(d.opts.Window)) != int64(d.opts.Window) {
+		d.restored.Add(1)
+		d.log.Info().Str(logging.EventKey, logging.EventDrainWindowRestored).Int("window", d.opts.Window).Str("why", why).
+			Msg("publish window restored")
 	}
 }
 

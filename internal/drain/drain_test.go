@@ -309,7 +309,9 @@ func TestRefusalShrinksTheWindowUntilReset(t *testing.T) {
 		},
 	}
 	lb := &testutil.SyncBuffer{}
-	d := New(s, Options{Window: 8, Retry: fastRetry}, zerolog.New(lb))
+	// No way back within these sessions: a streak longer than the test, and sessions that end
+	// long enough after the cut (LinkGrace 1 ns) for it to stand.
+	d := New(s, Options{Window: 8, Retry: fastRetry, ProbeAfter: 1000, LinkGrace: time.Nanosecond}, zerolog.New(lb))
 	stop := run(t, d, f)
 	waitDelivered(t, f.done, 30)
 	waitEmpty(t, s)
@@ -542,7 +544,9 @@ func TestUndeliveredPublishKeepsTheWindow(t *testing.T) {
 		},
 	}
 	lb := &testutil.SyncBuffer{}
-	d := New(s, Options{Window: 8, Retry: fastRetry}, zerolog.New(lb))
+	// No way back within these sessions: a streak longer than the test, and sessions that end
+	// long enough after the cut (LinkGrace 1 ns) for it to stand.
+	d := New(s, Options{Window: 8, Retry: fastRetry, ProbeAfter: 1000, LinkGrace: time.Nanosecond}, zerolog.New(lb))
 	stop := run(t, d, f)
 	waitDelivered(t, f.done, 30)
 	waitEmpty(t, s)
@@ -607,5 +611,91 @@ func TestMessageRefusedTimesInARowIsRejected(t *testing.T) {
 	}
 	if _, delivered, _ := f.snapshot(); !slices.Equal(delivered, []string{topic(1), topic(3), topic(4)}) {
 		t.Errorf("delivered %v", delivered)
+	}
+}
+
+// refuseOnce is a fail func that refuses the first attempt of topic(n) with ERROR, as a module
+// does with a publish sent in the moment its link dies.
+func refuseOnce(n int) func(string, int) error {
+	return func(tp string, k int) error {
+		if tp == topic(n) && k == 1 {
+			return fmt.Errorf("mqtt publish: the module refused the command: %w", at.ErrError)
+		}
+		return nil
+	}
+}
+
+// TestCutRightBeforeTheSessionEndsIsUndone: a refusal with others in flight cuts the window, but
+// the session ends within LinkGrace (the +QMTSTAT explaining the refusal came after it): the next
+// session has the full window again, and the cut is not held against the module (issue 20).
+func TestCutRightBeforeTheSessionEndsIsUndone(t *testing.T) {
+	s := newStore(t, 20)
+	f := &fakePublisher{delay: 3 * time.Millisecond, done: make(chan string, 100), fail: refuseOnce(5)}
+	lb := &testutil.SyncBuffer{}
+	d := New(s, Options{Window: 8, Retry: fastRetry, ProbeAfter: 1000, LinkGrace: time.Minute}, zerolog.New(lb))
+	stop := run(t, d, f)
+	waitDelivered(t, f.done, 20)
+	waitEmpty(t, s)
+	if st := d.Stats(); st.Window != 1 || st.Shrunk != 1 {
+		t.Fatalf("before the session ended: %+v, want the window cut to 1", st)
+	}
+	stop() // the link died: the session ends within LinkGrace of the cut
+	if st := d.Stats(); st.Window != 8 || st.Restored != 1 {
+		t.Fatalf("after the session ended: %+v, want the window back to 8", st)
+	}
+	if !strings.Contains(lb.String(), `"event":"drain_window_restored"`) {
+		t.Fatalf("no drain_window_restored in the log:\n%s", lb)
+	}
+
+	// The next session pipelines again.
+	f2 := &fakePublisher{delay: 2 * time.Millisecond, done: make(chan string, 100)}
+	for i := 21; i <= 40; i++ {
+		if _, err := s.Put(topic(i), []byte("x"), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop = run(t, d, f2)
+	waitDelivered(t, f2.done, 20)
+	waitEmpty(t, s)
+	stop()
+	if _, _, maxFlight := f2.snapshot(); maxFlight != 8 {
+		t.Fatalf("next session: max in flight %d, want 8", maxFlight)
+	}
+	// The undone cut was not counted: a new cut waits the first ProbeAfter, not twice it.
+	d.mu.Lock()
+	strikes := d.strikes
+	d.mu.Unlock()
+	if strikes != 0 {
+		t.Fatalf("strikes %d after an undone cut, want 0", strikes)
+	}
+}
+
+// TestStreakRestoresTheWindowAndEachCutWaitsLonger: within one session, ProbeAfter publishes in a
+// row sent one at a time restore the window; a second cut needs twice as many.
+func TestStreakRestoresTheWindowAndEachCutWaitsLonger(t *testing.T) {
+	s := newStore(t, 60)
+	refused := map[string]bool{topic(3): true, topic(30): true}
+	var mu sync.Mutex
+	f := &fakePublisher{delay: 2 * time.Millisecond, done: make(chan string, 200), fail: func(tp string, k int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refused[tp] && k == 1 {
+			return fmt.Errorf("mqtt publish: the module refused the command: %w", at.ErrError)
+		}
+		return nil
+	}}
+	lb := &testutil.SyncBuffer{}
+	d := New(s, Options{Window: 8, Retry: fastRetry, ProbeAfter: 5, LinkGrace: time.Nanosecond}, zerolog.New(lb))
+	stop := run(t, d, f)
+	waitDelivered(t, f.done, 60)
+	waitEmpty(t, s)
+	stop()
+	st := d.Stats()
+	if st.Shrunk != 2 || st.Restored != 2 || st.Window != 8 {
+		t.Fatalf("stats %+v: want two cuts, each restored by a streak", st)
+	}
+	log := lb.String()
+	if !strings.Contains(log, `"restore_after":5`) || !strings.Contains(log, `"restore_after":10`) {
+		t.Fatalf("the second cut should wait twice as long (5, then 10):\n%s", log)
 	}
 }

@@ -51,6 +51,7 @@ const (
 	EventMetricsUnavailable  = "metrics_unavailable"   // the metrics listener cannot be opened: running without it
 	EventOutboxDamaged       = "outbox_damaged_record" // a damaged record dropped from a sound store
 	EventDrainWindowShrunk   = "drain_window_shrunk"   // the module refused a publish; window cut to 1
+	EventDrainWindowRestored = "drain_window_restored" // the cut window back to full: a streak of publishes, or a dying link
 	EventPublishUndelivered  = "publish_undelivered"   // the module gave up on a QoS 1 publish (result 2); sent again
 	EventLocalRefused        = "local_refused"         // a local client's publish refused (no PUBACK)
 	EventLocalNotForwarded   = "local_not_forwarded"   // a local publish the module could never send

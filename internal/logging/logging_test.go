@@ -235,10 +235,11 @@ func TestEventNamesStable(t *testing.T) {
 		EventOutboxDroppedOldest: "outbox_dropped_oldest", EventOutboxRejected: "outbox_rejected",
 		EventOutboxResend: "outbox_resend", EventOutboxSetAside: "outbox_set_aside",
 		EventOutboxDamaged: "outbox_damaged_record", EventDrainWindowShrunk: "drain_window_shrunk",
-		EventLocalRefused: "local_refused", EventLocalNotForwarded: "local_not_forwarded",
+		EventDrainWindowRestored: "drain_window_restored",
+		EventLocalRefused:        "local_refused", EventLocalNotForwarded: "local_not_forwarded",
 	}
-	if len(want) != 22 {
-		t.Fatalf("event names collide: %d distinct of 22", len(want))
+	if len(want) != 23 {
+		t.Fatalf("event names collide: %d distinct of 23", len(want))
 	}
 	for got, w := range want {
 		if got != w {

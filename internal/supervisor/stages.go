@@ -37,6 +37,8 @@ type link struct {
 	echoes atomic.Uint64
 	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
 	prepared atomic.Bool
+	// opened is when the port was opened.
+	opened time.Time
 	// filters are the topic filters subscribed (with {imei}/{iccid} expanded); loop only.
 	filters []string
 	// heldBack and heldFor are the reader's hold-back counters last reported (loop only).
@@ -46,7 +48,22 @@ type link struct {
 
 func newLink(port io.ReadWriteCloser, s *Supervisor) *link {
 	conn := at.New(port, at.Options{Logger: s.log, Trace: s.set.Trace, URCs: qmt.URCs()})
-	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn)}
+	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn), opened: time.Now()}
+}
+
+// resetSequence bounds how long after gatewayd ordered AT+CFUN=1,1 the lines the reset prints —
+// POWERED DOWN, a stale +QIURC: "pdpdeact", RDY — are taken as the reset's own, not news; RDY
+// ends it sooner. A BG96 printed RDY about 3 s after the reset; an EC600's time is UNCONFIRMED.
+const resetSequence = 2 * time.Minute
+
+// appReadyAfter is how long after a RDY, or after the port was opened, APP RDY is taken as part
+// of the same boot.
+const appReadyAfter = time.Minute
+
+// resetting reports whether a reset gatewayd ordered is still printing its sequence: ordered
+// within resetSequence, and no RDY since. Loop only.
+func (l *loop) resetting(now time.Time) bool {
+	return !l.resetAt.IsZero() && now.Sub(l.resetAt) < resetSequence
 }
 
 func (k *link) close() {
@@ -143,15 +160,41 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 	case qmt.PingFailed:
 		return stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), true
 	case qmt.PDPDeactivated:
+		if l.resetting(time.Now()) {
+			l.log.Info().Int("context", e.ContextID).Msg("stale pdpdeact printed by the reset gatewayd ordered; ignored")
+			return 0, "", false
+		}
 		return stageRegister, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), true
 	case qmt.ModuleReady:
-		if !l.link.prepared.Load() {
+		now := time.Now()
+		ordered := l.resetting(now)
+		l.resetAt, l.readyAt = time.Time{}, now // the reset, if any, is over: later URCs are news
+		switch {
+		case ordered:
+			l.log.Info().Msg("module finished resetting (RDY)")
+			return 0, "", false
+		case !l.link.prepared.Load():
 			l.log.Info().Msg("module finished booting (RDY)")
 			return 0, "", false
 		}
 		l.log.Warn().Msg("module rebooted (RDY): bringing it up again")
 		return stageModule, "module rebooted (RDY)", true
+	case qmt.AppReady:
+		// The second ready URC of some families follows RDY, seconds later on some. It is news
+		// only when no RDY came lately and the module was already brought up on this port: a
+		// reboot whose RDY was missed.
+		now := time.Now()
+		if !l.link.prepared.Load() || now.Sub(l.readyAt) < appReadyAfter || now.Sub(l.link.opened) < appReadyAfter {
+			l.log.Info().Msg("module applications ready (APP RDY)")
+			return 0, "", false
+		}
+		l.log.Warn().Msg("module rebooted (APP RDY without a RDY lately): bringing it up again")
+		return stageModule, "module rebooted (APP RDY)", true
 	case qmt.PoweredDown:
+		if l.resetting(time.Now()) {
+			l.log.Info().Msg("module powering down for the reset gatewayd ordered (POWERED DOWN)")
+			return 0, "", false
+		}
 		l.log.Warn().Msg("module powered down")
 		return stageModule, "module powered down", true
 	case qmt.SIMStatus:
@@ -386,20 +429,29 @@ func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
 func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 	cid := s.set.PDPContext
 	s.log.Info().Str("step", "pdp").Int("context", cid).Msg("checking the PDP context")
-	active, addr, err := k.mod.PDPActive(ctx, cid)
+	active, addrs, err := k.mod.PDPAddresses(ctx, cid)
 	if err != nil {
 		return failedStep("pdp", err)
 	}
 	if !active {
+		// ActivatePDP takes an ERROR for a context that is active by then (the firmware's answer
+		// when it is already active) as done.
 		if err := k.mod.ActivatePDP(ctx, cid); err != nil {
 			return &stepError{step: "pdp", err: err, hint: "cannot activate the PDP context: check the APN and the SIM's data plan"}
 		}
-		if _, addr, err = k.mod.PDPActive(ctx, cid); err != nil {
+		if _, addrs, err = k.mod.PDPAddresses(ctx, cid); err != nil {
 			return failedStep("pdp", err)
 		}
 	}
+	addr := ""
+	if len(addrs) > 0 {
+		addr = addrs[0]
+	}
 	ev := s.log.Info().Str("event", logging.EventNetworkReady).Int("context", cid).Str("address", addr)
-	s.book.update(func(st *Status) { st.PDPAddress = addr })
+	if len(addrs) > 1 {
+		ev = ev.Strs("addresses", addrs)
+	}
+	s.book.update(func(st *Status) { st.PDPAddress, st.PDPAddresses = addr, addrs })
 	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil {
 		s.book.update(func(st *Status) { st.Signal, st.SignalAt = Signal{RSSI: dbm, HasRSSI: ok}, time.Now() })
 		if ok {
@@ -480,23 +532,37 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, expires *time.Tim
 	ev.Msg("MQTT connected")
 	ids := identityVars(k.id)
 	subs := s.subscriptions(k.id)
+	var granted []int
 	if len(subs) > 0 {
-		granted, err := c.Subscribe(ctx, subs...)
-		if err != nil {
+		if granted, err = c.Subscribe(ctx, subs...); err != nil {
 			return s.mqttFailed(ctx, k, "subscribe", err)
 		}
 		for i, sub := range subs {
-			ev := s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS)
-			if i < len(granted) {
-				ev = ev.Int("granted_qos", granted[i])
+			switch {
+			case i >= len(granted):
+				s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS).
+					Msg("subscribed (the module did not report the granted QoS)")
+			case granted[i] < sub.QoS:
+				// The broker's choice (reference 2.5: Aliyun and ThingsBoard grant 1 for 2):
+				// downlinks on it come at most at the granted QoS.
+				s.log.Warn().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS).
+					Int("granted_qos", granted[i]).
+					Msg(fmt.Sprintf("subscribed, but the broker granted QoS %d where %d was asked: messages on this topic come at most at QoS %d", granted[i], sub.QoS, granted[i]))
+			default:
+				s.log.Info().Str("event", logging.EventSubscribed).Str("topic", sub.Topic).Int("qos", sub.QoS).
+					Int("granted_qos", granted[i]).Msg("subscribed")
 			}
-			ev.Msg("subscribed")
 		}
 	}
 	s.book.update(func(st *Status) {
-		st.Subscriptions = st.Subscriptions[:0]
-		for _, sub := range subs {
+		st.Subscriptions, st.Subscribed = st.Subscriptions[:0], st.Subscribed[:0]
+		for i, sub := range subs {
 			st.Subscriptions = append(st.Subscriptions, sub.Topic)
+			g := -1
+			if i < len(granted) {
+				g = granted[i]
+			}
+			st.Subscribed = append(st.Subscribed, Subscribed{Topic: sub.Topic, QoS: sub.QoS, Granted: g})
 		}
 	})
 	for _, m := range s.set.PublishOnConnect {
@@ -546,16 +612,33 @@ func (s *Supervisor) subscriptions(id modem.Identity) []qmt.Subscription {
 	return subs
 }
 
-// closeStaleLink closes our client's link if the module reports it open (AT+QMTOPEN?).
+// closeURCWait is how long the bring-up's AT+QMTCLOSE waits for +QMTCLOSE after OK: some firmware
+// answers OK on an index with nothing open and prints no URC (reference 2.2).
+const closeURCWait = 2 * time.Second
+
+// closeStaleLink frees our client index whatever state an earlier attempt, an earlier process or
+// another program left it in, before it is configured: the module refuses AT+QMTCFG on an index
+// that is still open, also one left opening and not listed by AT+QMTOPEN? (reference 1, an
+// EC600K-CN note). AT+QMTCLOSE goes first, always; its ERROR means nothing was open, or firmware
+// that closes a connected index only with AT+QMTDISC — sent only when AT+QMTOPEN? lists the
+// index, so never after a refused CONNECT (whose link is gone already).
 func (s *Supervisor) closeStaleLink(ctx context.Context, k *link) error {
+	open, err := k.client.CloseIndex(ctx, closeURCWait)
+	if err != nil {
+		return err
+	}
+	if open {
+		s.log.Info().Int("client", s.set.ClientIndex).Msg("closed a link left open on the module's MQTT client index")
+		return nil
+	}
 	links, err := k.client.OpenLinks(ctx)
 	if err != nil {
 		return err
 	}
 	for _, l := range links {
 		if l.Client == s.set.ClientIndex {
-			s.log.Info().Str("host", l.Host).Int("port", l.Port).Msg("closing a link left open on the module")
-			return k.client.CloseLink(ctx)
+			s.log.Info().Str("host", l.Host).Int("port", l.Port).Msg("the module refused AT+QMTCLOSE on a link left open; disconnecting it")
+			return k.client.Disconnect(ctx)
 		}
 	}
 	return nil
@@ -582,6 +665,13 @@ func (s *Supervisor) mqttFailed(ctx context.Context, k *link, step string, err e
 	}
 	se := &stepError{step: step, err: err}
 	var re *qmt.ResultError
+	var le *qmt.LinkError
+	if errors.As(err, &le) && step == "connect" && le.Code == 1 {
+		// An M95 answered a refused CONNECT with +QMTSTAT: <idx>,1 and no +QMTCONN at all
+		// (reference 2.3): the broker closing the link at CONNECT may be a refusal.
+		se.hint = "the broker closed the link in answer to CONNECT; some modules report a refused client id or " +
+			"credentials only this way: check mqtt.client_id, username and password"
+	}
 	if errors.As(err, &re) && step == "open" && s.set.TLS != nil && (re.Result == -1 || re.Result == 5) {
 		se.hint = "TLS is on and the module does not say why a link fails: check that mqtt.tls.ca_file " +
 			"signed the broker's certificate, that the certificate names mqtt.host, and cert_file/key_file"

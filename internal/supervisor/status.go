@@ -36,6 +36,9 @@ type Status struct {
 	Signal       Signal    // the last signal reading
 	SignalAt     time.Time // when it was read
 	PDPAddress   string    // the PDP context's address once active
+	// PDPAddresses are every address AT+QIACT? lists for the context (an IPv4 and an IPv6 one
+	// on a dual-stack bearer), in the module's order; PDPAddress is the first.
+	PDPAddresses []string
 
 	// NetworkType is the kind of network the registration is on, by the query that found it:
 	// "LTE" (AT+CEREG), "2G/3G packet" (AT+CGREG), "2G/3G circuit" (AT+CREG); "" when unknown.
@@ -57,8 +60,11 @@ type Status struct {
 	Attempt     int
 
 	Subscriptions []string // the topic filters subscribed, as sent
-	LEDKnown      bool
-	LEDOn         bool
+	// Subscribed gives each subscription with the QoS asked and the QoS the broker granted,
+	// which may be lower (Aliyun and ThingsBoard grant 1 for 2).
+	Subscribed []Subscribed
+	LEDKnown   bool
+	LEDOn      bool
 
 	// Reconnects counts the sessions lost, by reason (see LossReason).
 	Reconnects map[string]uint64
@@ -67,6 +73,13 @@ type Status struct {
 	DownlinkBytes uint64
 	// Published counts the daemon's own publishes on connect that the module reported done.
 	Published uint64
+}
+
+// Subscribed is one subscription of the session.
+type Subscribed struct {
+	Topic   string
+	QoS     int // asked
+	Granted int // granted by the broker; -1 when the module did not report it
 }
 
 // Signal is a signal reading; a field is meaningful when its Has flag is set.
@@ -128,6 +141,8 @@ func (s *Supervisor) Status() Status {
 	defer s.book.mu.Unlock()
 	st := s.book.st
 	st.Subscriptions = slices.Clone(st.Subscriptions)
+	st.Subscribed = slices.Clone(st.Subscribed)
+	st.PDPAddresses = slices.Clone(st.PDPAddresses)
 	st.Reconnects = maps.Clone(st.Reconnects)
 	return st
 }

@@ -253,6 +253,10 @@ type loop struct {
 	// pending holds, in order, the events while took and left for the loop.
 	pending []pendingEvent
 
+	// resetAt is when the loop last ordered AT+CFUN=1,1, zero once its RDY came; readyAt is when
+	// the last RDY came. They tell the reset's own URCs from news (handleEvent).
+	resetAt, readyAt time.Time
+
 	lastPoll string // the last "not yet" logged at info, so polls do not flood the log
 	// connectedAt is when the MQTT stage last connected, for the platform's hint on a lost link.
 	connectedAt time.Time
@@ -523,6 +527,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		}()
 	case effReset:
 		lk := l.link
+		l.resetAt = now
 		go func() {
 			if lk != nil { // a port lost meanwhile: reopening it is the reset
 				lk.escalate(ctx, l.Supervisor, e.err)
@@ -627,7 +632,7 @@ func (l *loop) closeLink() {
 	l.link.close()
 	l.retireReader()
 	l.link = nil
-	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress = false, "" })
+	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress, st.PDPAddresses = false, "", nil })
 }
 
 // cleanUp stops what still runs when Run returns.
