@@ -259,14 +259,20 @@ func reportOffline(t *testing.T, local bool) {
 			via++
 		}
 	}
-	if via < len(ids) {
-		t.Errorf("%d reports published through the %s, want all %d", via, map[bool]string{false: "session", true: "outbox"}[local], len(ids))
+	unique := map[string]bool{}
+	for _, id := range ids {
+		unique[id] = true
+	}
+	if via < len(unique) {
+		t.Errorf("%d reports published through the %s, want all %d", via, map[bool]string{false: "session", true: "outbox"}[local], len(unique))
 	}
 	for k := 1; k < len(ids); k++ {
 		var a, c int
 		fmt.Sscan(ids[k-1], &a)
 		fmt.Sscan(ids[k], &c)
-		if c <= a {
+		// A report the broker may not have acknowledged before the link dropped is sent again
+		// (at least once: QoS 1, the outbox's resend); anything earlier coming later is disorder.
+		if c < a {
 			t.Fatalf("reports out of order: %v", ids)
 		}
 	}
