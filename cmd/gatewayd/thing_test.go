@@ -106,7 +106,8 @@ func TestThingAliyun(t *testing.T) {
 	replies := b.subscribe(aliyunDev + "service/property/set_reply")
 	posts := b.subscribe(aliyunDev + "event/property/post")
 	services := b.subscribe(aliyunDev + "service/+")
-	d := b.start(aliyunThingConfig(b.mod.Path(), ""))
+	metricsAddr := testutil.FreeAddr(t)
+	d := b.start(aliyunThingConfig(b.mod.Path(), "") + fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAddr))
 	_, i := d.wait(t, 0, "mqtt_connected")
 
 	// At connect: the LED (off once the network is ready) and the telemetry.
@@ -202,6 +203,40 @@ func TestThingAliyun(t *testing.T) {
 	got = waitFor(t, services, func(s string) bool { return strings.Contains(s, `"id":"52","code"`) })
 	if r := parseAlink(t, got); r.Code != 460 {
 		t.Errorf("blink 1000 times: %s, want 460", got)
+	}
+
+	// Every request, reply and report counted: 2 sets applied, 3 refused; get_status and one
+	// blink answered, one refused; 7 replies; reports at connect, after the change and after
+	// each of the 3 refusals.
+	want := []struct {
+		name   string
+		labels []string
+		v      float64
+	}{
+		{"gatewayd_thing_requests_total", []string{"kind=set", "result=applied"}, 2},
+		{"gatewayd_thing_requests_total", []string{"kind=set", "result=refused"}, 3},
+		{"gatewayd_thing_requests_total", []string{"kind=call", "result=applied"}, 2},
+		{"gatewayd_thing_requests_total", []string{"kind=call", "result=refused"}, 1},
+		{"gatewayd_thing_messages_total", []string{"kind=reply"}, 8},
+		{"gatewayd_thing_messages_total", []string{"kind=report"}, 5},
+		{"gatewayd_thing_dropped_total", nil, 0},
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mfs := scrape(t, metricsAddr)
+		var wrong []string
+		for _, w := range want {
+			if v, ok := value(mfs, w.name, w.labels...); !ok || v != w.v {
+				wrong = append(wrong, fmt.Sprintf("%s%v = %v (present %t), want %v", w.name, w.labels, v, ok, w.v))
+			}
+		}
+		if len(wrong) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", strings.Join(wrong, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
