@@ -119,13 +119,18 @@ type Config struct {
 	ReportInterval time.Duration
 	// QoS of replies and reports (1 unless set).
 	QoS int
-	// Queue bounds the replies and reports waiting for the publish path (64 unless set).
+	// Queue bounds the replies and reports waiting for the publish path (DefaultQueue unless
+	// set).
 	Queue int
 	// BlinkPeriod is one on-off cycle of blink (500 ms unless set).
 	BlinkPeriod time.Duration
 	// Backoff paces the retries of a failed publish (backoff.Default unless set).
 	Backoff backoff.Policy
 }
+
+// DefaultQueue is Config.Queue unless set: a burst of this many sets is answered in full (a
+// reply is some 40 bytes, get_status's about 1 KiB).
+const DefaultQueue = 1024
 
 // MaxBlinks bounds blink's "times".
 const MaxBlinks = 20
@@ -170,6 +175,7 @@ type Engine struct {
 
 	ctx      atomic.Pointer[context.Context] // Run's; blink stops with it
 	blinking atomic.Bool
+	ledDue   atomic.Bool // a report of the LED's state waits in the queue
 
 	sets, setsRefused, calls, callsRefused, replies, reports, dropped, retries, repOK, repErr atomic.Uint64
 }
@@ -178,6 +184,11 @@ type Engine struct {
 type outgoing struct {
 	m    Message
 	kind string // "reply" or "report"
+	// led marks the report of the LED's state after a set: its payload is written when it is
+	// sent, with the state then (and the id seq, taken when it was queued, so that reports keep
+	// their order), and one such report waiting stands for any later ones.
+	led bool
+	seq uint64
 }
 
 // NewEngine returns an engine for dialect d. status is what get_status answers (the daemon's
@@ -187,7 +198,7 @@ func NewEngine(d Dialect, cfg Config, led LED, pub Publisher, status func() any,
 		cfg.QoS = 1
 	}
 	if cfg.Queue <= 0 {
-		cfg.Queue = 64
+		cfg.Queue = DefaultQueue
 	}
 	if cfg.BlinkPeriod <= 0 {
 		cfg.BlinkPeriod = 500 * time.Millisecond
@@ -281,12 +292,15 @@ func (e *Engine) set(req Request, perr error) {
 			Bool("changed", changed).Msg("property set applied")
 	}
 	if m, ok := e.d.Reply(req, res); ok {
-		e.enqueue(outgoing{m, "reply"})
+		e.enqueue(outgoing{m: m, kind: "reply"})
 	}
-	if changed || err != nil {
+	if (changed || err != nil) && e.ledDue.CompareAndSwap(false, true) {
 		// The console learns the real state: after a change, and after a refusal so that a
-		// rejected value does not stay as its "latest value".
-		e.enqueue(outgoing{e.d.Report(e.seq.Add(1), res.Props), "report"})
+		// rejected value does not stay as its "latest value". One report waiting is enough: it
+		// is written when sent, with the state then.
+		if !e.enqueue(outgoing{kind: "report", led: true, seq: e.seq.Add(1)}) {
+			e.ledDue.Store(false)
+		}
 	}
 }
 
@@ -337,7 +351,7 @@ func (e *Engine) call(req Request, perr error) {
 		e.log.Info().Str("event", "thing_call").Str("id", req.ID).Str("service", req.Service).Msg("service call answered")
 	}
 	if m, ok := e.d.Reply(req, res); ok {
-		e.enqueue(outgoing{m, "reply"})
+		e.enqueue(outgoing{m: m, kind: "reply"})
 	}
 }
 
@@ -468,18 +482,30 @@ func (e *Engine) ReportAll(why string) {
 	}
 	seq := e.seq.Add(1)
 	e.log.Debug().Str("event", "thing_report").Str("why", why).Uint64("seq", seq).Int("properties", len(ps)).Msg("reporting properties")
-	e.enqueue(outgoing{e.d.Report(seq, ps), "report"})
+	e.enqueue(outgoing{m: e.d.Report(seq, ps), kind: "report"})
 }
 
 // enqueue hands o to Run without waiting; a full queue refuses it, counted and logged.
-func (e *Engine) enqueue(o outgoing) {
+func (e *Engine) enqueue(o outgoing) bool {
 	select {
 	case e.queue <- o:
+		return true
 	default:
 		e.dropped.Add(1)
 		e.log.Error().Str("event", "thing_dropped").Str("kind", o.kind).Str("topic", o.m.Topic).Int("waiting", cap(e.queue)).
 			Msg(fmt.Sprintf("the %s was not sent: %d replies and reports already wait for the module", o.kind, cap(e.queue)))
+		return false
 	}
+}
+
+// ledReport is the report of the LED's state now, in the form the last set used, with id seq.
+func (e *Engine) ledReport(seq uint64) Message {
+	e.ledDue.Store(false) // a change from now on needs a report of its own
+	on, _ := e.led.LEDState()
+	e.mu.Lock()
+	form := e.form
+	e.mu.Unlock()
+	return e.d.Report(seq, []Prop{{e.cfg.Property, form.Value(on)}})
 }
 
 // Run sends the queued replies and reports in order, and reports the telemetry every
@@ -499,6 +525,9 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-tick:
 			e.ReportAll("interval")
 		case o := <-e.queue:
+			if o.led {
+				o.m = e.ledReport(o.seq)
+			}
 			e.send(ctx, o, tick)
 		}
 	}

@@ -96,6 +96,9 @@ func drained(e *Engine) []outgoing {
 	for {
 		select {
 		case o := <-e.queue:
+			if o.led { // as Run does
+				o.m = e.ledReport(o.seq)
+			}
 			out = append(out, o)
 		default:
 			return out
