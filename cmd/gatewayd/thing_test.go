@@ -668,3 +668,53 @@ func TestThingFlood(t *testing.T) {
 		t.Errorf("last set %v, LED %v", last, on)
 	}
 }
+
+// TestThingAWS: the AWS preset over mutual TLS (the TLS bench's broker and certificates): a
+// shadow delta sets the LED and is answered, as AWS has no reply topic, by the reported state; a
+// delta the device cannot apply changes nothing and the real state is reported; a rejected
+// update is logged with its code in words.
+func TestThingAWS(t *testing.T) {
+	tb := newTLSBench(t)
+	const shadow = "$aws/things/pi-01/shadow/"
+	reported := tb.subscribe(shadow + "update")
+	d := tb.bench.start(fmt.Sprintf(`
+[serial]
+port = %q
+[mqtt]
+host = %q
+[mqtt.aws]
+endpoint = "a1b2c3-ats.iot.eu-west-1.amazonaws.com"
+thing_name = "pi-01"
+[mqtt.tls]
+ca_file = "ca.pem"
+cert_file = "client.pem"
+key_file = "client.key"
+[thing]
+led_property = "LEDSwitch"
+[log]
+level = "debug"
+`, tb.mod.Path(), tlsHost))
+	_, i := d.wait(t, 0, "session_up")
+	if got := reported.wait(t, 1)[0]; got != `{"state":{"reported":{"LEDSwitch":false}},"clientToken":"1"}` {
+		t.Errorf("report at connect %s", got)
+	}
+	tb.publish(shadow+"update/delta", []byte(`{"version":3,"timestamp":1700000000,"state":{"LEDSwitch":true},"metadata":{"LEDSwitch":{"timestamp":1700000000}}}`))
+	if got := reported.wait(t, 2)[1]; got != `{"state":{"reported":{"LEDSwitch":true}},"clientToken":"3"}` {
+		t.Errorf("report after the delta %s", got)
+	}
+	tb.publish(shadow+"update/delta", []byte(`{"version":4,"state":{"LEDSwitch":"dim"}}`))
+	if got := reported.wait(t, 3)[2]; got != `{"state":{"reported":{"LEDSwitch":true}},"clientToken":"5"}` {
+		t.Errorf("report after the refused delta %s", got)
+	}
+	if e, _ := d.wait(t, i, "thing_set_refused"); !strings.Contains(e.Str("error"), `"dim"`) {
+		t.Errorf("refusal %v", e)
+	}
+	tb.publish(shadow+"update/rejected", []byte(`{"code":409,"message":"Version conflict","clientToken":"5"}`))
+	if e, _ := d.wait(t, i, "thing_report_refused"); e.Int("code") != 409 || e.Str("meaning") != "version conflict" {
+		t.Errorf("rejected update logged as %v", e)
+	}
+	on, why := ledEvents(d, i)
+	if len(on) != 1 || !on[0] {
+		t.Errorf("LED %v %v, want one change, to on", on, why)
+	}
+}
