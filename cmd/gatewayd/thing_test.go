@@ -691,9 +691,11 @@ cert_file = "client.pem"
 key_file = "client.key"
 [thing]
 led_property = "LEDSwitch"
+[control]
+socket = %q
 [log]
 level = "debug"
-`, tb.mod.Path(), tlsHost))
+`, tb.mod.Path(), tlsHost, controlSocket(tb.mod.Path())))
 	_, i := d.wait(t, 0, "session_up")
 	if got := reported.wait(t, 1)[0]; got != `{"state":{"reported":{"LEDSwitch":false}},"clientToken":"1"}` {
 		t.Errorf("report at connect %s", got)
@@ -716,5 +718,79 @@ level = "debug"
 	on, why := ledEvents(d, i)
 	if len(on) != 1 || !on[0] {
 		t.Errorf("LED %v %v, want one change, to on", on, why)
+	}
+}
+
+// TestThingAzure: the Azure preset over TLS: a desired change sets the LED and is acknowledged
+// by a reported patch with ac 200 and av the desired $version (ac 400, the real value, when the
+// device cannot apply it); direct methods get_status and blink answer 200, an unknown one 404;
+// the hub's answer to a reported patch is checked.
+func TestThingAzure(t *testing.T) {
+	// The TLS bench without client certificates: Azure authenticates the device by its SAS token.
+	tb := &tlsBench{pki: testutil.NewPKI(t, "pi-led-01", tlsHost)}
+	b, err := sim.NewBroker("127.0.0.1:0", sim.WithTLS(tb.pki.ServerTLS(t, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	tb.start(t, b.Addr())
+	reported := tb.subscribeTopics("$iothub/twin/PATCH/properties/reported/#")
+	methods := tb.subscribeTopics("$iothub/methods/res/#")
+	d := tb.bench.start(fmt.Sprintf(`
+[serial]
+port = %q
+[mqtt]
+host = %q
+[mqtt.azure]
+hub = "myiothub"
+device_id = "pi-led-01"
+device_key_file = %q
+[mqtt.tls]
+ca_file = "ca.pem"
+[thing]
+led_property = "LEDSwitch"
+[control]
+socket = %q
+[log]
+level = "debug"
+`, tb.mod.Path(), tlsHost, secretFile(tb.bench, "azkey", "AAECAwQFBgcICQoLDA0ODw=="), controlSocket(tb.mod.Path())))
+	_, i := d.wait(t, 0, "session_up")
+	last := func(c *collector, n int) (string, string) {
+		got := c.wait(t, n)
+		topic, payload, _ := strings.Cut(got[n-1], "\x00")
+		return topic, payload
+	}
+	if topic, p := last(reported, 1); topic != "$iothub/twin/PATCH/properties/reported/?$rid=1" || p != `{"LEDSwitch":false}` {
+		t.Errorf("report at connect %s %s", topic, p)
+	}
+	tb.publish("$iothub/twin/PATCH/properties/desired/?$version=8", []byte(`{"LEDSwitch":true,"$version":8}`))
+	if _, p := last(reported, 2); p != `{"LEDSwitch":{"value":true,"ac":200,"av":8,"ad":"success"}}` {
+		t.Errorf("ack of the desired change %s", p)
+	}
+	last(reported, 3) // the report of the change
+	tb.publish("$iothub/twin/PATCH/properties/desired/?$version=9", []byte(`{"LEDSwitch":7,"$version":9}`))
+	if _, p := last(reported, 4); !strings.HasPrefix(p, `{"LEDSwitch":{"value":true,"ac":400,"av":9,"ad":"LEDSwitch: 7 is neither 0 nor 1`) {
+		t.Errorf("ack of the refused change %s", p)
+	}
+	tb.publish("$iothub/methods/POST/get_status/?$rid=21", []byte(`{}`))
+	if topic, p := last(methods, 1); topic != "$iothub/methods/res/200/?$rid=21" || !strings.Contains(p, sim.DefaultIdentity.IMEI) {
+		t.Errorf("get_status answer %s %s", topic, p)
+	}
+	tb.publish("$iothub/methods/POST/blink/?$rid=22", []byte(`{"times":1}`))
+	if topic, p := last(methods, 2); topic != "$iothub/methods/res/200/?$rid=22" || p != `{"times":1}` {
+		t.Errorf("blink answer %s %s", topic, p)
+	}
+	tb.publish("$iothub/methods/POST/reboot/?$rid=23", nil)
+	if topic, _ := last(methods, 3); topic != "$iothub/methods/res/404/?$rid=23" {
+		t.Errorf("unknown method answered on %s", topic)
+	}
+	tb.publish("$iothub/twin/res/400/?$rid=3", []byte(`{"message":"bad patch"}`))
+	if e, _ := d.wait(t, i, "thing_report_refused"); e.Int("code") != 400 {
+		t.Errorf("the hub's 400 logged as %v", e)
+	}
+	for _, e := range d.log.Entries()[i:] {
+		if e.Event() == "led" && !e.Bool("on") && e.Str("why") != "blink" {
+			t.Fatalf("the refused change switched the LED off: %v", e)
+		}
 	}
 }
