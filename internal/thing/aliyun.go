@@ -39,15 +39,7 @@ type alinkReply struct {
 func (a aliyun) Parse(t string, payload []byte) (Request, bool, error) {
 	switch {
 	case t == a.t.Set:
-		req := Request{Kind: Set, Topic: t}
-		var m alinkRequest
-		if err := decode(payload, &m); err != nil {
-			req.ID = salvage(payload, "id")
-			return req, true, err
-		}
-		req.ID = idString(m.ID)
-		var err error
-		req.Props, err = paramsObject(m.Params)
+		req, err := parseAlink(Request{Kind: Set, Topic: t}, payload)
 		return req, true, err
 	case a.t.ReportReply != "" && topic.Match(a.t.ReportReply, t):
 		var m alinkReply
@@ -59,16 +51,29 @@ func (a aliyun) Parse(t string, payload []byte) (Request, bool, error) {
 		}
 		return Request{Kind: ReportReply, Topic: t, ID: idString(m.ID), Code: *m.Code, OK: *m.Code == 200, Text: m.Message}, true, nil
 	case a.t.Service != "" && topic.Match(a.t.Service, t) && !strings.HasSuffix(t, "_reply"):
-		req := Request{Kind: Call, Topic: t, Service: t[strings.LastIndexByte(t, '/')+1:]}
-		var m alinkRequest
-		if err := decode(payload, &m); err != nil {
-			req.ID = salvage(payload, "id")
-			return req, true, err
-		}
-		req.ID, req.Args = idString(m.ID), m.Params
-		return req, true, nil
+		req, err := parseAlink(Request{Kind: Call, Topic: t, Service: t[strings.LastIndexByte(t, '/')+1:]}, payload)
+		return req, true, err
 	}
 	return Request{}, false, nil
+}
+
+// parseAlink reads an Alink-shaped request ({"id","params",…}: Aliyun's and OneNET's sets and
+// service calls) into req, whose Kind says which; a set's params must be an object. A broken
+// message keeps the id salvaged from it.
+func parseAlink(req Request, payload []byte) (Request, error) {
+	var m alinkRequest
+	if err := decode(payload, &m); err != nil {
+		req.ID = salvage(payload, "id")
+		return req, err
+	}
+	req.ID = idString(m.ID)
+	if req.Kind == Call {
+		req.Args = m.Params
+		return req, nil
+	}
+	var err error
+	req.Props, err = paramsObject(m.Params)
+	return req, err
 }
 
 // paramsObject reads a set's params, which must be a JSON object.

@@ -24,15 +24,7 @@ func (o onenet) Filters() []string { return filters(o.t.Set, o.t.ReportReply, o.
 func (o onenet) Parse(t string, payload []byte) (Request, bool, error) {
 	switch {
 	case o.t.Set != "" && topic.Match(o.t.Set, t):
-		req := Request{Kind: Set, Topic: t}
-		var m alinkRequest
-		if err := decode(payload, &m); err != nil {
-			req.ID = salvage(payload, "id")
-			return req, true, err
-		}
-		req.ID = idString(m.ID)
-		var err error
-		req.Props, err = paramsObject(m.Params)
+		req, err := parseAlink(Request{Kind: Set, Topic: t}, payload)
 		return req, true, err
 	case o.t.ReportReply != "" && topic.Match(o.t.ReportReply, t):
 		var m struct {
@@ -50,14 +42,8 @@ func (o onenet) Parse(t string, payload []byte) (Request, bool, error) {
 		return Request{Kind: ReportReply, Topic: t, ID: idString(m.ID), Code: code, OK: code == 200, Text: m.Msg}, true, nil
 	case o.t.Service != "" && topic.Match(o.t.Service, t) && strings.HasSuffix(t, "/invoke"):
 		name := strings.TrimSuffix(t, "/invoke")
-		req := Request{Kind: Call, Topic: t, Service: name[strings.LastIndexByte(name, '/')+1:]}
-		var m alinkRequest
-		if err := decode(payload, &m); err != nil {
-			req.ID = salvage(payload, "id")
-			return req, true, err
-		}
-		req.ID, req.Args = idString(m.ID), m.Params
-		return req, true, nil
+		req, err := parseAlink(Request{Kind: Call, Topic: t, Service: name[strings.LastIndexByte(name, '/')+1:]}, payload)
+		return req, true, err
 	}
 	return Request{}, false, nil
 }
