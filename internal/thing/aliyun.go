@@ -38,7 +38,7 @@ type alinkReply struct {
 
 func (a aliyun) Parse(t string, payload []byte) (Request, bool, error) {
 	switch {
-	case t == a.t.Set:
+	case a.t.Set != "" && topic.Match(a.t.Set, t):
 		req, err := parseAlink(Request{Kind: Set, Topic: t}, payload)
 		return req, true, err
 	case a.t.ReportReply != "" && topic.Match(a.t.ReportReply, t):
