@@ -14,6 +14,9 @@
 //     chosen CONNECTs with a chosen CONNACK code. Any other broker works too: Config.Broker names
 //     where every AT+QMTOPEN connects, whatever host the command gives, so a configuration
 //     written for a cloud broker runs unchanged.
+//   - Console plays a cloud platform's console on a Broker for a device whose LED is bound to a
+//     property (gatewayd's [thing]): property sets and service calls in the platform's dialect,
+//     and the device's replies and reports read back (internal/thing's Console does the dialect).
 //
 // A test starts both in a few lines:
 //
