@@ -155,8 +155,7 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 // side sees it (no client, no credentials to check). fn runs in the publisher's goroutine and
 // must not block.
 func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
-	b.subs.Add(1)
-	return b.srv.Subscribe(filter, int(b.subs.Load()), func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+	return b.srv.Subscribe(filter, int(b.subs.Add(1)), func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
 		fn(pk.TopicName, append([]byte(nil), pk.Payload...))
 	})
 }

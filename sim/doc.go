@@ -20,6 +20,10 @@
 //     recomputes every CONNECT's credentials from what arrived, as the platform does, and
 //     refuses with the platform's CONNACK code, saying why in its log (cloud.go); WithEvents
 //     reports CONNECTs, refusals and DISCONNECTs to a test.
+//     written for a cloud broker runs unchanged.
+//   - Console plays a cloud platform's console on a Broker for a device whose LED is bound to a
+//     property (gatewayd's [thing]): property sets and service calls in the platform's dialect,
+//     and the device's replies and reports read back (internal/thing's Console does the dialect).
 //
 // A test starts both in a few lines:
 //

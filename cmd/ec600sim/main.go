@@ -2,15 +2,19 @@
 // pseudo-terminal behind a symlink, with an embedded MQTT broker (or any broker you name), and
 // faults typed as lines on standard input.
 //
-//	ec600sim [-link PATH] [-listen ADDR [-max-qos Q] | -broker URL] [-imei N] [-model M] [-revision R]
+//	ec600sim [-link PATH] [-listen ADDR [-max-qos Q] | -broker URL] [-imei N] [-model M] [-revision R] [-thing FILE]
 //	         [-platform NAME -device ID=SECRET ...] [-tls-cert F -tls-key F [-tls-client-ca F] [-tls-listen ADDR]]
 //
 // With -platform the embedded broker plays that IoT cloud: it checks every CONNECT's credentials
 // as the platform does, against the -device registry, and refuses with the platform's CONNACK
 // code (see sim.WithPlatform). With -tls-cert a second embedded broker listens with TLS on
 // -tls-listen, and AT+QMTOPEN of a TLS client connects there (Azure and AWS take nothing else).
+// With -thing it plays the console of that gatewayd configuration's [thing].
 //
 // It prints the tty, the link and the broker address, then reads fault commands (type "help").
+// With -thing, the gatewayd configuration FILE's [thing] section tells it the device's thing
+// model: it then also plays the platform's console on the embedded broker ("set LEDSwitch 1",
+// "call blink {\"times\":3}") and prints the device's replies and reports.
 // It runs until SIGINT or SIGTERM, or the "quit" command. End of input on stdin only stops the
 // command reader: started in the background with stdin from /dev/null, it keeps running.
 package main
@@ -75,6 +79,9 @@ const commandHelp = `fault commands (one per line on standard input):
   status                 print tty, link, broker and identity
   help                   this list
   quit                   stop the emulator
+console commands (with -thing FILE: the platform's console for that gatewayd configuration):
+  set PROP VALUE         property set, VALUE as JSON (1, true, "on") or a bare word (on)
+  call SERVICE [JSON]    service call: get_status, blink {"times":3}
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -102,6 +109,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	tlsKey := fs.String("tls-key", "", "PEM `file`: the TLS broker's private key")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file`: CA that signs client certificates; asks for and checks them")
 	tlsListen := fs.String("tls-listen", "127.0.0.1:8883", "`address` of the embedded TLS broker")
+	thingFile := fs.String("thing", "", "gatewayd configuration `file` whose [thing] the console plays (needs the embedded broker)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: ec600sim [flags]\n\nRuns an emulated Quectel EC600 on a pty behind -link, with an embedded MQTT broker\n"+
 			"on -listen unless -broker names another. Every AT+QMTOPEN connects to that broker.\n"+
@@ -162,6 +170,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		defer tb.Close()
 		tlsAddr = tb.Addr()
 	}
+	var embedded *sim.Broker
 	if brokerAddr == "" {
 		if *maxQoS < 0 || *maxQoS > 2 {
 			fmt.Fprintf(stderr, "ec600sim: -max-qos %d: must be 0, 1 or 2\n", *maxQoS)
@@ -173,7 +182,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 1
 		}
 		defer b.Close()
-		brokerAddr = b.Addr()
+		brokerAddr, embedded = b.Addr(), b
 		if where == "external" {
 			where = "embedded"
 		}
@@ -204,6 +213,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer m.Close()
 
 	out := &lockedWriter{w: stdout}
+	var console *consoleCLI
+	if *thingFile != "" {
+		if embedded == nil {
+			fmt.Fprintln(stderr, "ec600sim: -thing needs the embedded broker (not -broker)")
+			return 2
+		}
+		if console, err = newConsoleCLI(*thingFile, embedded, out); err != nil {
+			fmt.Fprintf(stderr, "ec600sim: -thing: %v\n", err)
+			return 2
+		}
+	}
 	status := func() {
 		fmt.Fprintf(out, "tty %s\nlink %s\nbroker %s (%s)\nimei %s\n", orNone(m.TTY()), m.Path(), m.BrokerAddr(), where, m.Identity().IMEI)
 		if tlsAddr != "" {
@@ -237,7 +257,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				lines = nil // EOF: keep running until a signal
 				continue
 			}
-			quit, err := command(m, strings.Fields(line), out, status)
+			quit, err := command(m, strings.Fields(line), out, status, console)
 			switch {
 			case quit:
 				fmt.Fprintln(out, "stopping")
@@ -252,7 +272,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // command runs one fault command line.
-func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool, err error) {
+func command(m *sim.Module, f []string, out io.Writer, status func(), console *consoleCLI) (quit bool, err error) {
 	if len(f) == 0 {
 		return false, nil
 	}
@@ -291,6 +311,11 @@ func command(m *sim.Module, f []string, out io.Writer, status func()) (quit bool
 	switch f[0] {
 	case "help", "?":
 		fmt.Fprint(out, commandHelp)
+	case "set", "call":
+		if console == nil {
+			return false, fmt.Errorf("%s plays the platform's console: start ec600sim with -thing FILE (a gatewayd configuration with [thing])", f[0])
+		}
+		return false, console.command(f)
 	case "quit", "exit":
 		return true, nil
 	case "status":

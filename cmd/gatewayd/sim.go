@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/daemon"
 	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/internal/thing"
 	"github.com/gatewayd/gatewayd/sim"
 )
 
@@ -32,21 +34,35 @@ const simConfig = `
 port = %q
 
 [mqtt]
-# Any host works: the emulator routes every AT+QMTOPEN to its broker, as a test network would.
-host = "broker.example.com"
-port = 1883
-client_id = "gatewayd-sim"
-username = "gatewayd"
 keepalive = "60s"
 
-[[mqtt.subscribe]]
-topic = %q
-qos = 1
+# An Alibaba Cloud device: any host works, the emulator routes every AT+QMTOPEN to its broker,
+# as a test network would. The secret is a demo value.
+[mqtt.aliyun]
+product_key = "a1B2c3D4e5F"
+device_name = "pi-led-01"
+device_secret = "demo-secret-not-a-real-one"
+region = "cn-shanghai"
 
 [[mqtt.publish_on_connect]]
-topic = "gatewayd/demo/status"
+topic = "/a1B2c3D4e5F/pi-led-01/user/update"
 payload = "test publish"
 qos = 1
+
+# The LED follows the LEDSwitch property of the thing model; the telemetry is reported with it.
+[thing]
+led_property = "LEDSwitch"
+report_interval = "1m"
+
+[thing.telemetry]
+signal = "RSSI"
+operator = "Operator"
+network_type = "NetworkType"
+imei = "IMEI"
+iccid = "ICCID"
+firmware = "FirmwareVersion"
+uptime = "Uptime"
+reconnects = "Reconnects"
 
 [log]
 level = %q
@@ -54,8 +70,9 @@ format = %q
 at_trace = %t
 `
 
-// demoTopic is where `gatewayd sim` sends its demo downlinks.
-const demoTopic = "gatewayd/demo/led"
+// demoTopic is where `gatewayd sim` sends its demo property sets (the Aliyun preset's
+// {property_set}); the console's answers come back on the set_reply and post topics.
+const demoTopic = "/sys/a1B2c3D4e5F/pi-led-01/thing/service/property/set"
 
 // upTopic is the filter `gatewayd sim -local` forwards to the broker.
 const upTopic = "gatewayd/demo/up/#"
@@ -78,7 +95,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", sim.DefaultBrokerAddr, "`address` of the embedded MQTT broker (a free port is taken if it is busy)")
-	every := fs.Duration("demo", 3*time.Second, "send a demo downlink this often (0: never)")
+	every := fs.Duration("demo", 3*time.Second, "set LEDSwitch from the emulated console this often, alternating 1 and 0 (0: never)")
 	format := fs.String("log-format", "console", "log format: console or json")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	trace := fs.Bool("trace", false, "log every byte on the AT port (needs -log-level trace)")
@@ -139,7 +156,7 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
 	}
 	defer mod.Close()
 
-	text := fmt.Sprintf(simConfig, link, demoTopic, o.level, o.format, o.trace)
+	text := fmt.Sprintf(simConfig, link, o.level, o.format, o.trace)
 	if o.local != "" {
 		text += fmt.Sprintf(simLocal, o.local, upTopic, filepath.Join(dir, "outbox"))
 	}
@@ -150,10 +167,11 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
 	cfg.Control.Socket = filepath.Join(dir, "control.sock")
 	host, port := splitAddr(broker.Addr())
 	fmt.Fprintf(stdout, `gatewayd sim: an emulated EC600 on %s (%s), an MQTT broker on %s.
-  The daemon subscribes to %q; the LED is virtual, watch the "led" events.
-  Send your own downlink:   mosquitto_pub -h %s -p %s -q 1 -t %s -m 'hello'
-  Watch what it publishes:  mosquitto_sub -h %s -p %s -t 'gatewayd/#' -v
-`, link, mod.TTY(), broker.Addr(), demoTopic, host, port, demoTopic, host, port)
+  The LED (virtual: watch the "led" events) follows the property LEDSwitch of an Alibaba Cloud
+  thing model; an emulated console sets it and logs the device's replies and reports ("console").
+  Set it yourself:          mosquitto_pub -h %s -p %s -q 1 -t '%s' -m '{"id":"42","version":"1.0","params":{"LEDSwitch":1},"method":"thing.service.property.set"}'
+  Watch what it answers:    mosquitto_sub -h %s -p %s -t '/sys/#' -v
+`, link, mod.TTY(), broker.Addr(), host, port, demoTopic, host, port)
 	if o.local != "" {
 		lhost, lport := splitAddr(o.local)
 		fmt.Fprintf(stdout, `  Local endpoint on %s, for programs on the host:
@@ -165,8 +183,16 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
 	fmt.Fprintf(stdout, "                            go run ./cmd/gatewayd at -socket %s 'AT+CSQ'\n", cfg.Control.Socket)
 	fmt.Fprintln(stdout, "  Stop with Ctrl-C.")
 
+	th := cfg.Thing
+	clog := log.With().Str("component", "console").Logger()
+	console, err := sim.NewConsole(broker, th.Dialect, th.Topics, func(topic string, a thing.Answer) {
+		clog.Info().Str("topic", topic).Msg(a.String())
+	})
+	if err != nil {
+		return err
+	}
 	if o.every > 0 {
-		go demo(ctx, broker, o.every, log)
+		go demo(ctx, console, th.LEDProperty, o.every, clog)
 	}
 	err = daemon.Run(ctx, cfg, log, nil, 0, versionString())
 	if errors.Is(err, context.Canceled) {
@@ -175,8 +201,9 @@ func simulate(ctx context.Context, o simOptions, log zerolog.Logger, stdout io.W
 	return err
 }
 
-// demo publishes a downlink on the broker every interval, as the cloud would.
-func demo(ctx context.Context, b *sim.Broker, every time.Duration, log zerolog.Logger) {
+// demo sets the LED's property from the console every interval, alternating on and off, with a
+// blink and a get_status now and then, as an operator at the platform's console would.
+func demo(ctx context.Context, c *sim.Console, prop string, every time.Duration, log zerolog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for n := 1; ; n++ {
@@ -185,10 +212,24 @@ func demo(ctx context.Context, b *sim.Broker, every time.Duration, log zerolog.L
 			return
 		case <-t.C:
 		}
-		payload := fmt.Sprintf(`{"method":"thing.service.property.set","id":"%d","params":{"LED":%d},"version":"1.0.0"}`, n, n%2)
-		if err := b.Publish(demoTopic, []byte(payload), false, 1); err != nil {
-			log.Warn().Err(err).Msg("demo downlink not sent")
+		var id, what string
+		var err error
+		switch {
+		case n%7 == 0:
+			what = "call blink {\"times\":3}"
+			id, _, err = c.Call(thing.ServiceBlink, json.RawMessage(`{"times":3}`))
+		case n%5 == 0:
+			what = "call get_status"
+			id, _, err = c.Call(thing.ServiceGetStatus, nil)
+		default:
+			what = fmt.Sprintf("set %s %d", prop, n%2)
+			id, _, err = c.Set(prop, json.RawMessage(fmt.Sprint(n%2)))
 		}
+		if err != nil {
+			log.Warn().Err(err).Msg("the console's request was not sent")
+			continue
+		}
+		log.Info().Str("id", id).Msg("console: " + what)
 	}
 }
 

@@ -101,6 +101,9 @@ type Config struct {
 	Control Control
 	// Metrics is the Prometheus endpoint; nil when [metrics] is absent.
 	Metrics *Metrics
+	// Thing binds the LED to a property of the platform's thing model; nil when [thing] is
+	// absent (the LED toggles on every downlink).
+	Thing *Thing
 	// Sources says where each secret came from, by key: "inline", "file /etc/gatewayd/pw" or
 	// "systemd credential mqtt-password". It never holds a secret.
 	Sources map[string]string
@@ -417,6 +420,9 @@ func (b *builder) build(root *table) {
 	b.module(root.sub("module"))
 	b.mqtt(root.sub("mqtt"))
 	b.led(root.sub("led"))
+	if root.has("thing") {
+		b.thing(root.sub("thing"))
+	}
 	if root.has("reset") {
 		b.reset(root.sub("reset"))
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/cloud"
+	"github.com/gatewayd/gatewayd/internal/thing"
 	"github.com/gatewayd/gatewayd/qssl"
 )
 
@@ -146,6 +147,23 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 		line("led", "virtual (only logged)")
 	} else {
 		line("led", "%s", c.LED)
+	}
+	if th := c.Thing; th != nil {
+		line("thing", "LED follows property %s (%s thing model), telemetry every %s", th.LEDProperty, th.Dialect, fmtDuration(th.ReportInterval))
+		tp := th.Topics
+		for _, kv := range [][2]string{{"set", tp.Set}, {"set_reply", tp.SetReply}, {"report", tp.Report},
+			{"report_reply", tp.ReportReply}, {"service", tp.Service}, {"service_reply", tp.ServiceReply}} {
+			if kv[1] != "" {
+				line("thing.topics."+kv[0], "%s", kv[1])
+			}
+		}
+		for _, f := range thing.TelemetryFields() {
+			if n, ok := th.Telemetry[f]; ok {
+				line("thing.telemetry."+f, "%s", n)
+			}
+		}
+	} else {
+		line("thing", "off (the LED toggles on every downlink)")
 	}
 	if r := c.Reset; r != nil {
 		line("reset", "%s, pulse %s", r.Line, fmtDuration(r.Pulse))

@@ -24,6 +24,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
+	"github.com/gatewayd/gatewayd/internal/thing"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/qmt"
 )
@@ -98,10 +99,28 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 			}
 		}
 	}
+	var startThing func(context.Context, *supervisor.Supervisor, thing.Publisher, func() any) *thing.Engine
+	if cfg.Thing != nil {
+		if startThing, err = thingHooks(cfg, &set, log); err != nil {
+			return err
+		}
+	}
 	sup := supervisor.New(set, log, led, notify)
-	stopControl := startControl(ctx, cfg, controlHandler{sup: sup, store: store, ep: ep, version: version, device: cfg.DeviceName(), rev: cfg.Revision}, log)
+	ctl := controlHandler{sup: sup, store: store, ep: ep, version: version, device: cfg.DeviceName(), rev: cfg.Revision}
+	var eng *thing.Engine
+	if startThing != nil {
+		var pub thing.Publisher = sessionPublisher{sup: sup, qos: cfg.Thing.QoS, log: log}
+		if dr, ok := set.Outbox.(drainer); ok && store != nil {
+			pub = outboxPublisher{store: store, d: dr.Drainer, qos: cfg.Thing.QoS}
+		}
+		thingCtx, stopThing := context.WithCancel(ctx)
+		defer stopThing()
+		eng = startThing(thingCtx, sup, pub, func() any { return ctl.Status() })
+	}
+	stopControl := startControl(ctx, cfg, ctl, log)
 	defer stopControl()
-	stopMetrics := startMetrics(ctx, cfg, metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version, device: cfg.DeviceName(), rev: cfg.Revision}, log)
+	stopMetrics := startMetrics(ctx, cfg, metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version,
+		thing: eng, device: cfg.DeviceName(), rev: cfg.Revision}, log)
 	defer stopMetrics()
 	return sup.Run(ctx)
 }

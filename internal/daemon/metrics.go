@@ -11,6 +11,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
+	"github.com/gatewayd/gatewayd/internal/thing"
 )
 
 // newUplinks returns what counts and times the outbox's publishes for the metrics; nil (counting
@@ -31,6 +32,7 @@ type metricSources struct {
 	ep      *local.Endpoint
 	uplinks *metrics.Uplinks
 	version string
+	thing   *thing.Engine // nil without [thing]
 	device  string
 	rev     string
 }
@@ -52,6 +54,9 @@ func startMetrics(ctx context.Context, cfg *config.Config, p metricSources, log 
 	}
 	if p.ep != nil {
 		src.Local = p.ep.Stats
+	}
+	if p.thing != nil {
+		src.Thing = p.thing.Stats
 	}
 	fail := func(err error) func() {
 		log.Error().Str(logging.EventKey, logging.EventMetricsUnavailable).Str("listen", cfg.Metrics.Listen).Err(err).

@@ -13,6 +13,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/local"
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
+	"github.com/gatewayd/gatewayd/internal/thing"
 )
 
 // Sources are the snapshots a scrape reads; a nil one leaves its metrics out (Outbox, Drain and
@@ -32,6 +33,8 @@ type Sources struct {
 	// Device and ConfigRevision are the gateway's name and its settings' revision, for
 	// gatewayd_info.
 	Device, ConfigRevision string
+	// Thing is the thing model's counters; nil without [thing].
+	Thing func() thing.Stats
 }
 
 // stages are the values of Status.Stage, in bring-up order: gatewayd_session_stage has one
@@ -100,13 +103,21 @@ type Collector struct {
 	outboxStored, outboxDelivered, outboxDropped, outboxResends, outboxFails   desc
 	outboxInFlight, localClients, localForwarded, localRefused, localNotFwd    desc
 	localDelivered, localDeliverDropped, localDisconnects, localConnRefused    desc
+	thingRequests, thingSent, thingDropped, thingRetries, thingReportReplies   desc
+	thingQueued                                                                desc
 }
 
 // NewCollector returns a Collector over src.
 func NewCollector(src Sources) *Collector {
 	g, c := prometheus.GaugeValue, prometheus.CounterValue
 	return &Collector{
-		src: src,
+		thingRequests:      newDesc("gatewayd_thing_requests_total", "Property sets and service calls from the platform's console, by kind (set, call) and result (applied, refused: answered with the platform's error code).", c, "kind", "result"),
+		thingSent:          newDesc("gatewayd_thing_messages_total", "Replies and property reports the publish path took (the outbox stored them, or the broker acknowledged them), by kind (reply, report).", c, "kind"),
+		thingDropped:       newDesc("gatewayd_thing_dropped_total", "Replies and reports never sent: the bounded queue was full or the outbox refused them (each logged).", c),
+		thingRetries:       newDesc("gatewayd_thing_publish_retries_total", "Publishes of replies and reports tried again (offline, or a failed publish).", c),
+		thingReportReplies: newDesc("gatewayd_thing_report_replies_total", "The platform's answers to property reports, by result (ok, error: an error code, logged in words).", c, "result"),
+		thingQueued:        newDesc("gatewayd_thing_queued", "Replies and reports waiting for the publish path now.", g),
+		src:                src,
 		info: newDesc("gatewayd_info", "Always 1; the labels tell gateways apart and group them on a fleet dashboard: the device name, "+
 			"the module's IMEI, the SIM's ICCID, the network operator, the module's model and firmware revision (empty until known), "+
 			"the revision of the merged configuration and the daemon's version.",
@@ -173,6 +184,7 @@ func (c *Collector) all() []desc {
 		c.outboxStored, c.outboxDelivered, c.outboxDropped, c.outboxResends, c.outboxFails,
 		c.outboxInFlight, c.localClients, c.localForwarded, c.localRefused, c.localNotFwd,
 		c.localDelivered, c.localDeliverDropped, c.localDisconnects, c.localConnRefused,
+		c.thingRequests, c.thingSent, c.thingDropped, c.thingRetries, c.thingReportReplies, c.thingQueued,
 	}
 }
 
@@ -212,6 +224,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectOutbox(emit)
 	if c.src.Local != nil {
 		c.collectLocal(emit, c.src.Local())
+	}
+	if c.src.Thing != nil {
+		t := c.src.Thing()
+		emit(c.thingRequests, float64(t.Sets), "set", "applied")
+		emit(c.thingRequests, float64(t.SetsRefused), "set", "refused")
+		emit(c.thingRequests, float64(t.Calls), "call", "applied")
+		emit(c.thingRequests, float64(t.CallsRefused), "call", "refused")
+		emit(c.thingSent, float64(t.Replies), "reply")
+		emit(c.thingSent, float64(t.Reports), "report")
+		emit(c.thingDropped, float64(t.Dropped))
+		emit(c.thingRetries, float64(t.PublishRetries))
+		emit(c.thingReportReplies, float64(t.ReportRepliesOK), "ok")
+		emit(c.thingReportReplies, float64(t.ReportErrors), "error")
+		emit(c.thingQueued, float64(t.Queued))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/local"
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
+	"github.com/gatewayd/gatewayd/internal/thing"
 	"github.com/gatewayd/gatewayd/modem"
 )
 
@@ -46,6 +47,41 @@ func sample() Sources {
 		LocalOn: true,
 		Uplinks: u,
 		Version: "v1.2.3",
+		Thing: func() thing.Stats {
+			return thing.Stats{Sets: 4, SetsRefused: 1, Calls: 2, Replies: 7, Reports: 9, Dropped: 1, ReportRepliesOK: 8, ReportErrors: 1, Queued: 2}
+		},
+	}
+}
+
+// TestThingCounters: the thing model's requests, replies, reports and report replies are
+// counted by kind and result.
+func TestThingCounters(t *testing.T) {
+	reg, err := NewRegistry(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP gatewayd_thing_requests_total Property sets and service calls from the platform's console, by kind (set, call) and result (applied, refused: answered with the platform's error code).
+# TYPE gatewayd_thing_requests_total counter
+gatewayd_thing_requests_total{kind="call",result="applied"} 2
+gatewayd_thing_requests_total{kind="call",result="refused"} 0
+gatewayd_thing_requests_total{kind="set",result="applied"} 4
+gatewayd_thing_requests_total{kind="set",result="refused"} 1
+# HELP gatewayd_thing_messages_total Replies and property reports the publish path took (the outbox stored them, or the broker acknowledged them), by kind (reply, report).
+# TYPE gatewayd_thing_messages_total counter
+gatewayd_thing_messages_total{kind="reply"} 7
+gatewayd_thing_messages_total{kind="report"} 9
+# HELP gatewayd_thing_report_replies_total The platform's answers to property reports, by result (ok, error: an error code, logged in words).
+# TYPE gatewayd_thing_report_replies_total counter
+gatewayd_thing_report_replies_total{result="error"} 1
+gatewayd_thing_report_replies_total{result="ok"} 8
+# HELP gatewayd_thing_dropped_total Replies and reports never sent: the bounded queue was full or the outbox refused them (each logged).
+# TYPE gatewayd_thing_dropped_total counter
+gatewayd_thing_dropped_total 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gatewayd_thing_requests_total",
+		"gatewayd_thing_messages_total", "gatewayd_thing_report_replies_total", "gatewayd_thing_dropped_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -333,7 +333,9 @@ func (l *loop) downlink(topic string, payload []byte, msgID int) {
 		st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload))
 	})
 	ev.Msg("downlink")
-	l.toggleLED("downlink")
+	if l.set.LEDBound == nil {
+		l.toggleLED("downlink")
+	}
 	if l.set.Downlinks != nil {
 		l.set.Downlinks(topic, payload)
 	}
@@ -517,7 +519,9 @@ func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
 	if err != nil {
 		return failedStep("register", err)
 	}
-	s.book.update(func(st *Status) { st.Registered, st.Registration = reg.Registered(), reg.String() })
+	s.book.update(func(st *Status) {
+		st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg)
+	})
 	if !reg.Registered() {
 		return &notYetError{state: reg.String(), poll: registerPoll}
 	}
@@ -561,7 +565,11 @@ func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 		ev = ev.Str("operator", op)
 	}
 	ev.Msg("network ready")
-	s.setLED(false, "network ready")
+	if s.set.LEDBound != nil {
+		s.setLED(s.set.LEDBound(), "network ready; the LED shows its property")
+	} else {
+		s.setLED(false, "network ready")
+	}
 	return nil
 }
 

@@ -40,6 +40,10 @@ type Status struct {
 	// on a dual-stack bearer), in the module's order; PDPAddress is the first.
 	PDPAddresses []string
 
+	// NetworkType is the kind of network the registration is on, by the query that found it:
+	// "LTE" (AT+CEREG), "2G/3G packet" (AT+CGREG), "2G/3G circuit" (AT+CREG); "" when unknown.
+	NetworkType string
+
 	Connected   bool
 	ConnectedAt time.Time // the current session's start (zero while not connected)
 	Host        string
@@ -160,11 +164,29 @@ func (s *Supervisor) poll(ctx context.Context, k *link) {
 		})
 	}
 	if reg, err := k.mod.Registration(ctx); err == nil {
-		s.book.update(func(st *Status) { st.Registered, st.Registration = reg.Registered(), reg.String() })
+		s.book.update(func(st *Status) {
+			st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg)
+		})
 	}
 	if op, err := k.mod.Operator(ctx); err == nil {
 		s.book.update(func(st *Status) { st.Operator = op })
 	}
+}
+
+// networkType names the network a registration is on (see Status.NetworkType).
+func networkType(r modem.Registration) string {
+	if !r.Registered() {
+		return ""
+	}
+	switch r.Command {
+	case "CEREG":
+		return "LTE"
+	case "CGREG":
+		return "2G/3G packet"
+	case "CREG":
+		return "2G/3G circuit"
+	}
+	return ""
 }
 
 // ErrNoModule is returned by Command while no AT port is open.

@@ -122,8 +122,15 @@ type Settings struct {
 
 	// Outbox, when not nil, sends stored messages to the cloud while a session is connected.
 	Outbox Outbox
-	// Downlinks, when not nil, also receives every downlink (the local MQTT endpoint).
+	// Downlinks, when not nil, also receives every downlink (the local MQTT endpoint, the
+	// thing model). It must not wait.
 	Downlinks func(topic string, payload []byte)
+	// LEDBound, when not nil, says the LED follows a property of the platform's thing model:
+	// downlinks no longer toggle it, and once the network is ready it shows what LEDBound
+	// returns (the property's last value) instead of going off.
+	LEDBound func() bool
+	// OnConnect, when not nil, is called by the loop each time a session is up. It must not wait.
+	OnConnect func()
 }
 
 // Outbox is a store of messages waiting for the cloud and the drainer that sends them.
@@ -156,6 +163,9 @@ type Supervisor struct {
 	beat   time.Duration           // how often the idle loop proves it is alive
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
+
+	// session is the client of the connected session, nil while there is none (Publish).
+	session atomic.Pointer[qmt.Client]
 
 	book       statusBook   // what Status returns
 	atTotals   atTotals     // what ATStats returns
@@ -518,11 +528,16 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		}
 		ev.Msg("session up")
 		l.notify.Status(status)
+		l.session.Store(l.link.client)
+		if l.set.OnConnect != nil {
+			l.set.OnConnect()
+		}
 	case effStartDrain:
 		l.startDrain(ctx)
 	case effStopDrain:
 		l.stopDrain()
 	case effLost:
+		l.session.Store(nil)
 		l.book.update(func(st *Status) {
 			st.Connected, st.ConnectedAt = false, time.Time{}
 			if st.Reconnects == nil {
@@ -682,6 +697,7 @@ func (l *loop) closeLink() {
 	if l.link == nil {
 		return
 	}
+	l.session.Store(nil)
 	l.link.close()
 	l.retireReader()
 	l.link = nil
@@ -758,6 +774,40 @@ func (s *Supervisor) setLED(on bool, why string) {
 	}
 	s.book.update(func(st *Status) { st.LEDKnown, st.LEDOn = true, on })
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
+}
+
+// SetLED switches the LED (for the thing model: a property set, a blink), logged with why.
+func (s *Supervisor) SetLED(on bool, why string) error {
+	if s.led == nil {
+		return nil
+	}
+	if err := s.led.Set(on); err != nil {
+		return err
+	}
+	s.book.update(func(st *Status) { st.LEDKnown, st.LEDOn = true, on })
+	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
+	return nil
+}
+
+// LEDState is the LED's state as last set; known is false before the first.
+func (s *Supervisor) LEDState() (on, known bool) {
+	s.book.mu.Lock()
+	defer s.book.mu.Unlock()
+	return s.book.st.LEDOn, s.book.st.LEDKnown
+}
+
+// ErrNotConnected is returned by Publish while there is no MQTT session.
+var ErrNotConnected = errors.New("no MQTT session now")
+
+// Publish sends m on the connected session, in turn with the session's other publishes, and
+// waits for the module's result (the broker's acknowledgement for QoS 1). Without a session it
+// returns ErrNotConnected at once. It never runs on the loop.
+func (s *Supervisor) Publish(ctx context.Context, m qmt.Message) error {
+	c := s.session.Load()
+	if c == nil {
+		return ErrNotConnected
+	}
+	return c.Publish(ctx, m)
 }
 
 func (s *Supervisor) toggleLED(why string) {

@@ -1,0 +1,122 @@
+package thing
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gatewayd/gatewayd/internal/backoff"
+)
+
+// switchPublisher is a fake publish path that is offline until told otherwise, and records
+// what it took, in order.
+type switchPublisher struct {
+	mu     sync.Mutex
+	online bool
+	tries  int
+	took   []Message
+	got    chan struct{}
+}
+
+func (p *switchPublisher) Publish(_ context.Context, m Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tries++
+	if !p.online {
+		return ErrOffline
+	}
+	p.took = append(p.took, m)
+	p.got <- struct{}{}
+	return nil
+}
+
+// TestOfflineReportsArriveInOrder: what is reported and replied while there is no session is
+// sent at the next connect, in the order it was made.
+func TestOfflineReportsArriveInOrder(t *testing.T) {
+	d, _ := New("aliyun", testTopics["aliyun"])
+	pub := &switchPublisher{got: make(chan struct{}, 100)}
+	led := &fakeLED{known: true}
+	e := NewEngine(d, Config{Property: "LED", Backoff: backoff.Policy{Initial: time.Hour, Max: time.Hour, Factor: 2}},
+		led, pub, func() any { return nil }, func() Telemetry { return Telemetry{} }, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Run(ctx)
+	for i := range 3 {
+		e.Handle(testTopics["aliyun"].Set, []byte(fmt.Sprintf(`{"id":"%d","params":{"LED":%d}}`, i, (i+1)%2)))
+	}
+	// Once the first attempt failed offline, the back-off is an hour: only the connect can send now.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		pub.mu.Lock()
+		tried := pub.tries > 0
+		pub.mu.Unlock()
+		if tried {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the engine never tried to publish")
+		}
+	}
+	pub.mu.Lock()
+	pub.online = true
+	pub.mu.Unlock()
+	e.Connected()
+	for range 5 { // 3 replies, 1 report of the LED (standing for the 3 changes), 1 report at connect
+		select {
+		case <-pub.got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d sent", len(pub.took))
+		}
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	// The LED's report, queued after the first reply, is written when sent: with the state the
+	// last set left (1), and the id it was given when queued (2), before the connect's (5).
+	want := []string{
+		`{"id":"0","code":200,"data":{}}`, `{"id":"2","version":"1.0","params":{"LED":1},"method":"thing.event.property.post"}`,
+		`{"id":"1","code":200,"data":{}}`, `{"id":"2","code":200,"data":{}}`,
+		`{"id":"5","version":"1.0","params":{"LED":1},"method":"thing.event.property.post"}`,
+	}
+	for i, w := range want {
+		if string(pub.took[i].Payload) != w {
+			t.Errorf("message %d: %s, want %s", i, pub.took[i].Payload, w)
+		}
+	}
+	if st := e.Stats(); st.Replies != 3 || st.Reports != 2 || st.PublishRetries == 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestBlinkRestoresTheProperty: blink flashes the LED the number of times asked, then leaves it
+// as the property set it; a second blink meanwhile is refused as busy.
+func TestBlinkRestoresTheProperty(t *testing.T) {
+	d, _ := New("thingsboard", testTopics["thingsboard"])
+	led := &fakeLED{known: true}
+	e := NewEngine(d, Config{Property: "LEDSwitch", BlinkPeriod: 20 * time.Millisecond}, led, nil,
+		func() any { return nil }, func() Telemetry { return Telemetry{} }, zerolog.Nop())
+	e.Handle("v1/devices/me/attributes", []byte(`{"LEDSwitch":true}`))
+	e.Handle("v1/devices/me/rpc/request/1", []byte(`{"method":"blink","params":{"times":3}}`))
+	e.Handle("v1/devices/me/rpc/request/2", []byte(`{"method":"blink","params":2}`))
+	deadline := time.Now().Add(10 * time.Second)
+	for e.blinking.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if on, _ := led.LEDState(); !on {
+		t.Error("LED off after the blink; the property says on")
+	}
+	if led.changes != 1+6 { // the set, then 3 off/on pairs
+		t.Errorf("%d changes, want 7", led.changes)
+	}
+	var replies []string
+	for _, o := range drained(e) {
+		if o.kind == "reply" {
+			replies = append(replies, string(o.m.Payload))
+		}
+	}
+	if len(replies) != 2 || replies[0] != `{"times":3}` || replies[1] != `{"error":"already blinking: device busy"}` {
+		t.Errorf("replies %q", replies)
+	}
+}
