@@ -83,19 +83,17 @@ func (h controlHandler) Status() control.Status {
 	now := time.Now()
 	st := h.sup.Status()
 	out := control.Status{
-		Version:        h.version,
-		Device:         h.device,
-		ConfigRevision: h.rev,
-		Pid:            os.Getpid(),
-		Now:            now,
-		Started:        st.Started,
-		UptimeSec:      seconds(now.Sub(st.Started)),
-		Port:           st.Port,
-		PortOpen:       st.PortOpen,
-		Stage:          st.Stage,
-		Doing:          st.Doing,
-		Module:         control.Module{Model: st.Module.Model, Revision: st.Module.Revision, IMEI: st.Module.IMEI, ICCID: st.Module.ICCID},
-		SIM:            st.SIM,
+		Version:   h.version,
+		Pid:       os.Getpid(),
+		Now:       now,
+		Started:   st.Started,
+		UptimeSec: seconds(now.Sub(st.Started)),
+		Port:      st.Port,
+		PortOpen:  st.PortOpen,
+		Stage:     st.Stage,
+		Doing:     st.Doing,
+		Module:    control.Module{Model: st.Module.Model, Revision: st.Module.Revision, IMEI: st.Module.IMEI, ICCID: st.Module.ICCID},
+		SIM:       st.SIM,
 		Net: control.Network{Registered: st.Registered, Registration: st.Registration, Operator: st.Operator,
 			PDPAddress: st.PDPAddress, PDPAddresses: st.PDPAddresses},
 		MQTT: control.MQTT{Connected: st.Connected, Host: st.Host, Port: st.BrokerPort, ClientID: st.ClientID,
@@ -113,6 +111,7 @@ func (h controlHandler) Status() control.Status {
 		}
 		out.MQTT.Subscribed = append(out.MQTT.Subscribed, cs)
 	}
+	out.Device, out.ConfigRevision = h.device, h.rev
 	if st.Signal.HasRSSI {
 		out.Net.RSSIdBm, out.Net.SignalAt = &st.Signal.RSSI, timePtr(st.SignalAt)
 	}
