@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,10 @@ type Result struct {
 	// never saw. PeakAttempts is the largest.
 	Attempts     []int
 	PeakAttempts int
+	// Spread is the first reconnect delay each gateway drew after the drop (retry_in of its
+	// mqtt_reconnect_spread log line): what the daemon decided, whatever the machine's load
+	// did to the arrivals. Empty for a daemon that does not spread its reconnects.
+	Spread []time.Duration
 	// Published is how many messages the local programs published and the gateways
 	// acknowledged (PUBACK: durable in the outbox); Received how many distinct of them reached
 	// the broker; Lost is Published − Received; Duplicates how many arrived more than once.
@@ -210,9 +215,15 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	res.PeakConnects, res.PeakSecond = peak(res.Connects)
 	var attempts []time.Time
 	for i, g := range gws {
+		spread := false
 		for _, e := range g.log.Entries()[marks[i]:] {
-			if ev := e.Event(); ev == "mqtt_connect_failed" || ev == "mqtt_connected" {
+			switch e.Event() {
+			case "mqtt_connect_failed", "mqtt_connected":
 				attempts = append(attempts, entryTime(e))
+			case "mqtt_reconnect_spread":
+				if d, err := time.ParseDuration(e.Str("retry_in")); err == nil && !spread {
+					res.Spread, spread = append(res.Spread, d), true
+				}
 			}
 		}
 	}
@@ -226,12 +237,21 @@ func (r Result) String() string {
 	return fmt.Sprintf("%d gateways, %s broker: all connected %s after the broker came back (%s after the drop)\n"+
 		"CONNECTs at the broker per second after the drop: %v (peak %d in second %d), %d refused\n"+
 		"reconnect attempts per second (gateway logs): %v (peak %d)\n"+
+		"first reconnect delays drawn (mqtt_reconnect_spread): %d gateways, %s\n"+
 		"messages: %d acknowledged by the gateways, %d reached the broker, %d lost, %d duplicates\n"+
 		"memory: daemons %.1f MiB RSS in all (%.1f MiB each), this process %.1f MiB (%.2f MiB per gateway)",
 		r.N, r.Broker, r.Recovery.Round(time.Millisecond), r.SinceDrop.Round(time.Millisecond),
-		r.Connects, r.PeakConnects, r.PeakSecond, r.Refused, r.Attempts, r.PeakAttempts,
+		r.Connects, r.PeakConnects, r.PeakSecond, r.Refused, r.Attempts, r.PeakAttempts, len(r.Spread), spreadRange(r.Spread),
 		r.Published, r.Received, r.Lost, r.Duplicates,
 		mib(r.DaemonRSS), mib(r.DaemonRSS)/float64(r.N), mib(r.HarnessRSS), mib(r.HarnessRSS)/float64(r.N))
+}
+
+// spreadRange is "min–max" of the delays, or "none".
+func spreadRange(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%s–%s", slices.Min(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond))
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
