@@ -2,6 +2,11 @@
 # Installed by the Debian package as /usr/share/bash-completion/completions/gatewayd.
 # cmd/gatewayd's TestCompletionListsEveryCommand checks it against the binary's own usage.
 
+# _gatewayd_reply ARGS...: COMPREPLY from compgen ARGS, one word a line (file names may hold spaces).
+_gatewayd_reply() {
+	mapfile -t COMPREPLY < <(compgen "$@")
+}
+
 _gatewayd() {
 	local cur prev words cword
 	if declare -F _init_completion >/dev/null; then
@@ -19,23 +24,23 @@ _gatewayd() {
 
 	case $prev in
 	-config | -out)
-		COMPREPLY=($(compgen -f -- "$cur"))
+		_gatewayd_reply -f -- "$cur"
 		return
 		;;
 	-socket)
-		COMPREPLY=($(compgen -f -- "${cur:-/run/gatewayd/}"))
+		_gatewayd_reply -f -- "${cur:-/run/gatewayd/}"
 		return
 		;;
 	-port)
-		COMPREPLY=($(compgen -f -- "${cur:-/dev/}"))
+		_gatewayd_reply -f -- "${cur:-/dev/}"
 		return
 		;;
 	-log-format)
-		COMPREPLY=($(compgen -W "console json" -- "$cur"))
+		_gatewayd_reply -W "console json" -- "$cur"
 		return
 		;;
 	-log-level)
-		COMPREPLY=($(compgen -W "trace debug info warn error" -- "$cur"))
+		_gatewayd_reply -W "trace debug info warn error" -- "$cur"
 		return
 		;;
 	-timeout | -wait | -demo | -listen | -local)
@@ -55,9 +60,9 @@ _gatewayd() {
 	*) flags="" ;;
 	esac
 	if ((cword == 1)) && [[ $cur != -* ]]; then
-		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+		_gatewayd_reply -W "$commands" -- "$cur"
 		return
 	fi
-	COMPREPLY=($(compgen -W "$flags" -- "$cur"))
+	_gatewayd_reply -W "$flags" -- "$cur"
 }
 complete -F _gatewayd gatewayd

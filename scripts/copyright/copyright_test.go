@@ -73,7 +73,7 @@ func TestGenerateChangesWithTheModules(t *testing.T) {
 	if string(less) == string(all) {
 		t.Fatalf("leaving out %s changed nothing", dropped)
 	}
-	if d := Diff(string(all), string(less)); !strings.Contains(d, "-Files: vendor/"+dropped+"/*") {
+	if d := Diff(string(all), string(less)); !strings.Contains(d, "- Files: vendor/"+dropped+"/*") {
 		t.Errorf("the difference does not name %s:\n%s", dropped, d)
 	}
 	bumped := append([]Module(nil), mods...)

@@ -349,27 +349,31 @@ func copyrights(text string) []string {
 	return out
 }
 
-// Diff returns the lines a has more often than b ("-") and b more often than a ("+"), for the
-// error of -check: enough to see which module changed, not a full diff.
+// Diff names the paragraphs only in a ("-") and only in b ("+"), each by its first two lines (a
+// module's Files and Comment), for the error of -check.
 func Diff(a, b string) string {
 	count := map[string]int{}
-	for _, l := range strings.Split(a, "\n") {
-		count[l]++
+	for _, p := range strings.Split(a, "\n\n") {
+		count[p]++
 	}
-	for _, l := range strings.Split(b, "\n") {
-		count[l]--
+	for _, p := range strings.Split(b, "\n\n") {
+		count[p]--
+	}
+	head := func(p string) string {
+		l := strings.SplitN(strings.TrimSpace(p), "\n", 3)
+		return strings.Join(l[:min(2, len(l))], " / ")
 	}
 	var out []string
-	for _, l := range strings.Split(a, "\n") {
-		if count[l] > 0 {
-			count[l]--
-			out = append(out, "-"+l)
+	for _, p := range strings.Split(a, "\n\n") {
+		if count[p] > 0 {
+			count[p]--
+			out = append(out, "- "+head(p))
 		}
 	}
-	for _, l := range strings.Split(b, "\n") {
-		if count[l] < 0 {
-			count[l]++
-			out = append(out, "+"+l)
+	for _, p := range strings.Split(b, "\n\n") {
+		if count[p] < 0 {
+			count[p]++
+			out = append(out, "+ "+head(p))
 		}
 	}
 	return strings.Join(out, "\n")
