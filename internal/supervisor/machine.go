@@ -111,6 +111,7 @@ const (
 	inPortLost                    // the AT port failed (Err)
 	inResetDone                   // the module reset finished
 	inStop                        // the daemon is stopping
+	inReconnect                   // the session's settings changed (Why): reconnect cleanly, not a failure
 	numInputs
 )
 
@@ -120,7 +121,7 @@ type input struct {
 	now   time.Time
 	stage stage  // inStageDone: the stage that finished; inFallBack: where to go back to
 	err   error  // inStageDone, inHealthDone, inPortLost
-	why   string // inFallBack
+	why   string // inFallBack, inReconnect
 }
 
 // effectKind says what the loop must do.
@@ -141,7 +142,7 @@ const (
 	effHealth                        // send a health check
 	effReset                         // reset the module (AT+CFUN=1,1, then the reset line); err is why
 	effClosePort                     // close the AT port
-	effShutdown                      // disconnect MQTT cleanly
+	effShutdown                      // disconnect MQTT cleanly; text: why, when not the daemon stopping
 	effExit                          // return err from Run (nil: a clean stop)
 )
 
@@ -227,6 +228,8 @@ func (m *machine) step(in input) []effect {
 		m.stageDone(in)
 	case inFallBack:
 		m.fallBack(in.now, in.stage, in.why)
+	case inReconnect:
+		m.reconnect(in.now, in.why)
 	case inTimer:
 		m.armedAt = time.Time{}
 	case inHealthTick:
@@ -439,6 +442,22 @@ func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bo
 		return true
 	}
 	return false
+}
+
+// reconnect ends a connected session cleanly (an MQTT DISCONNECT: the broker does not publish the
+// will) and connects again at once, with the settings the loop now holds: a reload of the
+// configuration, not a failure, so no back-off grows. Without a session it is a fall-back to the
+// MQTT stage, whose next attempt uses the new settings anyway.
+func (m *machine) reconnect(now time.Time, why string) {
+	if !m.connected {
+		m.fallBack(now, stageMQTT, why)
+		return
+	}
+	m.connected = false
+	m.emit(effect{kind: effStopDrain})
+	m.emit(effect{kind: effShutdown, text: why})
+	m.next = stageMQTT
+	m.setStatus("reconnecting: " + why)
 }
 
 func (m *machine) fallBack(now time.Time, to stage, why string) {

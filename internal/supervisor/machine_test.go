@@ -593,7 +593,7 @@ func fuzzMachine(t *testing.T, data []byte) {
 	}}
 	h.feed(input{kind: inStart})
 	for i := 0; i+1 < len(data) && failure == nil && !h.exited; i += 2 {
-		op, arg := data[i]%11, data[i+1]
+		op, arg := data[i]%12, data[i+1]
 		h.now = h.now.Add(time.Duration(arg&0x0f) * 150 * time.Millisecond)
 		if !h.timerAt.IsZero() && !h.timerAt.After(h.now) {
 			h.now = h.timerAt
@@ -639,9 +639,55 @@ func fuzzMachine(t *testing.T, data []byte) {
 			if arg == 0xff {
 				h.feed(input{kind: inStop})
 			}
+		case 11:
+			h.feed(input{kind: inReconnect, why: "configuration reloaded"})
 		}
 	}
 	if failure != nil {
 		t.Fatal(failure)
+	}
+}
+
+// A reload that changes the session's settings reconnects a connected session at once: a clean
+// DISCONNECT (not a loss: no will, no effLost), the drain stopped first, the MQTT stage run again
+// without waiting, and no back-off grown, even for a session up less than stableAfter.
+func TestReconnectIsCleanAndImmediate(t *testing.T) {
+	h := newHarness(t, testConfig(9))
+	h.connect()
+	h.elapse(time.Second) // up far less than stableAfter: a loss now would count as a failure
+	retries := len(h.retries)
+	effs := h.feed(input{kind: inReconnect, why: "configuration reloaded: broker"})
+	var kinds []effectKind
+	for _, e := range effs {
+		kinds = append(kinds, e.kind)
+	}
+	stop, shut, run := -1, -1, -1
+	for i, e := range effs {
+		switch e.kind {
+		case effStopDrain:
+			stop = i
+		case effShutdown:
+			shut = i
+			if e.text != "configuration reloaded: broker" {
+				t.Errorf("effShutdown says %q", e.text)
+			}
+		case effRunStage:
+			run = i
+			if e.stage != stageMQTT {
+				t.Errorf("ran stage %s, want mqtt", e.stage)
+			}
+		case effLost, effRetry, effExit:
+			t.Errorf("a reconnect gave %d (effects %v)", e.kind, kinds)
+		}
+	}
+	if stop < 0 || shut < stop || run < shut {
+		t.Fatalf("want drain stopped, then a clean disconnect, then the MQTT stage at once; effects %v", kinds)
+	}
+	if h.m.connected || len(h.retries) != retries {
+		t.Fatalf("connected %t, retries %d -> %d", h.m.connected, retries, len(h.retries))
+	}
+	h.done(nil)
+	if !h.m.connected {
+		t.Fatal("not connected after the MQTT stage succeeded")
 	}
 }

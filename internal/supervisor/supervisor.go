@@ -142,6 +142,9 @@ type Supervisor struct {
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
 
+	// reconf carries new session settings from Reconfigure to the loop.
+	reconf chan reconfig
+
 	book       statusBook   // what Status returns
 	atTotals   atTotals     // what ATStats returns
 	signalPoll atomic.Int64 // UnixNano of the last signal/registration poll
@@ -177,7 +180,37 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	if w := set.WatchdogInterval / 4; w > 0 && w < beat {
 		beat = w
 	}
-	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat, cfunWait: 15 * time.Second}
+	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat, cfunWait: 15 * time.Second,
+		reconf: make(chan reconfig)}
+}
+
+// reconfig is a Reconfigure call for the loop.
+type reconfig struct {
+	set  Settings
+	why  string
+	done chan struct{}
+}
+
+// Reconfigure gives a running supervisor new MQTT session settings — the broker (Host, Port),
+// Credentials, Subscribe, PublishOnConnect, MQTT (keep-alive, clean session, timeouts, the will)
+// and TLS — taken from set; its other fields are ignored. A connected session is disconnected
+// cleanly and connected again at once with them (nothing is lost: the outbox's drain stops and
+// resumes, unacknowledged messages stay stored); a session being brought up uses them at its
+// next MQTT attempt. why says why, for the log. It returns once the loop has taken them, or
+// with ctx's error.
+func (s *Supervisor) Reconfigure(ctx context.Context, set Settings, why string) error {
+	r := reconfig{set: set, why: why, done: make(chan struct{})}
+	select {
+	case s.reconf <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 type nopNotifier struct{}
@@ -242,6 +275,8 @@ type loop struct {
 	stored chan []qmt.Received
 	// pending holds, in order, the events while took and left for the loop.
 	pending []pendingEvent
+	// newSet holds session settings from Reconfigure until no stage goroutine reads l.set.
+	newSet *Settings
 
 	lastPoll string // the last "not yet" logged at info, so polls do not flood the log
 	exit     bool
@@ -292,9 +327,12 @@ func (l *loop) run(ctx context.Context) error {
 				continue
 			}
 			l.event(ctx, ev)
+		case r := <-l.reconf:
+			l.reconfigure(ctx, r)
 		case r := <-l.stageDone:
 			l.stageLive = false
 			l.stageCancel()
+			l.applySettings()
 			if r.link != nil {
 				l.link = r.link
 				l.reader.Store(r.link.conn)
@@ -323,6 +361,34 @@ func (l *loop) run(ctx context.Context) error {
 	l.cleanUp()
 	l.notify.Stopping()
 	return l.exitErr
+}
+
+// reconfigure takes Reconfigure's settings: at once when no stage goroutine reads them, else when
+// the stage reports back; and has the machine reconnect.
+func (l *loop) reconfigure(ctx context.Context, r reconfig) {
+	set := r.set
+	l.newSet = &set
+	if !l.stageLive {
+		l.applySettings()
+	}
+	l.feed(ctx, input{kind: inReconnect, why: r.why})
+	close(r.done)
+}
+
+// applySettings puts the session settings Reconfigure gave in place, when there are any.
+func (l *loop) applySettings() {
+	n := l.newSet
+	if n == nil {
+		return
+	}
+	l.newSet = nil
+	l.set.Host, l.set.Port, l.set.Credentials = n.Host, n.Port, n.Credentials
+	l.set.Subscribe, l.set.PublishOnConnect = n.Subscribe, n.PublishOnConnect
+	l.set.MQTT, l.set.TLS = n.MQTT, n.TLS
+	if l.link != nil {
+		l.link.setFilters(l.subscriptions(l.link.id))
+	}
+	l.book.update(func(st *Status) { st.Host, st.BrokerPort = n.Host, n.Port })
 }
 
 // event acts on one event of the link's client and gives the machine what it means.
@@ -505,8 +571,11 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 	case effClosePort:
 		l.closeLink()
 	case effShutdown:
+		if e.text != "" { // a reconnect, not the daemon stopping
+			l.book.update(func(st *Status) { st.Connected, st.ConnectedAt = false, time.Time{} })
+		}
 		if k := l.link; k != nil {
-			l.while(ctx, func() { k.shutdown(l.log) })
+			l.while(ctx, func() { k.shutdown(l.log, e.text) })
 		}
 	case effExit:
 		l.exit, l.exitErr = true, e.err
