@@ -446,10 +446,17 @@ func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bo
 
 // reconnect ends a connected session cleanly (an MQTT DISCONNECT: the broker does not publish the
 // will) and connects again at once, with the settings the loop now holds: a reload of the
-// configuration, not a failure, so no back-off grows. Without a session it is a fall-back to the
-// MQTT stage, whose next attempt uses the new settings anyway.
+// configuration, not a failure, so no back-off grows. An MQTT stage under way is cancelled and
+// run again at once, again not as a failure; an earlier stage, or a back-off, goes on as it was
+// (the MQTT stage's next attempt uses the new settings anyway).
 func (m *machine) reconnect(now time.Time, why string) {
 	if !m.connected {
+		if m.running && m.next == stageMQTT && !m.cancelled && m.interrupted == "" {
+			m.cancelled = true // its result only frees the slot; advance then runs it again
+			m.emit(effect{kind: effCancelStage})
+			m.setStatus("reconnecting: " + why)
+			return
+		}
 		m.fallBack(now, stageMQTT, why)
 		return
 	}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -689,5 +690,25 @@ func TestReconnectIsCleanAndImmediate(t *testing.T) {
 	h.done(nil)
 	if !h.m.connected {
 		t.Fatal("not connected after the MQTT stage succeeded")
+	}
+}
+
+// A reload while the MQTT stage runs cancels it and runs it again at once: not a failure.
+func TestReconnectDuringTheMQTTStage(t *testing.T) {
+	h := newHarness(t, testConfig(10))
+	for {
+		h.untilRun()
+		if h.liveStage == stageMQTT {
+			break
+		}
+		h.done(nil)
+	}
+	retries := len(h.retries)
+	if effs := h.feed(input{kind: inReconnect, why: "configuration reloaded"}); !has(effs, effCancelStage) {
+		t.Fatalf("the MQTT stage was not cancelled: %v", effs)
+	}
+	effs := h.feed(input{kind: inStageDone, stage: stageMQTT, err: context.Canceled})
+	if !has(effs, effRunStage) || !h.live || h.liveStage != stageMQTT || len(h.retries) != retries {
+		t.Fatalf("after the cancelled stage: live %t %s, retries %d -> %d, effects %v", h.live, h.liveStage, retries, len(h.retries), effs)
 	}
 }
