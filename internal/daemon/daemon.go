@@ -131,7 +131,7 @@ func RunWith(ctx context.Context, cfg *config.Config, log zerolog.Logger, opt Op
 	}
 	supDone := make(chan error, 1)
 	go func() { supDone <- sup.Run(ctx) }()
-	rl := &reloader{cfg: cfg, log: log, level: opt.Level, led: led, metrics: mx, sup: sup}
+	rl := &reloader{cfg: cfg, log: log, level: opt.Level, led: led, metrics: mx, sup: sup, ep: ep}
 	for {
 		select {
 		case err := <-supDone:

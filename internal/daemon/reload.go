@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/gpio"
 	"github.com/gatewayd/gatewayd/internal/config"
+	"github.com/gatewayd/gatewayd/internal/local"
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
 )
@@ -28,14 +29,16 @@ const EventConfigReloaded = "config_reloaded"
 
 // What a reload changes, by the way it is applied:
 //   - at once, the session untouched: log.level, [led] (the line is released and the new one
-//     opened, in the state the LED had), [metrics] (the listener is stopped and started again);
+//     opened, in the state the LED had), [metrics] (the listener is stopped and started again),
+//     and of [local] the forwarding rules and the retained bounds (local.Endpoint.SetLive);
 //   - by a clean reconnect of the MQTT session (supervisor.Reconfigure: a DISCONNECT, then a new
 //     CONNECT at once; the outbox keeps what the broker has not acknowledged and drains it in the
 //     new session): [mqtt] but client_index — broker, credentials, subscriptions, publishes on
 //     connect, the will, keep-alive, TLS;
-//   - only by a restart: the rest (the port, the module, the reset line, the local endpoint, the
-//     outbox, retry, the control socket, log.format, log.at_trace, mqtt.client_index). The log says
-//     which; the running daemon keeps their old values.
+//   - only by a restart: the rest (the port, the module, the reset line, the local endpoint's
+//     listeners, credentials, max_clients and max_topic, [local] added or removed, the outbox,
+//     retry, the control socket, log.format, log.at_trace, mqtt.client_index). The log says which;
+//     the running daemon keeps their old values.
 
 // reloader applies reloads to the parts RunWith started.
 type reloader struct {
@@ -45,6 +48,7 @@ type reloader struct {
 	led     *swapLED
 	metrics *metricsRunner
 	sup     *supervisor.Supervisor
+	ep      *local.Endpoint // nil without [local]
 }
 
 // apply applies n as far as it can without a restart, logs what it did, and returns the
@@ -121,7 +125,6 @@ func (r *reloader) apply(ctx context.Context, n *config.Config) *config.Config {
 		{"serial", o.Serial, n.Serial, func() { running.Serial = o.Serial }},
 		{"module", o.Module, n.Module, func() { running.Module = o.Module }},
 		{"reset", o.Reset, n.Reset, func() { running.Reset = o.Reset }},
-		{"local", o.Local, n.Local, func() { running.Local = o.Local }},
 		{"outbox", o.Outbox, n.Outbox, func() { running.Outbox = o.Outbox }},
 		{"retry", o.Retry, n.Retry, func() { running.Retry = o.Retry }},
 		{"control", o.Control, n.Control, func() { running.Control = o.Control }},
@@ -129,6 +132,17 @@ func (r *reloader) apply(ctx context.Context, n *config.Config) *config.Config {
 		if !reflect.DeepEqual(s.old, s.new) {
 			changed, restart = append(changed, s.name), append(restart, s.name)
 			s.keep()
+		}
+	}
+
+	if !reflect.DeepEqual(o.Local, n.Local) {
+		keys, ok := r.applyLocal(o.Local, n.Local)
+		changed = append(changed, keys...)
+		if ok {
+			applied = append(applied, keys...)
+		} else {
+			restart = append(restart, keys...)
+			running.Local = o.Local
 		}
 	}
 
@@ -154,6 +168,31 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// applyLocal applies a change of [local] when it is only of the forwarding rules and the
+// retained bounds (local.Endpoint.SetLive), and says which keys changed.
+func (r *reloader) applyLocal(o, n *config.Local) (keys []string, ok bool) {
+	if o == nil || n == nil || r.ep == nil {
+		return []string{"local"}, false
+	}
+	keys = fieldsChanged("local", *o, *n)
+	for _, k := range keys {
+		switch k {
+		case "local.forward", "local.max_retained", "local.max_retained_bytes":
+		default:
+			return keys, false
+		}
+	}
+	l := local.Live{MaxRetained: n.MaxRetained, MaxRetainedBytes: n.MaxRetainedBytes}
+	for _, f := range n.Forward {
+		l.Forward = append(l.Forward, local.Forward{Topic: f.Topic, QoS: f.QoS})
+	}
+	if err := r.ep.SetLive(l); err != nil {
+		r.log.Error().Err(err).Msg("the new local endpoint rules cannot be applied: keeping the old ones")
+		return keys, false
+	}
+	return keys, true
 }
 
 // fieldsChanged names the fields of two structs of one type that differ, as "prefix.field" in
