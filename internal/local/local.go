@@ -206,7 +206,7 @@ type Endpoint struct {
 	cfg Config
 	// live holds cfg's forwarding rules and retained bounds, which SetLive changes while the
 	// endpoint runs; read them only through it.
-	live atomic.Pointer[Live]
+	live   atomic.Pointer[Live]
 	box    Outbox
 	notify func()
 	log    zerolog.Logger
