@@ -138,7 +138,7 @@ type Supervisor struct {
 	// line (if any) is pulsed.
 	cfunWait time.Duration
 
-	beat   time.Duration           // how often the idle loop proves it is alive
+	beat   time.Duration           // how often the idle loop proves it is alive; 0: never (no watchdog)
 	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
 
@@ -176,10 +176,9 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	if notify == nil {
 		notify = nopNotifier{}
 	}
-	beat := maxBeat
-	if w := set.WatchdogInterval / 4; w > 0 && w < beat {
-		beat = w
-	}
+	// The watchdog looks for loop progress every WatchdogInterval/2: two beats in that time
+	// suffice, and without a watchdog nobody looks (an idle daemon should sleep).
+	beat := set.WatchdogInterval / 4
 	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat, cfunWait: 15 * time.Second,
 		reconf: make(chan reconfig)}
 }
@@ -298,8 +297,12 @@ type stageResult struct {
 func (l *loop) run(ctx context.Context) error {
 	health := time.NewTicker(l.set.HealthInterval)
 	defer health.Stop()
-	beat := time.NewTicker(l.beat)
-	defer beat.Stop()
+	var beatC <-chan time.Time
+	if l.beat > 0 {
+		beat := time.NewTicker(l.beat)
+		defer beat.Stop()
+		beatC = beat.C
+	}
 	l.feed(ctx, input{kind: inStart})
 	for !l.exit {
 		l.loops.Add(1)
@@ -354,7 +357,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.storedDownlinks(msgs)
 		case <-l.resetDone:
 			l.feed(ctx, input{kind: inResetDone})
-		case <-beat.C:
+		case <-beatC:
 			// The loop is alive; the watchdog counts l.loops.
 		}
 	}
@@ -685,10 +688,6 @@ func (l *loop) cleanUp() {
 	l.closeLink()
 	l.timer.Stop()
 }
-
-// maxBeat is how often, at most, an otherwise idle supervisor loop proves it is alive; with a
-// short watchdog interval it beats four times per interval.
-const maxBeat = 5 * time.Second
 
 // watchdog pings the service manager while the supervisor loop makes progress and, when a module
 // is attached, its AT reader has read something within readerWindow (the health checks make the
