@@ -31,7 +31,7 @@ import (
 // window then lost about one in seven downlinks); the window is kept so that the figures compare
 // with earlier runs. BenchmarkBurst writes -benchd.burst messages with no window at all.
 var (
-	idleWindow = flag.Duration("benchd.idle", 15*time.Second, "length of one idle window of BenchmarkProcess/idle (15 s = one health check)")
+	idleWindow = flag.Duration("benchd.idle", 15*time.Second, "length of one idle window of BenchmarkProcess/idle and BenchmarkIdle (60 s = one health check by default)")
 	spacing    = flag.Duration("benchd.spacing", time.Millisecond, "pause between downlinks in BenchmarkDownlink/latency/spaced")
 	batch      = flag.Int("benchd.batch", 32, "downlinks per write in the throughput streams (must divide 1024)")
 	window     = flag.Int("benchd.window", 248, "most downlinks in flight in the throughput streams (under the daemon's 256-event queue)")

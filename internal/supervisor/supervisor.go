@@ -138,8 +138,9 @@ type Supervisor struct {
 	// line (if any) is pulsed.
 	cfunWait time.Duration
 
-	beat   time.Duration           // how often the idle loop proves it is alive; 0: never (no watchdog)
-	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
+	// probe is the watchdog's question to the loop: the loop taking it proves it runs. (An idle
+	// loop is not woken otherwise: a daemon with nothing to do sleeps.)
+	probe  chan struct{}
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
 
 	// reconf carries new session settings from Reconfigure to the loop.
@@ -176,10 +177,7 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	if notify == nil {
 		notify = nopNotifier{}
 	}
-	// The watchdog looks for loop progress every WatchdogInterval/2: two beats in that time
-	// suffice, and without a watchdog nobody looks (an idle daemon should sleep).
-	beat := set.WatchdogInterval / 4
-	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat, cfunWait: 15 * time.Second,
+	return &Supervisor{set: set, log: log, led: led, notify: notify, probe: make(chan struct{}), cfunWait: 15 * time.Second,
 		reconf: make(chan reconfig)}
 }
 
@@ -297,15 +295,8 @@ type stageResult struct {
 func (l *loop) run(ctx context.Context) error {
 	health := time.NewTicker(l.set.HealthInterval)
 	defer health.Stop()
-	var beatC <-chan time.Time
-	if l.beat > 0 {
-		beat := time.NewTicker(l.beat)
-		defer beat.Stop()
-		beatC = beat.C
-	}
 	l.feed(ctx, input{kind: inStart})
 	for !l.exit {
-		l.loops.Add(1)
 		if len(l.pending) > 0 {
 			p := l.pending[0]
 			l.pending = l.pending[1:]
@@ -357,8 +348,8 @@ func (l *loop) run(ctx context.Context) error {
 			l.storedDownlinks(msgs)
 		case <-l.resetDone:
 			l.feed(ctx, input{kind: inResetDone})
-		case <-beatC:
-			// The loop is alive; the watchdog counts l.loops.
+		case <-l.probe:
+			// The watchdog asked: taking it is the answer.
 		}
 	}
 	l.cleanUp()
@@ -689,15 +680,15 @@ func (l *loop) cleanUp() {
 	l.timer.Stop()
 }
 
-// watchdog pings the service manager while the supervisor loop makes progress and, when a module
-// is attached, its AT reader has read something within readerWindow (the health checks make the
-// module answer at least every HealthInterval). A daemon that recovers by itself keeps being pinged;
-// one that hangs is restarted by systemd.
+// watchdog pings the service manager while the supervisor loop makes progress — it takes the
+// watchdog's probe within a quarter of the interval — and, when a module is attached, its AT
+// reader has read something within readerWindow (the health checks make the module answer at
+// least every HealthInterval). A daemon that recovers by itself keeps being pinged; one that
+// hangs is restarted by systemd. One tick every half interval is all it wakes for.
 func (s *Supervisor) watchdog(ctx context.Context) {
 	t := time.NewTicker(s.set.WatchdogInterval / 2)
 	defer t.Stop()
 	readerWindow := 4 * s.set.HealthInterval
-	lastLoops := s.loops.Load()
 	var lastIn uint64
 	var lastConn *at.Conn
 	lastRead := time.Now()
@@ -706,9 +697,17 @@ func (s *Supervisor) watchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			l := s.loops.Load()
-			loopOK := l != lastLoops
-			lastLoops = l
+			loopOK := false
+			wait := time.NewTimer(s.set.WatchdogInterval / 4)
+			select {
+			case s.probe <- struct{}{}:
+				loopOK = true
+			case <-wait.C:
+			case <-ctx.Done():
+				wait.Stop()
+				return
+			}
+			wait.Stop()
 			readerOK := true
 			if c := s.reader.Load(); c != nil {
 				in := c.Stats().BytesIn
