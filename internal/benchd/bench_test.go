@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,6 +46,9 @@ func startRig(b *testing.B, o Options) *Rig {
 	b.Helper()
 	if len(benchPayload) != 100 {
 		b.Fatalf("payload is %d bytes, want 100", len(benchPayload))
+	}
+	if *daemonEnv != "" {
+		o.Env = append(o.Env, strings.Split(*daemonEnv, ",")...)
 	}
 	r, err := Start(context.Background(), o)
 	if err != nil {
@@ -213,9 +217,14 @@ func benchDownlink(b *testing.B, r *Rig) {
 	})
 }
 
-// buildDaemon builds cmd/gatewayd as scripts/build-pi.sh does (static, trimmed, stripped).
+// buildDaemon builds cmd/gatewayd as scripts/build-pi.sh does (static, trimmed, stripped), or
+// returns -benchd.bin when it is given (an earlier build, or a wrapper that runs one under
+// qemu-user).
 func buildDaemon(b *testing.B) string {
 	b.Helper()
+	if *daemonBinary != "" {
+		return *daemonBinary
+	}
 	bin := filepath.Join(b.TempDir(), "gatewayd")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/gatewayd/gatewayd/cmd/gatewayd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

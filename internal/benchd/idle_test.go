@@ -6,7 +6,9 @@ import (
 	"time"
 )
 
-var idleBinary = flag.String("benchd.bin", "", "gatewayd binary BenchmarkIdle runs (default: built from this tree), e.g. an earlier build to compare with")
+var daemonEnv = flag.String("benchd.env", "", "comma-separated NAME=value pairs added to the child daemon's environment, e.g. GOGC=50,GOMEMLIMIT=8MiB")
+
+var daemonBinary = flag.String("benchd.bin", "", "gatewayd binary the benchmarks of the real binary run (default: built from this tree), e.g. an earlier build to compare with")
 
 // BenchmarkIdle: the real gatewayd binary, connected (emulator and broker in this process, the
 // daemon a child), doing nothing for -benchd.idle per op (60s for the issue's figure), with and
@@ -14,10 +16,7 @@ var idleBinary = flag.String("benchd.bin", "", "gatewayd binary BenchmarkIdle ru
 // and not, summed over /proc/<pid>/task/*/status) per second; %core: its CPU time (schedstat) over
 // the window. AT-cmds: what the module was asked meanwhile (the health checks).
 func BenchmarkIdle(b *testing.B) {
-	bin := *idleBinary
-	if bin == "" {
-		bin = buildDaemon(b)
-	}
+	bin := buildDaemon(b)
 	for _, v := range []struct {
 		name string
 		o    Options
