@@ -115,7 +115,7 @@ for arch in "${archs[@]}"; do
 	Architecture: $arch
 	Maintainer: $maintainer
 	Installed-Size: $size
-	Depends: systemd (>= 247), init-system-helpers (>= 1.54)
+	Depends: systemd (>= 247), init-system-helpers (>= 1.54), procps
 	Recommends: udev
 	Section: net
 	Priority: optional

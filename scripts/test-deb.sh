@@ -203,8 +203,9 @@ fi
 echo "--- a Debian $suite root in $root from $mirror ($(elapsed))"
 mm_log=$(mktemp)
 # passwd (userdel), udev and man-db are on every real system; the apt variant is only Essential: yes and apt.
-# man-db: `man gatewayd` is checked as an operator would read it.
-if ! mmdebstrap --mode=root --variant=apt --include=systemd,udev,passwd,man-db --dpkgopt=force-unsafe-io \
+# man-db: `man gatewayd` is checked as an operator would read it; procps (/bin/kill, ExecReload=)
+# is a dependency of the package, and this root has no package lists to fetch it with.
+if ! mmdebstrap --mode=root --variant=apt --include=systemd,udev,passwd,man-db,procps --dpkgopt=force-unsafe-io \
 	"$suite" "$root" "deb $mirror $suite main" >"$mm_log" 2>&1; then
 	tail -n 30 "$mm_log" >&2
 	die "mmdebstrap failed (above)"
