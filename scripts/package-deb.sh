@@ -18,6 +18,7 @@
 #   /usr/share/doc/gatewayd/changelog.gz       a Debian changelog entry for this build
 #   /usr/share/man/man8/gatewayd.8.gz, /usr/share/man/man5/gatewayd.toml.5.gz   docs/man
 #   /usr/share/bash-completion/completions/gatewayd   deploy/completion/gatewayd.bash
+#   /usr/share/zsh/vendor-completions/_gatewayd        deploy/completion/_gatewayd
 #   /usr/share/lintian/overrides/gatewayd      deploy/debian/lintian-overrides, each with its reason
 # and deploy/debian/{postinst,prerm,postrm}, which never enable or start the service.
 # The copyright file must list exactly the modules each binary holds (scripts/copyright -check):
@@ -77,6 +78,7 @@ for arch in "${archs[@]}"; do
 	mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/usr/lib/udev/rules.d" \
 		"$root/usr/lib/sysusers.d" "$root/etc/gatewayd" "$root/usr/share/doc/gatewayd" \
 		"$root/usr/share/man/man8" "$root/usr/share/man/man5" "$root/usr/share/bash-completion/completions" \
+		"$root/usr/share/zsh/vendor-completions" \
 		"$root/usr/share/lintian/overrides"
 
 	# No -trimpath: without it the packages' Go build cache is shared with plain `CGO_ENABLED=0 go
@@ -103,6 +105,7 @@ for arch in "${archs[@]}"; do
 	gzip -9n <docs/man/gatewayd.8 >"$root/usr/share/man/man8/gatewayd.8.gz"
 	gzip -9n <docs/man/gatewayd.toml.5 >"$root/usr/share/man/man5/gatewayd.toml.5.gz"
 	install -m 0644 deploy/completion/gatewayd.bash "$root/usr/share/bash-completion/completions/gatewayd"
+	install -m 0644 deploy/completion/_gatewayd "$root/usr/share/zsh/vendor-completions/_gatewayd"
 	install -m 0644 deploy/debian/lintian-overrides "$root/usr/share/lintian/overrides/gatewayd"
 	chmod 0644 "$root"/usr/share/doc/gatewayd/changelog.gz "$root"/usr/share/man/man*/*.gz
 	install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$root/DEBIAN/"

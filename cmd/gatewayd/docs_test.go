@@ -126,6 +126,40 @@ func TestCompletionListsEveryCommand(t *testing.T) {
 	}
 }
 
+// The zsh completion names every subcommand, and every flag in the branch of its subcommand.
+// (Read, not run: zsh is rarely installed where the tests run.)
+func TestZshCompletionListsEveryCommand(t *testing.T) {
+	src, err := os.ReadFile("../../deploy/completion/_gatewayd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := string(src)
+	for _, sub := range subcommands(t) {
+		if !strings.Contains(z, "'"+sub+":") {
+			t.Errorf("_gatewayd has no command %s", sub)
+		}
+		branch := z
+		if sub != "run" {
+			m := regexp.MustCompile(`(?m)^\t(?:[a-z |]*\b)?` + regexp.QuoteMeta(sub) + `\b[a-z |]*\) (.*(?:\n\t\t.*)*)`).FindStringSubmatch(z)
+			if m == nil {
+				t.Errorf("_gatewayd has no case for %s", sub)
+				continue
+			}
+			branch = m[1]
+			if strings.Contains(branch, "$conf") {
+				branch += " '-config["
+			}
+		} else {
+			branch = "'-config[ '-version["
+		}
+		for _, f := range flagsOf(t, sub) {
+			if !strings.Contains(branch, "'-"+f+"[") {
+				t.Errorf("_gatewayd %s lacks -%s", sub, f)
+			}
+		}
+	}
+}
+
 func has(s []string, x string) bool {
 	for _, v := range s {
 		if v == x {
