@@ -270,3 +270,40 @@ func TestReloadRefusesAnInvalidConfig(t *testing.T) {
 		t.Errorf("the session was touched: %d mqtt_disconnected", n)
 	}
 }
+
+// A reload that changes only [[local.forward]] applies it at once: the session and the local
+// clients' connections untouched, what a client publishes next goes by the new rule.
+func TestReloadLocalForwardRulesAtOnce(t *testing.T) {
+	b := newBench(t, nil)
+	listen, dir := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "outbox")
+	cfg := localConfig(b.mod.Path(), listen, dir)
+	cloud := b.subscribe("devices/pi-led-01/#")
+	d, path, _ := b.reloadable(cfg)
+	_, i := d.wait(t, 0, logging.EventSessionUp)
+	c := localClient(t, d, listen, "sensor")
+
+	other := "devices/pi-led-01/other"
+	cfgB := strings.Replace(cfg, `topic = "`+telemetry+`/#"`, `topic = "`+other+`/#"`, 1)
+	if cfgB == cfg {
+		t.Fatal("the test's config edit did not apply")
+	}
+	writeConfig(t, path, cfgB)
+	d.hup(t)
+	e, r := d.wait(t, i, daemon.EventConfigReloaded)
+	if got := strings.Join(strs(e, "applied"), ","); got != "local.forward" || e.Bool("reconnect") {
+		t.Fatalf("config_reloaded %v: want local.forward applied, no reconnect", e)
+	}
+	publishTo(t, c, telemetry+"/temp", "not-forwarded")
+	publishTo(t, c, other+"/x", "forwarded")
+	d.waitFor(t, r, "the publish on the new rule's topic sent from the outbox", func(e logwatch.Entry) bool {
+		return e.Event() == logging.EventPublished && e.Str("from") == "outbox" && e.Str("topic") == other+"/x"
+	})
+	if got := cloud.wait(t, 1); got[len(got)-1] != "forwarded" {
+		t.Errorf("the cloud received %q", got)
+	}
+	if d.log.Count(logging.EventMQTTDisconnected) != 0 || d.log.Count(logging.EventMQTTConnected) != 1 {
+		t.Error("the session was touched")
+	}
+	st := d.stats(t)
+	wantCounts(t, st, map[string]int{"stored": 1, "local_forwarded": 1})
+}
