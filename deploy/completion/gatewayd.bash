@@ -55,7 +55,7 @@ _gatewayd() {
 	status) flags="-json -q -socket -config" ;;
 	at) flags="-force -timeout -socket -config" ;;
 	doctor) flags="-config -socket -wait" ;;
-	probe) flags="-port -out" ;;
+	probe) flags="-port -out -baud -urc-port -broker -user -password-file -wait" ;;
 	sim) flags="-listen -demo -local -log-format -log-level -trace" ;;
 	*) flags="" ;;
 	esac
