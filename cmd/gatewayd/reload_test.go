@@ -105,6 +105,7 @@ func strs(e logwatch.Entry, k string) []string {
 // with at_trace on, trace lines (the AT bytes of the health checks) appear only after a reload
 // to level trace, and stop after a reload back to info; systemd hears RELOADING=1, then READY=1.
 func TestReloadLogLevelAtOnce(t *testing.T) {
+	t.Parallel()
 	b := newBench(t, nil)
 	cfg := strings.Replace(seedConfig(b.mod.Path(), ""), `level = "debug"`, "level = \"info\"\nat_trace = true", 1)
 	cfg = strings.Replace(cfg, "[mqtt]\n", "[module]\nhealth_interval = \"1s\"\n\n[mqtt]\n", 1)
@@ -161,6 +162,7 @@ func TestReloadLogLevelAtOnce(t *testing.T) {
 // the new session. The emulator sends every AT+QMTOPEN to its one broker, so the new broker shows
 // as the host the daemon opened, and the new credentials as the CONNECT the broker accepted.
 func TestReloadBrokerReconnectsKeepingTheOutbox(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var users []string
 	b := newBench(t, func(clientID, user string, _ []byte) byte {
@@ -233,6 +235,7 @@ func TestReloadBrokerReconnectsKeepingTheOutbox(t *testing.T) {
 // one is kept: the session stays up, downlinks go on, and the next valid reload is compared with
 // the configuration that ran all along.
 func TestReloadRefusesAnInvalidConfig(t *testing.T) {
+	t.Parallel()
 	b := newBench(t, nil)
 	cfg := seedConfig(b.mod.Path(), "")
 	d, path, msgs := b.reloadable(cfg)
@@ -274,6 +277,7 @@ func TestReloadRefusesAnInvalidConfig(t *testing.T) {
 // A reload that changes only [[local.forward]] applies it at once: the session and the local
 // clients' connections untouched, what a client publishes next goes by the new rule.
 func TestReloadLocalForwardRulesAtOnce(t *testing.T) {
+	t.Parallel()
 	b := newBench(t, nil)
 	listen, dir := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "outbox")
 	cfg := localConfig(b.mod.Path(), listen, dir)
