@@ -489,8 +489,28 @@ func (m *Module) DropLink() error {
 // +QMTSTAT: <idx>,1 comes only after d — a URC that explains a failure arriving after the command
 // it explains, as when a publish is sent in the moment before the module reports the link's loss.
 // It returns ErrNoLink when no client is connected.
+//
+// The link dies between two commands: while the host is typing a publish's data after its
+// prompt, the drop waits for the data to be in (up to a second), so that the next command is the
+// one refused — a publish whose data is in when its link dies is answered OK and then failed
+// (+QMTPUBEX: <idx>,<msgid>,2), a different case.
 func (m *Module) DropLinkLate(d time.Duration) error {
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		err := m.dropLinkLate(d)
+		if !errors.Is(err, errTyping) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// errTyping: the host is typing data after a prompt.
+var errTyping = errors.New("sim: the host is typing data after a prompt")
+
+func (m *Module) dropLinkLate(d time.Duration) error {
 	return m.do(func(e *engine) error {
+		if e.data != nil {
+			return errTyping
+		}
 		n := 0
 		for _, cl := range e.clients {
 			if cl == nil || cl.link == nil || cl.state != stConnected {

@@ -9,6 +9,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
 )
@@ -33,6 +34,26 @@ func publishPipelined(t *testing.T, c paho.Client, from, to int) {
 	}
 }
 
+// publishPacedUntil publishes m<from>, m<from+1>, ... at QoS 1, one every interval, each
+// acknowledged before the next (so that each reaches the outbox, and the drain, on its own, not
+// in a batch), until stop is closed; it returns the number after the last one published.
+func publishPacedUntil(t *testing.T, c paho.Client, from int, every time.Duration, stop <-chan struct{}) int {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for i := from; ; i++ {
+		select {
+		case <-stop:
+			return i
+		case <-tick.C:
+		}
+		tok := c.Publish(telemetry+"/temp", 1, false, fmt.Sprintf("m%04d", i))
+		if !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
+			t.Errorf("local publish %d: %v", i, tok.Error())
+			return i
+		}
+	}
+}
+
 // drained publishes m<from>..m<to-1> and returns how long the cloud took to have them all, with
 // the rate.
 func drained(t *testing.T, c paho.Client, cloud *collector, from, to int) (time.Duration, float64) {
@@ -46,7 +67,7 @@ func drained(t *testing.T, c paho.Client, cloud *collector, from, to int) (time.
 
 // TestDrainWindowComesBackAfterALinkDiesMidPublish: the link dies while publishes are in flight,
 // and the module refuses the next publish (ERROR) before it reports the loss (+QMTSTAT comes
-// 300 ms later). The drain cuts its window to 1 on that refusal — it cannot tell it from a module
+// 500 ms later). The drain cuts its window to 1 on that refusal — it cannot tell it from a module
 // that cannot pipeline — but the session's end right after it puts the refusal down to the link:
 // once the session is back the drain has its full window again. Before issue 20 the cut lasted
 // "until the module is replaced", and the drain ran stop-and-wait for the rest of its life.
@@ -54,7 +75,7 @@ func TestDrainWindowComesBackAfterALinkDiesMidPublish(t *testing.T) {
 	t.Parallel()
 	b := newBench(t, nil)
 	cloud := b.subscribe(telemetry + "/#")
-	b.mod.SetBrokerDelay(30 * time.Millisecond) // PUBACKs take a while: publishes pile up in flight
+	b.mod.SetBrokerDelay(100 * time.Millisecond) // PUBACKs take a while: several publishes in flight
 	listen, dir := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "outbox")
 	d := b.start(localConfig(b.mod.Path(), listen, dir))
 	_, up := d.wait(t, 0, "session_up")
@@ -62,28 +83,53 @@ func TestDrainWindowComesBackAfterALinkDiesMidPublish(t *testing.T) {
 
 	before, rate1 := drained(t, c, cloud, 0, 200)
 
-	// The link dies mid-drain; the module refuses the next publish before it says so.
-	go publishPipelined(t, c, 200, 600)
-	cloud.wait(t, 260)
-	if err := b.mod.DropLinkLate(300 * time.Millisecond); err != nil {
-		t.Fatal(err)
+	// The link dies mid-drain; the module refuses the next publish before it says so. The local
+	// program publishes one message every 20 ms, each acknowledged before the next, well below
+	// what the drain can send (8 in flight with 100 ms PUBACKs): each is sent at once, with about
+	// five earlier ones still waiting for their PUBACK, so that one is sent in the moment between
+	// the link's death and the +QMTSTAT. (A backlog, or publishes in flight that the outbox
+	// commits together, would not do: with the window full and the results gone, the drain sends
+	// nothing more.)
+	// Whether a publish is sent in that moment depends on timing (none may be due, or the one
+	// being typed is answered OK then failed); so the link dies again, up to 10 times, until one
+	// is refused.
+	stop := make(chan struct{})
+	sent := make(chan int, 1)
+	go func() { sent <- publishPacedUntil(t, c, 200, 20*time.Millisecond, stop) }()
+	cloud.wait(t, 240)
+	var shrunk logwatch.Entry
+	for try := 0; try < 10 && shrunk == nil; try++ {
+		from := d.log.Len()
+		if err := b.mod.DropLinkLate(500 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		_, next := d.wait(t, from, "session_up") // the session is back: the next drop can come
+		for _, e := range d.log.Entries()[from:next] {
+			if e.Event() == "drain_window_shrunk" {
+				shrunk = e
+			}
+		}
 	}
-	shrunk, i := d.wait(t, up, "drain_window_shrunk")
+	close(stop)
+	n := <-sent
+	if shrunk == nil {
+		t.Fatal("in 10 link losses no publish was refused in the moment between the loss and its +QMTSTAT: the premise did not happen")
+	}
 	if shrunk.Int("was") != 8 {
 		t.Fatalf("window cut from %d, want 8: %v", shrunk.Int("was"), shrunk)
 	}
-	d.wait(t, i, "session_up")
-	restored, _ := d.wait(t, i, "drain_window_restored")
+	restored, _ := d.wait(t, up, "drain_window_restored")
 	if !strings.Contains(restored.Str("why"), "session ended") || restored.Int("window") != 8 {
 		t.Fatalf("restored for the wrong reason: %v", restored)
 	}
-	cloud.distinctInOrder(t, 600)
+	cloud.distinctInOrder(t, n)
 
-	after, rate3 := drained(t, c, cloud, 600, 800)
-	if n := d.log.Count("drain_window_shrunk"); n != 1 {
-		t.Fatalf("%d window cuts, want only the one at the link's loss", n)
+	cuts := d.log.Count("drain_window_shrunk")
+	after, rate3 := drained(t, c, cloud, n, n+200)
+	if d.log.Count("drain_window_shrunk") != cuts || d.log.Count("drain_window_restored") != cuts {
+		t.Fatalf("%d cuts, %d restored: every cut at a link's loss is undone, and none came after", cuts, d.log.Count("drain_window_restored"))
 	}
-	t.Logf("drain rate with 30 ms PUBACKs: %.0f msg/s before the link died (200 in %v), %.0f msg/s after the session came back (200 in %v)",
+	t.Logf("drain rate with 100 ms PUBACKs: %.0f msg/s before the link died (200 in %v), %.0f msg/s after the session came back (200 in %v)",
 		rate1, before.Round(time.Millisecond), rate3, after.Round(time.Millisecond))
 }
 
