@@ -166,6 +166,8 @@ type Supervisor struct {
 
 	// session is the client of the connected session, nil while there is none (Publish).
 	session atomic.Pointer[qmt.Client]
+	// regWait receives the answer of a registration in progress (register.go); nil otherwise.
+	regWait atomic.Pointer[chan qmt.Received]
 
 	book       statusBook   // what Status returns
 	atTotals   atTotals     // what ATStats returns
@@ -350,7 +352,7 @@ func (l *loop) run(ctx context.Context) error {
 				l.book.update(func(st *Status) { st.PortOpen = true })
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
-				l.link.setFilters(l.subscriptions(l.link.id))
+				l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
 			}
 			if r.err == nil && r.st == stageMQTT {
 				l.connectedAt, l.expires = time.Now(), r.expires
