@@ -267,6 +267,7 @@ func TestSelfRegistrationBadProductSecret(t *testing.T) {
 	d := rb.start(rb.config(""))
 	f1, i := d.wait(t, 0, "mqtt_connect_failed")
 	f2, _ := d.wait(t, i+1, "mqtt_connect_failed")
+	t.Logf("refusal as logged: %s", d.log.Raw()[i])
 	for _, f := range []struct {
 		code        int
 		hint, retry string
