@@ -57,6 +57,8 @@ func TestAliyunDynamicRegistrationRefused(t *testing.T) {
 		{"regnwl", dynSection + "registration = \"regnwl\"\n[mqtt.tls]\n", "regnwl (registration without pre-registration, Shanghai only) is not supported"},
 		{"an unknown placeholder", dynSection + "device_name = \"{serial}\"\n[mqtt.tls]\n", "only {imei} and {iccid} can be filled in"},
 		{"a relative state dir", dynSection + "state_dir = \"state\"\n[mqtt.tls]\n", "mqtt.aliyun.state_dir: \"state\" is not an absolute path"},
+		{"the thing model", dynSection + "[mqtt.tls]\n[thing]\nled_property = \"LEDSwitch\"\n",
+			"the thing model with dynamic registration (mqtt.aliyun.product_secret) is not supported yet"},
 		{"pinning without registration", "[mqtt.aliyun]\nproduct_key = \"a1B2c3D4e5F\"\ndevice_name = \"pi\"\nregion = \"cn-shanghai\"\npin_device_name = true\n",
 			"mqtt.aliyun.pin_device_name: is for dynamic registration"},
 	} {
