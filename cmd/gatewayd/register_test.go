@@ -149,6 +149,9 @@ func TestSelfRegistration(t *testing.T) {
 		t.Errorf("subscribed to %q, want %q", sub.Str("topic"), want)
 	}
 	d.wait(t, 0, "session_up")
+	if st, _ := statusJSON(t, controlSocket(rb.mod.Path())); st.Device != dn {
+		t.Errorf("status shows device %q, want the registered %q", st.Device, dn)
+	}
 	secret := rb.secretFile(t, dn)
 	if n := len(rb.registrations()); n != 1 {
 		t.Errorf("%d registrations, want 1", n)

@@ -511,6 +511,7 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 			return &stepError{step: "device name", err: err, hint: "the pinned device name in mqtt.aliyun.state_dir cannot be read; fix or remove it"}
 		}
 		k.deviceName = dn
+		s.book.update(func(st *Status) { st.DeviceName = dn })
 	}
 	if s.set.APN != "" {
 		if err := k.mod.SetAPNAuth(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword, s.set.APNAuth); err != nil {
