@@ -286,3 +286,22 @@ func TestSelfRegistrationBadProductSecret(t *testing.T) {
 	}
 	noSecretsLogged(t, d, regPS+"x")
 }
+
+// TestSelfRegistrationRefusedAtCheck: registration over TCP cannot work (the platform answers
+// CONNACK 2), so a configuration without [mqtt.tls] is refused by gatewayd check, in words, and
+// the daemon does not start with it.
+func TestSelfRegistrationRefusedAtCheck(t *testing.T) {
+	rb := newRegBench(t, 0, regPS)
+	cfg := strings.Replace(rb.config(""), "[mqtt.tls]\nca_file = \"ca.pem\"\n", "", 1)
+	path := filepath.Join(rb.dir, "tcp.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := cli(t, "check", "-config", path)
+	if code == 0 || !strings.Contains(errs, "mqtt.aliyun.product_secret_file: dynamic registration runs over TLS only") {
+		t.Errorf("check exit %d, stderr %q: want a refusal naming TLS", code, errs)
+	}
+	if strings.Contains(errs, regPS) {
+		t.Error("check shows the product secret")
+	}
+}
