@@ -153,6 +153,9 @@ func TestSelfRegistration(t *testing.T) {
 		t.Errorf("status shows device %q, want the registered %q", st.Device, dn)
 	}
 	secret := rb.secretFile(t, dn)
+	if n := d.log.Count("mqtt_connect_failed"); n != 0 {
+		t.Errorf("%d MQTT failures on the way: registering and logging in must go through at the first attempt", n)
+	}
 	if n := len(rb.registrations()); n != 1 {
 		t.Errorf("%d registrations, want 1", n)
 	}
