@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,16 @@ import (
 type AliyunProduct struct {
 	Key, Secret string
 	Devices     []string
+}
+
+// ParseAliyunProduct reads "PK=PRODUCTSECRET:DN[,DN...]", as ec600sim -aliyun-product takes it.
+func ParseAliyunProduct(s string) (AliyunProduct, error) {
+	pk, rest, ok1 := strings.Cut(s, "=")
+	secret, names, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 || pk == "" || secret == "" || names == "" {
+		return AliyunProduct{}, fmt.Errorf("aliyun product %q: want PK=PRODUCTSECRET:DN[,DN...]", pk)
+	}
+	return AliyunProduct{Key: pk, Secret: secret, Devices: strings.Split(names, ",")}, nil
 }
 
 // AliyunRegistration is one answered registration, for tests (WithAliyunRegistration's report).

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +152,19 @@ func TestAliyunRegistrationDelay(t *testing.T) {
 	defer b.Close()
 	if rc, ans, _ := register(t, b.URL(), vecClientID, vecUser, vecPassword, pki.ClientTLS(t, "127.0.0.1"), 300*time.Millisecond); rc != 0 || ans != nil {
 		t.Fatalf("CONNACK %d, answer within 300ms: %v (want none before the 700ms delay)", rc, ans != nil)
+	}
+}
+
+func TestParseAliyunProduct(t *testing.T) {
+	p, err := ParseAliyunProduct("a1X2bEnP82z=7jluWm1zql7bt8qK:866123456789011,example1")
+	if err != nil || p.Key != vecPK || p.Secret != vecPS || len(p.Devices) != 2 || p.Devices[1] != "example1" {
+		t.Fatalf("%+v %v", p, err)
+	}
+	for _, bad := range []string{"", "pk", "pk=secret", "=s:d", "pk=:d", "pk=s:"} {
+		if _, err := ParseAliyunProduct(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		} else if strings.Contains(err.Error(), "secret") && strings.Contains(bad, "=secret") && strings.Contains(err.Error(), "=secret") {
+			t.Errorf("%q: the error shows the secret", bad)
+		}
 	}
 }
