@@ -353,6 +353,7 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 			var payload []byte
 			v, topic, payload = h.registrar.verifyRegistration(cc)
 			if v.code == 0 {
+				// A silent registrar's answer has no topic: the link is only dropped.
 				h.answers.Store(cl, regAnswer{topic: topic, payload: payload})
 			}
 		case h.registrar != nil:
@@ -406,6 +407,9 @@ func (h *authHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	}
 	ans, o := a.(regAnswer), h.registrar.opts
 	go func() {
+		if ans.topic == "" {
+			return
+		}
 		if o.Delay > 0 {
 			time.Sleep(o.Delay)
 		}

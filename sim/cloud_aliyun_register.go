@@ -63,6 +63,12 @@ type RegistrationOptions struct {
 	Drop time.Duration
 	// Report, when set, is called for every answered registration (from the broker's goroutines).
 	Report func(AliyunRegistration)
+	// ServerErrors refuses the first that many good registrations with CONNACK 3, the
+	// reference's "server error".
+	ServerErrors int
+	// Silent accepts registrations (CONNACK 0) but never publishes the answer: the platform
+	// only drops the link after Drop.
+	Silent bool
 }
 
 // WithAliyunRegistration turns on dynamic registration on an Aliyun checking broker
@@ -89,6 +95,8 @@ type aliyunRegistrar struct {
 	mu     sync.Mutex
 	issued map[string]string // "pk/dn" → DeviceSecret handed out
 	active map[string]bool   // "pk/dn" → logged in with its secret
+	// serverErrors counts the registrations refused with CONNACK 3 so far (ServerErrors).
+	serverErrors int
 }
 
 // isRegistration reports whether a client id asks for a registration (authType register or
@@ -143,6 +151,15 @@ func (r *aliyunRegistrar) verifyRegistration(c cloudConnect) (v verdict, topic s
 	}
 	key := pk + "/" + dn
 	r.mu.Lock()
+	if r.serverErrors < r.opts.ServerErrors {
+		r.serverErrors++
+		r.mu.Unlock()
+		return refuse(rcServerUnavailable, "server error (emulated, %d of %d)", r.serverErrors, r.opts.ServerErrors), "", nil
+	}
+	if r.opts.Silent {
+		r.mu.Unlock()
+		return verdict{}, "", nil
+	}
 	if r.active[key] {
 		r.mu.Unlock()
 		return refuse(rcNotAuthorized, "device %s is already activated: dynamic registration answers a device once", dn), "", nil

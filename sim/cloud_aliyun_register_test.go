@@ -33,6 +33,7 @@ func register(t *testing.T, url, id, user, pass string, cfg *tls.Config, wait ti
 	lost := make(chan struct{}, 1)
 	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pass).
 		SetAutoReconnect(false).SetConnectRetry(false).SetKeepAlive(60 * time.Second).SetConnectTimeout(5 * time.Second).
+		SetProtocolVersion(4). // no fallback to 3.1 after a refusal: one CONNECT per call
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { got <- m }).
 		SetConnectionLostHandler(func(mqtt.Client, error) { lost <- struct{}{} })
 	if cfg != nil {
@@ -166,5 +167,37 @@ func TestParseAliyunProduct(t *testing.T) {
 		} else if strings.Contains(err.Error(), "secret") && strings.Contains(bad, "=secret") && strings.Contains(err.Error(), "=secret") {
 			t.Errorf("%q: the error shows the secret", bad)
 		}
+	}
+}
+
+// TestAliyunRegistrationNasty: the reference's server error (CONNACK 3) for the first
+// registrations, and a platform that accepts but never answers (only drops the link).
+func TestAliyunRegistrationNasty(t *testing.T) {
+	pki := testutil.NewPKI(t, "gw", "127.0.0.1")
+	prod := AliyunProduct{Key: vecPK, Secret: vecPS, Devices: []string{vecDN}}
+	b, err := NewBroker("127.0.0.1:0", WithTLS(pki.ServerTLS(t, false)), WithPlatform(PlatformAliyun),
+		WithAliyunRegistration(RegistrationOptions{ServerErrors: 2, Drop: 500 * time.Millisecond}, prod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := 0; i < 2; i++ {
+		if rc, _, _ := register(t, b.URL(), vecClientID, vecUser, vecPassword, pki.ClientTLS(t, "127.0.0.1"), time.Second); rc != 3 {
+			t.Errorf("registration %d: CONNACK %d, want 3", i+1, rc)
+		}
+	}
+	if rc, ans, _ := register(t, b.URL(), vecClientID, vecUser, vecPassword, pki.ClientTLS(t, "127.0.0.1"), 3*time.Second); rc != 0 || ans == nil {
+		t.Errorf("third registration: CONNACK %d, answered %v", rc, ans != nil)
+	}
+
+	silent, err := NewBroker("127.0.0.1:0", WithTLS(pki.ServerTLS(t, false)), WithPlatform(PlatformAliyun),
+		WithAliyunRegistration(RegistrationOptions{Silent: true, Drop: 500 * time.Millisecond}, prod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	rc, ans, dropped := register(t, silent.URL(), vecClientID, vecUser, vecPassword, pki.ClientTLS(t, "127.0.0.1"), 2*time.Second)
+	if rc != 0 || ans != nil || !dropped {
+		t.Errorf("silent platform: CONNACK %d, answered %v, dropped %v; want 0, no answer, dropped", rc, ans != nil, dropped)
 	}
 }

@@ -30,17 +30,21 @@ type regBench struct {
 	regs  []sim.AliyunRegistration
 }
 
-func newRegBench(t *testing.T, delay time.Duration, productSecret string) *regBench {
+func newRegBench(t *testing.T, delay time.Duration, productSecret string, tune ...func(*sim.RegistrationOptions)) *regBench {
 	t.Helper()
 	rb := &regBench{cloudBench: &cloudBench{}}
 	pki := testutil.NewPKI(t, "gw", regHost)
+	ro := sim.RegistrationOptions{Delay: delay, Report: func(r sim.AliyunRegistration) {
+		rb.mu.Lock()
+		rb.regs = append(rb.regs, r)
+		rb.mu.Unlock()
+	}}
+	for _, f := range tune {
+		f(&ro)
+	}
 	b, err := sim.NewBroker("127.0.0.1:0", sim.WithTLS(pki.ServerTLS(t, false)), sim.WithPlatform(sim.PlatformAliyun),
 		sim.WithEvents(rb.record),
-		sim.WithAliyunRegistration(sim.RegistrationOptions{Delay: delay, Report: func(r sim.AliyunRegistration) {
-			rb.mu.Lock()
-			rb.regs = append(rb.regs, r)
-			rb.mu.Unlock()
-		}}, sim.AliyunProduct{Key: regPK, Secret: regPS, Devices: []string{sim.DefaultIdentity.IMEI, imei2}}))
+		sim.WithAliyunRegistration(ro, sim.AliyunProduct{Key: regPK, Secret: regPS, Devices: []string{sim.DefaultIdentity.IMEI, imei2}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,4 +311,21 @@ func TestSelfRegistrationRefusedAtCheck(t *testing.T) {
 	if strings.Contains(errs, regPS) {
 		t.Error("check shows the product secret")
 	}
+}
+
+// TestSelfRegistrationServerError: the platform answers the first two registrations with
+// CONNACK 3 (server error); the daemon says so, retries on the back-off and registers.
+func TestSelfRegistrationServerError(t *testing.T) {
+	rb := newRegBench(t, 0, regPS, func(o *sim.RegistrationOptions) { o.ServerErrors = 2 })
+	d := rb.start(rb.config(""))
+	f, i := d.wait(t, 0, "mqtt_connect_failed")
+	if f.Int("code") != 3 || f.Str("step") != "register" || !strings.Contains(f.Str("hint"), "server error") || f.Str("retry_in") == "" {
+		t.Errorf("failure %v: want code 3 at step register, a hint and retry_in", f)
+	}
+	_, i = d.wait(t, i, "registered")
+	d.wait(t, i, "session_up")
+	if n := d.log.Count("mqtt_connect_failed"); n != 2 {
+		t.Errorf("%d failures, want the 2 server errors", n)
+	}
+	rb.secretFile(t, sim.DefaultIdentity.IMEI)
 }
