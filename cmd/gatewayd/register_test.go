@@ -329,3 +329,21 @@ func TestSelfRegistrationServerError(t *testing.T) {
 	}
 	rb.secretFile(t, sim.DefaultIdentity.IMEI)
 }
+
+// TestSelfRegistrationNoAnswer: a platform that accepts the registration and never answers
+// (it drops the link after 15 s): the daemon gives up within its bound, says so, stores nothing
+// and retries on the back-off.
+func TestSelfRegistrationNoAnswer(t *testing.T) {
+	rb := newRegBench(t, 0, regPS, func(o *sim.RegistrationOptions) { o.Silent = true })
+	d := rb.start(rb.config(""))
+	_, i := d.wait(t, 0, "registering")
+	f, i := d.wait(t, i, "mqtt_connect_failed")
+	t.Logf("failure as logged: %s", d.log.Raw()[i])
+	if f.Str("retry_in") == "" || f.Str("step") != "register" || !strings.Contains(f.Str("hint"), "/ext/register") {
+		t.Errorf("failure %v: want step register, a hint and retry_in", f)
+	}
+	d.wait(t, i+1, "registering")
+	if ents, _ := os.ReadDir(rb.state); len(ents) != 0 {
+		t.Errorf("stored %d files without an answer", len(ents))
+	}
+}
