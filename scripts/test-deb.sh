@@ -202,8 +202,10 @@ fi
 
 echo "--- a Debian $suite root in $root from $mirror ($(elapsed))"
 mm_log=$(mktemp)
-# passwd (userdel) and udev are on every real system; the apt variant is only Essential: yes and apt.
-if ! mmdebstrap --mode=root --variant=apt --include=systemd,udev,passwd --dpkgopt=force-unsafe-io \
+# passwd (userdel), udev and man-db are on every real system; the apt variant is only Essential: yes and apt.
+# man-db: `man gatewayd` is checked as an operator would read it; procps (/bin/kill, ExecReload=)
+# is a dependency of the package, and this root has no package lists to fetch it with.
+if ! mmdebstrap --mode=root --variant=apt --include=systemd,udev,passwd,man-db,procps --dpkgopt=force-unsafe-io \
 	"$suite" "$root" "deb $mirror $suite main" >"$mm_log" 2>&1; then
 	tail -n 30 "$mm_log" >&2
 	die "mmdebstrap failed (above)"
@@ -288,6 +290,12 @@ all() {
 	done
 	[ ${#cmd[@]} -eq 0 ] || "${cmd[@]}"
 }
+# man_shows SECTION PAGE TEXT: `man SECTION PAGE` in the root prints the page, with TEXT in it.
+man_shows() {
+	local out
+	out=$(in_root env MANPAGER=cat MANWIDTH=80 man "$1" "$2" 2>&1) || { printf '%s\n' "$out" | head -n 5; return 1; }
+	grep -q "$3" <<<"$out" || { echo "man $1 $2 lacks $3:"; printf '%s\n' "$out" | head -n 5; return 1; }
+}
 status() { in_root dpkg-query -W -f "\${Status} \${Version}" gatewayd 2>/dev/null || echo "unknown"; }
 mode_of() { in_root stat -c '%a %U %G' "$1"; }
 # mode_is PATH "MODE OWNER GROUP": as stat shows them, e.g. "640 root gatewayd".
@@ -328,6 +336,13 @@ if in_root udevadm verify --help >/dev/null 2>&1; then
 else
 	note "this root's udevadm has no verify (systemd 253 and later)"
 fi
+check "man gatewayd and man gatewayd.toml show the pages" \
+	all man_shows 8 gatewayd "gatewayd probe" -- man_shows 5 gatewayd.toml "commit_wait"
+check "the copyright file (DEP-5) names the licence and the Go modules" \
+	all grep -q '^License: Apache-2.0$' "$root/usr/share/doc/gatewayd/copyright" -- \
+	grep -q '^Files: vendor/github.com/rs/zerolog/\*$' "$root/usr/share/doc/gatewayd/copyright"
+check "bash completion of gatewayd's subcommands is installed" \
+	grep -q 'complete -F _gatewayd gatewayd' "$root/usr/share/bash-completion/completions/gatewayd"
 check "gatewayd check (the installed example), as root" in_root gatewayd check
 check "gatewayd check, as the service's user gatewayd" in_root setpriv --reuid=gatewayd --regid=gatewayd --init-groups gatewayd check
 check "another user cannot read the config" denied in_root setpriv --reuid=nobody --regid=nogroup --clear-groups gatewayd check
@@ -372,7 +387,8 @@ in_root chown -R gatewayd:gatewayd /var/lib/private/gatewayd
 ln -s private/gatewayd "$root/var/lib/gatewayd"
 check "apt-get remove gatewayd" in_root apt-get remove -y gatewayd
 check "removed: $(status)" test "$(status)" = "deinstall ok config-files $v3"
-check "the program, unit, rule and sysusers file are gone" absent /usr/bin/gatewayd "$unit" "$rule" "$sysusers"
+check "the program, unit, rule, sysusers file and man pages are gone" absent /usr/bin/gatewayd "$unit" "$rule" "$sysusers" \
+	/usr/share/man/man8/gatewayd.8.gz /usr/share/man/man5/gatewayd.toml.5.gz
 check "the config, the user and the outbox stay for a reinstall" \
 	all test -f "$root$conf" -- test -f "$root/var/lib/private/gatewayd/outbox/00000001.seg" -- in_root getent passwd gatewayd
 

@@ -209,6 +209,7 @@ level = "debug"
 // refuses with the platform's code, and the daemon logs the refusal in words with retry_in, and
 // tries again after the back-off.
 func TestCloudPresets(t *testing.T) {
+	t.Parallel()
 	pki := testutil.NewPKI(t, "pi-led-01", aliyunHost, azureHost, awsHost)
 	for _, c := range cloudCases {
 		t.Run(c.platform, func(t *testing.T) {
@@ -275,6 +276,7 @@ func TestCloudPresets(t *testing.T) {
 // and no failure or lost session; and QoS 1 messages a program on the Pi publishes through the
 // local endpoint while the session is renewed all reach the cloud.
 func TestTokenRenewalEndToEnd(t *testing.T) {
+	t.Parallel()
 	pki := testutil.NewPKI(t, "pi-led-01", azureHost)
 	for _, name := range []string{sim.PlatformTencent, sim.PlatformAzure} {
 		t.Run(name, func(t *testing.T) {
@@ -429,6 +431,7 @@ func publishAsync(t *testing.T, c paho.Client, topic, payload string) {
 // network clock, reports it as clock_network, and gets in. It needs a host whose kernel says its
 // clock is not synchronised (containers and CI machines without NTP); it skips elsewhere.
 func TestUnsyncedClockSignsWithNetworkTime(t *testing.T) {
+	t.Parallel()
 	if synced, err := daemon.ClockSynced(); err != nil || synced {
 		t.Skipf("the host's clock is synchronised (adjtimex), so gatewayd signs with it: nothing to test here (err %v)", err)
 	}
@@ -461,6 +464,7 @@ func TestUnsyncedClockSignsWithNetworkTime(t *testing.T) {
 // client ids) evict each other, as the platform forces the older connection of a device triple
 // offline; the evicted daemon says why in words — the kick-out rule — in its lost-session entry.
 func TestAliyunKickOut(t *testing.T) {
+	t.Parallel()
 	c := cloudCases[slices.IndexFunc(cloudCases, func(c cloudCase) bool { return c.platform == sim.PlatformAliyun })]
 	cb := &cloudBench{}
 	b, err := sim.NewBroker("127.0.0.1:0", sim.WithPlatform(sim.PlatformAliyun, c.devices...), sim.WithEvents(cb.record))

@@ -9,11 +9,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +27,9 @@ import (
 	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/sim"
 )
+
+// e2eParallel is how many parallel end-to-end tests run at once by default.
+const e2eParallel = 4
 
 // gatewaydBin is the daemon built once for all tests.
 var gatewaydBin string
@@ -40,6 +45,16 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building gatewayd: %v\n%s", err, out)
 		os.Exit(1)
+	}
+	// The end-to-end tests wait on back-offs, brokers and emulated modules far more than they
+	// compute: run up to e2eParallel of those marked parallel at once, unless -parallel says how
+	// many. (The default, GOMAXPROCS, is 2 on the machines CI runs on, and the package would not
+	// finish within go test's 10 minutes.)
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(e2eParallel))
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -116,6 +116,7 @@ func failures(d *proc) []logwatch.Entry {
 // AT+QMTDISC, and goes back through AT+QMTCLOSE (answered ERROR: the index is already closed) to
 // AT+QMTOPEN.
 func TestRefusedConnectThenQMTSTAT4(t *testing.T) {
+	t.Parallel()
 	var connects connectLog
 	broker := refusingBroker(t, 2, &connects)
 	var cmds simCommands
@@ -173,6 +174,7 @@ func TestRefusedConnectThenQMTSTAT4(t *testing.T) {
 // +QMTCONN at all. The wait for the result ends on the +QMTSTAT, not after the CONNECT timeout
 // (5 s packet timeout × 4 tries + 2 s here).
 func TestConnectAnsweredOnlyByQMTSTAT(t *testing.T) {
+	t.Parallel()
 	var connects connectLog
 	broker := refusingBroker(t, 2, &connects)
 	b := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.RefusalStatOnly = true })
@@ -203,6 +205,7 @@ func TestConnectAnsweredOnlyByQMTSTAT(t *testing.T) {
 // TestQMTSTAT8IsLinkLost (EC200 family): +QMTSTAT: 0,8 is handled as a lost link — said in words,
 // counted as link_closed, and the session comes back.
 func TestQMTSTAT8IsLinkLost(t *testing.T) {
+	t.Parallel()
 	b := newBench(t, nil)
 	d := b.start(seedConfig(b.mod.Path(), ""))
 	_, i := d.wait(t, 0, "session_up")
@@ -224,6 +227,7 @@ func TestQMTSTAT8IsLinkLost(t *testing.T) {
 // TestTwoFieldConnAck (older firmware): +QMTCONN: 0,0 without a ret_code is a success while the
 // CONNECT is pending, and a +QMTSTAT after it is still honoured.
 func TestTwoFieldConnAck(t *testing.T) {
+	t.Parallel()
 	b := newBenchOn(t, startBroker(t).Addr(), func(c *sim.Config) { c.ConnAckTwoFields = true })
 	d := b.start(seedConfig(b.mod.Path(), ""))
 	_, i := d.wait(t, 0, "mqtt_connected")
@@ -243,6 +247,7 @@ func TestTwoFieldConnAck(t *testing.T) {
 // module is alive: the daemon probes again and comes up with no failed step, no back-off and
 // no reset.
 func TestFirstATAnsweredError(t *testing.T) {
+	t.Parallel()
 	var cmds simCommands
 	b := newBenchOn(t, startBroker(t).Addr(), cmds.logTo, func(c *sim.Config) { c.FirstATError = true })
 	d := b.start(seedConfig(b.mod.Path(), ""))
@@ -260,6 +265,7 @@ func TestFirstATAnsweredError(t *testing.T) {
 // TestDualStackAddresses: AT+QIACT? with an IPv4 and an IPv6 address, under type 1 (EC600S) and
 // under type 3 (EC200U). The status shows both addresses, the IPv4 one first.
 func TestDualStackAddresses(t *testing.T) {
+	t.Parallel()
 	broker := startBroker(t)
 	for _, typ := range []int{1, 3} {
 		b := newBenchOn(t, broker.Addr(), func(c *sim.Config) { c.DualStack = typ })
@@ -328,6 +334,7 @@ func padChecksum(data []byte, want uint16) ([]byte, error) {
 // "f5f", "372"). A CA file whose checksum has fewer than four hex digits (a comment line after
 // the PEM block picks it) is uploaded, the daemon takes the answer, and the TLS session comes up.
 func TestShortQFUPLChecksum(t *testing.T) {
+	t.Parallel()
 	tb := newTLSBench(t)
 	ca := append([]byte{}, tb.pki.CA...)
 	if len(ca)%2 == 1 {
@@ -361,6 +368,7 @@ func TestShortQFUPLChecksum(t *testing.T) {
 // The bring-up closes the index first, so the daemon connects when a host restart left the
 // index opening (not listed by AT+QMTOPEN?), and when it left it connected.
 func TestQMTCFGRefusedWhileIndexOpen(t *testing.T) {
+	t.Parallel()
 	b := newBenchOn(t, startBroker(t).Addr(), func(c *sim.Config) { c.StrictQMTCFG = true })
 	must(t, b.mod.Occupy(0))
 	d := b.start(seedConfig(b.mod.Path(), ""))
@@ -392,6 +400,7 @@ func TestQMTCFGRefusedWhileIndexOpen(t *testing.T) {
 // ThingsBoard). The daemon says so in a warning, in words, and the status shows the granted QoS
 // per subscription.
 func TestGrantedQoSLower(t *testing.T) {
+	t.Parallel()
 	broker, err := sim.NewBroker("127.0.0.1:0", sim.WithMaxQoS(1))
 	if err != nil {
 		t.Fatal(err)
@@ -444,6 +453,7 @@ func TestGrantedQoSLower(t *testing.T) {
 // AT+QIACT=1 is answered ERROR because the context is active (EC600S, BG770A-GL). The daemon asks
 // AT+QIACT? again and carries on: no failed step, no back-off.
 func TestQIACTErrorOnActiveContext(t *testing.T) {
+	t.Parallel()
 	var cmds simCommands
 	b := newBenchOn(t, startBroker(t).Addr(), cmds.logTo)
 	d := b.start(seedConfig(b.mod.Path(), ""))

@@ -9,6 +9,9 @@
 //	gatewayd sim                     the whole daemon on the built-in EC600 emulator and broker
 //	gatewayd probe -port DEV         record how a module answers a fixed, safe script
 //	gatewayd -version                print the version
+//
+// The daemon reads its configuration again on SIGHUP (`systemctl reload gatewayd`); see
+// internal/daemon's Reload for what is applied how.
 package main
 
 import (
@@ -22,6 +25,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/daemon"
@@ -116,6 +121,11 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "gatewayd", versionString())
 		return 0
 	}
+	// SIGHUP (`systemctl reload gatewayd`) reloads the configuration; caught from the start, so
+	// that an early one cannot kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
@@ -124,7 +134,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	// Log lines that arrive while one is being written go out together in one write.
 	logOut := logging.NewBatchWriter(stderr, 0)
 	defer logOut.Close()
-	log, err := logging.New(logOut, cfg.Log.Level, cfg.Log.Format)
+	log, level, err := logging.NewReloadable(logOut, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
 		return 1
@@ -133,12 +143,53 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	notify := sdnotify.New(log)
 	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("gatewayd starting")
-	if err := daemon.Run(ctx, cfg, log, notify, notify.WatchdogInterval(), versionString()); err != nil && !errors.Is(err, context.Canceled) {
+	reloads := make(chan daemon.Reload)
+	go reloadOnHUP(ctx, hup, *path, reloads, notify, log)
+	err = daemon.RunWith(ctx, cfg, log, daemon.Options{Notify: notify, Watchdog: notify.WatchdogInterval(),
+		Version: versionString(), Reloads: reloads, Level: level})
+	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error().Err(err).Msg("gatewayd stopped")
 		return 1
 	}
 	log.Info().Msg("gatewayd stopped")
 	return 0
+}
+
+// EventConfigReloadRefused is the log event of a reload whose configuration is invalid.
+const EventConfigReloadRefused = "config_reload_refused"
+
+// reloadOnHUP reads the configuration at path again on every SIGHUP and hands it to the daemon;
+// one that does not load is refused with the error `gatewayd` would stop with at start, and the
+// running configuration is kept. systemd hears RELOADING=1 and, when it is done, READY=1.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, reloads chan<- daemon.Reload, notify *sdnotify.Notifier, log zerolog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		notify.Reloading()
+		log.Info().Str("config", path).Msg("SIGHUP: reading the configuration again")
+		cfg, err := config.Load(path)
+		if err != nil {
+			log.Error().Str(logging.EventKey, EventConfigReloadRefused).Str("config", path).Err(err).
+				Msg("the new configuration is invalid: reload refused, the running configuration is kept")
+			notify.Ready()
+			continue
+		}
+		done := make(chan struct{})
+		select {
+		case reloads <- daemon.Reload{Config: cfg, Done: done}:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+		notify.Ready()
+	}
 }
 
 func runCheck(args []string, stdout, stderr io.Writer) int {

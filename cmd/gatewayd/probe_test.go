@@ -16,6 +16,7 @@ import (
 // checks passwords: it exits 0, prints its findings, writes a transcript without the password
 // that replays cleanly through the real stack; without -port it prints its usage and exits 2.
 func TestProbeCommand(t *testing.T) {
+	t.Parallel()
 	if _, errs, code := cli(t, "probe"); code != 2 || !strings.Contains(errs, "usage: gatewayd probe -port") {
 		t.Fatalf("probe without -port: exit %d\n%s", code, errs)
 	}

@@ -51,6 +51,7 @@ func drained(t *testing.T, c paho.Client, cloud *collector, from, to int) (time.
 // once the session is back the drain has its full window again. Before issue 20 the cut lasted
 // "until the module is replaced", and the drain ran stop-and-wait for the rest of its life.
 func TestDrainWindowComesBackAfterALinkDiesMidPublish(t *testing.T) {
+	t.Parallel()
 	b := newBench(t, nil)
 	cloud := b.subscribe(telemetry + "/#")
 	b.mod.SetBrokerDelay(30 * time.Millisecond) // PUBACKs take a while: publishes pile up in flight
@@ -94,6 +95,7 @@ func TestDrainWindowComesBackAfterALinkDiesMidPublish(t *testing.T) {
 // fault, no second bring-up for APP RDY. Before issue 20 the POWERED DOWN failed the bring-up
 // that followed RDY, and the daemon backed off and did it again, on every reset.
 func TestResetSequenceIsNotANewFault(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		variant func(*sim.Config)

@@ -103,6 +103,7 @@ func parsePost(t *testing.T, s string) alinkPost {
 // changes nothing, the LED and the telemetry are reported at connect and after a change, and
 // get_status and blink answer.
 func TestThingAliyun(t *testing.T) {
+	t.Parallel()
 	b := newBench(t, nil)
 	replies := b.subscribe(aliyunDev + "service/property/set_reply")
 	posts := b.subscribe(aliyunDev + "event/property/post")
@@ -247,6 +248,7 @@ func TestThingAliyun(t *testing.T) {
 // outage the emulator makes with RefuseOpen) reaches the console after the reconnect, in order:
 // kept in memory without [local], stored in the outbox with it.
 func TestThingReportOffline(t *testing.T) {
+	t.Parallel()
 	for _, local := range []bool{false, true} {
 		t.Run(fmt.Sprintf("outbox=%t", local), func(t *testing.T) { reportOffline(t, local) })
 	}
@@ -487,6 +489,7 @@ var platformCases = []platformCase{{
 // property, each set is answered in the platform's terms (or, on ThingsBoard, by the reported
 // state), a duplicate is harmless, a bad set changes nothing, and get_status and blink answer.
 func TestThingPlatforms(t *testing.T) {
+	t.Parallel()
 	for _, pc := range platformCases {
 		t.Run(pc.name, func(t *testing.T) {
 			b := newBench(t, nil)
@@ -619,6 +622,7 @@ func TestSimThingDemo(t *testing.T) {
 // is answered at the module's pace: all of them, within the queue's bound (past it, a reply is
 // counted and logged as dropped — none vanishes). The LED ends as the last set says.
 func TestThingFlood(t *testing.T) {
+	t.Parallel()
 	const n = 300
 	b := newBench(t, nil)
 	d := b.start(aliyunThingConfig(b.mod.Path(), ""))
@@ -674,6 +678,7 @@ func TestThingFlood(t *testing.T) {
 // delta the device cannot apply changes nothing and the real state is reported; a rejected
 // update is logged with its code in words.
 func TestThingAWS(t *testing.T) {
+	t.Parallel()
 	tb := newTLSBench(t)
 	const shadow = "$aws/things/pi-01/shadow/"
 	reported := tb.subscribe(shadow + "update")
@@ -726,6 +731,7 @@ level = "debug"
 // device cannot apply it); direct methods get_status and blink answer 200, an unknown one 404;
 // the hub's answer to a reported patch is checked.
 func TestThingAzure(t *testing.T) {
+	t.Parallel()
 	// The TLS bench without client certificates: Azure authenticates the device by its SAS token.
 	tb := &tlsBench{pki: testutil.NewPKI(t, "pi-led-01", tlsHost)}
 	b, err := sim.NewBroker("127.0.0.1:0", sim.WithTLS(tb.pki.ServerTLS(t, false)))

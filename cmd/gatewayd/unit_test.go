@@ -20,7 +20,7 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"MemoryHigh=", "MemoryMax=", "TasksMax=", "LimitNOFILE=", "WatchdogSec=", "Type=notify"} {
+	for _, key := range []string{"MemoryHigh=", "MemoryMax=", "TasksMax=", "LimitNOFILE=", "WatchdogSec=", "Type=notify", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), "\n"+key) {
 			t.Errorf("the unit sets no %s", key)
 		}

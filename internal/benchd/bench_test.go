@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ import (
 // window then lost about one in seven downlinks); the window is kept so that the figures compare
 // with earlier runs. BenchmarkBurst writes -benchd.burst messages with no window at all.
 var (
-	idleWindow = flag.Duration("benchd.idle", 15*time.Second, "length of one idle window of BenchmarkProcess/idle (15 s = one health check)")
+	idleWindow = flag.Duration("benchd.idle", 15*time.Second, "length of one idle window of BenchmarkProcess/idle and BenchmarkIdle (60 s = one health check by default)")
 	spacing    = flag.Duration("benchd.spacing", time.Millisecond, "pause between downlinks in BenchmarkDownlink/latency/spaced")
 	batch      = flag.Int("benchd.batch", 32, "downlinks per write in the throughput streams (must divide 1024)")
 	window     = flag.Int("benchd.window", 248, "most downlinks in flight in the throughput streams (under the daemon's 256-event queue)")
@@ -45,6 +46,9 @@ func startRig(b *testing.B, o Options) *Rig {
 	b.Helper()
 	if len(benchPayload) != 100 {
 		b.Fatalf("payload is %d bytes, want 100", len(benchPayload))
+	}
+	if *daemonEnv != "" {
+		o.Env = append(o.Env, strings.Split(*daemonEnv, ",")...)
 	}
 	r, err := Start(context.Background(), o)
 	if err != nil {
@@ -213,9 +217,14 @@ func benchDownlink(b *testing.B, r *Rig) {
 	})
 }
 
-// buildDaemon builds cmd/gatewayd as scripts/build-pi.sh does (static, trimmed, stripped).
+// buildDaemon builds cmd/gatewayd as scripts/build-pi.sh does (static, trimmed, stripped), or
+// returns -benchd.bin when it is given (an earlier build, or a wrapper that runs one under
+// qemu-user).
 func buildDaemon(b *testing.B) string {
 	b.Helper()
+	if *daemonBinary != "" {
+		return *daemonBinary
+	}
 	bin := filepath.Join(b.TempDir(), "gatewayd")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/gatewayd/gatewayd/cmd/gatewayd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

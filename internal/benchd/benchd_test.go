@@ -111,6 +111,15 @@ func TestReadProcSelf(t *testing.T) {
 	if b.CPU <= a.CPU || a.Threads == 0 || b.HWM < 8<<20 || b.RSS > b.HWM {
 		t.Fatalf("samples %+v then %+v", a, b)
 	}
+	// A sleep is a voluntary context switch of this thread, which the sum over tasks must see.
+	time.Sleep(10 * time.Millisecond)
+	c, err := ReadProc("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Switches <= 0 || c.Switches <= b.Switches {
+		t.Fatalf("context switches %d, %d, then %d after a sleep", a.Switches, b.Switches, c.Switches)
+	}
 	if _, err := ReadProc("0"); err == nil {
 		t.Fatal("ReadProc of pid 0 succeeded")
 	}

@@ -21,6 +21,10 @@ type ProcSample struct {
 	CPUTicks int64         // utime+stime from /proc/<pid>/stat, in clock ticks (10 ms)
 	Threads  int
 	Slices   int64 // times its threads were scheduled in, from schedstat: wakeups, roughly
+	// Switches is its threads' context switches, voluntary and not, summed over
+	// /proc/<pid>/task/*/status: how often it went to sleep or was put off the CPU, so each
+	// wakeup counts once.
+	Switches int64
 	RSS      int64 // VmRSS, bytes
 	HWM      int64 // VmHWM (peak RSS), bytes
 }
@@ -73,6 +77,21 @@ func ReadProc(pid string) (ProcSample, error) {
 		s.CPU += time.Duration(ns)
 		s.Slices += sl
 		s.Threads++
+		st, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "status"))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, line := range strings.Split(string(st), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+				continue
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return s, fmt.Errorf("%s/task/%s/status: %s: %w", dir, t.Name(), k, err)
+			}
+			s.Switches += n
+		}
 	}
 
 	status, err := os.ReadFile(filepath.Join(dir, "status"))

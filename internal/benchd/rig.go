@@ -75,6 +75,8 @@ type Options struct {
 	Local bool
 	// Metrics serves the daemon's Prometheus metrics on a free loopback port (Rig.MetricsAddr).
 	Metrics bool
+	// Env is added to a child daemon's environment (e.g. WATCHDOG_USEC, as systemd sets it).
+	Env []string
 }
 
 // Rig is the daemon connected through a Relay to the EC600 emulator and an embedded broker.
@@ -158,7 +160,7 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 	if o.Binary == "" {
 		err = r.startInProcess(dctx, text, o)
 	} else {
-		err = r.startProcess(o.Binary, text)
+		err = r.startProcess(o.Binary, text, o.Env)
 	}
 	if err != nil {
 		return r, err
@@ -230,13 +232,16 @@ func (r *Rig) startInProcess(ctx context.Context, text string, o Options) error 
 	return nil
 }
 
-func (r *Rig) startProcess(bin, text string) error {
+func (r *Rig) startProcess(bin, text string, env []string) error {
 	path := filepath.Join(r.dir, "gatewayd.toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		return err
 	}
 	r.Sink.Stamp(logging.EventLED)
 	cmd := exec.Command(bin, "-config", path)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err

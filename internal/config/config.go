@@ -24,7 +24,7 @@ const (
 	DefaultPDPContext      = 1
 	DefaultSIMTimeout      = 30 * time.Second
 	DefaultRegisterTimeout = 180 * time.Second
-	DefaultHealthInterval  = 15 * time.Second
+	DefaultHealthInterval  = 60 * time.Second // each check wakes the daemon: once a minute keeps it asleep (docs/benchmarks.md)
 	DefaultMQTTPort        = 1883
 	DefaultKeepAlive       = 60 * time.Second
 	DefaultResetPulse      = 500 * time.Millisecond // the reference has no RESET_N timing: check the board

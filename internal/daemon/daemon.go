@@ -37,13 +37,32 @@ const EditTimeout = 2 * time.Second
 // Run runs the gateway described by cfg until ctx ends. notify may be nil; version is what
 // `gatewayd status` reports.
 func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify supervisor.Notifier, watchdog time.Duration, version string) error {
+	return RunWith(ctx, cfg, log, Options{Notify: notify, Watchdog: watchdog, Version: version})
+}
+
+// Options are RunWith's settings beyond the configuration.
+type Options struct {
+	Notify   supervisor.Notifier // may be nil
+	Watchdog time.Duration       // systemd's watchdog interval; 0: none
+	Version  string              // what `gatewayd status` reports
+	// Reloads, when not nil, delivers configurations to apply while the daemon runs (SIGHUP);
+	// see Reload for what is applied how.
+	Reloads <-chan Reload
+	// Level is the level of log, which a reload changes; nil: a new log.level needs a restart.
+	Level *logging.Level
+}
+
+// RunWith runs the gateway described by cfg until ctx ends, applying the reloads it is given.
+func RunWith(ctx context.Context, cfg *config.Config, log zerolog.Logger, opt Options) error {
+	notify, watchdog, version := opt.Notify, opt.Watchdog, opt.Version
 	for _, w := range cfg.Warnings {
 		log.Warn().Str("config", cfg.File).Msg(w)
 	}
-	led, err := OpenLED(cfg.LED, log)
+	gl, err := OpenLED(cfg.LED, log)
 	if err != nil {
 		return err
 	}
+	led := &swapLED{led: gl, cfg: cfg.LED}
 	defer func() {
 		if err := led.Close(); err != nil {
 			log.Warn().Err(err).Msg("releasing the LED line")
@@ -68,6 +87,9 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 	}
 	set.WatchdogInterval = watchdog
 	uplinks := newUplinks(cfg)
+	if uplinks == nil && opt.Reloads != nil {
+		uplinks = metrics.NewUplinks() // a reload may turn [metrics] on: count from the start
+	}
 	var store *outbox.Store
 	var ep *local.Endpoint
 	if cfg.Local != nil {
@@ -119,10 +141,27 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, notify sup
 	}
 	stopControl := startControl(ctx, cfg, ctl, log)
 	defer stopControl()
-	stopMetrics := startMetrics(ctx, cfg, metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version,
-		thing: eng, device: cfg.DeviceName(), rev: cfg.Revision}, log)
-	defer stopMetrics()
-	return sup.Run(ctx)
+	mx := &metricsRunner{ctx: ctx, src: metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version,
+		thing: eng, device: cfg.DeviceName(), rev: cfg.Revision}, log: log}
+	mx.start(cfg)
+	defer mx.stop()
+	if opt.Reloads == nil {
+		return sup.Run(ctx)
+	}
+	supDone := make(chan error, 1)
+	go func() { supDone <- sup.Run(ctx) }()
+	rl := &reloader{cfg: cfg, log: log, level: opt.Level, led: led, metrics: mx, sup: sup, ep: ep}
+	for {
+		select {
+		case err := <-supDone:
+			return err
+		case r := <-opt.Reloads:
+			rl.cfg = rl.apply(ctx, r.Config)
+			if r.Done != nil {
+				close(r.Done)
+			}
+		}
+	}
 }
 
 // openLocal opens the outbox (a damaged store is set aside) and the local MQTT endpoint that

@@ -203,7 +203,10 @@ type Stats struct {
 // PUBACKs). A QoS 1 copy to a session with clean session false is sent again when the client
 // comes back.
 type Endpoint struct {
-	cfg    Config
+	cfg Config
+	// live holds cfg's forwarding rules and retained bounds, which SetLive changes while the
+	// endpoint runs; read them only through it.
+	live   atomic.Pointer[Live]
 	box    Outbox
 	notify func()
 	log    zerolog.Logger
@@ -305,6 +308,7 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 		retained:       newRetained(),
 		connectTimeout: cfg.connectTimeout, writeTimeout: cfg.writeTimeout, writeBudget: cfg.writeBudget,
 	}
+	e.live.Store(&Live{Forward: cfg.Forward, MaxRetained: cfg.MaxRetained, MaxRetainedBytes: cfg.MaxRetainedBytes})
 	for c, ev := range map[*counter]string{
 		&e.refused: "local_refused", &e.notForwarded: "local_not_forwarded", &e.deliverDropped: "local_deliver_dropped",
 		&e.slow: "local_slow_client", &e.retainRefused: "local_retain_refused", &e.connRefused: "local_conn_refused",
@@ -465,7 +469,7 @@ func (e *Endpoint) Run(ctx context.Context) error {
 		return fmt.Errorf("local: %w", err)
 	}
 	for _, a := range e.addrs {
-		e.log.Info().Str("address", a.String()).Str("network", a.Network()).Int("forward_rules", len(e.cfg.Forward)).
+		e.log.Info().Str("address", a.String()).Str("network", a.Network()).Int("forward_rules", len(e.live.Load().Forward)).
 			Int("max_clients", e.cfg.MaxClients).Int("max_packet", e.cfg.MaxPacket()).Int("max_topic", e.cfg.MaxTopic).
 			Msg("local MQTT endpoint listening")
 	}
@@ -746,10 +750,34 @@ func (e *Endpoint) logStats() {
 		Msg("local endpoint counters for this run")
 }
 
+// Live is the part of Config that SetLive changes while the endpoint runs (`systemctl reload`):
+// the forwarding rules and the bounds on retained messages. The rest — listeners, credentials,
+// MaxClients and MaxTopic (which size the MQTT server's own limits) — is fixed by New.
+type Live struct {
+	Forward          []Forward
+	MaxRetained      int // 0: DefaultMaxRetained
+	MaxRetainedBytes int // 0: DefaultMaxRetainedBytes
+}
+
+// SetLive checks l as New checks a Config and puts it in place at once: publishes from then on
+// are forwarded by its rules, retained messages kept within its bounds (those kept already stay).
+func (e *Endpoint) SetLive(l Live) error {
+	c := e.cfg
+	c.Forward, c.MaxRetained, c.MaxRetainedBytes = l.Forward, l.MaxRetained, l.MaxRetainedBytes
+	if err := c.check(); err != nil {
+		return err
+	}
+	c.setDefaults()
+	e.live.Store(&Live{Forward: c.Forward, MaxRetained: c.MaxRetained, MaxRetainedBytes: c.MaxRetainedBytes})
+	e.log.Info().Int("forward_rules", len(c.Forward)).Int("max_retained", c.MaxRetained).
+		Int("max_retained_bytes", c.MaxRetainedBytes).Msg("local endpoint rules changed")
+	return nil
+}
+
 // rule returns the QoS to forward topic with, and whether any rule matches.
 func (e *Endpoint) rule(name string) (int, bool) {
 	qos, ok := 0, false
-	for _, f := range e.cfg.Forward {
+	for _, f := range e.live.Load().Forward {
 		if topic.Match(f.Topic, name) {
 			qos, ok = max(qos, f.QoS), true
 		}
@@ -788,7 +816,8 @@ func (e *Endpoint) unsendable(topic string, payload []byte) (reason string, code
 
 // retainFits says whether a retained message may be kept (see retained).
 func (e *Endpoint) retainFits(topic string, payload []byte) bool {
-	return len(payload) == 0 || e.retained.fits(topic, len(topic)+len(payload), e.cfg.MaxRetained, e.cfg.MaxRetainedBytes)
+	l := e.live.Load()
+	return len(payload) == 0 || e.retained.fits(topic, len(topic)+len(payload), l.MaxRetained, l.MaxRetainedBytes)
 }
 
 // hook plugs the endpoint into mochi: authentication, the store-before-PUBACK step, the
@@ -887,8 +916,8 @@ func (h *hook) OnWill(cl *mqtt.Client, w mqtt.Will) (mqtt.Will, error) {
 func (e *Endpoint) noteRetainRefused(cl *mqtt.Client, topic string, n int) *zerolog.Event {
 	count, held := e.retained.totals()
 	return e.note(&e.retainRefused).Str("client_id", cl.ID).Str("topic", topic).Int("bytes", n).
-		Int("retained", count).Int("retained_bytes", held).Int("max_retained", e.cfg.MaxRetained).
-		Int("max_retained_bytes", e.cfg.MaxRetainedBytes)
+		Int("retained", count).Int("retained_bytes", held).Int("max_retained", e.live.Load().MaxRetained).
+		Int("max_retained_bytes", e.live.Load().MaxRetainedBytes)
 }
 
 // OnPublish runs in the publishing client's goroutine before mochi acknowledges the publish

@@ -6,7 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/creack/pty"
 	"go.bug.st/serial/enumerator"
 )
 
@@ -46,5 +48,64 @@ func TestOpenMissingPortSaysWhich(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), path) {
 		t.Fatalf("error %q does not name %s", err, path)
+	}
+}
+
+// A pty stands in for the module's tty: bytes go through unchanged both ways (raw: no echo, no
+// CR/LF translation), and Close ends a Read that is waiting.
+func TestOpenIsRawAndCloseEndsARead(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	defer ptmx.Close()
+	name := tty.Name()
+	tty.Close()
+	p, err := Open(context.Background(), name, 115200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ptmx.Write([]byte("\r\nOK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := p.Read(buf)
+	if err != nil || string(buf[:n]) != "\r\nOK\r\n" {
+		t.Fatalf("read %q, %v; want the bytes as sent", buf[:n], err)
+	}
+	if _, err := p.Write([]byte("AT\r")); err != nil {
+		t.Fatal(err)
+	}
+	n, err = ptmx.Read(buf)
+	if err != nil || string(buf[:n]) != "AT\r" {
+		t.Fatalf("the module side read %q, %v; want AT\\r", buf[:n], err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Read(buf)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the Read wait
+	p.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a Read ended by Close returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the waiting Read")
+	}
+}
+
+// A line rate the module cannot use is refused, naming the port.
+func TestOpenRefusesAnUnknownLineRate(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	if _, err := Open(context.Background(), tty.Name(), 12345); err == nil || !strings.Contains(err.Error(), tty.Name()) {
+		t.Fatalf("Open at 12345 baud: %v", err)
 	}
 }

@@ -1,12 +1,14 @@
-// Package sdnotify tells systemd about the daemon's life (READY, STATUS, WATCHDOG, STOPPING)
+// Package sdnotify tells systemd about the daemon's life (READY, RELOADING, STATUS, WATCHDOG, STOPPING)
 // through github.com/coreos/go-systemd/v22/daemon. Outside systemd every call does nothing.
 package sdnotify
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // Notifier sends sd_notify messages. Its zero value is not usable; call New.
@@ -37,6 +39,18 @@ func (n *Notifier) send(state string) {
 
 // Ready tells systemd the service is up (Type=notify).
 func (n *Notifier) Ready() { n.send(daemon.SdNotifyReady) }
+
+// Reloading tells systemd the daemon is reloading its configuration (`systemctl reload`); Ready
+// says when it is done. MONOTONIC_USEC, which systemd 253 and later want with it, is the
+// monotonic clock's time.
+func (n *Notifier) Reloading() {
+	var ts unix.Timespec
+	state := daemon.SdNotifyReloading
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
+		state += "\nMONOTONIC_USEC=" + strconv.FormatInt(ts.Nano()/1000, 10)
+	}
+	n.send(state)
+}
 
 // Status sets the one-line status `systemctl status` shows.
 func (n *Notifier) Status(s string) { n.send("STATUS=" + s) }

@@ -123,6 +123,7 @@ const (
 	inResetDone                   // the module reset finished
 	inRenewDue                    // the renewal timer fired
 	inStop                        // the daemon is stopping
+	inReconnect                   // the session's settings changed (Why): reconnect cleanly, not a failure
 	numInputs
 )
 
@@ -132,7 +133,7 @@ type input struct {
 	now   time.Time
 	stage stage  // inStageDone: the stage that finished; inFallBack: where to go back to
 	err   error  // inStageDone, inHealthDone, inPortLost
-	why   string // inFallBack
+	why   string // inFallBack, inReconnect
 	// inStageDone of stageMQTT: the password's lifetime (0: it does not expire) and when, on
 	// this clock, it was signed.
 	validFor time.Duration
@@ -157,7 +158,7 @@ const (
 	effHealth                        // send a health check
 	effReset                         // reset the module (AT+CFUN=1,1, then the reset line); err is why
 	effClosePort                     // close the AT port
-	effShutdown                      // disconnect MQTT cleanly
+	effShutdown                      // disconnect MQTT cleanly; text: why, when not the daemon stopping
 	effArmRenew                      // (re)arm the renewal timer to fire at at; zero at: stop it
 	effRenew                         // the password expires at at: disconnect MQTT cleanly to renew it
 	effRenewed                       // the session was renewed: log it (dur: how long it took)
@@ -268,6 +269,8 @@ func (m *machine) step(in input) []effect {
 		m.stageDone(in)
 	case inFallBack:
 		m.fallBack(in.now, in.stage, in.why)
+	case inReconnect:
+		m.reconnect(in.now, in.why)
 	case inTimer:
 		m.armedAt = time.Time{}
 	case inHealthTick:
@@ -504,6 +507,29 @@ func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bo
 		return true
 	}
 	return false
+}
+
+// reconnect ends a connected session cleanly (an MQTT DISCONNECT: the broker does not publish the
+// will) and connects again at once, with the settings the loop now holds: a reload of the
+// configuration, not a failure, so no back-off grows. An MQTT stage under way is cancelled and
+// run again at once, again not as a failure; an earlier stage, or a back-off, goes on as it was
+// (the MQTT stage's next attempt uses the new settings anyway).
+func (m *machine) reconnect(now time.Time, why string) {
+	if !m.connected {
+		if m.running && m.next == stageMQTT && !m.cancelled && m.interrupted == "" {
+			m.cancelled = true // its result only frees the slot; advance then runs it again
+			m.emit(effect{kind: effCancelStage})
+			m.setStatus("reconnecting: " + why)
+			return
+		}
+		m.fallBack(now, stageMQTT, why)
+		return
+	}
+	m.connected = false
+	m.emit(effect{kind: effStopDrain})
+	m.emit(effect{kind: effShutdown, text: why})
+	m.next = stageMQTT
+	m.setStatus("reconnecting: " + why)
 }
 
 func (m *machine) fallBack(now time.Time, to stage, why string) {

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -620,7 +621,7 @@ func fuzzMachine(t *testing.T, data []byte) {
 	}}
 	h.feed(input{kind: inStart})
 	for i := 0; i+1 < len(data) && failure == nil && !h.exited; i += 2 {
-		op, arg := data[i]%12, data[i+1]
+		op, arg := data[i]%13, data[i+1]
 		h.now = h.now.Add(time.Duration(arg&0x0f) * 150 * time.Millisecond)
 		if !h.timerAt.IsZero() && !h.timerAt.After(h.now) {
 			h.now = h.timerAt
@@ -686,6 +687,8 @@ func fuzzMachine(t *testing.T, data []byte) {
 					failure = fmt.Errorf("at %s: a renewal timer with none armed did %v", h.now.Sub(t0), h.last)
 				}
 			}
+		case 12:
+			h.feed(input{kind: inReconnect, why: "configuration reloaded"})
 		}
 	}
 	if failure != nil {
@@ -821,5 +824,69 @@ func TestALoneGatewayReconnectsQuickly(t *testing.T) {
 	h.feed(input{kind: inFallBack, stage: stageModule, why: "module rebooted (RDY)"})
 	if !h.live || h.liveStage != stageModule {
 		t.Fatalf("a lasting session lost to a module restart was not retried at once: live %t %s", h.live, h.liveStage)
+	}
+}
+
+// A reload that changes the session's settings reconnects a connected session at once: a clean
+// DISCONNECT (not a loss: no will, no effLost), the drain stopped first, the MQTT stage run again
+// without waiting, and no back-off grown, even for a session up less than stableAfter.
+func TestReconnectIsCleanAndImmediate(t *testing.T) {
+	h := newHarness(t, testConfig(9))
+	h.connect()
+	h.elapse(time.Second) // up far less than stableAfter: a loss now would count as a failure
+	retries := len(h.retries)
+	effs := h.feed(input{kind: inReconnect, why: "configuration reloaded: broker"})
+	var kinds []effectKind
+	for _, e := range effs {
+		kinds = append(kinds, e.kind)
+	}
+	stop, shut, run := -1, -1, -1
+	for i, e := range effs {
+		switch e.kind {
+		case effStopDrain:
+			stop = i
+		case effShutdown:
+			shut = i
+			if e.text != "configuration reloaded: broker" {
+				t.Errorf("effShutdown says %q", e.text)
+			}
+		case effRunStage:
+			run = i
+			if e.stage != stageMQTT {
+				t.Errorf("ran stage %s, want mqtt", e.stage)
+			}
+		case effLost, effRetry, effExit:
+			t.Errorf("a reconnect gave %d (effects %v)", e.kind, kinds)
+		}
+	}
+	if stop < 0 || shut < stop || run < shut {
+		t.Fatalf("want drain stopped, then a clean disconnect, then the MQTT stage at once; effects %v", kinds)
+	}
+	if h.m.connected || len(h.retries) != retries {
+		t.Fatalf("connected %t, retries %d -> %d", h.m.connected, retries, len(h.retries))
+	}
+	h.done(nil)
+	if !h.m.connected {
+		t.Fatal("not connected after the MQTT stage succeeded")
+	}
+}
+
+// A reload while the MQTT stage runs cancels it and runs it again at once: not a failure.
+func TestReconnectDuringTheMQTTStage(t *testing.T) {
+	h := newHarness(t, testConfig(10))
+	for {
+		h.untilRun()
+		if h.liveStage == stageMQTT {
+			break
+		}
+		h.done(nil)
+	}
+	retries := len(h.retries)
+	if effs := h.feed(input{kind: inReconnect, why: "configuration reloaded"}); !has(effs, effCancelStage) {
+		t.Fatalf("the MQTT stage was not cancelled: %v", effs)
+	}
+	effs := h.feed(input{kind: inStageDone, stage: stageMQTT, err: context.Canceled})
+	if !has(effs, effRunStage) || !h.live || h.liveStage != stageMQTT || len(h.retries) != retries {
+		t.Fatalf("after the cancelled stage: live %t %s, retries %d -> %d, effects %v", h.live, h.liveStage, retries, len(h.retries), effs)
 	}
 }

@@ -111,15 +111,18 @@ func (k *link) reportHeldBack(log zerolog.Logger) {
 	k.heldBack, k.heldFor = st.HeldBack, st.HeldFor
 }
 
-// shutdown disconnects cleanly on the way out.
-func (k *link) shutdown(log zerolog.Logger) {
+// shutdown disconnects cleanly: on the way out, or for a reconnect (why; "" = shutting down).
+func (k *link) shutdown(log zerolog.Logger, why string) {
+	if why == "" {
+		why = "shutting down"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := k.client.Disconnect(ctx); err != nil {
-		log.Warn().Err(err).Msg("MQTT disconnect on shutdown failed")
+		log.Warn().Err(err).Str("reason", why).Msg("MQTT disconnect failed")
 		return
 	}
-	log.Info().Str("event", logging.EventMQTTDisconnected).Str("reason", "shutting down").Msg("MQTT disconnected")
+	log.Info().Str("event", logging.EventMQTTDisconnected).Str("reason", why).Msg("MQTT disconnected")
 }
 
 // renewDisconnect ends the session cleanly (AT+QMTDISC: MQTT DISCONNECT, then the socket) for

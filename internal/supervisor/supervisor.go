@@ -160,14 +160,17 @@ type Supervisor struct {
 	// line (if any) is pulsed.
 	cfunWait time.Duration
 
-	beat   time.Duration           // how often the idle loop proves it is alive
-	loops  atomic.Uint64           // supervisor loop iterations, for the watchdog
+	// probe is the watchdog's question to the loop: the loop taking it proves it runs. (An idle
+	// loop is not woken otherwise: a daemon with nothing to do sleeps.)
+	probe  chan struct{}
 	reader atomic.Pointer[at.Conn] // the AT engine of the open port, nil while there is none
 
 	// session is the client of the connected session, nil while there is none (Publish).
 	session atomic.Pointer[qmt.Client]
 	// regWait receives the answer of a registration in progress (register.go); nil otherwise.
 	regWait atomic.Pointer[chan qmt.Received]
+	// reconf carries new session settings from Reconfigure to the loop.
+	reconf chan reconfig
 
 	book       statusBook   // what Status returns
 	atTotals   atTotals     // what ATStats returns
@@ -203,11 +206,37 @@ func New(set Settings, log zerolog.Logger, led LED, notify Notifier) *Supervisor
 	if notify == nil {
 		notify = nopNotifier{}
 	}
-	beat := maxBeat
-	if w := set.WatchdogInterval / 4; w > 0 && w < beat {
-		beat = w
+	return &Supervisor{set: set, log: log, led: led, notify: notify, probe: make(chan struct{}), cfunWait: 15 * time.Second,
+		reconf: make(chan reconfig)}
+}
+
+// reconfig is a Reconfigure call for the loop.
+type reconfig struct {
+	set  Settings
+	why  string
+	done chan struct{}
+}
+
+// Reconfigure gives a running supervisor new MQTT session settings — the broker (Host, Port),
+// Platform (credentials), Subscribe, PublishOnConnect, MQTT (keep-alive, clean session, timeouts, the will)
+// and TLS — taken from set; its other fields are ignored. A connected session is disconnected
+// cleanly and connected again at once with them (nothing is lost: the outbox's drain stops and
+// resumes, unacknowledged messages stay stored); a session being brought up uses them at its
+// next MQTT attempt. why says why, for the log. It returns once the loop has taken them, or
+// with ctx's error.
+func (s *Supervisor) Reconfigure(ctx context.Context, set Settings, why string) error {
+	r := reconfig{set: set, why: why, done: make(chan struct{})}
+	select {
+	case s.reconf <- r:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return &Supervisor{set: set, log: log, led: led, notify: notify, beat: beat, cfunWait: 15 * time.Second}
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 type nopNotifier struct{}
@@ -277,6 +306,8 @@ type loop struct {
 	stored chan []qmt.Received
 	// pending holds, in order, the events while took and left for the loop.
 	pending []pendingEvent
+	// newSet holds session settings from Reconfigure until no stage goroutine reads l.set.
+	newSet *Settings
 
 	// resetAt is when the loop last ordered AT+CFUN=1,1, zero once its RDY came; readyAt is when
 	// the last RDY came. They tell the reset's own URCs from news (handleEvent).
@@ -314,11 +345,8 @@ type stageResult struct {
 func (l *loop) run(ctx context.Context) error {
 	health := time.NewTicker(l.set.HealthInterval)
 	defer health.Stop()
-	beat := time.NewTicker(l.beat)
-	defer beat.Stop()
 	l.feed(ctx, input{kind: inStart})
 	for !l.exit {
-		l.loops.Add(1)
 		if len(l.pending) > 0 {
 			p := l.pending[0]
 			l.pending = l.pending[1:]
@@ -343,9 +371,12 @@ func (l *loop) run(ctx context.Context) error {
 				continue
 			}
 			l.event(ctx, ev)
+		case r := <-l.reconf:
+			l.reconfigure(ctx, r)
 		case r := <-l.stageDone:
 			l.stageLive = false
 			l.stageCancel()
+			l.applySettings()
 			if r.link != nil {
 				l.link = r.link
 				l.reader.Store(r.link.conn)
@@ -373,13 +404,41 @@ func (l *loop) run(ctx context.Context) error {
 			l.storedDownlinks(msgs)
 		case <-l.resetDone:
 			l.feed(ctx, input{kind: inResetDone})
-		case <-beat.C:
-			// The loop is alive; the watchdog counts l.loops.
+		case <-l.probe:
+			// The watchdog asked: taking it is the answer.
 		}
 	}
 	l.cleanUp()
 	l.notify.Stopping()
 	return l.exitErr
+}
+
+// reconfigure takes Reconfigure's settings: at once when no stage goroutine reads them, else when
+// the stage reports back; and has the machine reconnect.
+func (l *loop) reconfigure(ctx context.Context, r reconfig) {
+	set := r.set
+	l.newSet = &set
+	if !l.stageLive {
+		l.applySettings()
+	}
+	l.feed(ctx, input{kind: inReconnect, why: r.why})
+	close(r.done)
+}
+
+// applySettings puts the session settings Reconfigure gave in place, when there are any.
+func (l *loop) applySettings() {
+	n := l.newSet
+	if n == nil {
+		return
+	}
+	l.newSet = nil
+	l.set.Host, l.set.Port, l.set.Platform = n.Host, n.Port, n.Platform
+	l.set.Subscribe, l.set.PublishOnConnect = n.Subscribe, n.PublishOnConnect
+	l.set.MQTT, l.set.TLS = n.MQTT, n.TLS
+	if l.link != nil {
+		l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
+	}
+	l.book.update(func(st *Status) { st.Host, st.BrokerPort = n.Host, n.Port })
 }
 
 // event acts on one event of the link's client and gives the machine what it means.
@@ -577,8 +636,11 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 	case effClosePort:
 		l.closeLink()
 	case effShutdown:
+		if e.text != "" { // a reconnect, not the daemon stopping
+			l.book.update(func(st *Status) { st.Connected, st.ConnectedAt = false, time.Time{} })
+		}
 		if k := l.link; k != nil {
-			l.while(ctx, func() { k.shutdown(l.log) })
+			l.while(ctx, func() { k.shutdown(l.log, e.text) })
 		}
 	case effArmRenew:
 		if !l.renewTimer.Stop() {
@@ -722,19 +784,15 @@ func (l *loop) cleanUp() {
 	l.renewTimer.Stop()
 }
 
-// maxBeat is how often, at most, an otherwise idle supervisor loop proves it is alive; with a
-// short watchdog interval it beats four times per interval.
-const maxBeat = 5 * time.Second
-
-// watchdog pings the service manager while the supervisor loop makes progress and, when a module
-// is attached, its AT reader has read something within readerWindow (the health checks make the
-// module answer at least every HealthInterval). A daemon that recovers by itself keeps being pinged;
-// one that hangs is restarted by systemd.
+// watchdog pings the service manager while the supervisor loop makes progress — it takes the
+// watchdog's probe within a quarter of the interval — and, when a module is attached, its AT
+// reader has read something within readerWindow (the health checks make the module answer at
+// least every HealthInterval). A daemon that recovers by itself keeps being pinged; one that
+// hangs is restarted by systemd. One tick every half interval is all it wakes for.
 func (s *Supervisor) watchdog(ctx context.Context) {
 	t := time.NewTicker(s.set.WatchdogInterval / 2)
 	defer t.Stop()
 	readerWindow := 4 * s.set.HealthInterval
-	lastLoops := s.loops.Load()
 	var lastIn uint64
 	var lastConn *at.Conn
 	lastRead := time.Now()
@@ -743,9 +801,17 @@ func (s *Supervisor) watchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			l := s.loops.Load()
-			loopOK := l != lastLoops
-			lastLoops = l
+			loopOK := false
+			wait := time.NewTimer(s.set.WatchdogInterval / 4)
+			select {
+			case s.probe <- struct{}{}:
+				loopOK = true
+			case <-wait.C:
+			case <-ctx.Done():
+				wait.Stop()
+				return
+			}
+			wait.Stop()
 			readerOK := true
 			if c := s.reader.Load(); c != nil {
 				in := c.Stats().BytesIn
