@@ -347,3 +347,24 @@ func TestSelfRegistrationNoAnswer(t *testing.T) {
 		t.Errorf("stored %d files without an answer", len(ents))
 	}
 }
+
+// TestSelfRegistrationHotSwap: a module swapped while the daemon runs (default, no pinning) is
+// another device: the daemon registers its IMEI and logs in as it, without a restart.
+func TestSelfRegistrationHotSwap(t *testing.T) {
+	rb := newRegBench(t, 0, regPS)
+	d := rb.start(rb.config(""))
+	_, i := d.wait(t, 0, "session_up")
+	if err := rb.mod.Swap(sim.Identity{IMEI: imei2}); err != nil {
+		t.Fatal(err)
+	}
+	_, i = d.wait(t, i, "module_replaced")
+	e, i := d.wait(t, i, "registered")
+	if e.Str("device_name") != imei2 {
+		t.Errorf("registered %q after the swap, want %s", e.Str("device_name"), imei2)
+	}
+	sub, _ := d.wait(t, i, "subscribed")
+	if want := "/sys/" + regPK + "/" + imei2 + "/thing/service/property/set"; sub.Str("topic") != want {
+		t.Errorf("subscribed to %q after the swap, want %q", sub.Str("topic"), want)
+	}
+	rb.secretFile(t, imei2)
+}
