@@ -48,6 +48,8 @@ type brokerOptions struct {
 	// maxQoS is the highest QoS the broker grants (and delivers at); 0 with setQoS false: 2.
 	maxQoS byte
 	setQoS bool
+	// registrar: WithAliyunRegistration's state; nil without it.
+	registrar *aliyunRegistrar
 }
 
 // WithTLS makes the broker's listener speak TLS with cfg (its certificate, and ClientAuth and
@@ -111,6 +113,12 @@ func NewBroker(addr string, opts ...BrokerOption) (*Broker, error) {
 			return nil, fmt.Errorf("broker: no platform %q (have %s)", o.platform, strings.Join(Platforms(), ", "))
 		}
 		hook.platform, hook.verify, hook.devices = o.platform, v, map[string]string{}
+		if o.registrar != nil {
+			if o.platform != PlatformAliyun {
+				return nil, fmt.Errorf("broker: dynamic registration is an Alibaba Cloud feature, not %s", o.platform)
+			}
+			hook.registrar = o.registrar
+		}
 		for _, d := range o.devices {
 			hook.devices[d.ID] = d.Secret
 		}
@@ -275,6 +283,9 @@ type authHook struct {
 	platform string            // "" for none
 	verify   verifier          // the platform's CONNECT check
 	devices  map[string]string // the platform's registry, ID → secret (read only)
+	// registrar answers Aliyun registrations; nil without WithAliyunRegistration.
+	registrar *aliyunRegistrar
+	answers   sync.Map // *mochi.Client → registration answer (regAnswer) to send after CONNACK
 
 	events  func(BrokerEvent)
 	rate    int
@@ -312,7 +323,7 @@ func (h *authHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packe
 func (h *authHook) ID() string { return "ec600sim-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect, mochi.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect, mochi.OnPublish, mochi.OnSessionEstablished}, []byte{b})
 }
 
 // OnConnect sends the refusal CONNACK itself, so any return code can be chosen, then ends the
@@ -331,10 +342,28 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	}
 	if code == 0 && h.verify != nil {
 		isTLS, peer := connTLS(cl.Net.Conn)
-		v := h.verify(cloudConnect{
+		cc := cloudConnect{
 			clientID: id, username: string(pk.Connect.Username), password: pk.Connect.Password,
 			keepalive: pk.Connect.Keepalive, tls: isTLS, peer: peer, now: h.now(),
-		}, h.devices)
+		}
+		var v verdict
+		switch {
+		case h.registrar != nil && isRegistration(id):
+			var topic string
+			var payload []byte
+			v, topic, payload = h.registrar.verifyRegistration(cc)
+			if v.code == 0 {
+				// A silent registrar's answer has no topic: the link is only dropped.
+				h.answers.Store(cl, regAnswer{topic: topic, payload: payload})
+			}
+		case h.registrar != nil:
+			v = h.verify(cc, h.registrar.devices(h.devices))
+			if v.code == 0 {
+				h.registrar.activate(v.device)
+			}
+		default:
+			v = h.verify(cc, h.devices)
+		}
 		code, why, expires, dev = v.code, v.why, v.expires, v.device
 		if code != 0 {
 			// Never the secret, the password or the user name (a ThingsBoard token): the client id
@@ -361,6 +390,45 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		return err
 	}
 	return fmt.Errorf("connect refused with return code %d: %s", code, why)
+}
+
+// regAnswer is a registration's answer, published to the client after its CONNACK.
+type regAnswer struct {
+	topic   string
+	payload []byte
+}
+
+// OnSessionEstablished publishes a registration's answer to the client that asked (it needs no
+// subscription), after the registrar's delay, and drops the link after the platform's 15 s.
+func (h *authHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	a, ok := h.answers.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	ans, o := a.(regAnswer), h.registrar.opts
+	go func() {
+		if ans.topic == "" {
+			return
+		}
+		if o.Delay > 0 {
+			time.Sleep(o.Delay)
+		}
+		if cl.Closed() {
+			return
+		}
+		err := cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish},
+			TopicName:   ans.topic, Payload: ans.payload,
+		})
+		h.log.Info().Str("platform", h.platform).Str("client_id", cl.ID).Str("topic", ans.topic).AnErr("err", err).
+			Msg("registration answered") // never the payload: it holds the DeviceSecret
+	}()
+	time.AfterFunc(o.Drop, func() {
+		if !cl.Closed() {
+			h.log.Info().Str("platform", h.platform).Str("client_id", cl.ID).Msg("registration link dropped after the platform's time")
+			cl.Stop(errors.New("registration link closed by the platform"))
+		}
+	})
 }
 
 // takeOver makes cl device dev's one connection: an older connection of the same device is

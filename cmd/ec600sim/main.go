@@ -105,6 +105,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		devices = append(devices, d)
 		return err
 	})
+	var products []sim.AliyunProduct
+	fs.Func("aliyun-product", "with -platform aliyun: a product with dynamic registration, `PK=PRODUCTSECRET:DN[,DN...]` "+
+		"(its pre-registered device names; repeat for more products). Registration answers over the TLS broker only", func(s string) error {
+		p, err := sim.ParseAliyunProduct(s)
+		products = append(products, p)
+		return err
+	})
+	registerDelay := fs.Duration("register-delay", 0, "with -aliyun-product: hold each registration's answer back this long after CONNACK")
 	tlsCert := fs.String("tls-cert", "", "PEM `file`: the TLS broker's certificate (starts the TLS broker)")
 	tlsKey := fs.String("tls-key", "", "PEM `file`: the TLS broker's private key")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file`: CA that signs client certificates; asks for and checks them")
@@ -154,6 +162,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		bopts = append(bopts, sim.WithPlatform(*platform, devices...))
 		where = "embedded, checking as " + *platform
+	}
+	if len(products) > 0 {
+		if *platform != sim.PlatformAliyun {
+			fmt.Fprintln(stderr, "ec600sim: -aliyun-product needs -platform aliyun")
+			return 2
+		}
+		bopts = append(bopts, sim.WithAliyunRegistration(sim.RegistrationOptions{Delay: *registerDelay}, products...))
 	}
 	tlsAddr := ""
 	if *tlsCert != "" || *tlsKey != "" {

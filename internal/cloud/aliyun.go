@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,8 +21,12 @@ func aliyunSpec() spec {
 		title: "Alibaba Cloud",
 		fields: []Field{
 			{Key: "product_key", Kind: String, Required: true, Console: "ProductKey"},
-			{Key: "device_name", Kind: String, Required: true, Console: "DeviceName"},
-			{Key: "device_secret", Kind: Secret, Required: true, Cred: CredAliyunDeviceSecret, Console: "DeviceSecret"},
+			{Key: "device_name", Kind: String, Console: "DeviceName"},
+			{Key: "device_secret", Kind: Secret, Cred: CredAliyunDeviceSecret, Console: "DeviceSecret"},
+			{Key: "product_secret", Kind: Secret, Cred: CredAliyunProductSecret, Console: "ProductSecret (dynamic registration: the device asks the platform for its DeviceSecret)"},
+			{Key: "registration", Kind: String, Console: "dynamic registration variant: register (pre-registered devices)", OneOf: []string{AliyunRegister, AliyunRegNWL}},
+			{Key: "pin_device_name", Kind: Bool, Console: "keep the first registered device name after a module swap (default false: a new {imei} is a new device)"},
+			{Key: "state_dir", Kind: String, Console: "where the registered DeviceSecret is kept (default " + DefaultStateDir + ")"},
 			{Key: "client_id", Kind: String, Console: "device-chosen client id (MAC or serial number; default: the DeviceName)"},
 			{Key: "sign_method", Kind: String, Console: "signmethod: hmacsha256 (default), hmacsha1 or hmacmd5", OneOf: []string{"hmacsha256", "hmacsha1", "hmacmd5"}},
 			{Key: "timestamp", Kind: Bool, Console: "whether the connect time goes into the client id and signature (default true)"},
@@ -43,13 +48,33 @@ type aliyun struct {
 	base
 	p         AliyunParams
 	timestamp bool
+	// dyn is set in dynamic registration mode: the device name and secret are known only at run
+	// time (SetDevice).
+	dyn *AliyunDynamic
+	mu  sync.Mutex // guards p.DeviceName and p.DeviceSecret in dynamic mode
 }
 
 func buildAliyun(r *reader) Platform {
 	a := &aliyun{}
 	a.p.ProductKey = r.name("product_key", "&|")
-	a.p.DeviceName = r.name("device_name", "&|")
-	a.p.DeviceSecret = r.secret("device_secret")
+	if r.has("product_secret") {
+		a.dyn = buildAliyunDynamic(r)
+		a.p.DeviceName, a.p.DeviceSecret = AliyunDeviceNameVar, "unset"
+	} else {
+		for _, k := range []string{"registration", "pin_device_name", "state_dir"} {
+			if r.has(k) {
+				r.fail(k, "is for dynamic registration: give product_secret_file (and no device_secret)")
+			}
+		}
+		if !r.has("device_name") {
+			r.fail("device_name", "required: the DeviceName")
+		}
+		a.p.DeviceName = r.name("device_name", "&|")
+		if !r.has("device_secret") {
+			r.fail("device_secret", "required: the DeviceSecret (in a file named by device_secret_file, or the systemd credential %s)", CredAliyunDeviceSecret)
+		}
+		a.p.DeviceSecret = r.secret("device_secret")
+	}
 	a.p.ClientID = r.str("client_id", "")
 	if r.has("client_id") && a.p.ClientID == "" {
 		r.fail("client_id", "is empty; leave it out to use the device name")
@@ -103,7 +128,11 @@ func buildAliyun(r *reader) Platform {
 		}
 		host = h
 	}
-	if len(r.errs) == 0 {
+	if a.dyn != nil {
+		a.dyn.ClientID, a.dyn.SignMethod = a.p.ClientID, a.p.SignMethod
+		a.dyn.check(r)
+	}
+	if len(r.errs) == 0 && a.dyn == nil {
 		// Sign once now, so that anything AliyunSign would refuse at connect time is refused here.
 		if _, err := AliyunSign(a.p); err != nil {
 			r.fail("device_name", "%s", strings.TrimPrefix(err.Error(), "aliyun: "))
@@ -147,7 +176,12 @@ func aliyunTopic(p AliyunParams, rest string) string {
 // Identity implements Platform: signed afresh, time-stamped with now unless timestamp = false.
 // Alibaba Cloud does not check the timestamp's freshness, so the password does not expire.
 func (a *aliyun) Identity(now time.Time) (Identity, error) {
+	a.mu.Lock()
 	p := a.p
+	a.mu.Unlock()
+	if a.dyn != nil && p.DeviceName == AliyunDeviceNameVar {
+		return Identity{}, errors.New("aliyun: the device is not registered yet (no DeviceSecret stored)")
+	}
 	if a.timestamp {
 		if now.UnixMilli() <= 0 {
 			return Identity{}, errors.New("aliyun: the clock is not set (before 1970); cannot time-stamp the Alibaba Cloud signature")

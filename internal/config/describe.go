@@ -193,6 +193,18 @@ func (c *Config) Describe(w io.Writer, now time.Time) error {
 // describeIdentity writes the identity the next CONNECT at now sends, secrets masked.
 func (c *Config) describeIdentity(line func(k, format string, args ...any), secret func(string, Secret) string, orNone func(string) string, now time.Time) {
 	p := c.MQTT.Platform
+	if reg, ok := cloud.RegisteringOf(p); ok {
+		d := reg.Dynamic()
+		line("mqtt.credentials", "dynamic registration (%s, TLS): device name %s; the DeviceSecret is kept in %s "+
+			"(registered at the first connect when missing)", d.AuthType, d.Template, d.SecretPath(d.Template))
+		if d.Pin {
+			line("", "pin_device_name: the first registered device name is kept in %s and used after a module swap", d.PinPath())
+		} else {
+			line("", "a module with another IMEI is another device name: it registers as a new device")
+		}
+		line("mqtt.password", "*** (signed with the ProductSecret from %s)", c.secretSource(p.Name()))
+		return
+	}
 	id, err := p.Identity(now)
 	if err != nil {
 		line("mqtt.credentials", "cannot compute: %v", err)

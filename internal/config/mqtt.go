@@ -160,7 +160,7 @@ func (b *builder) preset(t *table, name string) cloud.Platform {
 			var sec Secret
 			switch {
 			case inlineSecretAllowed(name):
-				sec = b.secret(pt, k, k+"_file", f.Cred, true)
+				sec = b.secret(pt, k, k+"_file", f.Cred, implicitSecret(name, k, pt))
 			case pt.has(k):
 				pt.mention(k)
 				pt.fail(k, "a secret is not written in the configuration: put it in a file (chmod 600) named by %s, "+
@@ -249,6 +249,24 @@ func (b *builder) preset(t *table, name string) cloud.Platform {
 	return p
 }
 
+// implicitSecret tells whether the secret at key k of [mqtt.<name>] is read from its systemd
+// credential when neither k nor k_file is given. Alibaba Cloud's two secrets exclude each other:
+// the DeviceSecret's credential is not looked at once a product_secret is given (dynamic
+// registration), and the ProductSecret is never implicit (name it: product_secret_file =
+// "cred:aliyun-product-secret"), so an image holding both credentials stays one device, one secret.
+func implicitSecret(name, k string, pt *table) bool {
+	if name != "aliyun" {
+		return true
+	}
+	switch k {
+	case "device_secret":
+		return !pt.has("product_secret") && !pt.has("product_secret_file")
+	case "product_secret":
+		return false
+	}
+	return true
+}
+
 // inlineSecretAllowed: only [mqtt.aliyun] keeps taking its secret inline, as before presets.
 func inlineSecretAllowed(name string) bool { return name == "aliyun" }
 
@@ -266,6 +284,11 @@ func (b *builder) limits(t, pt *table, p cloud.Platform) bool {
 	case ka != 0 && (ka < l.KeepAliveMin || l.KeepAliveMax > 0 && ka > l.KeepAliveMax):
 		t.fail("keepalive", "%s is out of range for %s (%s–%s)", fmtDuration(ka), title, fmtDuration(l.KeepAliveMin), fmtDuration(l.KeepAliveMax))
 		ok = false
+	}
+	if _, dyn := cloud.RegisteringOf(p); dyn {
+		// The device name and secret come at run time; the platform checked the registration's
+		// client id against the module's limit with {imei} and {iccid} at their longest.
+		return ok
 	}
 	id, err := p.Identity(time.UnixMilli(1700000000000))
 	if err != nil {

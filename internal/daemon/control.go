@@ -112,6 +112,9 @@ func (h controlHandler) Status() control.Status {
 		out.MQTT.Subscribed = append(out.MQTT.Subscribed, cs)
 	}
 	out.Device, out.ConfigRevision = h.device, h.rev
+	if st.DeviceName != "" { // a self-registering device: the name resolved at run time
+		out.Device = st.DeviceName
+	}
 	if st.Signal.HasRSSI {
 		out.Net.RSSIdBm, out.Net.SignalAt = &st.Signal.RSSI, timePtr(st.SignalAt)
 	}

@@ -40,6 +40,12 @@ const (
 	EventClockWrong        = "clock_wrong"         // the system clock is before the build's date: signatures made with it fail
 	EventClockNetwork      = "clock_network"       // signing with the module's network clock (the system clock is not synchronised)
 
+	// Dynamic registration (Alibaba Cloud "one type, one secret").
+	EventRegistering      = "registering"        // no DeviceSecret stored for this device name: registering
+	EventRegistered       = "registered"         // the DeviceSecret arrived and is stored in the state directory
+	EventDeviceSecret     = "device_secret"      // a stored DeviceSecret read: logging in with it
+	EventDeviceNamePinned = "device_name_pinned" // pin_device_name: the pinned name is used, not the one from this module
+
 	// EventMQTTReconnectSpread: the broker closed a session that had lasted; the reconnect waits
 	// retry_in, drawn from the reconnect window so that a fleet does not reconnect in one second.
 	EventMQTTReconnectSpread = "mqtt_reconnect_spread"

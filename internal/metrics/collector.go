@@ -246,7 +246,11 @@ type emitFunc func(d desc, v float64, labels ...string)
 func (c *Collector) collectStatus(emit emitFunc) {
 	st := c.src.Status()
 	id := st.Module
-	emit(c.info, 1, c.src.Device, id.IMEI, id.ICCID, st.Operator, id.Model, id.Revision, c.src.ConfigRevision, c.src.Version)
+	device := c.src.Device
+	if st.DeviceName != "" { // a self-registering device: the name resolved at run time
+		device = st.DeviceName
+	}
+	emit(c.info, 1, device, id.IMEI, id.ICCID, st.Operator, id.Model, id.Revision, c.src.ConfigRevision, c.src.Version)
 	if id.IMEI != "" || id.Model != "" {
 		emit(c.moduleInfo, 1, id.Model, id.Revision, id.IMEI, id.ICCID)
 	}

@@ -41,6 +41,9 @@ type link struct {
 	opened time.Time
 	// filters are the topic filters subscribed (with {imei}/{iccid} expanded); loop only.
 	filters []string
+	// deviceName is the device name of a dynamically registering platform, set by the SIM
+	// stage (it may depend on the IMEI and ICCID); "" otherwise.
+	deviceName string
 	// heldBack and heldFor are the reader's hold-back counters last reported (loop only).
 	heldBack uint64
 	heldFor  time.Duration
@@ -317,6 +320,9 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 const maxLoggedPayload = 256
 
 func (l *loop) downlink(topic string, payload []byte, msgID int) {
+	if l.registrationAnswer(topic, payload) {
+		return
+	}
 	if !l.link.subscribed(topic) {
 		l.log.Warn().Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID).
 			Msg("message on a topic gatewayd did not subscribe to; ignored")
@@ -502,6 +508,14 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 		return &stepError{step: "identity", err: err, hint: "the module's IMEI or the SIM's ICCID cannot go into a topic; nothing is subscribed with it"}
 	}
 	s.log.Info().Str("event", logging.EventSIMReady).Str("iccid", iccid).Str("imei", k.id.IMEI).Msg("SIM ready")
+	if reg, ok := cloud.RegisteringOf(s.set.Platform); ok {
+		dn, err := s.resolveDeviceName(reg, k.id)
+		if err != nil {
+			return &stepError{step: "device name", err: err, hint: "the pinned device name in mqtt.aliyun.state_dir cannot be read; fix or remove it"}
+		}
+		k.deviceName = dn
+		s.book.update(func(st *Status) { st.DeviceName = dn })
+	}
 	if s.set.APN != "" {
 		if err := k.mod.SetAPNAuth(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword, s.set.APNAuth); err != nil {
 			hint := "check module.apn, module.apn_user and module.apn_password"
@@ -619,6 +633,11 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 	if err != nil {
 		return s.mqttFailed(ctx, k, "open", err)
 	}
+	if reg, ok := cloud.RegisteringOf(s.set.Platform); ok {
+		if err := s.ensureDevice(ctx, k, reg); err != nil {
+			return err
+		}
+	}
 	signedAt := time.Now()
 	signNow := signedAt.Add(skew)
 	id, err := s.set.Platform.Identity(signNow)
@@ -643,8 +662,8 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 		ev = ev.Time("password_expires", id.Expires)
 	}
 	ev.Msg("MQTT connected")
-	ids := identityVars(k.id)
-	subs := s.subscriptions(k.id)
+	ids := identityVars(k.id, k.deviceName)
+	subs := s.subscriptions(k.id, k.deviceName)
 	var granted []int
 	if len(subs) > 0 {
 		if granted, err = c.Subscribe(ctx, subs...); err != nil {
@@ -710,14 +729,15 @@ func (s *Supervisor) setUpTLS(ctx context.Context, k *link) error {
 }
 
 // identityVars fills {imei} and {iccid} in topics with this module's, so that one
-// configuration serves a fleet.
-func identityVars(id modem.Identity) *strings.Replacer {
-	return strings.NewReplacer("{imei}", id.IMEI, "{iccid}", id.ICCID)
+// configuration serves a fleet, and {device_name} (a dynamically registered device's topics)
+// with deviceName.
+func identityVars(id modem.Identity, deviceName string) *strings.Replacer {
+	return strings.NewReplacer("{imei}", id.IMEI, "{iccid}", id.ICCID, cloud.AliyunDeviceNameVar, deviceName)
 }
 
 // subscriptions are the configured subscriptions for the module with identity id.
-func (s *Supervisor) subscriptions(id modem.Identity) []qmt.Subscription {
-	ids := identityVars(id)
+func (s *Supervisor) subscriptions(id modem.Identity, deviceName string) []qmt.Subscription {
+	ids := identityVars(id, deviceName)
 	subs := make([]qmt.Subscription, len(s.set.Subscribe))
 	for i, sub := range s.set.Subscribe {
 		subs[i] = qmt.Subscription{Topic: ids.Replace(sub.Topic), QoS: sub.QoS}
@@ -791,6 +811,12 @@ func (s *Supervisor) mqttFailed(ctx context.Context, k *link, step string, err e
 	}
 	if errors.As(err, &re) && step == "connect" && re.Code > 0 {
 		se.hint = s.set.Platform.Hint(cloud.Trouble{ConnackCode: re.Code})
+	}
+	if reg, ok := cloud.RegisteringOf(s.set.Platform); ok && step == "register" && errors.As(err, &re) && re.Code > 0 {
+		se.hint = reg.RegisterHint(re.Code)
+	} else if ok && step == "register" {
+		se.hint = "Alibaba Cloud accepted the registration but its answer on /ext/register did not come or was not " +
+			"usable; it is retried (the platform answers the same DeviceSecret until the device logs in with it)"
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := s.closeStaleLink(cctx, k); err != nil {

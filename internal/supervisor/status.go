@@ -49,6 +49,9 @@ type Status struct {
 	Host        string
 	BrokerPort  int
 	ClientID    string
+	// DeviceName is the device name a dynamically registering platform resolved for this
+	// module (its template filled in, or the pinned name); "" otherwise.
+	DeviceName string
 	// IdentityExpires is when the current session's password stops being accepted (zero: it
 	// does not expire); the session must be renewed before then.
 	IdentityExpires time.Time

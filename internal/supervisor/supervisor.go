@@ -167,6 +167,8 @@ type Supervisor struct {
 
 	// session is the client of the connected session, nil while there is none (Publish).
 	session atomic.Pointer[qmt.Client]
+	// regWait receives the answer of a registration in progress (register.go); nil otherwise.
+	regWait atomic.Pointer[chan qmt.Received]
 	// reconf carries new session settings from Reconfigure to the loop.
 	reconf chan reconfig
 
@@ -381,7 +383,7 @@ func (l *loop) run(ctx context.Context) error {
 				l.book.update(func(st *Status) { st.PortOpen = true })
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
-				l.link.setFilters(l.subscriptions(l.link.id))
+				l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
 			}
 			if r.err == nil && r.st == stageMQTT {
 				l.connectedAt, l.expires = time.Now(), r.expires
@@ -434,7 +436,7 @@ func (l *loop) applySettings() {
 	l.set.Subscribe, l.set.PublishOnConnect = n.Subscribe, n.PublishOnConnect
 	l.set.MQTT, l.set.TLS = n.MQTT, n.TLS
 	if l.link != nil {
-		l.link.setFilters(l.subscriptions(l.link.id))
+		l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
 	}
 	l.book.update(func(st *Status) { st.Host, st.BrokerPort = n.Host, n.Port })
 }

@@ -1,0 +1,206 @@
+package sim
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Alibaba Cloud dynamic registration, "one type, one secret" (reference 3.2), as the checking
+// broker plays it: a CONNECT with authType=register in its client id is a registration, not a
+// login. Written from the reference alone, like verifyAliyun; it shares nothing with the daemon.
+//
+//	client id  <id>|securemode=2,authType=register,random=<r>,signmethod=<m>|
+//	user name  <deviceName>&<productKey>
+//	password   hex(HMAC_m(ProductSecret, "deviceName"+dn+"productKey"+pk+"random"+r))
+//
+// CONNACK codes: the reference gives 2 (bad parameters, or TCP instead of TLS), 3 (server error)
+// and 4 (bad signature). It names no code for a product without dynamic registration, a device
+// not in the product, or a device already activated; the emulator answers those with 5 (not
+// authorised), the MQTT 3.1.1 code for an identity the platform does not let in.
+//
+// After CONNACK 0 the platform publishes {"productKey","deviceName","deviceSecret"} on
+// /ext/register to that client (no subscription needed) and drops the link 15 s later. A device
+// registered but not yet activated (never logged in with its secret) gets the same secret again,
+// so a device that lost power between the answer and storing it can register again; once it has
+// logged in with the secret it is activated and a registration is refused.
+
+// AliyunProduct is a product on the emulated Alibaba Cloud with dynamic registration enabled
+// (Secret is its ProductSecret; "" means dynamic registration is off) and its pre-registered
+// device names. Secrets the broker hands out are random, and reported by WithRegistrations.
+type AliyunProduct struct {
+	Key, Secret string
+	Devices     []string
+}
+
+// ParseAliyunProduct reads "PK=PRODUCTSECRET:DN[,DN...]", as ec600sim -aliyun-product takes it.
+func ParseAliyunProduct(s string) (AliyunProduct, error) {
+	pk, rest, ok1 := strings.Cut(s, "=")
+	secret, names, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 || pk == "" || secret == "" || names == "" {
+		return AliyunProduct{}, fmt.Errorf("aliyun product %q: want PK=PRODUCTSECRET:DN[,DN...]", pk)
+	}
+	return AliyunProduct{Key: pk, Secret: secret, Devices: strings.Split(names, ",")}, nil
+}
+
+// AliyunRegistration is one answered registration, for tests (WithAliyunRegistration's report).
+type AliyunRegistration struct {
+	ProductKey, DeviceName, DeviceSecret, ClientID string
+	Repeat                                         bool // the same secret again (not activated yet)
+}
+
+// RegistrationOptions tune the emulated registration.
+type RegistrationOptions struct {
+	// Delay is how long after CONNACK the answer is published (0: at once): a window for a test
+	// to kill the device between its registration CONNECT and the secret's arrival.
+	Delay time.Duration
+	// Drop is how long after CONNACK the platform closes the link; 0: 15 s, as Alibaba Cloud.
+	Drop time.Duration
+	// Report, when set, is called for every answered registration (from the broker's goroutines).
+	Report func(AliyunRegistration)
+	// ServerErrors refuses the first that many good registrations with CONNACK 3, the
+	// reference's "server error".
+	ServerErrors int
+	// Silent accepts registrations (CONNACK 0) but never publishes the answer: the platform
+	// only drops the link after Drop.
+	Silent bool
+}
+
+// WithAliyunRegistration turns on dynamic registration on an Aliyun checking broker
+// (WithPlatform(PlatformAliyun, ...)) for products. Secrets issued are accepted for logins
+// (reference 3.1) from then on, as the console's devices are.
+func WithAliyunRegistration(o RegistrationOptions, products ...AliyunProduct) BrokerOption {
+	return func(bo *brokerOptions) {
+		r := &aliyunRegistrar{opts: o, products: map[string]AliyunProduct{}, issued: map[string]string{}, active: map[string]bool{}}
+		if r.opts.Drop <= 0 {
+			r.opts.Drop = 15 * time.Second
+		}
+		for _, p := range products {
+			r.products[p.Key] = p
+		}
+		bo.registrar = r
+	}
+}
+
+// aliyunRegistrar is the registration state of the emulated platform.
+type aliyunRegistrar struct {
+	opts     RegistrationOptions
+	products map[string]AliyunProduct // by ProductKey (read only)
+
+	mu     sync.Mutex
+	issued map[string]string // "pk/dn" → DeviceSecret handed out
+	active map[string]bool   // "pk/dn" → logged in with its secret
+	// serverErrors counts the registrations refused with CONNACK 3 so far (ServerErrors).
+	serverErrors int
+}
+
+// isRegistration reports whether a client id asks for a registration (authType register or
+// regnwl), which verifyRegistration answers instead of a login check.
+func isRegistration(clientID string) bool {
+	_, params, ok := aliyunClientID(clientID)
+	return ok && (params["authType"] == "register" || params["authType"] == "regnwl")
+}
+
+// verifyRegistration checks a registration CONNECT and, when it is good, returns the answer to
+// publish (topic, payload) after CONNACK 0.
+func (r *aliyunRegistrar) verifyRegistration(c cloudConnect) (v verdict, topic string, payload []byte) {
+	_, params, ok := aliyunClientID(c.clientID)
+	if !ok {
+		return refuse(rcIdentifierRejected, "client id is not <id>|securemode=…,authType=…,random=…,signmethod=…|"), "", nil
+	}
+	switch {
+	case !c.tls:
+		return refuse(rcIdentifierRejected, "registration is TLS only: TCP was used instead of TLS"), "", nil
+	case params["authType"] == "regnwl":
+		// The variant without pre-registration (Shanghai only) is not emulated.
+		return refuse(rcNotAuthorized, "authType=regnwl (registration without pre-registration) is not enabled on this instance"), "", nil
+	case params["securemode"] != "2":
+		return refuse(rcIdentifierRejected, "registration needs securemode=2, got %q", params["securemode"]), "", nil
+	}
+	rnd, method := params["random"], params["signmethod"]
+	if !digits(rnd) {
+		return refuse(rcIdentifierRejected, "random=%q is not a number", rnd), "", nil
+	}
+	h := newHash(method)
+	if method == "" || h == nil || !strings.HasPrefix(method, "hmac") {
+		return refuse(rcIdentifierRejected, "signmethod=%q is not hmacmd5, hmacsha1 or hmacsha256", method), "", nil
+	}
+	dn, pk, ok := strings.Cut(c.username, "&")
+	if !ok || dn == "" || pk == "" || strings.Contains(pk, "&") {
+		return refuse(rcIdentifierRejected, "user name is not <deviceName>&<productKey>"), "", nil
+	}
+	prod, known := r.products[pk]
+	if !known || prod.Secret == "" {
+		return refuse(rcNotAuthorized, "product %s does not have dynamic registration enabled", pk), "", nil
+	}
+	got, err := hex.DecodeString(string(c.password))
+	if err != nil || !hmac.Equal(got, mac(h, []byte(prod.Secret), "deviceName"+dn+"productKey"+pk+"random"+rnd)) {
+		return refuse(rcBadUserPassword, "signature does not match (%s keyed by the ProductSecret over deviceName, productKey, random)", method), "", nil
+	}
+	found := false
+	for _, d := range prod.Devices {
+		found = found || d == dn
+	}
+	if !found {
+		return refuse(rcNotAuthorized, "device %s is not registered in product %s (pre-registration is required)", dn, pk), "", nil
+	}
+	key := pk + "/" + dn
+	r.mu.Lock()
+	if r.serverErrors < r.opts.ServerErrors {
+		r.serverErrors++
+		r.mu.Unlock()
+		return refuse(rcServerUnavailable, "server error (emulated, %d of %d)", r.serverErrors, r.opts.ServerErrors), "", nil
+	}
+	if r.opts.Silent {
+		r.mu.Unlock()
+		return verdict{}, "", nil
+	}
+	if r.active[key] {
+		r.mu.Unlock()
+		return refuse(rcNotAuthorized, "device %s is already activated: dynamic registration answers a device once", dn), "", nil
+	}
+	secret, repeat := r.issued[key]
+	if !repeat {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		secret = hex.EncodeToString(b[:])
+		r.issued[key] = secret
+	}
+	r.mu.Unlock()
+	payload, _ = json.Marshal(map[string]string{"productKey": pk, "deviceName": dn, "deviceSecret": secret})
+	if r.opts.Report != nil {
+		r.opts.Report(AliyunRegistration{ProductKey: pk, DeviceName: dn, DeviceSecret: secret, ClientID: c.clientID, Repeat: repeat})
+	}
+	return verdict{}, "/ext/register", payload
+}
+
+// devices returns the platform's registry: the given devices and the secrets handed out.
+func (r *aliyunRegistrar) devices(given map[string]string) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.issued) == 0 {
+		return given
+	}
+	all := make(map[string]string, len(given)+len(r.issued))
+	for k, v := range given {
+		all[k] = v
+	}
+	for k, v := range r.issued {
+		all[k] = v
+	}
+	return all
+}
+
+// activate marks a device that logged in with its secret as activated.
+func (r *aliyunRegistrar) activate(device string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.issued[device]; ok {
+		r.active[device] = true
+	}
+}
