@@ -142,6 +142,7 @@ func noSecretsLogged(t *testing.T, d *proc, secrets ...string) {
 // in with it; a restart reads the stored secret and does not register again; the platform's
 // subscription template carries the registered device name.
 func TestSelfRegistration(t *testing.T) {
+	t.Parallel()
 	rb := newRegBench(t, 0, regPS)
 	d := rb.start(rb.config(""))
 	_, i := d.wait(t, 0, "registering")
@@ -190,6 +191,7 @@ func TestSelfRegistration(t *testing.T) {
 // secret (not activated yet) and ends connected with a whole secret file. SIGKILL right after
 // the secret was stored: the restart logs in with it.
 func TestSelfRegistrationKilled(t *testing.T) {
+	t.Parallel()
 	rb := newRegBench(t, 2*time.Second, regPS)
 	d := rb.start(rb.config(""))
 	d.wait(t, 0, "registering")
@@ -236,6 +238,7 @@ func TestSelfRegistrationKilled(t *testing.T) {
 // device and registers; with it, the first device name and its secret are kept (logged as
 // device_name_pinned) and nothing registers.
 func TestSelfRegistrationModuleSwap(t *testing.T) {
+	t.Parallel()
 	for _, pin := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pin=%v", pin), func(t *testing.T) {
 			rb := newRegBench(t, 0, regPS)
@@ -273,6 +276,7 @@ func TestSelfRegistrationModuleSwap(t *testing.T) {
 // daemon says so in words (the product secret), retries on the back-off, stores nothing and
 // never logs the secret.
 func TestSelfRegistrationBadProductSecret(t *testing.T) {
+	t.Parallel()
 	rb := newRegBench(t, 0, regPS+"x")
 	d := rb.start(rb.config(""))
 	f1, i := d.wait(t, 0, "mqtt_connect_failed")
@@ -298,6 +302,7 @@ func TestSelfRegistrationBadProductSecret(t *testing.T) {
 // CONNACK 2), so a configuration without [mqtt.tls] is refused by gatewayd check, in words, and
 // the daemon does not start with it.
 func TestSelfRegistrationRefusedAtCheck(t *testing.T) {
+	t.Parallel()
 	rb := newRegBench(t, 0, regPS)
 	cfg := strings.Replace(rb.config(""), "[mqtt.tls]\nca_file = \"ca.pem\"\n", "", 1)
 	path := filepath.Join(rb.dir, "tcp.toml")
@@ -316,6 +321,7 @@ func TestSelfRegistrationRefusedAtCheck(t *testing.T) {
 // TestSelfRegistrationServerError: the platform answers the first two registrations with
 // CONNACK 3 (server error); the daemon says so, retries on the back-off and registers.
 func TestSelfRegistrationServerError(t *testing.T) {
+	t.Parallel()
 	rb := newRegBench(t, 0, regPS, func(o *sim.RegistrationOptions) { o.ServerErrors = 2 })
 	d := rb.start(rb.config(""))
 	f, i := d.wait(t, 0, "mqtt_connect_failed")
@@ -334,6 +340,7 @@ func TestSelfRegistrationServerError(t *testing.T) {
 // (it drops the link after 15 s): the daemon gives up within its bound, says so, stores nothing
 // and retries on the back-off.
 func TestSelfRegistrationNoAnswer(t *testing.T) {
+	t.Parallel()
 	rb := newRegBench(t, 0, regPS, func(o *sim.RegistrationOptions) { o.Silent = true })
 	d := rb.start(rb.config(""))
 	_, i := d.wait(t, 0, "registering")
@@ -351,6 +358,7 @@ func TestSelfRegistrationNoAnswer(t *testing.T) {
 // TestSelfRegistrationHotSwap: a module swapped while the daemon runs (default, no pinning) is
 // another device: the daemon registers its IMEI and logs in as it, without a restart.
 func TestSelfRegistrationHotSwap(t *testing.T) {
+	t.Parallel()
 	rb := newRegBench(t, 0, regPS)
 	d := rb.start(rb.config(""))
 	_, i := d.wait(t, 0, "session_up")
