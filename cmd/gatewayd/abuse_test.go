@@ -274,6 +274,7 @@ func TestLocalConnectionsAreBounded(t *testing.T) {
 // TestLocalSilentConnectionIsClosed: a connection that sends nothing, and one that sends half a
 // CONNECT, are closed once the 10 s CONNECT deadline has passed.
 func TestLocalSilentConnectionIsClosed(t *testing.T) {
+	t.Parallel()
 	_, d, listen := abuseBench(t, "")
 	opened := time.Now()
 	idle := testutil.DialSmall(t, listen)

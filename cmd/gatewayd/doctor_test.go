@@ -39,6 +39,7 @@ func wantCheck(t *testing.T, out, level, check, text string) {
 // goes through the bring-up; for each part the emulator can break it names that part, says what
 // to do, and exits 1. With everything well it exits 0.
 func TestDoctorFindsTheBrokenPart(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		breakIt     func(t *testing.T, b *bench) (cfg string)

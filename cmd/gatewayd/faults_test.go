@@ -31,6 +31,7 @@ const faultStable = time.Second
 // and checks that after each it is connected and subscribed again, that the next downlink
 // toggles the LED, and that LED toggles equal downlinks throughout.
 func TestFaultMatrix(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("the fault matrix takes a minute or two; run without -short")
 	}

@@ -198,6 +198,7 @@ func TestUnusableOutboxKeepsTheMainJob(t *testing.T) {
 // rejected after 5 refusals in a row, logged and counted, and the messages behind it reach the
 // cloud in order. (Checked: with the rule off, no outbox_rejected ever comes.)
 func TestOutboxMovesPastAMessageTheModuleRefuses(t *testing.T) {
+	t.Parallel()
 	b := newBenchOn(t, startBroker(t).Addr(), func(c *sim.Config) { c.MaxLine = 1024 })
 	cloud := b.subscribe(telemetry + "/#")
 	listen := testutil.FreeAddr(t)

@@ -228,7 +228,7 @@ func TestTwinGatewaysBackOff(t *testing.T) {
 		b := newBenchOn(t, broker.Addr())
 		twins[i] = b.start(seedConfig(b.mod.Path(), ""))
 	}
-	const window = 30 * time.Second
+	const window = 45 * time.Second // 30 s was too short for the twins to meet twice under load
 	time.Sleep(window)
 	for i, d := range twins {
 		connects, drops := d.log.Count("mqtt_connected"), d.log.Count("mqtt_disconnected")
@@ -241,7 +241,7 @@ func TestTwinGatewaysBackOff(t *testing.T) {
 			}
 		}
 		t.Logf("twin %d: %d connects, %d drops, retry_in %v", i, connects, drops, retries)
-		if connects > 8 {
+		if connects > 10 {
 			t.Errorf("twin %d connected %d times in %s: the twins kick each other without backing off", i, connects, window)
 		}
 		if drops < 2 {
