@@ -293,8 +293,17 @@ all() {
 # man_shows SECTION PAGE TEXT: `man SECTION PAGE` in the root prints the page, with TEXT in it.
 man_shows() {
 	local out
-	out=$(in_root env MANPAGER=cat MANWIDTH=80 man "$1" "$2" 2>&1) || { printf '%s\n' "$out" | head -n 5; return 1; }
-	grep -q "$3" <<<"$out" || { echo "man $1 $2 lacks $3:"; printf '%s\n' "$out" | head -n 5; return 1; }
+	out=$(in_root env MANPAGER=cat MANWIDTH=80 GROFF_NO_SGR=1 man "$1" "$2" 2>&1) || { printf '%s\n' "$out" | head -n 5; return 1; }
+	# Plain text, as an operator reads it: no bold or underline (overstrikes, or SGR escapes where
+	# grotty still emits them), and one space between words (groff justifies a full line with
+	# two, "gatewayd  probe"), so that grep finds the words.
+	out=$(printf '%s\n' "$out" | sed -e 's/.\x08//g' -e 's/\x1b\[[0-9;]*m//g' -e 's/  */ /g')
+	grep -q "$3" <<<"$out" || {
+		echo "man $1 $2 lacks $3:"
+		printf '%s\n' "$out" | head -n 5
+		printf '%s\n' "$out" | grep -n -m 5 -F "${3##* }" | cat -A | cut -c1-160
+		return 1
+	}
 }
 status() { in_root dpkg-query -W -f "\${Status} \${Version}" gatewayd 2>/dev/null || echo "unknown"; }
 mode_of() { in_root stat -c '%a %U %G' "$1"; }
