@@ -301,12 +301,7 @@ func TestRefusalShrinksTheWindowUntilReset(t *testing.T) {
 	f := &fakePublisher{
 		delay: 3 * time.Millisecond,
 		done:  make(chan string, 100),
-		fail: func(tp string, n int) error {
-			if tp == topic(5) && n == 1 {
-				return fmt.Errorf("mqtt publish: the module refused the command: %w", at.ErrError)
-			}
-			return nil
-		},
+		fail:  refuseFirst(5),
 	}
 	lb := &testutil.SyncBuffer{}
 	// No way back within these sessions: a streak longer than the test, and sessions that end
@@ -332,11 +327,7 @@ func TestRefusalShrinksTheWindowUntilReset(t *testing.T) {
 
 	// After the shrink, a new batch goes one at a time.
 	f2 := &fakePublisher{delay: 2 * time.Millisecond, done: make(chan string, 100)}
-	for i := 31; i <= 40; i++ {
-		if _, err := s.Put(topic(i), []byte("x"), 1, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putRange(t, s, 31, 40)
 	stop = run(t, d, f2)
 	waitDelivered(t, f2.done, 10)
 	waitEmpty(t, s)
@@ -348,11 +339,7 @@ func TestRefusalShrinksTheWindowUntilReset(t *testing.T) {
 	// A new module: the full window again.
 	d.Reset()
 	f3 := &fakePublisher{delay: 2 * time.Millisecond, done: make(chan string, 100)}
-	for i := 41; i <= 60; i++ {
-		if _, err := s.Put(topic(i), []byte("x"), 1, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putRange(t, s, 41, 60)
 	stop = run(t, d, f3)
 	waitDelivered(t, f3.done, 20)
 	waitEmpty(t, s)
@@ -614,14 +601,26 @@ func TestMessageRefusedTimesInARowIsRejected(t *testing.T) {
 	}
 }
 
-// refuseOnce is a fail func that refuses the first attempt of topic(n) with ERROR, as a module
-// does with a publish sent in the moment its link dies.
-func refuseOnce(n int) func(string, int) error {
+// refuseFirst is a fail func that refuses the first attempt of each topic(n) with ERROR, as a
+// module does with a publish sent in the moment its link dies.
+func refuseFirst(ns ...int) func(string, int) error {
 	return func(tp string, k int) error {
-		if tp == topic(n) && k == 1 {
-			return fmt.Errorf("mqtt publish: the module refused the command: %w", at.ErrError)
+		for _, n := range ns {
+			if tp == topic(n) && k == 1 {
+				return fmt.Errorf("mqtt publish: the module refused the command: %w", at.ErrError)
+			}
 		}
 		return nil
+	}
+}
+
+// putRange stores topic(from)..topic(to) with a one-byte payload.
+func putRange(t *testing.T, s *outbox.Store, from, to int) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		if _, err := s.Put(topic(i), []byte("x"), 1, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -630,7 +629,7 @@ func refuseOnce(n int) func(string, int) error {
 // session has the full window again, and the cut is not held against the module (issue 20).
 func TestCutRightBeforeTheSessionEndsIsUndone(t *testing.T) {
 	s := newStore(t, 20)
-	f := &fakePublisher{delay: 3 * time.Millisecond, done: make(chan string, 100), fail: refuseOnce(5)}
+	f := &fakePublisher{delay: 3 * time.Millisecond, done: make(chan string, 100), fail: refuseFirst(5)}
 	lb := &testutil.SyncBuffer{}
 	d := New(s, Options{Window: 8, Retry: fastRetry, ProbeAfter: 1000, LinkGrace: time.Minute}, zerolog.New(lb))
 	stop := run(t, d, f)
@@ -649,11 +648,7 @@ func TestCutRightBeforeTheSessionEndsIsUndone(t *testing.T) {
 
 	// The next session pipelines again.
 	f2 := &fakePublisher{delay: 2 * time.Millisecond, done: make(chan string, 100)}
-	for i := 21; i <= 40; i++ {
-		if _, err := s.Put(topic(i), []byte("x"), 1, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putRange(t, s, 21, 40)
 	stop = run(t, d, f2)
 	waitDelivered(t, f2.done, 20)
 	waitEmpty(t, s)
@@ -674,16 +669,7 @@ func TestCutRightBeforeTheSessionEndsIsUndone(t *testing.T) {
 // row sent one at a time restore the window; a second cut needs twice as many.
 func TestStreakRestoresTheWindowAndEachCutWaitsLonger(t *testing.T) {
 	s := newStore(t, 60)
-	refused := map[string]bool{topic(3): true, topic(30): true}
-	var mu sync.Mutex
-	f := &fakePublisher{delay: 2 * time.Millisecond, done: make(chan string, 200), fail: func(tp string, k int) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if refused[tp] && k == 1 {
-			return fmt.Errorf("mqtt publish: the module refused the command: %w", at.ErrError)
-		}
-		return nil
-	}}
+	f := &fakePublisher{delay: 2 * time.Millisecond, done: make(chan string, 200), fail: refuseFirst(3, 30)}
 	lb := &testutil.SyncBuffer{}
 	d := New(s, Options{Window: 8, Retry: fastRetry, ProbeAfter: 5, LinkGrace: time.Nanosecond}, zerolog.New(lb))
 	stop := run(t, d, f)
