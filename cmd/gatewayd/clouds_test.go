@@ -342,30 +342,38 @@ dir = %q
 	if sent < 12 {
 		t.Errorf("only %d messages published in the 6 s around the renewal", sent)
 	}
-	// Everything published arrives, exactly as sent.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Everything published arrives, exactly as sent. QoS 1 is at least once: a message in flight
+	// when the old session closed is sent again on the new one, so the broker may count one twice;
+	// what is waited for is every payload, not a number of messages (a duplicate must not hide
+	// the last message still on its way).
+	missing := func() (n, dup int) {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= sent {
+		defer mu.Unlock()
+		seen := make(map[string]int, len(got))
+		for _, p := range got {
+			seen[p]++
+		}
+		for i := 0; i < sent; i++ {
+			switch c := seen[fmt.Sprintf("r%03d", i)]; {
+			case c == 0:
+				n++
+			case c > 1:
+				dup += c - 1
+			}
+		}
+		return n, dup
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n, dup := missing()
+		if n == 0 {
+			if dup > 0 {
+				t.Logf("%d of %d messages arrived twice (QoS 1 resent after the renewal)", dup, sent)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the cloud received %d of %d messages published around the renewal", n, sent)
+			t.Fatalf("%d of %d messages published around the renewal never reached the cloud (%d duplicates)", n, sent, dup)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	mu.Lock()
-	missing := 0
-	for i := 0; i < sent; i++ {
-		if !slices.Contains(got, fmt.Sprintf("r%03d", i)) {
-			missing++
-		}
-	}
-	mu.Unlock()
-	if missing > 0 {
-		t.Errorf("%d of %d messages lost around the renewal", missing, sent)
 	}
 
 	// The broker's view: connect, a clean disconnect before the first token expired, connect
