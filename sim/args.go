@@ -147,3 +147,10 @@ func (f field) str(maxLen int) (string, bool) {
 	}
 	return f.text, true
 }
+
+// argsBetween splits c's arguments as splitArgs does and reports whether they parsed and number
+// from lo to hi: the check every set command makes before it reads its fields.
+func (c cmdLine) argsBetween(lo, hi int) ([]field, bool) {
+	f, err := splitArgs(c.args)
+	return f, err == nil && len(f) >= lo && len(f) <= hi
+}

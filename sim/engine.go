@@ -229,18 +229,9 @@ func (e *engine) powerOff() {
 			c.link = nil
 		}
 	}
-	if e.bootTimer != nil {
-		e.bootTimer.Stop()
-		e.bootTimer = nil
-	}
-	if e.appTimer != nil {
-		e.appTimer.Stop()
-		e.appTimer = nil
-	}
-	if e.dataTimer != nil {
-		e.dataTimer.Stop()
-		e.dataTimer = nil
-	}
+	stopTimer(&e.bootTimer)
+	stopTimer(&e.appTimer)
+	stopTimer(&e.dataTimer)
 	e.data, e.held, e.line = nil, nil, nil
 }
 
@@ -299,10 +290,7 @@ func (e *engine) bootDone() {
 // simInit starts the SIM's initialisation (at power-on, or when a SIM is put in): for
 // Config.SIMBusy the SIM commands answer +CME ERROR: 14 (SIM busy), then it is ready.
 func (e *engine) simInit() {
-	if e.simTimer != nil {
-		e.simTimer.Stop()
-		e.simTimer = nil
-	}
+	stopTimer(&e.simTimer)
 	if d := e.m.cfg.SIMBusy; d > 0 {
 		e.simBusy = true
 		e.simTimer = time.NewTimer(d)
@@ -322,10 +310,7 @@ func (e *engine) simReady() {
 }
 
 func (e *engine) stopSIMTimer() {
-	if e.simTimer != nil {
-		e.simTimer.Stop()
-		e.simTimer = nil
-	}
+	stopTimer(&e.simTimer)
 	e.simBusy = false
 }
 
@@ -1076,8 +1061,8 @@ func (e *engine) cmdQIDNSGIP(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) != 2 {
+	f, fits := c.argsBetween(2, 2)
+	if !fits {
 		return errReply()
 	}
 	cid, v1 := f[0].num(1, 15)
@@ -1151,8 +1136,8 @@ func (e *engine) cmdCFUN(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) < 1 || len(f) > 2 {
+	f, fits := c.argsBetween(1, 2)
+	if !fits {
 		return errReply()
 	}
 	fun, valid := f[0].num(0, 4)
@@ -1189,8 +1174,8 @@ func (e *engine) cmdQURCCFG(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) < 1 || len(f) > 2 || !f[0].quoted || !strings.EqualFold(f[0].text, "urcport") {
+	f, fits := c.argsBetween(1, 2)
+	if !fits || !f[0].quoted || !strings.EqualFold(f[0].text, "urcport") {
 		return errReply()
 	}
 	if len(f) == 1 {
@@ -1229,8 +1214,8 @@ func (e *engine) cmdQPOWD(c cmdLine) reply {
 	switch c.kind {
 	case kindExec:
 	case kindSet:
-		f, err := splitArgs(c.args)
-		if err != nil || len(f) != 1 {
+		f, fits := c.argsBetween(1, 1)
+		if !fits {
 			return errReply()
 		}
 		if _, valid := f[0].num(0, 1); !valid {
@@ -1258,4 +1243,12 @@ func oneNum(args string, lo, hi int) (int, bool) {
 		return 0, false
 	}
 	return f[0].num(lo, hi)
+}
+
+// stopTimer stops the timer *t, if one is set, and forgets it.
+func stopTimer(t **time.Timer) {
+	if *t != nil {
+		(*t).Stop()
+		*t = nil
+	}
 }

@@ -102,14 +102,8 @@ func (e *engine) promptDue() {
 func (e *engine) leaveData() *dataEntry {
 	d := e.data
 	e.data = nil
-	if e.dataTimer != nil {
-		e.dataTimer.Stop()
-		e.dataTimer = nil
-	}
-	if e.promptTimer != nil {
-		e.promptTimer.Stop()
-		e.promptTimer = nil
-	}
+	stopTimer(&e.dataTimer)
+	stopTimer(&e.promptTimer)
 	return d
 }
 
@@ -291,8 +285,8 @@ func (e *engine) cmdQMTOPEN(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) != 3 {
+	f, fits := c.argsBetween(3, 3)
+	if !fits {
 		return errReply()
 	}
 	idx, v1 := clientIndex(f[0])
@@ -345,8 +339,8 @@ func (e *engine) clientOnly(c cmdLine, testLine string) (cl *mqttClient, r reply
 	default:
 		return nil, errReply(), false
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) != 1 {
+	f, fits := c.argsBetween(1, 1)
+	if !fits {
 		return nil, errReply(), false
 	}
 	idx, valid := clientIndex(f[0])
@@ -404,8 +398,8 @@ func (e *engine) cmdQMTCONN(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) < 2 || len(f) > 4 {
+	f, fits := c.argsBetween(2, 4)
+	if !fits {
 		return errReply()
 	}
 	idx, valid := clientIndex(f[0])
@@ -561,8 +555,8 @@ func (e *engine) cmdQMTPUBEX(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) != 6 {
+	f, fits := c.argsBetween(6, 6)
+	if !fits {
 		return errReply() // the inline-string form is rejected on ASR firmware too
 	}
 	d, valid := e.pubHead(f, "+QMTPUBEX")
@@ -587,8 +581,8 @@ func (e *engine) cmdQMTPUB(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) < 5 || len(f) > 6 {
+	f, fits := c.argsBetween(5, 6)
+	if !fits {
 		return errReply()
 	}
 	d, valid := e.pubHead(f, "+QMTPUB")
@@ -686,8 +680,8 @@ func (e *engine) cmdQMTRECV(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) < 1 || len(f) > 2 {
+	f, fits := c.argsBetween(1, 2)
+	if !fits {
 		return errReply()
 	}
 	idx, valid := clientIndex(f[0])

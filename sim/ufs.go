@@ -70,8 +70,8 @@ func (e *engine) cmdQFUPL(c cmdLine) reply {
 	default:
 		return errReply()
 	}
-	f, err := splitArgs(c.args)
-	if err != nil || len(f) < 2 || len(f) > 4 {
+	f, fits := c.argsBetween(2, 4)
+	if !fits {
 		return errReply()
 	}
 	size, v1 := f[1].num(1, 1<<30)
