@@ -10,13 +10,18 @@ import (
 const maxDigits = 9
 
 // num parses a decimal integer with an optional minus sign, ignoring spaces around it.
-func num(s string) (int, bool) {
-	s = strings.TrimSpace(s)
-	neg := false
-	if strings.HasPrefix(s, "-") {
-		neg, s = true, s[1:]
+func num(s string) (int, bool) { return decimal(strings.TrimSpace(s)) }
+
+// numBytes is num for a byte slice, without allocating.
+func numBytes(b []byte) (int, bool) { return decimal(bytes.TrimSpace(b)) }
+
+// decimal parses s, a decimal integer of at most maxDigits digits with an optional minus sign.
+func decimal[T string | []byte](s T) (int, bool) {
+	neg := len(s) > 0 && s[0] == '-'
+	if neg {
+		s = s[1:]
 	}
-	if s == "" || len(s) > maxDigits {
+	if len(s) == 0 || len(s) > maxDigits {
 		return 0, false
 	}
 	n := 0
@@ -363,29 +368,6 @@ func recvLength(h []byte) (int, bool) {
 	n, ok := numBytes(tail[1:])
 	if !ok || n < 0 {
 		return 0, false
-	}
-	return n, true
-}
-
-// numBytes is num for a byte slice, without allocating.
-func numBytes(b []byte) (int, bool) {
-	b = bytes.TrimSpace(b)
-	neg := false
-	if len(b) > 0 && b[0] == '-' {
-		neg, b = true, b[1:]
-	}
-	if len(b) == 0 || len(b) > maxDigits {
-		return 0, false
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	if neg {
-		n = -n
 	}
 	return n, true
 }
