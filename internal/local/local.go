@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/topic"
+	"github.com/gatewayd/gatewayd/internal/unixsock"
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
@@ -332,10 +333,11 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 		lns = append(lns, l)
 	}
 	if cfg.Socket != "" {
-		l, err := listenUnix(cfg.Socket)
+		// The owner and its group may connect: share the socket by the group of its directory.
+		l, err := unixsock.Listen(cfg.Socket, 0o660)
 		if err != nil {
 			closeAll()
-			return nil, err
+			return nil, fmt.Errorf("local: %w", err)
 		}
 		lns = append(lns, l)
 	}
@@ -422,33 +424,6 @@ func listenTCP(addr string, allowAny bool) (net.Listener, error) {
 	if ta, ok := l.Addr().(*net.TCPAddr); ok && !allowAny && !ta.IP.IsLoopback() {
 		l.Close()
 		return nil, fmt.Errorf("local: listen %q bound %s, which is not loopback", addr, ta)
-	}
-	return l, nil
-}
-
-// listenUnix listens on a unix socket at path, replacing a stale socket file (one nobody
-// answers on) but never another kind of file or a live socket.
-func listenUnix(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("local: socket %s: a file that is not a socket is in the way", path)
-		}
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("local: socket %s is in use by another process (another gatewayd?)", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("local: removing the stale socket: %w", err)
-		}
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("local: %w", err)
-	}
-	// The owner and its group may connect: share the socket by the group of its directory.
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("local: %w", err)
 	}
 	return l, nil
 }
