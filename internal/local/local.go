@@ -432,8 +432,9 @@ func listenTCP(addr string, allowAny bool) (net.Listener, error) {
 func (e *Endpoint) Addrs() []net.Addr { return e.addrs }
 
 // Run serves local clients and publishes what Deliver queued until ctx ends, then disconnects
-// the clients and closes the listeners. It returns within 3 s of ctx ending (well under a
-// second unless clients misbehave), whatever the clients do. Call it once.
+// the clients and closes the listeners, and returns nil. It returns within 3 s of ctx ending
+// (well under a second unless clients misbehave), whatever the clients do. It returns an error
+// only when the MQTT server cannot start, at once and with the listeners closed. Call it once.
 func (e *Endpoint) Run(ctx context.Context) error {
 	started := false
 	e.runOnce.Do(func() { started = true })
@@ -441,7 +442,15 @@ func (e *Endpoint) Run(ctx context.Context) error {
 		return errors.New("local: Run called twice")
 	}
 	if err := e.srv.Serve(); err != nil {
-		return fmt.Errorf("local: %w", err)
+		// Nothing will accept on the listeners: close them, so that clients are refused at once
+		// rather than left waiting in the backlog.
+		for _, l := range e.lns {
+			l.stopAccepting()
+		}
+		if e.cfg.Socket != "" {
+			_ = os.Remove(e.cfg.Socket)
+		}
+		return fmt.Errorf("local: the MQTT server did not start: %w", err)
 	}
 	for _, a := range e.addrs {
 		e.log.Info().Str("address", a.String()).Str("network", a.Network()).Int("forward_rules", len(e.live.Load().Forward)).
