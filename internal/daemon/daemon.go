@@ -138,13 +138,13 @@ func RunWith(ctx context.Context, cfg *config.Config, log zerolog.Logger, opt Op
 	// RunWith returns once all have ended; the deferred closes above run after that.
 	t := newTasks(ctx)
 	if ep != nil {
-		t.background(nil, func(ctx context.Context) { runLocal(ctx, ep, log) })
+		t.background(func(ctx context.Context) { runLocal(ctx, ep, log) })
 	}
 	if eng != nil {
-		t.background(nil, eng.Run)
+		t.background(eng.Run)
 	}
 	if p, ok := controlPart(cfg, ctl, log); ok {
-		t.background(nil, func(ctx context.Context) { keep(ctx, p, restartPolicy, log) })
+		t.background(func(ctx context.Context) { keep(ctx, p, restartPolicy, log) })
 	}
 	mx := &metricsRunner{tasks: t, src: metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version,
 		thing: eng, device: cfg.DeviceName(), rev: cfg.Revision}, log: log}
@@ -152,7 +152,7 @@ func RunWith(ctx context.Context, cfg *config.Config, log zerolog.Logger, opt Op
 	t.essential(sup.Run)
 	if opt.Reloads != nil {
 		rl := &reloader{cfg: cfg, log: log, level: opt.Level, led: led, metrics: mx, sup: sup, ep: ep}
-		t.background(nil, func(ctx context.Context) { rl.run(ctx, opt.Reloads) })
+		t.background(func(ctx context.Context) { rl.run(ctx, opt.Reloads) })
 	}
 	return t.wait()
 }

@@ -329,7 +329,7 @@ func (m *metricsRunner) start(cfg *config.Config) {
 	ctx, cancel := context.WithCancel(m.tasks.ctx)
 	done := make(chan struct{})
 	m.cancel, m.done = cancel, done
-	m.tasks.background(ctx, func(ctx context.Context) {
+	m.tasks.background(func(context.Context) { // ctx: the group's, and stop's
 		defer close(done)
 		keep(ctx, p, restartPolicy, m.log)
 	})

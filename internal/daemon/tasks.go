@@ -52,14 +52,10 @@ func (t *tasks) essential(run func(context.Context) error) {
 	})
 }
 
-// background runs run until the group ends; its end stops nothing else. ctx, when not nil, is
-// the task's own (derived from the group's), for a task that is stopped on its own.
-func (t *tasks) background(ctx context.Context, run func(context.Context)) {
-	if ctx == nil {
-		ctx = t.ctx
-	}
+// background runs run with the group's context; its end stops nothing else.
+func (t *tasks) background(run func(context.Context)) {
 	t.g.Go(func() error {
-		run(ctx)
+		run(t.ctx)
 		return nil
 	})
 }

@@ -69,7 +69,7 @@ func TestSupervisorFaultStopsEveryTask(t *testing.T) {
 		t.Fatal("no control part for a configured socket")
 	}
 	tk := newTasks(context.Background())
-	tk.background(nil, func(ctx context.Context) { keep(ctx, p, restartPolicy, zerolog.Nop()) })
+	tk.background(func(ctx context.Context) { keep(ctx, p, restartPolicy, zerolog.Nop()) })
 	waitFor(t, "the control socket", func() bool { return answers(path) })
 	fault := errors.New("credentials: no key")
 	tk.essential(func(context.Context) error { return fault })
@@ -108,7 +108,7 @@ func TestLocalEndpointFailureLeavesTheSessionRunning(t *testing.T) {
 	first := make(chan error, 1)
 	go func() { first <- ep.Run(epCtx) }()
 	// A second Run is refused at once: a real failure of the endpoint's task.
-	tk.background(nil, func(ctx context.Context) { runLocal(ctx, ep, log) })
+	tk.background(func(ctx context.Context) { runLocal(ctx, ep, log) })
 	waitFor(t, "the local endpoint's failure in the log", func() bool {
 		return strings.Contains(lb.String(), `"event":"`+logging.EventLocalUnavailable+`"`)
 	})
