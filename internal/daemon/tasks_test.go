@@ -1,14 +1,12 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,25 +17,8 @@ import (
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/local"
 	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
-
-// logBuffer is a log that tests read while tasks write it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -94,7 +75,7 @@ func TestLocalEndpointFailureLeavesTheSessionRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lb logBuffer
+	var lb testutil.SyncBuffer
 	log := zerolog.New(&lb)
 	tk := newTasks(context.Background())
 	session := make(chan struct{})
@@ -131,7 +112,7 @@ func TestLocalEndpointFailureLeavesTheSessionRunning(t *testing.T) {
 // A part that fails while serving is logged and opened again after the back-off; one that
 // cannot be opened at start is logged once and left out.
 func TestPartIsOpenedAgainAfterAFailureButNotAfterAFailedStart(t *testing.T) {
-	var lb logBuffer
+	var lb testutil.SyncBuffer
 	log := zerolog.New(&lb)
 	fast := backoff.Policy{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, Factor: 2}
 	var opens atomic.Int32
@@ -182,7 +163,7 @@ func TestPartIsOpenedAgainAfterAFailureButNotAfterAFailedStart(t *testing.T) {
 	<-done
 
 	var tries atomic.Int32
-	lb2 := &logBuffer{}
+	lb2 := &testutil.SyncBuffer{}
 	p.open = func() (func(context.Context) error, error) {
 		tries.Add(1)
 		return nil, errors.New("address in use")

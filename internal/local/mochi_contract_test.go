@@ -29,6 +29,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/gatewayd/gatewayd/internal/testutil"
 )
 
 // broken reports a contract mochi no longer keeps.
@@ -226,28 +228,6 @@ type client struct {
 	srv *recConn // mochi's side of the connection
 }
 
-func encode(t *testing.T, pk packets.Packet) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&b)
-	case packets.Publish:
-		err = pk.PublishEncode(&b)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&b)
-	case packets.Puback:
-		err = pk.PubackEncode(&b)
-	default:
-		t.Fatalf("encode: type %d", pk.FixedHeader.Type)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 // connect dials b and sends a CONNECT (version 4 or 5); it reads nothing.
 func (b *contractBroker) connect(t *testing.T, id string, version byte, clean bool, keepalive uint16) *client {
 	t.Helper()
@@ -270,7 +250,7 @@ func (b *contractBroker) connect(t *testing.T, id string, version byte, clean bo
 
 func (cl *client) send(pk packets.Packet) {
 	cl.t.Helper()
-	if _, err := cl.c.Write(encode(cl.t, pk)); err != nil {
+	if _, err := cl.c.Write(testutil.EncodeMQTT(cl.t, pk)); err != nil {
 		cl.t.Fatal(err)
 	}
 }
