@@ -33,7 +33,7 @@ import (
 // tasks is the errgroup of RunWith's parts.
 type tasks struct {
 	g      *errgroup.Group
-	ctx    context.Context // the group's: ends with RunWith's ctx, when the supervisor returns, or when a task fails
+	ctx    context.Context // the group's: ends with RunWith's ctx or when the supervisor returns
 	cancel context.CancelFunc
 }
 
