@@ -8,8 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
+	"github.com/gatewayd/gatewayd/internal/rawpty"
 )
 
 // port is one plugged-in period of the emulated module: the master side the emulator reads and
@@ -21,62 +20,14 @@ type port struct {
 	tty    string // /dev/pts/N
 }
 
-// openPort allocates a pty, puts the slave in raw mode (no echo, no CR/LF translation, no
+// openPort allocates a pty with its slave in raw mode (no echo, no CR/LF translation, no
 // signals, 8 bits, reads return as soon as a byte is there) so bytes pass exactly.
 func openPort() (*port, error) {
-	master, slave, err := pty.Open()
+	master, slave, err := rawpty.Open()
 	if err != nil {
-		return nil, fmt.Errorf("open pty: %w", err)
+		return nil, err
 	}
-	// pty.Open leaves the master in blocking mode (it calls Fd()), and a blocking *os.File cannot
-	// be woken by Close. Make a non-blocking duplicate that the runtime poller manages.
-	fd, err := unix.Dup(int(master.Fd()))
-	if err != nil {
-		master.Close()
-		slave.Close()
-		return nil, fmt.Errorf("dup pty master: %w", err)
-	}
-	master.Close()
-	unix.CloseOnExec(fd)
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		slave.Close()
-		return nil, fmt.Errorf("pty master non-blocking: %w", err)
-	}
-	p := &port{master: os.NewFile(uintptr(fd), "/dev/ptmx"), slave: slave, tty: slave.Name()}
-	if err := makeRaw(slave); err != nil {
-		p.close()
-		return nil, fmt.Errorf("raw mode on %s: %w", p.tty, err)
-	}
-	return p, nil
-}
-
-// makeRaw applies cfmakeraw(3) to the tty behind f.
-func makeRaw(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ioErr error
-	err = rc.Control(func(fd uintptr) {
-		t, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
-		if err != nil {
-			ioErr = err
-			return
-		}
-		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		t.Oflag &^= unix.OPOST
-		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		t.Cflag &^= unix.CSIZE | unix.PARENB
-		t.Cflag |= unix.CS8
-		t.Cc[unix.VMIN] = 1
-		t.Cc[unix.VTIME] = 0
-		ioErr = unix.IoctlSetTermios(int(fd), unix.TCSETS, t)
-	})
-	if err != nil {
-		return err
-	}
-	return ioErr
+	return &port{master: master, slave: slave, tty: slave.Name()}, nil
 }
 
 // close closes both sides; the host's descriptors see a hang-up (reads return EOF or EIO).

@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
+	"github.com/gatewayd/gatewayd/internal/rawpty"
 )
 
 // Relay is a pseudo-terminal that the daemon opens as its AT port (Path). Bytes the daemon writes
@@ -30,30 +29,11 @@ type Relay struct {
 // NewRelay allocates a pty in raw mode and starts copying between it and up. Close stops it and
 // closes up.
 func NewRelay(up io.ReadWriteCloser) (*Relay, error) {
-	m, s, err := pty.Open()
+	m, s, err := rawpty.Open()
 	if err != nil {
-		return nil, fmt.Errorf("relay: open pty: %w", err)
+		return nil, fmt.Errorf("relay: %w", err)
 	}
-	// pty.Open leaves the master blocking, and Close cannot wake a blocked read on such a file.
-	// A non-blocking duplicate goes through the runtime poller instead.
-	fd, err := unix.Dup(int(m.Fd()))
-	m.Close()
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("relay: dup pty master: %w", err)
-	}
-	unix.CloseOnExec(fd)
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		s.Close()
-		return nil, fmt.Errorf("relay: pty master non-blocking: %w", err)
-	}
-	if err := makeRaw(s); err != nil {
-		unix.Close(fd)
-		s.Close()
-		return nil, fmt.Errorf("relay: raw mode on %s: %w", s.Name(), err)
-	}
-	r := &Relay{master: os.NewFile(uintptr(fd), "/dev/ptmx"), slave: s, path: s.Name(), up: up}
+	r := &Relay{master: m, slave: s, path: s.Name(), up: up}
 	r.wg.Add(2)
 	go r.toUpstream()
 	go r.toDaemon()
@@ -123,20 +103,4 @@ func (r *Relay) toDaemon() {
 			return
 		}
 	}
-}
-
-// makeRaw applies cfmakeraw(3) to the tty behind f, so bytes pass exactly.
-func makeRaw(f *os.File) error {
-	t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	if err != nil {
-		return err
-	}
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB
-	t.Cflag |= unix.CS8
-	t.Cc[unix.VMIN] = 1
-	t.Cc[unix.VTIME] = 0
-	return unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
 }

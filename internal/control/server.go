@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/gatewayd/gatewayd/internal/unixsock"
 )
 
 // Handler answers the requests; the daemon implements it.
@@ -59,27 +61,11 @@ func Listen(path, group string, clientIndex int, h Handler, log zerolog.Logger) 
 			return nil, fmt.Errorf("control: group %q has gid %q: %w", group, g.Gid, err)
 		}
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("control: socket %s: a file that is not a socket is in the way", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("control: socket %s is in use by another process (another gatewayd?)", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("control: removing the stale socket: %w", err)
-		}
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := unixsock.Listen(path, 0o660)
 	if err != nil {
-		return nil, fmt.Errorf("control: %w", err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	if gid >= 0 {
@@ -96,12 +82,15 @@ func Listen(path, group string, clientIndex int, h Handler, log zerolog.Logger) 
 func (s *Server) Path() string { return s.path }
 
 // Serve answers requests until ctx ends, then closes the socket (removing its file) and waits
-// for the requests in progress, which end within IOTimeout and the AT timeout.
+// for the requests in progress, which end within IOTimeout and the AT timeout. It returns nil
+// then; an error when accepting failed for another reason, having closed the socket all the
+// same (a new Listen may take its place).
 func (s *Server) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
 	defer stop()
 	defer s.wg.Wait()
 	defer os.Remove(s.path)
+	defer s.ln.Close() // when Accept failed: the socket is not left half alive
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {

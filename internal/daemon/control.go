@@ -17,29 +17,26 @@ import (
 	"github.com/gatewayd/gatewayd/internal/supervisor"
 )
 
-// startControl serves the control socket until ctx ends; the returned func waits for it. A socket
-// that cannot be created is logged and left out: the gateway's job goes on without it.
-func startControl(ctx context.Context, cfg *config.Config, h controlHandler, log zerolog.Logger) (wait func()) {
+// controlPart is the control socket as a part (see keep), or false when [control] socket is "".
+// A socket that cannot be created is logged and left out: the gateway's job goes on without it.
+func controlPart(cfg *config.Config, h controlHandler, log zerolog.Logger) (part, bool) {
 	c := cfg.Control
 	if c.Socket == "" {
-		return func() {}
+		return part{}, false
 	}
-	srv, err := control.Listen(c.Socket, c.Group, cfg.MQTT.ClientIndex, h, log)
-	if err != nil {
-		log.Error().Str(logging.EventKey, logging.EventControlUnavailable).Str("socket", c.Socket).Err(err).
-			Str("hint", "under systemd the unit's RuntimeDirectory=gatewayd provides /run/gatewayd; by hand, set [control] socket to a directory you may write, or \"\"").
-			Msg("the control socket cannot be created: gatewayd status and gatewayd at will not reach this daemon")
-		return func() {}
-	}
-	log.Info().Str("socket", srv.Path()).Msg("control socket listening")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ctx); err != nil {
-			log.Error().Err(err).Msg("control socket stopped")
-		}
-	}()
-	return func() { <-done }
+	return part{
+		name: "control socket", field: "socket", addr: c.Socket, event: logging.EventControlUnavailable,
+		hint:       "under systemd the unit's RuntimeDirectory=gatewayd provides /run/gatewayd; by hand, set [control] socket to a directory you may write, or \"\"",
+		cannotOpen: "the control socket cannot be created: gatewayd status and gatewayd at will not reach this daemon",
+		open: func() (func(context.Context) error, error) {
+			srv, err := control.Listen(c.Socket, c.Group, cfg.MQTT.ClientIndex, h, log)
+			if err != nil {
+				return nil, err
+			}
+			log.Info().Str("socket", srv.Path()).Msg("control socket listening")
+			return srv.Serve, nil
+		},
+	}, true
 }
 
 // controlHandler answers the control socket from the supervisor, the outbox and the local

@@ -107,10 +107,6 @@ func RunWith(ctx context.Context, cfg *config.Config, log zerolog.Logger, opt Op
 				log.Warn().Err(err).Msg("closing the outbox")
 			}
 		}()
-		epCtx, stopEP := context.WithCancel(ctx)
-		epDone := make(chan error, 1)
-		go func() { epDone <- ep.Run(epCtx) }()
-		defer func() { stopEP(); <-epDone }()
 		if d != nil {
 			set.Outbox = drainer{d, log, uplinks}
 		}
@@ -121,46 +117,53 @@ func RunWith(ctx context.Context, cfg *config.Config, log zerolog.Logger, opt Op
 			}
 		}
 	}
-	var startThing func(context.Context, *supervisor.Supervisor, thing.Publisher, func() any) *thing.Engine
+	var createThing func(*supervisor.Supervisor, thing.Publisher, func() any) *thing.Engine
 	if cfg.Thing != nil {
-		if startThing, err = thingHooks(cfg, &set, log); err != nil {
+		if createThing, err = thingHooks(cfg, &set, log); err != nil {
 			return err
 		}
 	}
 	sup := supervisor.New(set, log, led, notify)
 	ctl := controlHandler{sup: sup, store: store, ep: ep, version: version, device: cfg.DeviceName(), rev: cfg.Revision}
 	var eng *thing.Engine
-	if startThing != nil {
+	if createThing != nil {
 		var pub thing.Publisher = sessionPublisher{sup: sup, qos: cfg.Thing.QoS, log: log}
 		if dr, ok := set.Outbox.(drainer); ok && store != nil {
 			pub = outboxPublisher{store: store, d: dr.Drainer, qos: cfg.Thing.QoS}
 		}
-		thingCtx, stopThing := context.WithCancel(ctx)
-		defer stopThing()
-		eng = startThing(thingCtx, sup, pub, func() any { return ctl.Status() })
+		eng = createThing(sup, pub, func() any { return ctl.Status() })
 	}
-	stopControl := startControl(ctx, cfg, ctl, log)
-	defer stopControl()
-	mx := &metricsRunner{ctx: ctx, src: metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version,
+
+	// From here every part runs as a task of t (see tasks.go for what each one's end means), and
+	// RunWith returns once all have ended; the deferred closes above run after that.
+	t := newTasks(ctx)
+	if ep != nil {
+		t.background(func(ctx context.Context) { runLocal(ctx, ep, log) })
+	}
+	if eng != nil {
+		t.background(eng.Run)
+	}
+	if p, ok := controlPart(cfg, ctl, log); ok {
+		t.background(func(ctx context.Context) { keep(ctx, p, restartPolicy, log) })
+	}
+	mx := &metricsRunner{tasks: t, src: metricSources{sup: sup, outbox: set.Outbox, store: store, ep: ep, uplinks: uplinks, version: version,
 		thing: eng, device: cfg.DeviceName(), rev: cfg.Revision}, log: log}
 	mx.start(cfg)
-	defer mx.stop()
-	if opt.Reloads == nil {
-		return sup.Run(ctx)
+	t.essential(sup.Run)
+	if opt.Reloads != nil {
+		rl := &reloader{cfg: cfg, log: log, level: opt.Level, led: led, metrics: mx, sup: sup, ep: ep}
+		t.background(func(ctx context.Context) { rl.run(ctx, opt.Reloads) })
 	}
-	supDone := make(chan error, 1)
-	go func() { supDone <- sup.Run(ctx) }()
-	rl := &reloader{cfg: cfg, log: log, level: opt.Level, led: led, metrics: mx, sup: sup, ep: ep}
-	for {
-		select {
-		case err := <-supDone:
-			return err
-		case r := <-opt.Reloads:
-			rl.cfg = rl.apply(ctx, r.Config)
-			if r.Done != nil {
-				close(r.Done)
-			}
-		}
+	return t.wait()
+}
+
+// runLocal runs the local endpoint until ctx ends. Its failure is logged and ends nothing else
+// (see tasks.go): the cellular session, and the draining of what the outbox holds, go on.
+func runLocal(ctx context.Context, ep *local.Endpoint, log zerolog.Logger) {
+	if err := ep.Run(ctx); err != nil {
+		log.Error().Str(logging.EventKey, logging.EventLocalUnavailable).Err(err).
+			Str("hint", "systemctl restart gatewayd starts the local endpoint again").
+			Msg("the local MQTT endpoint stopped: local clients can neither publish nor receive downlinks until gatewayd restarts; the cellular session goes on")
 	}
 }
 

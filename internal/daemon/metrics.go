@@ -37,12 +37,12 @@ type metricSources struct {
 	rev     string
 }
 
-// startMetrics serves the Prometheus metrics until ctx ends, when [metrics] is configured; the
-// returned func waits for the listener to stop. A listener that cannot be opened is logged and
-// left out: the gateway's job goes on without it.
-func startMetrics(ctx context.Context, cfg *config.Config, p metricSources, log zerolog.Logger) (wait func()) {
+// metricsPart is the Prometheus metrics listener of cfg as a part (see keep), or false without
+// [metrics]. A listener that cannot be opened is logged and left out: the gateway's job goes on
+// without it.
+func metricsPart(cfg *config.Config, p metricSources, log zerolog.Logger) (part, bool) {
 	if cfg.Metrics == nil {
-		return func() {}
+		return part{}, false
 	}
 	src := metrics.Sources{Status: p.sup.Status, AT: p.sup.ATStats, LocalOn: p.ep != nil, Uplinks: p.uplinks, Version: p.version,
 		Device: p.device, ConfigRevision: p.rev}
@@ -58,27 +58,23 @@ func startMetrics(ctx context.Context, cfg *config.Config, p metricSources, log 
 	if p.thing != nil {
 		src.Thing = p.thing.Stats
 	}
-	fail := func(err error) func() {
-		log.Error().Str(logging.EventKey, logging.EventMetricsUnavailable).Str("listen", cfg.Metrics.Listen).Err(err).
-			Str("hint", "another program may hold the port (ss -ltnp); pick a free one in [metrics] listen").
-			Msg("the metrics listener cannot be opened: running without it")
-		return func() {}
-	}
-	reg, err := metrics.NewRegistry(src)
-	if err != nil {
-		return fail(err)
-	}
-	ln, err := metrics.Listen(cfg.Metrics.Listen)
-	if err != nil {
-		return fail(err)
-	}
-	log.Info().Str("listen", ln.Addr().String()).Msg("metrics listening")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := metrics.Serve(ctx, ln, metrics.Handler(reg)); err != nil {
-			log.Error().Err(err).Msg("metrics listener stopped")
-		}
-	}()
-	return func() { <-done }
+	addr := cfg.Metrics.Listen
+	return part{
+		name: "metrics listener", field: "listen", addr: addr, event: logging.EventMetricsUnavailable,
+		hint:       "another program may hold the port (ss -ltnp); pick a free one in [metrics] listen",
+		cannotOpen: "the metrics listener cannot be opened: running without it",
+		open: func() (func(context.Context) error, error) {
+			reg, err := metrics.NewRegistry(src)
+			if err != nil {
+				return nil, err
+			}
+			ln, err := metrics.Listen(addr)
+			if err != nil {
+				return nil, err
+			}
+			log.Info().Str("listen", ln.Addr().String()).Msg("metrics listening")
+			h := metrics.Handler(reg)
+			return func(ctx context.Context) error { return metrics.Serve(ctx, ln, h) }, nil
+		},
+	}, true
 }

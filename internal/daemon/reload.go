@@ -51,6 +51,21 @@ type reloader struct {
 	ep      *local.Endpoint // nil without [local]
 }
 
+// run applies the reloads it is given until ctx ends, closing each one's Done once applied.
+func (r *reloader) run(ctx context.Context, reloads <-chan Reload) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case rl := <-reloads:
+			r.cfg = r.apply(ctx, rl.Config)
+			if rl.Done != nil {
+				close(rl.Done)
+			}
+		}
+	}
+}
+
 // apply applies n as far as it can without a restart, logs what it did, and returns the
 // configuration that now runs (n, with the old values where a restart is needed).
 func (r *reloader) apply(ctx context.Context, n *config.Config) *config.Config {
@@ -295,27 +310,37 @@ func (s *swapLED) reopen(c config.GPIOLine, log zerolog.Logger) error {
 	return nil
 }
 
-// metricsRunner is the metrics listener, which a reload can stop and start again.
+// metricsRunner is the metrics listener, a task of RunWith's group that a reload can stop and
+// start again.
 type metricsRunner struct {
-	ctx    context.Context
+	tasks  *tasks
 	src    metricSources
 	log    zerolog.Logger
-	cancel context.CancelFunc
-	wait   func()
+	cancel context.CancelFunc // of the running listener's task; nil: none
+	done   chan struct{}      // closed when that task has ended
 }
 
-// start serves the metrics of cfg ([metrics] absent: none).
+// start serves the metrics of cfg ([metrics] absent: none) as a task of the group.
 func (m *metricsRunner) start(cfg *config.Config) {
-	var mctx context.Context
-	mctx, m.cancel = context.WithCancel(m.ctx)
-	m.wait = startMetrics(mctx, cfg, m.src, m.log)
+	p, ok := metricsPart(cfg, m.src, m.log)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(m.tasks.ctx)
+	done := make(chan struct{})
+	m.cancel, m.done = cancel, done
+	m.tasks.background(func(context.Context) { // ctx: the group's, and stop's
+		defer close(done)
+		keep(ctx, p, restartPolicy, m.log)
+	})
 }
 
 // stop stops the listener and waits for it.
 func (m *metricsRunner) stop() {
 	if m.cancel != nil {
 		m.cancel()
-		m.wait()
+		<-m.done
+		m.cancel, m.done = nil, nil
 	}
 }
 

@@ -20,9 +20,10 @@ import (
 
 // thingHooks binds the LED to the thing model: it sets the supervisor's hooks (downlinks go to
 // the engine before the local endpoint; the LED no longer toggles; every session start reports)
-// and returns a function that, once the supervisor exists, creates the engine. The engine's
-// replies and reports go through the outbox when there is one, else on the session.
-func thingHooks(cfg *config.Config, set *supervisor.Settings, log zerolog.Logger) (start func(ctx context.Context, sup *supervisor.Supervisor, pub thing.Publisher, status func() any) *thing.Engine, err error) {
+// and returns a function that, once the supervisor exists, creates the engine, for RunWith to
+// run. The engine's replies and reports go through the outbox when there is one, else on the
+// session.
+func thingHooks(cfg *config.Config, set *supervisor.Settings, log zerolog.Logger) (create func(sup *supervisor.Supervisor, pub thing.Publisher, status func() any) *thing.Engine, err error) {
 	th := cfg.Thing
 	d, err := thing.New(th.Dialect, th.Topics)
 	if err != nil {
@@ -38,12 +39,11 @@ func thingHooks(cfg *config.Config, set *supervisor.Settings, log zerolog.Logger
 	}
 	set.LEDBound = func() bool { return eng.Want() }
 	set.OnConnect = func() { eng.Connected() }
-	return func(ctx context.Context, sup *supervisor.Supervisor, pub thing.Publisher, status func() any) *thing.Engine {
+	return func(sup *supervisor.Supervisor, pub thing.Publisher, status func() any) *thing.Engine {
 		tele := func() thing.Telemetry { return telemetry(sup.Status()) }
 		eng = thing.NewEngine(d, thing.Config{Property: th.LEDProperty, Telemetry: th.Telemetry, ReportInterval: th.ReportInterval,
 			QoS: th.QoS, Backoff: backoff.Policy{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Factor: 2, Jitter: 0.5}},
 			sup, pub, status, tele, log)
-		go eng.Run(ctx)
 		log.Info().Str("dialect", th.Dialect).Str("property", th.LEDProperty).Str("set", th.Topics.Set).
 			Str("report", th.Topics.Report).Msg("the LED follows a property of the thing model")
 		return eng

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/topic"
+	"github.com/gatewayd/gatewayd/internal/unixsock"
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
@@ -332,10 +333,11 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 		lns = append(lns, l)
 	}
 	if cfg.Socket != "" {
-		l, err := listenUnix(cfg.Socket)
+		// The owner and its group may connect: share the socket by the group of its directory.
+		l, err := unixsock.Listen(cfg.Socket, 0o660)
 		if err != nil {
 			closeAll()
-			return nil, err
+			return nil, fmt.Errorf("local: %w", err)
 		}
 		lns = append(lns, l)
 	}
@@ -426,39 +428,13 @@ func listenTCP(addr string, allowAny bool) (net.Listener, error) {
 	return l, nil
 }
 
-// listenUnix listens on a unix socket at path, replacing a stale socket file (one nobody
-// answers on) but never another kind of file or a live socket.
-func listenUnix(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("local: socket %s: a file that is not a socket is in the way", path)
-		}
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("local: socket %s is in use by another process (another gatewayd?)", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("local: removing the stale socket: %w", err)
-		}
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("local: %w", err)
-	}
-	// The owner and its group may connect: share the socket by the group of its directory.
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("local: %w", err)
-	}
-	return l, nil
-}
-
 // Addrs are the addresses the endpoint listens on (TCP first, then the unix socket).
 func (e *Endpoint) Addrs() []net.Addr { return e.addrs }
 
 // Run serves local clients and publishes what Deliver queued until ctx ends, then disconnects
-// the clients and closes the listeners. It returns within 3 s of ctx ending (well under a
-// second unless clients misbehave), whatever the clients do. Call it once.
+// the clients and closes the listeners, and returns nil. It returns within 3 s of ctx ending
+// (well under a second unless clients misbehave), whatever the clients do. It returns an error
+// only when the MQTT server cannot start, at once and with the listeners closed. Call it once.
 func (e *Endpoint) Run(ctx context.Context) error {
 	started := false
 	e.runOnce.Do(func() { started = true })
@@ -466,7 +442,15 @@ func (e *Endpoint) Run(ctx context.Context) error {
 		return errors.New("local: Run called twice")
 	}
 	if err := e.srv.Serve(); err != nil {
-		return fmt.Errorf("local: %w", err)
+		// Nothing will accept on the listeners: close them, so that clients are refused at once
+		// rather than left waiting in the backlog.
+		for _, l := range e.lns {
+			l.stopAccepting()
+		}
+		if e.cfg.Socket != "" {
+			_ = os.Remove(e.cfg.Socket)
+		}
+		return fmt.Errorf("local: the MQTT server did not start: %w", err)
 	}
 	for _, a := range e.addrs {
 		e.log.Info().Str("address", a.String()).Str("network", a.Network()).Int("forward_rules", len(e.live.Load().Forward)).

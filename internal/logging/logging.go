@@ -68,6 +68,7 @@ const (
 	EventPublishUndelivered  = "publish_undelivered"   // the module gave up on a QoS 1 publish (result 2); sent again
 	EventLocalRefused        = "local_refused"         // a local client's publish refused (no PUBACK)
 	EventLocalNotForwarded   = "local_not_forwarded"   // a local publish the module could never send
+	EventLocalUnavailable    = "local_unavailable"     // the local endpoint stopped: local clients are cut off until a restart
 )
 
 // Output formats.
