@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the thing model ([thing]): the real gatewayd against the emulator and a
 // real broker, the paho client playing the platform's console. See e2e_test.go for the bench.
@@ -16,9 +16,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/gatewayd/gatewayd/internal/logwatch"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 const aliyunDev = "/sys/" + pk + "/" + dn + "/thing/"

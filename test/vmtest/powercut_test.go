@@ -36,9 +36,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/internal/logging"
-	"github.com/gatewayd/gatewayd/internal/logwatch"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 const (

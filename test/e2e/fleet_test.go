@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/fleet"
+	"github.com/gatewayd/gatewayd/test/fleet"
 )
 
 // TestFleetSurvivesABrokerRestart: ten gateways — the real daemon, each with its own emulated

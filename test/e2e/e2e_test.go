@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests: the real gatewayd binary ↔ the EC600 emulator on a pty ↔ a real MQTT broker
 // ↔ a paho client playing the cloud. The daemon is observed from outside, through its JSON log,
@@ -24,8 +24,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
 )
 
 // e2eParallel is how many parallel end-to-end tests run at once by default.
@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	gatewaydBin = filepath.Join(dir, "gatewayd")
-	out, err := exec.Command("go", "build", "-o", gatewaydBin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", gatewaydBin, "github.com/gatewayd/gatewayd/cmd/gatewayd").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building gatewayd: %v\n%s", err, out)
 		os.Exit(1)

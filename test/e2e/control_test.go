@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -11,8 +11,15 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/control"
 	"github.com/gatewayd/gatewayd/internal/logging"
-	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
+)
+
+// Exit codes of status and at, as gatewayd(8) documents them under EXIT STATUS (the constants of
+// the same names in cmd/gatewayd/status.go).
+const (
+	exitNotConnected = 1 // status: the daemon runs but MQTT is not connected; at: the module said no
+	exitUnreachable  = 3 // the daemon could not be asked (not running, no permission, old protocol)
 )
 
 // cli runs the gatewayd binary with args and returns its output and exit code.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the session forms real modules printed (issue 20, reference 0, 1, 2.3,
 // 2.5, 2.8, 4.2, 5.2): each runs the real gatewayd binary against the emulator set to the
@@ -21,8 +21,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
 )
 
 // simCommands records the command lines the emulator executed, from its debug log.

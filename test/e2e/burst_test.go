@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/logging"
-	"github.com/gatewayd/gatewayd/internal/logwatch"
+	"github.com/gatewayd/gatewayd/test/logwatch"
 )
 
 // burstConfig is seedConfig logging at info, as a daemon in the field does.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the data-path forms real modules print (issue 20; reference 0, 2.6, 2.7,
 // 9.1): the real gatewayd binary against the emulator in each firmware variant. Every downlink
@@ -18,9 +18,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/gatewayd/gatewayd/internal/logging"
-	"github.com/gatewayd/gatewayd/internal/logwatch"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // dataPayloads try the framing: raw quotes, commas and a length-like field, raw CR LF and an

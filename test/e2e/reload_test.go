@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/daemon"
 	"github.com/gatewayd/gatewayd/internal/logging"
-	"github.com/gatewayd/gatewayd/internal/logwatch"
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/logwatch"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // reloadable writes cfg to the bench's config file and starts gatewayd on it, with NOTIFY_SOCKET
@@ -249,7 +249,7 @@ func TestReloadRefusesAnInvalidConfig(t *testing.T) {
 		t.Fatal("the bad config loads")
 	}
 	d.hup(t)
-	e, r := d.wait(t, i, EventConfigReloadRefused)
+	e, r := d.wait(t, i, "config_reload_refused") // cmd/gatewayd's EventConfigReloadRefused
 	if e.Str("error") != want.Error() || e.Str("level") != "error" {
 		t.Errorf("refused with %q (level %s), want the start-up error %q", e.Str("error"), e.Str("level"), want.Error())
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The local endpoint under abuse: any process on the Pi can reach 127.0.0.1:1883, and the
 // gateway's memory and liveness must not depend on its manners. Each test runs the real daemon
@@ -22,8 +22,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/gatewayd/gatewayd/internal/logwatch"
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/logwatch"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // abuseBench starts a daemon with the local endpoint (extra is added to its [local] table) and
@@ -404,10 +404,9 @@ func TestLocalLimitsAreValidated(t *testing.T) {
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		var out, errb bytes.Buffer
-		code := run([]string{"check", "-config", path}, &out, &errb)
-		if code == 0 || !strings.Contains(errb.String(), path+":") || !strings.Contains(errb.String(), tc.want) {
-			t.Errorf("%s: code %d, stderr %q; want it to name %s and say %q", tc.set, code, errb.String(), path, tc.want)
+		_, errs, code := cli(t, "check", "-config", path)
+		if code == 0 || !strings.Contains(errs, path+":") || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: code %d, stderr %q; want it to name %s and say %q", tc.set, code, errs, path, tc.want)
 		}
 	}
 }

@@ -21,8 +21,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/warthog618/go-gpiocdev"
 
-	"github.com/gatewayd/gatewayd/internal/logwatch"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
 )
 
 const (

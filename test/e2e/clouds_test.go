@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the platform presets: the real gatewayd, configured with the few values a
 // platform's console shows, against the emulator and a broker that checks the credentials the
@@ -21,9 +21,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/gatewayd/gatewayd/internal/daemon"
-	"github.com/gatewayd/gatewayd/internal/logwatch"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/logwatch"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // Broker host names the presets derive from the console values below (reference section 2);
