@@ -3,7 +3,7 @@ package benchd
 // The end-to-end benchmark of the issue: the running daemon over a pty, fed +QMTRECV URCs written
 // straight onto its AT port. See docs/benchmarks.md for the method and the figures.
 //
-//	go test ./internal/benchd/ -run '^$' -bench . -benchtime 1s -count 3
+//	go test ./test/benchd/ -run '^$' -bench . -benchtime 1s -count 3
 //
 // BenchmarkDownlink* run the daemon in this process (precise timestamps: the LED is a
 // MeasuringLED); BenchmarkProcess runs the real gatewayd binary and reads its CPU time and memory

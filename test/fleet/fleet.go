@@ -3,7 +3,7 @@
 // outbox — against one MQTT broker, restarts the broker, and measures how the fleet comes back:
 // the time until every gateway is connected again, the CONNECTs the broker saw in each second,
 // the CONNACK refusals, the messages lost, and the memory per gateway. The fleet test
-// (cmd/gatewayd) and the fleet benchmark (cmd/fleetbench) both use it.
+// (test/e2e) and the fleet benchmark (cmd/fleetbench) both use it.
 package fleet
 
 import (

@@ -24,7 +24,7 @@ const topic = "soak/led"
 
 func TestSoak(t *testing.T) {
 	if os.Getenv("GATEWAYD_SOAK") == "" {
-		t.Skip("opt-in: GATEWAYD_SOAK=1 go test -v -run Soak -timeout 30m ./internal/soak/")
+		t.Skip("opt-in: GATEWAYD_SOAK=1 go test -v -run Soak -timeout 30m ./test/soak/")
 	}
 	total := 20000
 	if v := os.Getenv("GATEWAYD_SOAK_DOWNLINKS"); v != "" {

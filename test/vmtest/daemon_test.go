@@ -27,7 +27,7 @@ import (
 
 const (
 	buildHint = "CGO_ENABLED=0 go build -o /tmp/gatewayd-vm/gatewayd ./cmd/gatewayd && " +
-		"bash scripts/gpio-sim-vm.sh --file /tmp/gatewayd-vm/gatewayd ./internal/vmtest/"
+		"bash scripts/gpio-sim-vm.sh --file /tmp/gatewayd-vm/gatewayd ./test/vmtest/"
 	skipNoSim = "no gpio-sim chip (GPIOSIM_CHIP is not set): run: " + buildHint
 
 	// defaultBin is where `gpio-sim-vm.sh --file .../gatewayd` puts the daemon in the VM.

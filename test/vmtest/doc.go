@@ -12,5 +12,5 @@
 // need a statically built daemon passed into the VM, at /extra/gatewayd or where GATEWAYD_BIN says:
 //
 //	CGO_ENABLED=0 go build -o /tmp/gatewayd-vm/gatewayd ./cmd/gatewayd
-//	bash scripts/gpio-sim-vm.sh --file /tmp/gatewayd-vm/gatewayd ./internal/vmtest/
+//	bash scripts/gpio-sim-vm.sh --file /tmp/gatewayd-vm/gatewayd ./test/vmtest/
 package vmtest
