@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
 )
 
 // TestSetAPNUsesWhatTheModuleOffers: the authentication range of AT+QICSGP differs by firmware

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
 )
 
 func TestParseModuleTime(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
 )
 
 // newModule starts the EC600 emulator (no broker is needed for module-level commands) and opens

@@ -12,9 +12,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
 )
 
 // onEmulator is a connected qmt.Client on an emulated module, with a paho peer on its broker.

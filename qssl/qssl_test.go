@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/simtest"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/qssl"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
+	"github.com/gatewayd/gatewayd/test/testutil"
 	"github.com/gatewayd/gatewayd/ufs"
 )
 

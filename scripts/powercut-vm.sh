@@ -73,7 +73,7 @@ vm() {
 	local log=$1
 	shift
 	set +e
-	bash scripts/gpio-sim-vm.sh --file "$work/gatewayd" "$@" ./internal/vmtest/ 2>&1 |
+	bash scripts/gpio-sim-vm.sh --file "$work/gatewayd" "$@" ./test/vmtest/ 2>&1 |
 		tee "$log" | grep -Ev --line-buffered '^POWERCUT-(ACK|RECV) '
 	local st=${PIPESTATUS[0]}
 	set -e

@@ -358,7 +358,7 @@ check "another user cannot read the config" denied in_root setpriv --reuid=nobod
 
 # ---- configure -----------------------------------------------------------------------------------
 echo "--- configure ($(elapsed))"
-# As the README says: sudoedit the config, a credential, `systemctl edit gatewayd`, enable.
+# As docs/manual.md says: sudoedit the config, a credential, `systemctl edit gatewayd`, enable.
 sed -i 's/^client_id = .*/client_id = "pi-edited-42"/' "$root$conf"
 install -m 0600 /dev/null "$root/etc/gatewayd/mqtt-password"
 echo 'not-a-real-password' >"$root/etc/gatewayd/mqtt-password"
@@ -416,7 +416,7 @@ check "no statoverride left" test -z "$(in_root dpkg-statoverride --list)"
 rm -rf "$snap"
 
 # ---- by hand -------------------------------------------------------------------------------------
-# The README's second way, on the same root: scripts/install.sh with the package's binary.
+# The manual's second way (docs/manual.md, "By hand"), on the same root: scripts/install.sh with the package's binary.
 echo "--- by hand: scripts/install.sh ($(elapsed))"
 src=$root/tmp/src
 mkdir -p "$src/scripts"

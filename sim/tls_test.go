@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // upload runs AT+QFUPL for data under name and checks the exchange byte for byte.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
 	"github.com/gatewayd/gatewayd/ufs"
 )
 

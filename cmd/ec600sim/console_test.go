@@ -13,14 +13,14 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // TestConsoleCommands: with -thing, "set LEDSwitch 1" sends the Aliyun set the configuration's
 // [thing] describes, and the reply the device sends back is checked against the request: its id
 // answers the set, a reply with an id no request had is flagged. The device here is a paho
 // client standing in for gatewayd (a fake, named as one); the real daemon meets this console in
-// cmd/gatewayd's TestSimThingDemo.
+// test/e2e's TestSimThingDemo.
 func TestConsoleCommands(t *testing.T) {
 	dir := t.TempDir()
 	link := filepath.Join(dir, "ec600-at")

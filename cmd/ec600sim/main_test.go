@@ -13,8 +13,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // TestCommandLineSession runs the command as a person would: flags, then fault lines on stdin,

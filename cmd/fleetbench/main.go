@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/fleet"
+	"github.com/gatewayd/gatewayd/test/fleet"
 )
 
 func main() {

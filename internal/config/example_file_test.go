@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/cloud"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/qssl"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 const exampleFile = "../../deploy/gatewayd.example.toml"

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/qssl"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // tlsDir writes a CA, a client certificate and key (mode 0600), a second key that does not

@@ -17,7 +17,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/local"
 	"github.com/gatewayd/gatewayd/internal/logging"
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // waitFor polls cond for up to 10 s.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 
 	"github.com/rs/zerolog"
 

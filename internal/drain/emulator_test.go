@@ -17,9 +17,9 @@ import (
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/drain"
 	"github.com/gatewayd/gatewayd/internal/outbox"
-	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
 )
 
 const upTopic = "gw/up"

@@ -11,9 +11,9 @@ import (
 
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/drain"
-	"github.com/gatewayd/gatewayd/internal/simtest"
 	"github.com/gatewayd/gatewayd/qmt"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
 )
 
 // TestLostPUBACKThroughTheEmulator: the emulated module loses the PUBACK of one QoS 1 publish

@@ -22,7 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/internal/outbox"
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 func connectPacket(t testing.TB, id string, keepalive uint16) []byte {

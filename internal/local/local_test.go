@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"

@@ -30,7 +30,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // broken reports a contract mochi no longer keeps.

@@ -17,7 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/gatewayd/gatewayd/internal/outbox"
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // gateBox is the real outbox with the first Wait held until the test opens the gate: an

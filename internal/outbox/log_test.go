@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 	"github.com/rs/zerolog"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/internal/testutil"
+	"github.com/gatewayd/gatewayd/test/testutil"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 )

@@ -9,10 +9,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/at"
-	"github.com/gatewayd/gatewayd/internal/simtest"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/modem"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/simtest"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // TestSigningClock: the clock a CONNECT is signed with. A synchronised, plausible system clock

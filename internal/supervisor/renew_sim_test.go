@@ -15,8 +15,8 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/port"
-	"github.com/gatewayd/gatewayd/internal/testutil"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // TestRenewalAgainstTheCheckingBroker: a Tencent session with the shortest lifetime (10 s)
