@@ -2,8 +2,6 @@ package at
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"sync/atomic"
 )
 
@@ -15,6 +13,20 @@ type token struct {
 	payload []byte   // counted payload, owned by the token; nil for a plain line
 	err     error    // ErrBadTrailer
 	spec    *urcSpec // the URC prefix the line starts with, or nil
+}
+
+// mode is what the framer needs to know of the engine's state, handed to
+// it as a value with every call to next: the reader computes it (route
+// returns it after each token, and it is refreshed after each read), so the
+// framer never calls back into the Conn.
+type mode struct {
+	// prompt: a command waits for its data prompt, so a '>' at a token
+	// start is that prompt.
+	prompt bool
+	// echo is the data command whose payload echo (ATE1) the module sends
+	// back after the prompt, or nil. A different pointer than last time
+	// starts (or, nil, stops) the matching; the same one changes nothing.
+	echo *Command
 }
 
 type frameState uint8
@@ -53,18 +65,18 @@ type frameCounts struct {
 	pending uint64 // bytes of the counted token in progress
 }
 
-// errBadReadCount is returned when a Reader reports an impossible count.
-var errBadReadCount = errors.New("at: Read returned impossible count")
-
 // framer splits the byte stream from the module into tokens: CR/LF
 // terminated lines (empty ones dropped; a lone CR also ends a line, which is
-// how a command echo ends), the unterminated data prompt "> " (only when
-// promptWanted says a command waits for it), and counted payloads announced
-// by a URC header whose PayloadFunc gives a length. It works like
-// bufio.Scanner: fill reads into buf, next cuts the next token from
-// buf[r:w] or reports that it needs more input. It never holds more than
-// MaxLine bytes of a line; longer lines and oversized payloads are dropped up
-// to the end of their line and counted.
+// how a command echo ends), the unterminated data prompt "> " (only when the
+// mode says a command waits for it), and counted payloads announced by a URC
+// header whose PayloadFunc gives a length. Its contract is bufio.SplitFunc's:
+// it frames the bytes it is given and hands out tokens, and it does no I/O.
+// The reader reads into room() and reports the count with added; next cuts
+// the next token from buf[r:w], given the engine's mode as a value, or
+// reports that it needs more input. The buffer stays the framer's because a
+// payload echo that turns out not to be one is given back to the input
+// (unread). It never holds more than MaxLine bytes of a line; longer lines
+// and oversized payloads are dropped up to the end of their line and counted.
 //
 // Only the reader goroutine uses a framer.
 type framer struct {
@@ -73,9 +85,7 @@ type framer struct {
 
 	maxLine    int
 	maxPayload int
-
-	lookup       func(line []byte) *urcSpec // URC spec the line starts with, or nil
-	promptWanted func() bool                // a command waits for "> " now
+	specs      specTable // the URC prefixes, and how their lines are framed
 
 	st        frameState
 	scan      int      // stLine: bytes of buf[r:w] already searched
@@ -95,10 +105,11 @@ type framer struct {
 	skipN     int    // stSkip: payload bytes still to drop
 	skipQuote bool   // stSkip: then a closing quote to drop
 
-	echo     []byte // expected echo of a data command's payload (ATE1)
-	echoPos  int    // bytes of echo matched and consumed
-	echoMin  int    // len(Data): a mismatch after this many bytes still ends the echo
-	echoSkip bool   // the last attempt failed: frame one token normally first
+	echoFor  *Command // the mode's echo the matching below was started for
+	echo     []byte   // expected echo of a data command's payload (ATE1)
+	echoPos  int      // bytes of echo matched and consumed
+	echoMin  int      // len(Data): a mismatch after this many bytes still ends the echo
+	echoSkip bool     // the last attempt failed: frame one token normally first
 
 	c frameCounts
 }
@@ -106,16 +117,18 @@ type framer struct {
 // bufExtra is the room beyond MaxLine the buffer keeps for reading.
 const bufExtra = 4096
 
-func newFramer(maxLine, maxPayload int) *framer {
+func newFramer(maxLine, maxPayload int, specs specTable) *framer {
 	return &framer{
 		buf:        make([]byte, maxLine+1+bufExtra),
 		maxLine:    maxLine,
 		maxPayload: maxPayload,
+		specs:      specs,
 	}
 }
 
-// fill reads once from rd into the buffer and returns what Read returned.
-func (f *framer) fill(rd io.Reader) (int, error) {
+// room returns the free end of the buffer, for the reader to read into; it
+// is never empty. Bytes written there count once added reports them.
+func (f *framer) room() []byte {
 	if f.r > 0 {
 		f.w = copy(f.buf, f.buf[f.r:f.w])
 		f.r = 0
@@ -125,13 +138,14 @@ func (f *framer) fill(rd io.Reader) (int, error) {
 		copy(nb, f.buf[:f.w])
 		f.buf = nb
 	}
-	n, err := rd.Read(f.buf[f.w:])
-	if n < 0 || n > len(f.buf)-f.w {
-		return 0, errBadReadCount
-	}
+	return f.buf[f.w:]
+}
+
+// added takes the n bytes just read into room() as input; n is at most
+// len(room()).
+func (f *framer) added(n int) {
 	f.w += n
 	f.c.fed += uint64(n)
-	return n, err
 }
 
 // frame consumes n bytes of framing, drop n bytes of discarded input, take
@@ -148,13 +162,26 @@ func (f *framer) emit(t token) token {
 	return t
 }
 
+// eol returns how many bytes the line end at d[i] takes: CR LF, or a CR or
+// an LF alone. A CR that is the last byte of d may be the first half of a
+// CR LF: the LF, if it comes first in the next input, is taken with it
+// (skipLF, consumed at the top of next).
+func (f *framer) eol(d []byte, i int) int {
+	if d[i] == '\r' {
+		if i+1 == len(d) {
+			f.skipLF = true
+		} else if d[i+1] == '\n' {
+			return 2
+		}
+	}
+	return 1
+}
+
 // payloadFunc returns the PayloadFunc of the line begun in line, if any.
 func (f *framer) payloadFunc(line []byte) PayloadFunc {
 	if !f.specDone {
 		f.specDone = true
-		if f.lookup != nil {
-			f.spec = f.lookup(line)
-		}
+		f.spec = f.specs.lookup(line)
 	}
 	if f.spec == nil {
 		return nil
@@ -178,22 +205,33 @@ func (f *framer) startSkip(n int, quoted bool) {
 }
 
 // next returns the next token, or ok == false when buf[r:w] holds no
-// complete token and more input is needed. A line token's text is valid
-// until the next call to next, fill, unread or resetBefore.
-func (f *framer) next() (t token, ok bool) {
+// complete token and more input is needed. m is the engine's mode now. A
+// line token's text is valid until the next call to next, room or reset.
+func (f *framer) next(m mode) (t token, ok bool) {
+	if m.echo != f.echoFor {
+		f.echoFor = m.echo
+		if m.echo == nil {
+			f.clearEcho()
+		} else {
+			f.expectEcho(m.echo.Data, m.echo.DataEnd)
+		}
+	}
 	for {
 		d := f.buf[f.r:f.w]
+		if f.skipLF { // only ever left pending in stStart, stSkip and stPayload
+			if len(d) == 0 {
+				return token{}, false
+			}
+			f.skipLF = false
+			if d[0] == '\n' {
+				f.frame(1)
+				continue
+			}
+		}
 		switch f.st {
 		case stStart:
 			if len(d) == 0 {
 				return token{}, false
-			}
-			if f.skipLF {
-				f.skipLF = false
-				if d[0] == '\n' {
-					f.frame(1)
-					continue
-				}
 			}
 			if f.skipSpace {
 				f.skipSpace = false
@@ -211,7 +249,7 @@ func (f *framer) next() (t token, ok bool) {
 				f.frame(1) // line ends and empty lines
 				continue
 			case '>':
-				if f.promptWanted != nil && f.promptWanted() {
+				if m.prompt {
 					n := 1
 					if len(d) == 1 {
 						f.skipSpace = true
@@ -249,14 +287,7 @@ func (f *framer) next() (t token, ok bool) {
 				return token{}, false
 			}
 			line := d[:i]
-			end := 1
-			if d[i] == '\r' {
-				if i+1 == len(d) {
-					f.skipLF = true
-				} else if d[i+1] == '\n' {
-					end = 2
-				}
-			}
+			end := f.eol(d, i)
 			f.st = stStart
 			switch {
 			case i > f.maxLine:
@@ -314,16 +345,6 @@ func (f *framer) next() (t token, ok bool) {
 			return token{}, false
 
 		case stSkip:
-			if f.skipLF {
-				if len(d) == 0 {
-					return token{}, false
-				}
-				f.skipLF = false
-				if d[0] == '\n' {
-					f.frame(1)
-					continue
-				}
-			}
 			if f.skipN > 0 {
 				n := min(len(d), f.skipN)
 				f.drop(n)
@@ -358,16 +379,6 @@ func (f *framer) next() (t token, ok bool) {
 			f.echoSkip = false
 
 		case stPayload:
-			if f.skipLF {
-				if len(d) == 0 {
-					return token{}, false
-				}
-				f.skipLF = false
-				if d[0] == '\n' {
-					f.frame(1)
-					continue
-				}
-			}
 			if f.got < len(f.payload) {
 				n := copy(f.payload[f.got:], d)
 				f.got += n
@@ -400,19 +411,8 @@ func (f *framer) next() (t token, ok bool) {
 				}
 				return f.emit(f.countedToken(ErrBadTrailer)), true
 			}
-			switch d[0] {
-			case '\r':
-				end := 1
-				if len(d) == 1 {
-					f.skipLF = true
-				} else if d[1] == '\n' {
-					end = 2
-				}
-				f.frame(end)
-				f.st = stStart
-				return f.emit(f.countedToken(nil)), true
-			case '\n':
-				f.frame(1)
+			if d[0] == '\r' || d[0] == '\n' {
+				f.frame(f.eol(d, 0))
 				f.st = stStart
 				return f.emit(f.countedToken(nil)), true
 			}
@@ -583,15 +583,7 @@ func (f *framer) rawLong(d []byte) bool {
 				f.echoSkip = false
 				if pf != nil && !bytes.HasSuffix(h, []byte(",")) {
 					if n, ok := pf(h); ok && n >= 0 { // the payload follows on the next line: drop it too
-						end := 1
-						if c == '\r' {
-							if i+1 == len(d) {
-								f.skipLF = true
-							} else if d[i+1] == '\n' {
-								end = 2
-							}
-						}
-						f.frame(end)
+						f.frame(f.eol(d, i))
 						f.startSkip(n, false)
 					}
 				}
@@ -625,7 +617,7 @@ func (f *framer) expectEcho(data, end []byte) {
 	f.echoPos, f.echoMin, f.echoSkip = 0, len(data), false
 }
 
-// clearEcho stops expecting a payload echo. It is called between tokens,
+// clearEcho stops expecting a payload echo. next calls it between tokens,
 // when no echo match can be under way.
 func (f *framer) clearEcho() {
 	f.echo, f.echoPos, f.echoSkip = nil, 0, false
@@ -655,12 +647,14 @@ func (f *framer) unread(p []byte) {
 	f.buf, f.r, f.w = nb, 0, len(p)+rest
 }
 
-// resetBefore drops the token in progress and the unconsumed input before
-// buf[pos], as the resynchronisation after a timeout asks: a counted
-// payload that will never complete must not swallow the module's answers.
-func (f *framer) resetBefore(pos int) {
-	if pos > f.r {
-		f.drop(pos - f.r)
+// reset drops the token in progress and the unconsumed input, as the
+// resynchronisation after a timeout asks: a counted payload that will never
+// complete must not swallow the module's answers. The reader calls it before
+// it adds the bytes it read after the resync began. An echo being matched is
+// dropped too; the mode's echo is not started again.
+func (f *framer) reset() {
+	if f.w > f.r {
+		f.drop(f.w - f.r)
 	}
 	f.c.dropped.Add(f.c.pending)
 	f.c.pending = 0

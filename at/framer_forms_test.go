@@ -108,9 +108,7 @@ func TestFramerRecvForms(t *testing.T) {
 	for _, tt := range tests {
 		for _, w := range wraps {
 			t.Run(fmt.Sprint(tt.name, "/", w.name), func(t *testing.T) {
-				fr := newFrameRun(96, 128, false, "")
-				specs := newSpecTable(BuiltinURCs(), formsRecvURCs())
-				fr.f.lookup = specs.lookup
+				fr := newFrameRunURCs(96, 128, false, "", formsRecvURCs())
 				fr.feed(t, w.wrap(strings.NewReader(tt.in)))
 				if !slices.Equal(fr.toks, tt.want) {
 					t.Errorf("tokens\n got %q\nwant %q", fr.toks, tt.want)
@@ -129,9 +127,7 @@ func FuzzFramerForms(f *testing.F) {
 	f.Add([]byte("+QMTRECV: 0,0,\"t\",200,"+strings.Repeat("\r\nOK", 60)+"\r\n"), uint8(16))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		const maxLine, maxPayload = 48, 96
-		fr := newFrameRun(maxLine, maxPayload, false, "")
-		specs := newSpecTable(BuiltinURCs(), formsRecvURCs())
-		fr.f.lookup = specs.lookup
+		fr := newFrameRunURCs(maxLine, maxPayload, false, "", formsRecvURCs())
 		fr.feed(t, &chunkReader{data: in, size: int(chunk%16) + 1})
 		fr.checkAccounting(t)
 		if fr.f.c.fed != uint64(len(in)) {
@@ -163,20 +159,18 @@ func BenchmarkFramerForms(b *testing.B) {
 			msg := append([]byte("\r\n+QMTRECV: 0,0,\"t/x\",100"+form.sep), payload...)
 			msg = append(msg, form.end+"\r\n"...)
 			block := bytes.Repeat(msg, 64)
-			f := newFramer(4096, 4096)
-			specs := newSpecTable(BuiltinURCs(), formsRecvURCs())
-			f.lookup = specs.lookup
+			f := newFramer(4096, 4096, newSpecTable(BuiltinURCs(), formsRecvURCs()))
 			b.SetBytes(int64(len(msg)))
 			b.ReportAllocs()
 			r := bytes.NewReader(nil)
 			for n := 0; n < b.N; {
 				r.Reset(block)
 				for r.Len() > 0 {
-					if _, err := f.fill(r); err != nil {
+					if _, err := fill(b, f, r); err != nil {
 						b.Fatal(err)
 					}
 					for {
-						t, ok := f.next()
+						t, ok := f.next(mode{})
 						if !ok {
 							break
 						}

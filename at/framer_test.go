@@ -19,15 +19,32 @@ type frameRun struct {
 	f      *framer
 	prompt bool
 	echo   string
+	mode   mode
 	toks   []string
 }
 
 func newFrameRun(maxLine, maxPayload int, prompt bool, echo string) *frameRun {
-	fr := &frameRun{f: newFramer(maxLine, maxPayload), prompt: prompt, echo: echo}
-	specs := newSpecTable(BuiltinURCs(), testURCs())
-	fr.f.lookup = specs.lookup
-	fr.f.promptWanted = func() bool { return fr.prompt }
-	return fr
+	return newFrameRunURCs(maxLine, maxPayload, prompt, echo, testURCs())
+}
+
+// newFrameRunURCs is newFrameRun with the URC specs urcs beyond the builtin ones.
+func newFrameRunURCs(maxLine, maxPayload int, prompt bool, echo string, urcs []URCSpec) *frameRun {
+	f := newFramer(maxLine, maxPayload, newSpecTable(BuiltinURCs(), urcs))
+	return &frameRun{f: f, prompt: prompt, echo: echo}
+}
+
+// fill reads once from r into f, as the reader goroutine does.
+func fill(tb testing.TB, f *framer, r io.Reader) (int, error) {
+	p := f.room()
+	if len(p) == 0 {
+		tb.Fatal("room() is empty")
+	}
+	n, err := r.Read(p)
+	if n < 0 || n > len(p) {
+		tb.Fatalf("Read returned %d for %d bytes", n, len(p))
+	}
+	f.added(n)
+	return n, err
 }
 
 func renderToken(t token) string {
@@ -52,14 +69,15 @@ func (fr *frameRun) drain(tb testing.TB) {
 		if i > 1<<20 {
 			tb.Fatal("framer does not stop returning tokens")
 		}
-		t, ok := fr.f.next()
+		fr.mode.prompt = fr.prompt
+		t, ok := fr.f.next(fr.mode)
 		if !ok {
 			return
 		}
 		if t.prompt {
 			fr.prompt = false
 			if fr.echo != "" {
-				fr.f.expectEcho([]byte(fr.echo), nil)
+				fr.mode.echo = &Command{Data: []byte(fr.echo)}
 			}
 		}
 		fr.toks = append(fr.toks, renderToken(t))
@@ -69,7 +87,7 @@ func (fr *frameRun) drain(tb testing.TB) {
 // feed reads r to its end through the framer.
 func (fr *frameRun) feed(tb testing.TB, r io.Reader) {
 	for reads := 0; ; reads++ {
-		n, err := fr.f.fill(r)
+		n, err := fill(tb, fr.f, r)
 		fr.drain(tb)
 		if err != nil {
 			return
@@ -218,7 +236,7 @@ func TestFramerResetDropsTokenInProgress(t *testing.T) {
 	if len(fr.toks) != 0 || fr.f.st != stPayload {
 		t.Fatalf("tokens %q, state %d", fr.toks, fr.f.st)
 	}
-	fr.f.resetBefore(fr.f.w)
+	fr.f.reset()
 	fr.feed(t, strings.NewReader("\r\nOK\r\n"))
 	if !slices.Equal(fr.toks, []string{`L:"OK"`}) {
 		t.Errorf("tokens after reset = %q", fr.toks)
@@ -323,9 +341,7 @@ func TestFramerRawTopic(t *testing.T) {
 	for _, tt := range tests {
 		for i, wrap := range wraps {
 			t.Run(fmt.Sprint(tt.name, "/", i), func(t *testing.T) {
-				fr := newFrameRun(96, 128, false, "")
-				specs := newSpecTable(BuiltinURCs(), rawRecvURCs())
-				fr.f.lookup = specs.lookup
+				fr := newFrameRunURCs(96, 128, false, "", rawRecvURCs())
 				fr.feed(t, wrap(strings.NewReader(tt.in)))
 				if !slices.Equal(fr.toks, tt.want) {
 					t.Errorf("tokens\n got %q\nwant %q", fr.toks, tt.want)

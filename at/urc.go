@@ -3,7 +3,6 @@ package at
 import (
 	"bytes"
 	"strings"
-	"sync"
 )
 
 // Line is one framed token: an information line or a URC.
@@ -128,40 +127,4 @@ func (t *specTable) lookup(line []byte) *urcSpec {
 		}
 	}
 	return nil
-}
-
-// Subscription is a bounded, ordered queue of URCs. Nothing is dropped: when
-// the queue is full the reader waits for room, and reads no more from the
-// port meanwhile (the kernel's tty buffer and the module hold what follows),
-// so a subscriber must keep receiving from C or Close the Subscription.
-type Subscription struct {
-	c        *Conn
-	ch       chan Line
-	quit     chan struct{} // closed by Close: the reader stops waiting for room
-	quitOnce sync.Once
-	closed   bool // guarded by c.subMu
-}
-
-// C returns the queue. It is closed when the Conn ends or the Subscription
-// is closed.
-func (s *Subscription) C() <-chan Line { return s.ch }
-
-// Close stops delivery to s and closes its channel. Lines already queued
-// can still be received. A URC the reader was waiting to queue for s is not
-// delivered to s.
-func (s *Subscription) Close() {
-	s.quitOnce.Do(func() { close(s.quit) }) // releases a reader waiting on s, which holds subMu
-	s.c.subMu.Lock()
-	defer s.c.subMu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	close(s.ch)
-	for i, o := range s.c.subs {
-		if o == s {
-			s.c.subs = append(s.c.subs[:i], s.c.subs[i+1:]...)
-			break
-		}
-	}
 }
