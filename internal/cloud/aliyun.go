@@ -51,7 +51,9 @@ type aliyun struct {
 	// dyn is set in dynamic registration mode: the device name and secret are known only at run
 	// time (SetDevice).
 	dyn *AliyunDynamic
-	mu  sync.Mutex // guards p.DeviceName and p.DeviceSecret in dynamic mode
+	// conn is the registered credential (dynamic mode); regnwl logs in with its client id and token.
+	conn AliyunCredential
+	mu   sync.Mutex // guards p.DeviceName, p.DeviceSecret and conn in dynamic mode
 }
 
 func buildAliyun(r *reader) Platform {
@@ -130,6 +132,9 @@ func buildAliyun(r *reader) Platform {
 	}
 	if a.dyn != nil {
 		a.dyn.ClientID, a.dyn.SignMethod = a.p.ClientID, a.p.SignMethod
+		if a.dyn.AuthType == AliyunRegNWL {
+			a.dyn.InstanceID = instance
+		}
 		a.dyn.check(r)
 	}
 	if len(r.errs) == 0 && a.dyn == nil {
@@ -163,6 +168,9 @@ func buildAliyun(r *reader) Platform {
 		},
 		hint: aliyunHint,
 	}
+	if a.dyn != nil {
+		a.base.hint = a.dynamicHint
+	}
 	if r.s.TLS {
 		a.ep.CAFile = AliyunCA
 	}
@@ -177,10 +185,17 @@ func aliyunTopic(p AliyunParams, rest string) string {
 // Alibaba Cloud does not check the timestamp's freshness, so the password does not expire.
 func (a *aliyun) Identity(now time.Time) (Identity, error) {
 	a.mu.Lock()
-	p := a.p
+	p, conn := a.p, a.conn
 	a.mu.Unlock()
 	if a.dyn != nil && p.DeviceName == AliyunDeviceNameVar {
 		return Identity{}, errors.New("aliyun: the device is not registered yet (no DeviceSecret stored)")
+	}
+	if a.dyn != nil && a.dyn.AuthType == AliyunRegNWL {
+		id, err := AliyunConnWL(p.ProductKey, p.DeviceName, conn.ClientID, conn.DeviceToken)
+		if err != nil {
+			return Identity{}, err
+		}
+		return a.apply(id), nil
 	}
 	if a.timestamp {
 		if now.UnixMilli() <= 0 {
