@@ -22,7 +22,7 @@ const (
 	// bench's certificate too.
 	regInst     = "iot-06z00ax1o4qyfb8"
 	regInstHost = regInst + ".mqtt.iothub.aliyuncs.com"
-	imei2   = "866123456789029" // a second module
+	imei2       = "866123456789029" // a second module
 )
 
 // regBench is a bench whose TLS broker plays Alibaba Cloud with dynamic registration for the

@@ -50,7 +50,7 @@ type AliyunDynamic struct {
 // (authType=register) or a client id and a device token (authType=regnwl, logged in with
 // authType=connwl). It holds a secret: never log it.
 type AliyunCredential struct {
-	DeviceSecret         string
+	DeviceSecret          string
 	ClientID, DeviceToken string
 }
 
