@@ -598,3 +598,71 @@ func TestSelfRegistrationRegNWLCheck(t *testing.T) {
 		t.Errorf("check exit %d, stderr %q: want the overflow in words", code, errs)
 	}
 }
+
+// TestSelfRegistrationThing: the thing model with dynamic registration (both variants): its
+// topics are the registered device's (/sys/<pk>/<imei>/…), filled in once the module tells the
+// name — the report at connect goes there, a set there switches the LED and is answered there,
+// and nothing is ever published on a topic with the template still in it.
+func TestSelfRegistrationThing(t *testing.T) {
+	t.Parallel()
+	for _, variant := range []string{"", nwl} {
+		t.Run("registration="+map[string]string{"": "register", nwl: "regnwl"}[variant], func(t *testing.T) {
+			t.Parallel()
+			rb := newRegBench(t, 0, regPS)
+			dev := "/sys/" + regPK + "/" + sim.DefaultIdentity.IMEI + "/thing/"
+			var mu sync.Mutex
+			var topics []string
+			got := map[string][]string{}
+			arrived := make(chan struct{}, 100)
+			if err := rb.b.Subscribe("#", func(topic string, payload []byte) {
+				mu.Lock()
+				topics = append(topics, topic)
+				got[topic] = append(got[topic], string(payload))
+				mu.Unlock()
+				arrived <- struct{}{}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor := func(topic string, n int) []string {
+				t.Helper()
+				deadline := time.After(45 * time.Second)
+				for {
+					mu.Lock()
+					m := append([]string(nil), got[topic]...)
+					mu.Unlock()
+					if len(m) >= n {
+						return m
+					}
+					select {
+					case <-arrived:
+					case <-deadline:
+						t.Fatalf("%d messages on %s, want %d", len(m), topic, n)
+					}
+				}
+			}
+			d := rb.start(rb.config(variant) + "\n[thing]\nled_property = \"LEDSwitch\"\n[thing.telemetry]\nimei = \"IMEI\"\n")
+			_, i := d.wait(t, 0, "registered")
+			d.wait(t, i, "session_up")
+			if p := parsePost(t, waitFor(dev+"event/property/post", 1)[0]); p.Params["IMEI"] != sim.DefaultIdentity.IMEI {
+				t.Errorf("report at connect %v", p.Params)
+			}
+			set := `{"method":"thing.service.property.set","id":"77","params":{"LEDSwitch":1},"version":"1.0"}`
+			if err := rb.b.Publish(dev+"service/property/set", []byte(set), false, 1); err != nil {
+				t.Fatal(err)
+			}
+			if r := parseAlink(t, waitFor(dev+"service/property/set_reply", 1)[0]); r.ID != "77" || r.Code != 200 {
+				t.Errorf("reply %+v, want id 77 code 200", r)
+			}
+			if on, why := ledEvents(d, i); len(on) == 0 || !on[len(on)-1] || !strings.Contains(why[len(why)-1], "LEDSwitch") {
+				t.Errorf("LED %v %v, want on by the property", on, why)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tp := range topics {
+				if strings.ContainsAny(tp, "{}") {
+					t.Errorf("published on %q: the template was not filled in", tp)
+				}
+			}
+		})
+	}
+}

@@ -515,6 +515,9 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 		}
 		k.deviceName = dn
 		s.book.update(func(st *Status) { st.DeviceName = dn })
+		if s.set.OnDeviceName != nil {
+			s.set.OnDeviceName(dn)
+		}
 	}
 	if s.set.APN != "" {
 		if err := k.mod.SetAPNAuth(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword, s.set.APNAuth); err != nil {
