@@ -87,6 +87,27 @@ func TestAliyunRegNWLConfig(t *testing.T) {
 	}
 }
 
+// The thing model with dynamic registration: its topics keep {device_name} for the daemon to
+// fill in with the registered name, and its downlink topics are subscribed with the rest.
+func TestAliyunDynamicThing(t *testing.T) {
+	env := presetEnv(t)
+	c, err := env.Parse([]byte(dynSection+"[mqtt.tls]\n[thing]\nled_property = \"LEDSwitch\"\n"), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Thing == nil || c.Thing.Topics.Set != "/sys/a1X2bEnP82z/{device_name}/thing/service/property/set" ||
+		c.Thing.Topics.Report != "/sys/a1X2bEnP82z/{device_name}/thing/event/property/post" {
+		t.Fatalf("thing %+v", c.Thing)
+	}
+	found := false
+	for _, s := range c.MQTT.Subscribe {
+		found = found || s.Topic == c.Thing.Topics.Set
+	}
+	if !found {
+		t.Errorf("the set topic is not subscribed: %+v", c.MQTT.Subscribe)
+	}
+}
+
 // What cannot register is refused at start, in words.
 func TestAliyunDynamicRegistrationRefused(t *testing.T) {
 	env := presetEnv(t)
@@ -104,8 +125,6 @@ func TestAliyunDynamicRegistrationRefused(t *testing.T) {
 			"is too long for regnwl: the registration client id with instanceId="},
 		{"an unknown placeholder", dynSection + "device_name = \"{serial}\"\n[mqtt.tls]\n", "only {imei} and {iccid} can be filled in"},
 		{"a relative state dir", dynSection + "state_dir = \"state\"\n[mqtt.tls]\n", "mqtt.aliyun.state_dir: \"state\" is not an absolute path"},
-		{"the thing model", dynSection + "[mqtt.tls]\n[thing]\nled_property = \"LEDSwitch\"\n",
-			"the thing model with dynamic registration (mqtt.aliyun.product_secret) is not supported yet"},
 		{"pinning without registration", "[mqtt.aliyun]\nproduct_key = \"a1B2c3D4e5F\"\ndevice_name = \"pi\"\nregion = \"cn-shanghai\"\npin_device_name = true\n",
 			"mqtt.aliyun.pin_device_name: is for dynamic registration"},
 	} {

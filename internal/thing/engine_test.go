@@ -3,6 +3,7 @@ package thing
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +119,57 @@ func TestBlinkRestoresTheProperty(t *testing.T) {
 	}
 	if len(replies) != 2 || replies[0] != `{"times":3}` || replies[1] != `{"error":"already blinking: device busy"}` {
 		t.Errorf("replies %q", replies)
+	}
+}
+
+// TestUnboundEngineWaitsForRebind: an engine whose topics are templates (a registering device)
+// neither handles nor reports until Rebind gives it the device's own topics; from then on a set
+// on them is handled and answered, and reports go there.
+func TestUnboundEngineWaitsForRebind(t *testing.T) {
+	tmpl := Topics{Set: "/sys/pk/{device_name}/thing/service/property/set", SetReply: "/sys/pk/{device_name}/thing/service/property/set_reply",
+		Report: "/sys/pk/{device_name}/thing/event/property/post"}
+	if !tmpl.Contains("{device_name}") || (Topics{Set: "/a"}).Contains("{device_name}") {
+		t.Fatal("Contains")
+	}
+	d, _ := New("aliyun", tmpl)
+	pub := &switchPublisher{online: true, got: make(chan struct{}, 100)}
+	led := &fakeLED{known: true}
+	e := NewEngine(d, Config{Property: "LED", Unbound: true}, led, pub, func() any { return nil }, func() Telemetry { return Telemetry{} }, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Run(ctx)
+	own := tmpl.Fill(strings.NewReplacer("{device_name}", "dev1"))
+	if own.Set != "/sys/pk/dev1/thing/service/property/set" || own.Report != "/sys/pk/dev1/thing/event/property/post" {
+		t.Fatalf("filled %+v", own)
+	}
+	if e.Handle(own.Set, []byte(`{"id":"1","params":{"LED":1}}`)) {
+		t.Error("an unbound engine handled a set")
+	}
+	e.Connected()
+	bd, _ := New("aliyun", own)
+	e.Rebind(bd)
+	if !e.Handle(own.Set, []byte(`{"id":"2","params":{"LED":1}}`)) {
+		t.Fatal("the rebound engine did not handle a set on the device's topic")
+	}
+	e.Connected()
+	for range 3 { // the reply, the LED's report after the change, the report at connect
+		select {
+		case <-pub.got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d sent", len(pub.took))
+		}
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if pub.took[0].Topic != own.SetReply || string(pub.took[0].Payload) != `{"id":"2","code":200,"data":{}}` {
+		t.Errorf("first message %s %s, want the reply to id 2 on the device's set_reply", pub.took[0].Topic, pub.took[0].Payload)
+	}
+	for _, m := range pub.took {
+		if strings.Contains(m.Topic, "{") {
+			t.Errorf("published on the template %s", m.Topic)
+		}
+	}
+	if len(pub.took) != 3 {
+		t.Errorf("%d messages, want 3 (nothing from before the rebind)", len(pub.took))
 	}
 }
