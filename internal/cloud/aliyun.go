@@ -24,7 +24,7 @@ func aliyunSpec() spec {
 			{Key: "device_name", Kind: String, Console: "DeviceName"},
 			{Key: "device_secret", Kind: Secret, Cred: CredAliyunDeviceSecret, Console: "DeviceSecret"},
 			{Key: "product_secret", Kind: Secret, Cred: CredAliyunProductSecret, Console: "ProductSecret (dynamic registration: the device asks the platform for its DeviceSecret)"},
-			{Key: "registration", Kind: String, Console: "dynamic registration variant: register (pre-registered devices)", OneOf: []string{AliyunRegister, AliyunRegNWL}},
+			{Key: "registration", Kind: String, Console: "dynamic registration variant: register (pre-registered devices) or regnwl (no pre-registration; logs in with authType=connwl)", OneOf: []string{AliyunRegister, AliyunRegNWL}},
 			{Key: "pin_device_name", Kind: Bool, Console: "keep the first registered device name after a module swap (default false: a new {imei} is a new device)"},
 			{Key: "state_dir", Kind: String, Console: "where the registered DeviceSecret is kept (default " + DefaultStateDir + ")"},
 			{Key: "client_id", Kind: String, Console: "device-chosen client id (MAC or serial number; default: the DeviceName)"},
@@ -32,7 +32,7 @@ func aliyunSpec() spec {
 			{Key: "timestamp", Kind: Bool, Console: "whether the connect time goes into the client id and signature (default true)"},
 			{Key: "secure_mode", Kind: Int, Console: "securemode: 3 = TCP, 2 = TLS (default follows [mqtt.tls])", Min: 2, Max: 3},
 			{Key: "region", Kind: String, Console: "RegionId of a public instance, e.g. cn-shanghai", Host: true},
-			{Key: "instance_id", Kind: String, Console: "instance id of a new public or Enterprise instance (console: Instance details)", Host: true},
+			{Key: "instance_id", Kind: String, Console: "instance id of a new public or Enterprise instance (console: Instance details); with registration = regnwl it goes into the registration client id too", Host: true},
 		},
 		build: buildAliyun,
 		signs: map[string]string{
