@@ -102,14 +102,14 @@ level = "debug"
 `, rb.mod.Path(), regPK, filepath.Join(rb.dir, "product.secret"), rb.state, extra, controlSocket(rb.mod.Path()))
 }
 
-// secretFile checks the stored secret of device name dn: mode 0600 and the content the broker
-// handed out, and returns it.
-func (rb *regBench) secretFile(t *testing.T, dn string) string {
+// stored reads the state file of device name dn with extension ext (.secret, .connwl) and checks
+// its mode is 0600.
+func (rb *regBench) stored(t *testing.T, dn, ext string) []byte {
 	t.Helper()
-	p := filepath.Join(rb.state, "aliyun-"+regPK+"-"+dn+".secret")
+	p := filepath.Join(rb.state, "aliyun-"+regPK+"-"+dn+ext)
 	fi, err := os.Stat(p)
 	if err != nil {
-		t.Fatalf("no stored secret: %v", err)
+		t.Fatalf("no stored credential: %v", err)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s has mode %04o, want 0600", p, fi.Mode().Perm())
@@ -118,6 +118,14 @@ func (rb *regBench) secretFile(t *testing.T, dn string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// secretFile checks the stored secret of device name dn: mode 0600 and the content the broker
+// handed out, and returns it.
+func (rb *regBench) secretFile(t *testing.T, dn string) string {
+	t.Helper()
+	b := rb.stored(t, dn, ".secret")
 	var issued string
 	for _, r := range rb.registrations() {
 		if r.DeviceName == dn {
@@ -388,18 +396,7 @@ const nwl = `registration = "regnwl"`
 // <clientId>|<deviceToken> as the platform issued them; it returns the issued client id and token.
 func (rb *regBench) tokenFile(t *testing.T, dn string) (clientID, token string) {
 	t.Helper()
-	p := filepath.Join(rb.state, "aliyun-"+regPK+"-"+dn+".connwl")
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatalf("no stored credential: %v", err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("%s has mode %04o, want 0600", p, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := rb.stored(t, dn, ".connwl")
 	for _, r := range rb.registrations() {
 		if r.DeviceName == dn && r.AuthType == "regnwl" {
 			clientID, token = r.IssuedClientID, r.DeviceToken

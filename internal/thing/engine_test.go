@@ -35,6 +35,20 @@ func (p *switchPublisher) Publish(_ context.Context, m Message) error {
 	return nil
 }
 
+// await waits until the publisher has taken n more messages.
+func (p *switchPublisher) await(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-p.got:
+		case <-time.After(10 * time.Second):
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			t.Fatalf("only %d sent", len(p.took))
+		}
+	}
+}
+
 // TestOfflineReportsArriveInOrder: what is reported and replied while there is no session is
 // sent at the next connect, in the order it was made.
 func TestOfflineReportsArriveInOrder(t *testing.T) {
@@ -65,13 +79,7 @@ func TestOfflineReportsArriveInOrder(t *testing.T) {
 	pub.online = true
 	pub.mu.Unlock()
 	e.Connected()
-	for range 5 { // 3 replies, 1 report of the LED (standing for the 3 changes), 1 report at connect
-		select {
-		case <-pub.got:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only %d sent", len(pub.took))
-		}
-	}
+	pub.await(t, 5) // 3 replies, 1 report of the LED (standing for the 3 changes), 1 report at connect
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	// The LED's report, queued after the first reply, is written when sent: with the state the
@@ -152,13 +160,7 @@ func TestUnboundEngineWaitsForRebind(t *testing.T) {
 		t.Fatal("the rebound engine did not handle a set on the device's topic")
 	}
 	e.Connected()
-	for range 3 { // the reply, the LED's report after the change, the report at connect
-		select {
-		case <-pub.got:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only %d sent", len(pub.took))
-		}
-	}
+	pub.await(t, 3) // the reply, the LED's report after the change, the report at connect
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	if pub.took[0].Topic != own.SetReply || string(pub.took[0].Payload) != `{"id":"2","code":200,"data":{}}` {
