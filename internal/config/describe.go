@@ -218,7 +218,11 @@ func (c *Config) describeIdentity(line func(k, format string, args ...any), secr
 		} else {
 			line("", "a module with another IMEI is another device name: it registers as a new device")
 		}
-		line("mqtt.password", "*** (signed with the ProductSecret from %s)", c.secretSource(p.Name()))
+		if d.AuthType == cloud.AliyunRegNWL {
+			line("mqtt.password", "*** (registration: signed with the ProductSecret from %s; login: the stored device token)", c.secretSource(p.Name()))
+		} else {
+			line("mqtt.password", "*** (signed with the ProductSecret from %s)", c.secretSource(p.Name()))
+		}
 		return
 	}
 	id, err := p.Identity(now)
