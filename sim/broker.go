@@ -356,6 +356,11 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 				// A silent registrar's answer has no topic: the link is only dropped.
 				h.answers.Store(cl, regAnswer{topic: topic, payload: payload})
 			}
+		case h.registrar != nil && isConnWL(id):
+			v = h.registrar.verifyConnWL(cc)
+			if v.code == 0 {
+				h.registrar.activate(v.device)
+			}
 		case h.registrar != nil:
 			v = h.verify(cc, h.registrar.devices(h.devices))
 			if v.code == 0 {

@@ -29,6 +29,22 @@ import (
 // registered but not yet activated (never logged in with its secret) gets the same secret again,
 // so a device that lost power between the answer and storing it can register again; once it has
 // logged in with the secret it is activated and a registration is refused.
+//
+// The variant without pre-registration ("免预注册", reference 3.2), for a product with RegNWL:
+//
+//	client id  <id>|securemode=-2,authType=regnwl,random=<r>,signmethod=<m>[,instanceId=<id>]|
+//	user name, password as above; any device name (none is pre-registered)
+//
+// answered with {"productKey","deviceName","clientId","deviceToken"} on /ext/regnwl (where the
+// SDK listens; RegistrationOptions.ReplyTopic can move it, e.g. to /ext/register, which the
+// documentation's text names). The device then logs in with
+//
+//	client id  <clientId from the answer>|securemode=-2,authType=connwl|
+//	user name  <deviceName>&<productKey>
+//	password   <deviceToken> verbatim
+//
+// which activates it. The reference names no refusal codes for connwl; the emulator answers a
+// wrong or absent token with 4 (bad user name or password) and another client id with 2.
 
 // AliyunProduct is a product on the emulated Alibaba Cloud with dynamic registration enabled
 // (Secret is its ProductSecret; "" means dynamic registration is off) and its pre-registered
@@ -36,22 +52,36 @@ import (
 type AliyunProduct struct {
 	Key, Secret string
 	Devices     []string
+	// RegNWL turns on registration without pre-registration (authType=regnwl): any device name.
+	RegNWL bool
 }
 
-// ParseAliyunProduct reads "PK=PRODUCTSECRET:DN[,DN...]", as ec600sim -aliyun-product takes it.
+// ParseAliyunProduct reads "PK=PRODUCTSECRET:DN[,DN...]", as ec600sim -aliyun-product takes it;
+// a DN of "*" turns on registration without pre-registration (regnwl).
 func ParseAliyunProduct(s string) (AliyunProduct, error) {
 	pk, rest, ok1 := strings.Cut(s, "=")
 	secret, names, ok2 := strings.Cut(rest, ":")
 	if !ok1 || !ok2 || pk == "" || secret == "" || names == "" {
-		return AliyunProduct{}, fmt.Errorf("aliyun product %q: want PK=PRODUCTSECRET:DN[,DN...]", pk)
+		return AliyunProduct{}, fmt.Errorf("aliyun product %q: want PK=PRODUCTSECRET:DN[,DN...] (DN * for regnwl)", pk)
 	}
-	return AliyunProduct{Key: pk, Secret: secret, Devices: strings.Split(names, ",")}, nil
+	p := AliyunProduct{Key: pk, Secret: secret}
+	for _, n := range strings.Split(names, ",") {
+		if n == "*" {
+			p.RegNWL = true
+		} else {
+			p.Devices = append(p.Devices, n)
+		}
+	}
+	return p, nil
 }
 
 // AliyunRegistration is one answered registration, for tests (WithAliyunRegistration's report).
 type AliyunRegistration struct {
+	// ClientID is the registration CONNECT's client id.
 	ProductKey, DeviceName, DeviceSecret, ClientID string
-	Repeat                                         bool // the same secret again (not activated yet)
+	// AuthType is register or regnwl; a regnwl answer carries IssuedClientID and DeviceToken.
+	AuthType, IssuedClientID, DeviceToken string
+	Repeat                                bool // the same secret or token again (not activated yet)
 }
 
 // RegistrationOptions tune the emulated registration.
@@ -69,6 +99,11 @@ type RegistrationOptions struct {
 	// Silent accepts registrations (CONNACK 0) but never publishes the answer: the platform
 	// only drops the link after Drop.
 	Silent bool
+	// ReplyTopic is where a regnwl answer is published; "" is /ext/regnwl.
+	ReplyTopic string
+	// InstanceID is the instance's id a regnwl client id must carry (instanceId=…); "" means
+	// none may be given.
+	InstanceID string
 }
 
 // WithAliyunRegistration turns on dynamic registration on an Aliyun checking broker
@@ -76,7 +111,8 @@ type RegistrationOptions struct {
 // (reference 3.1) from then on, as the console's devices are.
 func WithAliyunRegistration(o RegistrationOptions, products ...AliyunProduct) BrokerOption {
 	return func(bo *brokerOptions) {
-		r := &aliyunRegistrar{opts: o, products: map[string]AliyunProduct{}, issued: map[string]string{}, active: map[string]bool{}}
+		r := &aliyunRegistrar{opts: o, products: map[string]AliyunProduct{}, issued: map[string]string{}, active: map[string]bool{},
+			grants: map[string]nwlGrant{}}
 		if r.opts.Drop <= 0 {
 			r.opts.Drop = 15 * time.Second
 		}
@@ -93,11 +129,15 @@ type aliyunRegistrar struct {
 	products map[string]AliyunProduct // by ProductKey (read only)
 
 	mu     sync.Mutex
-	issued map[string]string // "pk/dn" → DeviceSecret handed out
-	active map[string]bool   // "pk/dn" → logged in with its secret
+	issued map[string]string   // "pk/dn" → DeviceSecret handed out
+	grants map[string]nwlGrant // "pk/dn" → regnwl client id and device token handed out
+	active map[string]bool     // "pk/dn" → logged in with its secret or token
 	// serverErrors counts the registrations refused with CONNACK 3 so far (ServerErrors).
 	serverErrors int
 }
+
+// nwlGrant is what a regnwl registration hands out.
+type nwlGrant struct{ clientID, token string }
 
 // isRegistration reports whether a client id asks for a registration (authType register or
 // regnwl), which verifyRegistration answers instead of a login check.
@@ -113,13 +153,15 @@ func (r *aliyunRegistrar) verifyRegistration(c cloudConnect) (v verdict, topic s
 	if !ok {
 		return refuse(rcIdentifierRejected, "client id is not <id>|securemode=…,authType=…,random=…,signmethod=…|"), "", nil
 	}
+	nwl := params["authType"] == "regnwl"
 	switch {
 	case !c.tls:
 		return refuse(rcIdentifierRejected, "registration is TLS only: TCP was used instead of TLS"), "", nil
-	case params["authType"] == "regnwl":
-		// The variant without pre-registration (Shanghai only) is not emulated.
-		return refuse(rcNotAuthorized, "authType=regnwl (registration without pre-registration) is not enabled on this instance"), "", nil
-	case params["securemode"] != "2":
+	case nwl && params["securemode"] != "-2":
+		return refuse(rcIdentifierRejected, "authType=regnwl needs securemode=-2, got %q", params["securemode"]), "", nil
+	case nwl && params["instanceId"] != r.opts.InstanceID:
+		return refuse(rcIdentifierRejected, "instanceId=%q is not this instance's", params["instanceId"]), "", nil
+	case !nwl && params["securemode"] != "2":
 		return refuse(rcIdentifierRejected, "registration needs securemode=2, got %q", params["securemode"]), "", nil
 	}
 	rnd, method := params["random"], params["signmethod"]
@@ -146,7 +188,10 @@ func (r *aliyunRegistrar) verifyRegistration(c cloudConnect) (v verdict, topic s
 	for _, d := range prod.Devices {
 		found = found || d == dn
 	}
-	if !found {
+	switch {
+	case nwl && !prod.RegNWL:
+		return refuse(rcNotAuthorized, "product %s does not have registration without pre-registration (regnwl) enabled", pk), "", nil
+	case !nwl && !found:
 		return refuse(rcNotAuthorized, "device %s is not registered in product %s (pre-registration is required)", dn, pk), "", nil
 	}
 	key := pk + "/" + dn
@@ -164,17 +209,35 @@ func (r *aliyunRegistrar) verifyRegistration(c cloudConnect) (v verdict, topic s
 		r.mu.Unlock()
 		return refuse(rcNotAuthorized, "device %s is already activated: dynamic registration answers a device once", dn), "", nil
 	}
+	if nwl {
+		g, repeat := r.grants[key]
+		if !repeat {
+			// Another client id than the device's own, so that a device logging in with its own
+			// is caught.
+			g = nwlGrant{clientID: pk + "." + dn, token: randomHex()}
+			r.grants[key] = g
+		}
+		r.mu.Unlock()
+		payload, _ = json.Marshal(map[string]string{"productKey": pk, "deviceName": dn, "clientId": g.clientID, "deviceToken": g.token})
+		if r.opts.Report != nil {
+			r.opts.Report(AliyunRegistration{ProductKey: pk, DeviceName: dn, ClientID: c.clientID, AuthType: "regnwl",
+				IssuedClientID: g.clientID, DeviceToken: g.token, Repeat: repeat})
+		}
+		topic = r.opts.ReplyTopic
+		if topic == "" {
+			topic = "/ext/regnwl"
+		}
+		return verdict{}, topic, payload
+	}
 	secret, repeat := r.issued[key]
 	if !repeat {
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		secret = hex.EncodeToString(b[:])
+		secret = randomHex()
 		r.issued[key] = secret
 	}
 	r.mu.Unlock()
 	payload, _ = json.Marshal(map[string]string{"productKey": pk, "deviceName": dn, "deviceSecret": secret})
 	if r.opts.Report != nil {
-		r.opts.Report(AliyunRegistration{ProductKey: pk, DeviceName: dn, DeviceSecret: secret, ClientID: c.clientID, Repeat: repeat})
+		r.opts.Report(AliyunRegistration{ProductKey: pk, DeviceName: dn, DeviceSecret: secret, ClientID: c.clientID, AuthType: "register", Repeat: repeat})
 	}
 	return verdict{}, "/ext/register", payload
 }
@@ -196,11 +259,57 @@ func (r *aliyunRegistrar) devices(given map[string]string) map[string]string {
 	return all
 }
 
-// activate marks a device that logged in with its secret as activated.
+// activate marks a device that logged in with its secret or token as activated.
 func (r *aliyunRegistrar) activate(device string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.issued[device]; ok {
+	_, secret := r.issued[device]
+	_, token := r.grants[device]
+	if secret || token {
 		r.active[device] = true
 	}
+}
+
+// randomHex is 16 random bytes in hex: a secret or token the platform hands out.
+func randomHex() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// isConnWL reports whether a client id is the login after a regnwl registration
+// (authType=connwl), which verifyConnWL checks instead of a signature.
+func isConnWL(clientID string) bool {
+	_, params, ok := aliyunClientID(clientID)
+	return ok && params["authType"] == "connwl"
+}
+
+// verifyConnWL checks a connwl login: TLS, securemode=-2, the client id and the device token
+// the device's regnwl registration was answered with.
+func (r *aliyunRegistrar) verifyConnWL(c cloudConnect) verdict {
+	id, params, _ := aliyunClientID(c.clientID)
+	switch {
+	case !c.tls:
+		return refuse(rcIdentifierRejected, "authType=connwl is TLS only: TCP was used instead of TLS")
+	case params["securemode"] != "-2":
+		return refuse(rcIdentifierRejected, "authType=connwl needs securemode=-2, got %q", params["securemode"])
+	case !inRange(c.keepalive, 30, 1200):
+		return refuse(rcIdentifierRejected, "keep-alive %ds is outside 30-1200s", c.keepalive)
+	}
+	dn, pk, ok := strings.Cut(c.username, "&")
+	if !ok || dn == "" || pk == "" || strings.Contains(pk, "&") {
+		return refuse(rcBadUserPassword, "user name is not <deviceName>&<productKey>")
+	}
+	r.mu.Lock()
+	g, known := r.grants[pk+"/"+dn]
+	r.mu.Unlock()
+	switch {
+	case !known:
+		return refuse(rcBadUserPassword, "device %s of product %s has no device token: it did not register with regnwl", dn, pk)
+	case id != g.clientID:
+		return refuse(rcIdentifierRejected, "client id %q is not the one the registration answered", id)
+	case len(c.password) == 0 || !hmac.Equal(c.password, []byte(g.token)):
+		return refuse(rcBadUserPassword, "the password is not the device token the registration answered")
+	}
+	return accept(pk+"/"+dn, time.Time{})
 }

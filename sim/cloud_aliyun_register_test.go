@@ -29,6 +29,16 @@ const (
 // published to it (nil when none came within wait) and whether the broker dropped the link.
 func register(t *testing.T, url, id, user, pass string, cfg *tls.Config, wait time.Duration) (rc byte, answer map[string]string, dropped bool) {
 	t.Helper()
+	rc, topic, answer, dropped := registerOn(t, url, id, user, pass, cfg, wait)
+	if answer != nil && topic != "/ext/register" {
+		t.Fatalf("answer on %q, want /ext/register", topic)
+	}
+	return rc, answer, dropped
+}
+
+// registerOn is register for any answer topic: it returns the topic the answer came on.
+func registerOn(t *testing.T, url, id, user, pass string, cfg *tls.Config, wait time.Duration) (rc byte, topic string, answer map[string]string, dropped bool) {
+	t.Helper()
 	got := make(chan mqtt.Message, 1)
 	lost := make(chan struct{}, 1)
 	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pass).
@@ -45,14 +55,12 @@ func register(t *testing.T, url, id, user, pass string, cfg *tls.Config, wait ti
 		t.Fatal("connect did not finish")
 	}
 	if rc = tok.(*mqtt.ConnectToken).ReturnCode(); rc != 0 {
-		return rc, nil, false
+		return rc, "", nil, false
 	}
 	defer c.Disconnect(100)
 	select {
 	case m := <-got:
-		if m.Topic() != "/ext/register" {
-			t.Fatalf("answer on %q, want /ext/register", m.Topic())
-		}
+		topic = m.Topic()
 		if err := json.Unmarshal(m.Payload(), &answer); err != nil {
 			t.Fatalf("answer is not JSON: %v", err)
 		}
@@ -63,7 +71,7 @@ func register(t *testing.T, url, id, user, pass string, cfg *tls.Config, wait ti
 		dropped = true
 	case <-time.After(wait):
 	}
-	return rc, answer, dropped
+	return rc, topic, answer, dropped
 }
 
 // TestAliyunRegistration: the emulated platform answers the reference's registration vector over
@@ -156,10 +164,116 @@ func TestAliyunRegistrationDelay(t *testing.T) {
 	}
 }
 
+// The reference's regnwl vector (clouds.md, Test vectors): same password as register.
+const vecNWLClientID = "example1|securemode=-2,authType=regnwl,random=123,signmethod=hmacsha256|"
+
+// TestAliyunRegNWL: registration without pre-registration answers any device name of a product
+// with RegNWL on /ext/regnwl with a client id and a device token; connwl logs in with exactly
+// those (a wrong, absent or other device's token, another client id, securemode, TCP refused);
+// the same token comes again until the login activates the device, then registration is refused.
+// A product without RegNWL refuses (5); instanceId must be the instance's.
+func TestAliyunRegNWL(t *testing.T) {
+	pki := testutil.NewPKI(t, "gw", "127.0.0.1")
+	var mu sync.Mutex
+	var reports []AliyunRegistration
+	ropts := RegistrationOptions{Drop: 500 * time.Millisecond, Report: func(r AliyunRegistration) { mu.Lock(); reports = append(reports, r); mu.Unlock() }}
+	b, err := NewBroker("127.0.0.1:0", WithTLS(pki.ServerTLS(t, false)), WithPlatform(PlatformAliyun),
+		WithAliyunRegistration(ropts, AliyunProduct{Key: vecPK, Secret: vecPS, RegNWL: true},
+			AliyunProduct{Key: "a1PreRegOnly", Secret: vecPS, Devices: []string{vecDN}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cfg := func() *tls.Config { return pki.ClientTLS(t, "127.0.0.1") }
+
+	rc, topic, ans, dropped := registerOn(t, b.URL(), vecNWLClientID, vecUser, vecPassword, cfg(), 3*time.Second)
+	if rc != 0 || topic != "/ext/regnwl" || !dropped {
+		t.Fatalf("reference vector: CONNACK %d, answer on %q, dropped %v", rc, topic, dropped)
+	}
+	cid, token := ans["clientId"], ans["deviceToken"]
+	if ans["productKey"] != vecPK || ans["deviceName"] != vecDN || cid == "" || len(token) < 16 || ans["deviceSecret"] != "" {
+		t.Fatalf("answer %v: want productKey, deviceName, clientId, deviceToken", ans)
+	}
+	// Registered again before the login: the same.
+	if rc, _, again, _ := registerOn(t, b.URL(), vecNWLClientID, vecUser, vecPassword, cfg(), 3*time.Second); rc != 0 ||
+		again["deviceToken"] != token || again["clientId"] != cid {
+		t.Fatalf("second regnwl before activation: CONNACK %d, same token %v", rc, again["deviceToken"] == token)
+	}
+	connwl := cid + "|securemode=-2,authType=connwl|"
+	for _, tc := range []struct {
+		name, id, user, pass string
+		want                 byte
+	}{
+		{"a wrong token", connwl, vecUser, token + "x", 4},
+		{"no token", connwl, vecUser, "", 4},
+		{"the device's own client id", vecDN + "|securemode=-2,authType=connwl|", vecUser, token, 2},
+		{"securemode 2", cid + "|securemode=2,authType=connwl|", vecUser, token, 2},
+		{"a device that did not register", connwl, "example9&" + vecPK, token, 4},
+	} {
+		if rc := dial(t, b.URL(), tc.id, tc.user, tc.pass, cfg()); rc != tc.want {
+			t.Errorf("connwl with %s: CONNACK %d, want %d", tc.name, rc, tc.want)
+		}
+	}
+	if rc := dial(t, b.URL(), connwl, vecUser, token, cfg()); rc != 0 {
+		t.Fatalf("connwl with the issued client id and token: CONNACK %d", rc)
+	}
+	if rc, _, _, _ := registerOn(t, b.URL(), vecNWLClientID, vecUser, vecPassword, cfg(), time.Second); rc != 5 {
+		t.Errorf("regnwl of an activated device: CONNACK %d, want 5", rc)
+	}
+	mu.Lock()
+	if len(reports) != 2 || reports[0].AuthType != "regnwl" || reports[0].DeviceToken != token || reports[0].IssuedClientID != cid || !reports[1].Repeat {
+		t.Errorf("reports %+v", reports)
+	}
+	mu.Unlock()
+
+	otherPW := hex.EncodeToString(mac(sha256.New, []byte(vecPS), "deviceNameexample1productKeya1PreRegOnlyrandom123"))
+	if rc := dial(t, b.URL(), vecNWLClientID, "example1&a1PreRegOnly", otherPW, cfg()); rc != 5 {
+		t.Errorf("regnwl on a product without it: CONNACK %d, want 5", rc)
+	}
+	if rc := dial(t, b.URL(), "example1|securemode=2,authType=regnwl,random=123,signmethod=hmacsha256|", vecUser, vecPassword, cfg()); rc != 2 {
+		t.Errorf("regnwl with securemode=2: CONNACK %d, want 2", rc)
+	}
+	if rc := dial(t, b.URL(), "example1|securemode=-2,authType=regnwl,random=123,signmethod=hmacsha256,instanceId=iot-x|", vecUser, vecPassword, cfg()); rc != 2 {
+		t.Errorf("regnwl with another instance's id: CONNACK %d, want 2", rc)
+	}
+	plain, err := NewBroker("127.0.0.1:0", WithPlatform(PlatformAliyun), WithAliyunRegistration(ropts, AliyunProduct{Key: vecPK, Secret: vecPS, RegNWL: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if rc := dial(t, plain.URL(), vecNWLClientID, vecUser, vecPassword, nil); rc != 2 {
+		t.Errorf("regnwl over TCP: CONNACK %d, want 2", rc)
+	}
+}
+
+// TestAliyunRegNWLOptions: the answer on another topic (the documentation's /ext/register), and
+// an instance whose id the client id must carry.
+func TestAliyunRegNWLOptions(t *testing.T) {
+	pki := testutil.NewPKI(t, "gw", "127.0.0.1")
+	b, err := NewBroker("127.0.0.1:0", WithTLS(pki.ServerTLS(t, false)), WithPlatform(PlatformAliyun),
+		WithAliyunRegistration(RegistrationOptions{Drop: 500 * time.Millisecond, ReplyTopic: "/ext/register", InstanceID: "iot-06z00ax1o4qyfb8"},
+			AliyunProduct{Key: vecPK, Secret: vecPS, RegNWL: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if rc := dial(t, b.URL(), vecNWLClientID, vecUser, vecPassword, pki.ClientTLS(t, "127.0.0.1")); rc != 2 {
+		t.Errorf("regnwl without the instance's id: CONNACK %d, want 2", rc)
+	}
+	id := "example1|securemode=-2,authType=regnwl,random=123,signmethod=hmacsha256,instanceId=iot-06z00ax1o4qyfb8|"
+	rc, topic, ans, _ := registerOn(t, b.URL(), id, vecUser, vecPassword, pki.ClientTLS(t, "127.0.0.1"), 2*time.Second)
+	if rc != 0 || topic != "/ext/register" || ans["deviceToken"] == "" {
+		t.Errorf("CONNACK %d, answer on %q with a token %v; want 0, /ext/register, yes", rc, topic, ans["deviceToken"] != "")
+	}
+}
+
 func TestParseAliyunProduct(t *testing.T) {
 	p, err := ParseAliyunProduct("a1X2bEnP82z=7jluWm1zql7bt8qK:866123456789011,example1")
 	if err != nil || p.Key != vecPK || p.Secret != vecPS || len(p.Devices) != 2 || p.Devices[1] != "example1" {
 		t.Fatalf("%+v %v", p, err)
+	}
+	if p, err := ParseAliyunProduct("a1X2bEnP82z=7jluWm1zql7bt8qK:*"); err != nil || !p.RegNWL || len(p.Devices) != 0 {
+		t.Errorf("regnwl product: %+v %v", p, err)
 	}
 	for _, bad := range []string{"", "pk", "pk=secret", "=s:d", "pk=:d", "pk=s:"} {
 		if _, err := ParseAliyunProduct(bad); err == nil {

@@ -107,12 +107,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	})
 	var products []sim.AliyunProduct
 	fs.Func("aliyun-product", "with -platform aliyun: a product with dynamic registration, `PK=PRODUCTSECRET:DN[,DN...]` "+
-		"(its pre-registered device names; repeat for more products). Registration answers over the TLS broker only", func(s string) error {
+		"(its pre-registered device names, * for any name with authType=regnwl; repeat for more products). Registration answers over the TLS broker only", func(s string) error {
 		p, err := sim.ParseAliyunProduct(s)
 		products = append(products, p)
 		return err
 	})
 	registerDelay := fs.Duration("register-delay", 0, "with -aliyun-product: hold each registration's answer back this long after CONNACK")
+	regnwlTopic := fs.String("regnwl-topic", "", "with -aliyun-product: the `topic` a regnwl answer is published on (default /ext/regnwl; the documentation's text says /ext/register)")
+	aliyunInstance := fs.String("aliyun-instance", "", "with -aliyun-product: the instance `id` a regnwl client id must carry (instanceId=…)")
 	tlsCert := fs.String("tls-cert", "", "PEM `file`: the TLS broker's certificate (starts the TLS broker)")
 	tlsKey := fs.String("tls-key", "", "PEM `file`: the TLS broker's private key")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file`: CA that signs client certificates; asks for and checks them")
@@ -168,7 +170,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintln(stderr, "ec600sim: -aliyun-product needs -platform aliyun")
 			return 2
 		}
-		bopts = append(bopts, sim.WithAliyunRegistration(sim.RegistrationOptions{Delay: *registerDelay}, products...))
+		bopts = append(bopts, sim.WithAliyunRegistration(sim.RegistrationOptions{Delay: *registerDelay, ReplyTopic: *regnwlTopic, InstanceID: *aliyunInstance}, products...))
 	}
 	tlsAddr := ""
 	if *tlsCert != "" || *tlsKey != "" {

@@ -24,7 +24,7 @@ func aliyunSpec() spec {
 			{Key: "device_name", Kind: String, Console: "DeviceName"},
 			{Key: "device_secret", Kind: Secret, Cred: CredAliyunDeviceSecret, Console: "DeviceSecret"},
 			{Key: "product_secret", Kind: Secret, Cred: CredAliyunProductSecret, Console: "ProductSecret (dynamic registration: the device asks the platform for its DeviceSecret)"},
-			{Key: "registration", Kind: String, Console: "dynamic registration variant: register (pre-registered devices)", OneOf: []string{AliyunRegister, AliyunRegNWL}},
+			{Key: "registration", Kind: String, Console: "dynamic registration variant: register (pre-registered devices) or regnwl (no pre-registration; logs in with authType=connwl)", OneOf: []string{AliyunRegister, AliyunRegNWL}},
 			{Key: "pin_device_name", Kind: Bool, Console: "keep the first registered device name after a module swap (default false: a new {imei} is a new device)"},
 			{Key: "state_dir", Kind: String, Console: "where the registered DeviceSecret is kept (default " + DefaultStateDir + ")"},
 			{Key: "client_id", Kind: String, Console: "device-chosen client id (MAC or serial number; default: the DeviceName)"},
@@ -32,7 +32,7 @@ func aliyunSpec() spec {
 			{Key: "timestamp", Kind: Bool, Console: "whether the connect time goes into the client id and signature (default true)"},
 			{Key: "secure_mode", Kind: Int, Console: "securemode: 3 = TCP, 2 = TLS (default follows [mqtt.tls])", Min: 2, Max: 3},
 			{Key: "region", Kind: String, Console: "RegionId of a public instance, e.g. cn-shanghai", Host: true},
-			{Key: "instance_id", Kind: String, Console: "instance id of a new public or Enterprise instance (console: Instance details)", Host: true},
+			{Key: "instance_id", Kind: String, Console: "instance id of a new public or Enterprise instance (console: Instance details); with registration = regnwl it goes into the registration client id too", Host: true},
 		},
 		build: buildAliyun,
 		signs: map[string]string{
@@ -51,7 +51,9 @@ type aliyun struct {
 	// dyn is set in dynamic registration mode: the device name and secret are known only at run
 	// time (SetDevice).
 	dyn *AliyunDynamic
-	mu  sync.Mutex // guards p.DeviceName and p.DeviceSecret in dynamic mode
+	// conn is the registered credential (dynamic mode); regnwl logs in with its client id and token.
+	conn AliyunCredential
+	mu   sync.Mutex // guards p.DeviceName, p.DeviceSecret and conn in dynamic mode
 }
 
 func buildAliyun(r *reader) Platform {
@@ -130,6 +132,9 @@ func buildAliyun(r *reader) Platform {
 	}
 	if a.dyn != nil {
 		a.dyn.ClientID, a.dyn.SignMethod = a.p.ClientID, a.p.SignMethod
+		if a.dyn.AuthType == AliyunRegNWL {
+			a.dyn.InstanceID = instance
+		}
 		a.dyn.check(r)
 	}
 	if len(r.errs) == 0 && a.dyn == nil {
@@ -163,6 +168,9 @@ func buildAliyun(r *reader) Platform {
 		},
 		hint: aliyunHint,
 	}
+	if a.dyn != nil {
+		a.base.hint = a.dynamicHint
+	}
 	if r.s.TLS {
 		a.ep.CAFile = AliyunCA
 	}
@@ -177,10 +185,17 @@ func aliyunTopic(p AliyunParams, rest string) string {
 // Alibaba Cloud does not check the timestamp's freshness, so the password does not expire.
 func (a *aliyun) Identity(now time.Time) (Identity, error) {
 	a.mu.Lock()
-	p := a.p
+	p, conn := a.p, a.conn
 	a.mu.Unlock()
 	if a.dyn != nil && p.DeviceName == AliyunDeviceNameVar {
 		return Identity{}, errors.New("aliyun: the device is not registered yet (no DeviceSecret stored)")
+	}
+	if a.dyn != nil && a.dyn.AuthType == AliyunRegNWL {
+		id, err := AliyunConnWL(p.ProductKey, p.DeviceName, conn.ClientID, conn.DeviceToken)
+		if err != nil {
+			return Identity{}, err
+		}
+		return a.apply(id), nil
 	}
 	if a.timestamp {
 		if now.UnixMilli() <= 0 {

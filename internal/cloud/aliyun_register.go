@@ -33,6 +33,9 @@ const (
 // ModuleMaxClientID is the module's longest MQTT client id in bytes (clouds.md section 5 [GW]).
 const ModuleMaxClientID = 128
 
+// ModuleMaxPassword is the module's longest MQTT password in bytes (clouds.md section 5 [GW]).
+const ModuleMaxPassword = 256
+
 // AliyunRegisterParams are the inputs of one registration CONNECT.
 type AliyunRegisterParams struct {
 	ProductKey    string
@@ -138,11 +141,15 @@ func AliyunConnWL(productKey, deviceName, clientID, deviceToken string) (Identit
 		{"product key", productKey, "&|"},
 		{"device name", deviceName, "&|"},
 		{"client id", clientID, "|"},
-		{"device token", deviceToken, ""},
 	} {
 		if err := checkName(f.name, f.v, f.bad); err != nil {
 			return Identity{}, err
 		}
+	}
+	if checkName("device token", deviceToken, "") != nil || len(deviceToken) > ModuleMaxPassword {
+		// Not quoted: it is the password.
+		return Identity{}, fmt.Errorf("aliyun: the device token (%d bytes) is empty, holds a control byte or a quote, "+
+			"or is longer than the module's %d-byte password", len(deviceToken), ModuleMaxPassword)
 	}
 	id := clientID + "|securemode=-2,authType=connwl|"
 	if len(id) > ModuleMaxClientID {
@@ -161,27 +168,36 @@ type AliyunRegistration struct {
 	DeviceToken  string `json:"deviceToken,omitempty"`
 }
 
-// ParseAliyunRegistration reads the answer published on topic for the device pk/dn and checks it
-// is for this device and carries what the variant needs. Errors never quote a secret.
-func ParseAliyunRegistration(topic string, payload []byte, pk, dn string) (AliyunRegistration, error) {
+// ParseAliyunRegistration reads the answer to a registration of variant authType (AliyunRegister
+// or AliyunRegNWL) published on topic for the device pk/dn, and checks it is for this device and
+// carries what the variant needs. A regnwl answer is taken on /ext/regnwl (where Alibaba Cloud's
+// SDK listens) and on /ext/register (what the documentation's text says), clouds.md 3.2. Errors
+// never quote a secret.
+func ParseAliyunRegistration(authType, topic string, payload []byte, pk, dn string) (AliyunRegistration, error) {
 	var r AliyunRegistration
+	if topic != AliyunRegisterTopic && (authType != AliyunRegNWL || topic != AliyunRegNWLTopic) {
+		return r, fmt.Errorf("aliyun: %s is not where the answer to authType=%s comes", topic, authType)
+	}
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return r, fmt.Errorf("aliyun: the registration answer on %s is not JSON {productKey, deviceName, ...}: %w", topic, err)
 	}
 	if r.ProductKey != pk || r.DeviceName != dn {
 		return r, fmt.Errorf("aliyun: the registration answer is for %q/%q, not this device %q/%q", r.ProductKey, r.DeviceName, pk, dn)
 	}
-	switch topic {
-	case AliyunRegisterTopic:
+	switch authType {
+	case AliyunRegister:
 		if err := checkName("device secret", r.DeviceSecret, ""); err != nil {
 			return r, errors.New("aliyun: the registration answer holds no usable deviceSecret")
 		}
-	case AliyunRegNWLTopic:
+	case AliyunRegNWL:
 		if checkName("client id", r.ClientID, "|") != nil || checkName("device token", r.DeviceToken, "") != nil {
-			return r, errors.New("aliyun: the regnwl answer holds no usable clientId and deviceToken")
+			return r, fmt.Errorf("aliyun: the regnwl answer on %s holds no usable clientId and deviceToken", topic)
+		}
+		if _, err := AliyunConnWL(pk, dn, r.ClientID, r.DeviceToken); err != nil {
+			return r, fmt.Errorf("%w: the device cannot log in with what the platform issued", err)
 		}
 	default:
-		return r, fmt.Errorf("aliyun: %s is not a registration topic", topic)
+		return r, fmt.Errorf("aliyun: registration %q: want register or regnwl", authType)
 	}
 	return r, nil
 }

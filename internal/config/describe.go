@@ -195,14 +195,34 @@ func (c *Config) describeIdentity(line func(k, format string, args ...any), secr
 	p := c.MQTT.Platform
 	if reg, ok := cloud.RegisteringOf(p); ok {
 		d := reg.Dynamic()
-		line("mqtt.credentials", "dynamic registration (%s, TLS): device name %s; the DeviceSecret is kept in %s "+
-			"(registered at the first connect when missing)", d.AuthType, d.Template, d.SecretPath(d.Template))
+		if d.AuthType == cloud.AliyunRegNWL {
+			inst := ""
+			if d.InstanceID != "" {
+				inst = ", instanceId=" + d.InstanceID
+			}
+			line("mqtt.credentials", "dynamic registration (regnwl%s, TLS, no pre-registration): device name %s; the client id and "+
+				"device token it logs in with (authType=connwl) are kept in %s (registered at the first connect when missing)",
+				inst, d.Template, d.SecretPath(d.Template))
+			own := d.ClientID
+			if own == "" {
+				own = d.DeviceName(strings.Repeat("9", 15), strings.Repeat("9", 20))
+			}
+			line("", "the registration client id is at most %d bytes (the module takes %d)",
+				cloud.ModuleMaxClientID-cloud.AliyunRegisterMaxClientID(d.AuthType, d.InstanceID)+len(own), cloud.ModuleMaxClientID)
+		} else {
+			line("mqtt.credentials", "dynamic registration (%s, TLS): device name %s; the DeviceSecret is kept in %s "+
+				"(registered at the first connect when missing)", d.AuthType, d.Template, d.SecretPath(d.Template))
+		}
 		if d.Pin {
 			line("", "pin_device_name: the first registered device name is kept in %s and used after a module swap", d.PinPath())
 		} else {
 			line("", "a module with another IMEI is another device name: it registers as a new device")
 		}
-		line("mqtt.password", "*** (signed with the ProductSecret from %s)", c.secretSource(p.Name()))
+		if d.AuthType == cloud.AliyunRegNWL {
+			line("mqtt.password", "*** (registration: signed with the ProductSecret from %s; login: the stored device token)", c.secretSource(p.Name()))
+		} else {
+			line("mqtt.password", "*** (signed with the ProductSecret from %s)", c.secretSource(p.Name()))
+		}
 		return
 	}
 	id, err := p.Identity(now)

@@ -136,16 +136,6 @@ func (b *builder) thing(t *table) {
 			topics["report_reply"] = r + "/+"
 		}
 	}
-	if _, dyn := cloud.RegisteringOf(b.cfg.MQTT.Platform); dyn {
-		for k, v := range topics {
-			if strings.Contains(v, cloud.AliyunDeviceNameVar) {
-				tt.fail(k, "the thing model with dynamic registration (mqtt.aliyun.product_secret) is not supported yet: "+
-					"the device name is known only at run time; use [[mqtt.subscribe]] with {property_set} instead")
-				ok = false
-				break
-			}
-		}
-	}
 	th.Topics = thing.Topics{Set: topics["set"], SetReply: topics["set_reply"], Report: topics["report"],
 		ReportReply: topics["report_reply"], Service: topics["service"], ServiceReply: topics["service_reply"], ServiceID: th.Topics.ServiceID}
 	if th.Topics.Set != "" && th.Topics.Report != "" && topic.Match(th.Topics.Set, th.Topics.Report) && th.Dialect != "tencent" {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/internal/backoff"
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/drain"
 	"github.com/gatewayd/gatewayd/internal/logging"
@@ -30,6 +32,22 @@ func thingHooks(cfg *config.Config, set *supervisor.Settings, log zerolog.Logger
 		return nil, err
 	}
 	var eng *thing.Engine // set by start, before the supervisor runs and calls the hooks
+	// A registering device (dynamic registration) learns its name, and so its thing-model
+	// topics, from the module at every bring-up: the engine waits for it.
+	unbound := th.Topics.Contains(cloud.AliyunDeviceNameVar)
+	if unbound {
+		set.OnDeviceName = func(name string) {
+			t := th.Topics.Fill(strings.NewReplacer(cloud.AliyunDeviceNameVar, name))
+			bd, err := thing.New(th.Dialect, t)
+			if err != nil { // the same dialect as above: it cannot fail
+				log.Error().Err(err).Msg("the thing model cannot take the device name")
+				return
+			}
+			eng.Rebind(bd)
+			log.Info().Str("device_name", name).Str("set", t.Set).Str("report", t.Report).
+				Msg("the thing model's topics are the registered device's")
+		}
+	}
 	local := set.Downlinks
 	set.Downlinks = func(topic string, payload []byte) {
 		eng.Handle(topic, payload)
@@ -42,7 +60,7 @@ func thingHooks(cfg *config.Config, set *supervisor.Settings, log zerolog.Logger
 	return func(sup *supervisor.Supervisor, pub thing.Publisher, status func() any) *thing.Engine {
 		tele := func() thing.Telemetry { return telemetry(sup.Status()) }
 		eng = thing.NewEngine(d, thing.Config{Property: th.LEDProperty, Telemetry: th.Telemetry, ReportInterval: th.ReportInterval,
-			QoS: th.QoS, Backoff: backoff.Policy{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Factor: 2, Jitter: 0.5}},
+			QoS: th.QoS, Backoff: backoff.Policy{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Factor: 2, Jitter: 0.5}, Unbound: unbound},
 			sup, pub, status, tele, log)
 		log.Info().Str("dialect", th.Dialect).Str("property", th.LEDProperty).Str("set", th.Topics.Set).
 			Str("report", th.Topics.Report).Msg("the LED follows a property of the thing model")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/internal/cloud"
@@ -14,11 +16,14 @@ import (
 )
 
 // Dynamic registration (Alibaba Cloud "one type, one secret", clouds.md 3.2): a device that has
-// no DeviceSecret stored for its device name registers over the TLS link the MQTT stage opened,
-// stores the secret the platform publishes on /ext/register (atomically, fsynced, 0600), closes
-// the registration link and opens a new one to log in with the secret. A power cut at any point
-// leaves either no secret file (the device registers again; the platform answers the same secret
-// until the device has logged in with it) or a whole one.
+// no credential stored for its device name registers over the TLS link the MQTT stage opened,
+// stores what the platform publishes (atomically, fsynced, 0600), closes the registration link
+// and opens a new one to log in with it. authType=register answers a DeviceSecret on
+// /ext/register; authType=regnwl answers a client id and a device token on /ext/regnwl (or
+// /ext/register, as the documentation's text says), stored together in one file and logged in
+// with as authType=connwl. A power cut at any point leaves either no credential file (the device
+// registers again; the platform answers the same until the device has logged in with it) or a
+// whole one.
 
 // resolveDeviceName is the device name of a registering platform for the module with identity
 // id: the template filled in or, with pin_device_name, the name pinned at the first registration.
@@ -40,7 +45,7 @@ func (s *Supervisor) resolveDeviceName(reg cloud.Registering, id modem.Identity)
 	return pinned, nil
 }
 
-// ensureDevice gives reg the device's name and DeviceSecret: the stored one or, when none is
+// ensureDevice gives reg the device's name and credential: the stored one or, when none is
 // stored, one obtained by registering over the open link (which it then reopens).
 func (s *Supervisor) ensureDevice(ctx context.Context, k *link, reg cloud.Registering) error {
 	d := reg.Dynamic()
@@ -49,19 +54,23 @@ func (s *Supervisor) ensureDevice(ctx context.Context, k *link, reg cloud.Regist
 		dn = d.DeviceName(k.id.IMEI, k.id.ICCID)
 	}
 	path := d.SecretPath(dn)
-	secret, found, err := statefile.Read(path)
+	stored, found, err := statefile.Read(path)
+	var cred cloud.AliyunCredential
+	if err == nil && found {
+		cred, err = d.DecodeCredential(stored)
+	}
 	if err != nil {
-		return s.mqttFailed(ctx, k, "device secret", fmt.Errorf("%w (remove it to register again)", err))
+		return s.mqttFailed(ctx, k, "device secret", fmt.Errorf("%w (remove %s to register again)", err, path))
 	}
 	if found {
-		s.log.Info().Str("event", logging.EventDeviceSecret).Str("device_name", dn).Str("file", path).
-			Msg("logging in with the stored DeviceSecret")
+		s.log.Info().Str("event", logging.EventDeviceSecret).Str("device_name", dn).Str("file", path).Str("registration", d.AuthType).
+			Msg("logging in with the stored " + credName(d))
 	} else {
-		if secret, err = s.register(ctx, k, reg, dn, path); err != nil {
+		if cred, err = s.register(ctx, k, reg, dn, path); err != nil {
 			return err
 		}
 		s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).
-			Msg("opening the link to the broker again to log in with the registered DeviceSecret")
+			Msg("opening the link to the broker again to log in with the registered " + credName(d))
 		if err := k.client.Open(ctx, s.set.Host, s.set.Port); err != nil {
 			return s.mqttFailed(ctx, k, "open", err)
 		}
@@ -73,28 +82,38 @@ func (s *Supervisor) ensureDevice(ctx context.Context, k *link, reg cloud.Regist
 			}
 		}
 	}
-	if err := reg.SetDevice(dn, secret); err != nil {
+	if err := reg.SetDevice(dn, cred); err != nil {
 		return &PermanentError{Err: fmt.Errorf("credentials: %w", err)}
 	}
 	return nil
 }
 
-// register runs one registration over the open link and returns the DeviceSecret, stored in
+// credName names what a registration of d gives the device, for the log.
+func credName(d *cloud.AliyunDynamic) string {
+	if d.AuthType == cloud.AliyunRegNWL {
+		return "client id and device token (authType=connwl)"
+	}
+	return "DeviceSecret"
+}
+
+// register runs one registration over the open link and returns the credential, stored in
 // path; the link is closed when it returns. Its errors are step errors (retried on the MQTT
 // back-off) with what to do in words.
-func (s *Supervisor) register(ctx context.Context, k *link, reg cloud.Registering, dn, path string) (string, error) {
+func (s *Supervisor) register(ctx context.Context, k *link, reg cloud.Registering, dn, path string) (cloud.AliyunCredential, error) {
+	var none cloud.AliyunCredential
 	d := reg.Dynamic()
 	id, err := d.Register(dn)
 	if err != nil {
-		return "", &PermanentError{Err: fmt.Errorf("registration credentials: %w", err)}
+		return none, &PermanentError{Err: fmt.Errorf("registration credentials: %w", err)}
 	}
 	ch := make(chan qmt.Received, 1)
 	s.regWait.Store(&ch)
 	defer s.regWait.Store(nil)
 	s.log.Info().Str("event", logging.EventRegistering).Str("device_name", dn).Str("client_id", id.ClientID).
-		Str("file", path).Msg("no DeviceSecret stored for this device name: registering it with the product secret")
+		Str("file", path).Str("registration", d.AuthType).
+		Msg("no " + credName(d) + " stored for this device name: registering it with the product secret")
 	if err := k.client.Connect(ctx, id.ClientID, id.Username, id.Password); err != nil {
-		return "", s.mqttFailed(ctx, k, "register", err)
+		return none, s.mqttFailed(ctx, k, "register", err)
 	}
 	t := time.NewTimer(cloud.AliyunRegisterWait)
 	defer t.Stop()
@@ -102,20 +121,24 @@ func (s *Supervisor) register(ctx context.Context, k *link, reg cloud.Registerin
 	select {
 	case m = <-ch:
 	case <-t.C:
-		return "", s.mqttFailed(ctx, k, "register", fmt.Errorf("no answer on %s within %s of the registration CONNACK",
-			cloud.AliyunRegisterTopic, cloud.AliyunRegisterWait))
+		return none, s.mqttFailed(ctx, k, "register", fmt.Errorf("no answer on %s within %s of the registration CONNACK",
+			strings.Join(d.AnswerTopics(), " or "), cloud.AliyunRegisterWait))
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return none, ctx.Err()
 	}
-	ans, err := cloud.ParseAliyunRegistration(m.Topic, m.Payload, d.ProductKey, dn)
+	ans, err := cloud.ParseAliyunRegistration(d.AuthType, m.Topic, m.Payload, d.ProductKey, dn)
 	if err != nil {
-		return "", s.mqttFailed(ctx, k, "register", err)
+		return none, s.mqttFailed(ctx, k, "register", err)
 	}
-	if err := statefile.Write(path, []byte(ans.DeviceSecret)); err != nil {
-		return "", s.mqttFailed(ctx, k, "store device secret", fmt.Errorf("%w (check mqtt.aliyun.state_dir: it must be writable)", err))
+	cred := d.Credential(ans)
+	if err := statefile.Write(path, d.EncodeCredential(cred)); err != nil {
+		return none, s.mqttFailed(ctx, k, "store device secret", fmt.Errorf("%w (check mqtt.aliyun.state_dir: it must be writable)", err))
 	}
-	s.log.Info().Str("event", logging.EventRegistered).Str("device_name", dn).Str("file", path).
-		Msg("registered: the DeviceSecret is stored; logging in with it from now on")
+	ev := s.log.Info().Str("event", logging.EventRegistered).Str("device_name", dn).Str("file", path).Str("topic", m.Topic)
+	if d.AuthType == cloud.AliyunRegNWL {
+		ev = ev.Str("connwl_client_id", ans.ClientID) // the client id is not secret; the token is
+	}
+	ev.Msg("registered: the " + credName(d) + " is stored; logging in with it from now on")
 	// The platform drops the registration link after 15 s; the device must close it itself.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -125,13 +148,14 @@ func (s *Supervisor) register(ctx context.Context, k *link, reg cloud.Registerin
 	if err := s.closeStaleLink(cctx, k); err != nil {
 		s.log.Debug().Err(err).Msg("closing the registration link")
 	}
-	return ans.DeviceSecret, nil
+	return cred, nil
 }
 
 // registrationAnswer hands a message on the registration topic to a registration in progress
 // and reports whether it did; the payload (a secret) is never logged.
 func (l *loop) registrationAnswer(topic string, payload []byte) bool {
-	if topic != cloud.AliyunRegisterTopic {
+	reg, ok := cloud.RegisteringOf(l.set.Platform)
+	if !ok || !slices.Contains(reg.Dynamic().AnswerTopics(), topic) {
 		return false
 	}
 	ch := l.regWait.Load()

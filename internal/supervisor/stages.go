@@ -515,6 +515,9 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 		}
 		k.deviceName = dn
 		s.book.update(func(st *Status) { st.DeviceName = dn })
+		if s.set.OnDeviceName != nil {
+			s.set.OnDeviceName(dn)
+		}
 	}
 	if s.set.APN != "" {
 		if err := k.mod.SetAPNAuth(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword, s.set.APNAuth); err != nil {
@@ -815,8 +818,9 @@ func (s *Supervisor) mqttFailed(ctx context.Context, k *link, step string, err e
 	if reg, ok := cloud.RegisteringOf(s.set.Platform); ok && step == "register" && errors.As(err, &re) && re.Code > 0 {
 		se.hint = reg.RegisterHint(re.Code)
 	} else if ok && step == "register" {
-		se.hint = "Alibaba Cloud accepted the registration but its answer on /ext/register did not come or was not " +
-			"usable; it is retried (the platform answers the same DeviceSecret until the device logs in with it)"
+		se.hint = "Alibaba Cloud accepted the registration but its answer on " + strings.Join(reg.Dynamic().AnswerTopics(), " or ") +
+			" did not come or was not usable; it is retried (the platform answers the same " + credName(reg.Dynamic()) +
+			" until the device logs in with it)"
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := s.closeStaleLink(cctx, k); err != nil {

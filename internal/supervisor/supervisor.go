@@ -131,6 +131,10 @@ type Settings struct {
 	LEDBound func() bool
 	// OnConnect, when not nil, is called by the loop each time a session is up. It must not wait.
 	OnConnect func()
+	// OnDeviceName, when not nil, is called with a registering device's name (dynamic
+	// registration: it depends on the module) at every bring-up, once the SIM is read and
+	// before anything is subscribed. It must not wait.
+	OnDeviceName func(name string)
 }
 
 // Outbox is a store of messages waiting for the cloud and the drainer that sends them.

@@ -126,6 +126,10 @@ type Config struct {
 	BlinkPeriod time.Duration
 	// Backoff paces the retries of a failed publish (backoff.Default unless set).
 	Backoff backoff.Policy
+	// Unbound says the dialect's topics are templates until Rebind gives the dialect with the
+	// device's own (a device that learns its name at run time, by registering): until then
+	// nothing is handled or reported.
+	Unbound bool
 }
 
 // DefaultQueue is Config.Queue unless set: a burst of this many sets is answered in full (a
@@ -157,7 +161,8 @@ type Stats struct {
 // give it every downlink (Handle) and every session start (Connected). Handle and Connected
 // never wait: they queue what must be published for Run.
 type Engine struct {
-	d         Dialect
+	d         atomic.Pointer[dialectBox] // Rebind replaces it
+	bound     atomic.Bool                // false while Config.Unbound and no Rebind yet
 	cfg       Config
 	led       LED
 	pub       Publisher
@@ -179,6 +184,9 @@ type Engine struct {
 
 	sets, setsRefused, calls, callsRefused, replies, reports, dropped, retries, repOK, repErr atomic.Uint64
 }
+
+// dialectBox holds the engine's dialect for an atomic swap.
+type dialectBox struct{ d Dialect }
 
 // outgoing is a message waiting for the publish path, with what it is for the counters and log.
 type outgoing struct {
@@ -206,10 +214,24 @@ func NewEngine(d Dialect, cfg Config, led LED, pub Publisher, status func() any,
 	if cfg.Backoff == (backoff.Policy{}) {
 		cfg.Backoff = backoff.Default
 	}
-	return &Engine{d: d, cfg: cfg, led: led, pub: pub, status: status, telemetry: telemetry,
+	e := &Engine{cfg: cfg, led: led, pub: pub, status: status, telemetry: telemetry,
 		log: log.With().Str("thing", d.Name()).Logger(), queue: make(chan outgoing, cfg.Queue),
 		wake: make(chan struct{}, 1), form: d.Form()}
+	e.d.Store(&dialectBox{d})
+	e.bound.Store(!cfg.Unbound)
+	return e
 }
+
+// Rebind makes d (the same dialect with other topics: a registered device's own) the engine's
+// from now on, and lets an Unbound engine start. Replies and reports already queued keep the
+// topics they were made with.
+func (e *Engine) Rebind(d Dialect) {
+	e.d.Store(&dialectBox{d})
+	e.bound.Store(true)
+}
+
+// dialect is the engine's dialect now.
+func (e *Engine) dialect() Dialect { return e.d.Load().d }
 
 // Want is the LED's state as the property last set it (off before any set): what the LED
 // shows when nothing else is going on.
@@ -220,7 +242,7 @@ func (e *Engine) Want() bool {
 }
 
 // Dialect is the engine's dialect.
-func (e *Engine) Dialect() Dialect { return e.d }
+func (e *Engine) Dialect() Dialect { return e.dialect() }
 
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
@@ -232,7 +254,10 @@ func (e *Engine) Stats() Stats {
 // Handle acts on one downlink and reports whether it was one of the thing model's. It never
 // waits: replies and reports are queued for Run.
 func (e *Engine) Handle(topic string, payload []byte) bool {
-	req, ok, err := e.d.Parse(topic, payload)
+	if !e.bound.Load() {
+		return false // no thing-model topic is subscribed before the device name is known
+	}
+	req, ok, err := e.dialect().Parse(topic, payload)
 	if !ok {
 		return false
 	}
@@ -291,7 +316,7 @@ func (e *Engine) set(req Request, perr error) {
 		e.log.Info().Str("event", "thing_set").Str("id", req.ID).Str("property", e.cfg.Property).Bool("on", on).
 			Bool("changed", changed).Msg("property set applied")
 	}
-	if m, ok := e.d.Reply(req, res); ok {
+	if m, ok := e.dialect().Reply(req, res); ok {
 		e.enqueue(outgoing{m: m, kind: "reply"})
 	}
 	if (changed || err != nil) && e.ledDue.CompareAndSwap(false, true) {
@@ -350,7 +375,7 @@ func (e *Engine) call(req Request, perr error) {
 		e.calls.Add(1)
 		e.log.Info().Str("event", "thing_call").Str("id", req.ID).Str("service", req.Service).Msg("service call answered")
 	}
-	if m, ok := e.d.Reply(req, res); ok {
+	if m, ok := e.dialect().Reply(req, res); ok {
 		e.enqueue(outgoing{m: m, kind: "reply"})
 	}
 }
@@ -440,11 +465,11 @@ func (e *Engine) reportReply(req Request, err error) {
 	default:
 		e.repErr.Add(1)
 		ev := e.log.Error().Str("event", "thing_report_refused").Str("id", req.ID).Int("code", req.Code).
-			Str("meaning", e.d.Words(req.Code))
+			Str("meaning", e.dialect().Words(req.Code))
 		if req.Text != "" {
 			ev = ev.Str("message", req.Text)
 		}
-		ev.Msg(fmt.Sprintf("the platform refused a property report: code %d, %s", req.Code, e.d.Words(req.Code)))
+		ev.Msg(fmt.Sprintf("the platform refused a property report: code %d, %s", req.Code, e.dialect().Words(req.Code)))
 	}
 }
 
@@ -459,6 +484,10 @@ func (e *Engine) Connected() {
 
 // ReportAll queues a report of the LED and every mapped telemetry field.
 func (e *Engine) ReportAll(why string) {
+	if !e.bound.Load() {
+		e.log.Debug().Str("why", why).Msg("no report: the device name (and so the thing model's topics) is not known yet")
+		return
+	}
 	on, known := e.led.LEDState()
 	var ps []Prop
 	e.mu.Lock()
@@ -482,7 +511,7 @@ func (e *Engine) ReportAll(why string) {
 	}
 	seq := e.seq.Add(1)
 	e.log.Debug().Str("event", "thing_report").Str("why", why).Uint64("seq", seq).Int("properties", len(ps)).Msg("reporting properties")
-	e.enqueue(outgoing{m: e.d.Report(seq, ps), kind: "report"})
+	e.enqueue(outgoing{m: e.dialect().Report(seq, ps), kind: "report"})
 }
 
 // enqueue hands o to Run without waiting; a full queue refuses it, counted and logged.
@@ -505,7 +534,7 @@ func (e *Engine) ledReport(seq uint64) Message {
 	e.mu.Lock()
 	form := e.form
 	e.mu.Unlock()
-	return e.d.Report(seq, []Prop{{e.cfg.Property, form.Value(on)}})
+	return e.dialect().Report(seq, []Prop{{e.cfg.Property, form.Value(on)}})
 }
 
 // Run sends the queued replies and reports in order, and reports the telemetry every

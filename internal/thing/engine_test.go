@@ -3,6 +3,7 @@ package thing
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,20 @@ func (p *switchPublisher) Publish(_ context.Context, m Message) error {
 	p.took = append(p.took, m)
 	p.got <- struct{}{}
 	return nil
+}
+
+// await waits until the publisher has taken n more messages.
+func (p *switchPublisher) await(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-p.got:
+		case <-time.After(10 * time.Second):
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			t.Fatalf("only %d sent", len(p.took))
+		}
+	}
 }
 
 // TestOfflineReportsArriveInOrder: what is reported and replied while there is no session is
@@ -64,13 +79,7 @@ func TestOfflineReportsArriveInOrder(t *testing.T) {
 	pub.online = true
 	pub.mu.Unlock()
 	e.Connected()
-	for range 5 { // 3 replies, 1 report of the LED (standing for the 3 changes), 1 report at connect
-		select {
-		case <-pub.got:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only %d sent", len(pub.took))
-		}
-	}
+	pub.await(t, 5) // 3 replies, 1 report of the LED (standing for the 3 changes), 1 report at connect
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	// The LED's report, queued after the first reply, is written when sent: with the state the
@@ -118,5 +127,51 @@ func TestBlinkRestoresTheProperty(t *testing.T) {
 	}
 	if len(replies) != 2 || replies[0] != `{"times":3}` || replies[1] != `{"error":"already blinking: device busy"}` {
 		t.Errorf("replies %q", replies)
+	}
+}
+
+// TestUnboundEngineWaitsForRebind: an engine whose topics are templates (a registering device)
+// neither handles nor reports until Rebind gives it the device's own topics; from then on a set
+// on them is handled and answered, and reports go there.
+func TestUnboundEngineWaitsForRebind(t *testing.T) {
+	tmpl := Topics{Set: "/sys/pk/{device_name}/thing/service/property/set", SetReply: "/sys/pk/{device_name}/thing/service/property/set_reply",
+		Report: "/sys/pk/{device_name}/thing/event/property/post"}
+	if !tmpl.Contains("{device_name}") || (Topics{Set: "/a"}).Contains("{device_name}") {
+		t.Fatal("Contains")
+	}
+	d, _ := New("aliyun", tmpl)
+	pub := &switchPublisher{online: true, got: make(chan struct{}, 100)}
+	led := &fakeLED{known: true}
+	e := NewEngine(d, Config{Property: "LED", Unbound: true}, led, pub, func() any { return nil }, func() Telemetry { return Telemetry{} }, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Run(ctx)
+	own := tmpl.Fill(strings.NewReplacer("{device_name}", "dev1"))
+	if own.Set != "/sys/pk/dev1/thing/service/property/set" || own.Report != "/sys/pk/dev1/thing/event/property/post" {
+		t.Fatalf("filled %+v", own)
+	}
+	if e.Handle(own.Set, []byte(`{"id":"1","params":{"LED":1}}`)) {
+		t.Error("an unbound engine handled a set")
+	}
+	e.Connected()
+	bd, _ := New("aliyun", own)
+	e.Rebind(bd)
+	if !e.Handle(own.Set, []byte(`{"id":"2","params":{"LED":1}}`)) {
+		t.Fatal("the rebound engine did not handle a set on the device's topic")
+	}
+	e.Connected()
+	pub.await(t, 3) // the reply, the LED's report after the change, the report at connect
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if pub.took[0].Topic != own.SetReply || string(pub.took[0].Payload) != `{"id":"2","code":200,"data":{}}` {
+		t.Errorf("first message %s %s, want the reply to id 2 on the device's set_reply", pub.took[0].Topic, pub.took[0].Payload)
+	}
+	for _, m := range pub.took {
+		if strings.Contains(m.Topic, "{") {
+			t.Errorf("published on the template %s", m.Topic)
+		}
+	}
+	if len(pub.took) != 3 {
+		t.Errorf("%d messages, want 3 (nothing from before the rebind)", len(pub.took))
 	}
 }

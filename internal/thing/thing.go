@@ -140,6 +140,24 @@ type Topics struct {
 	ServiceID string
 }
 
+// Fill returns t with r applied to every topic: a template's placeholders filled in (a
+// registered device's name, known only at run time).
+func (t Topics) Fill(r *strings.Replacer) Topics {
+	t.Set, t.SetReply, t.Report = r.Replace(t.Set), r.Replace(t.SetReply), r.Replace(t.Report)
+	t.ReportReply, t.Service, t.ServiceReply = r.Replace(t.ReportReply), r.Replace(t.Service), r.Replace(t.ServiceReply)
+	return t
+}
+
+// Contains reports whether any topic of t holds s (a placeholder still to fill in).
+func (t Topics) Contains(s string) bool {
+	for _, v := range []string{t.Set, t.SetReply, t.Report, t.ReportReply, t.Service, t.ServiceReply} {
+		if strings.Contains(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // Names lists the dialects, in the order the docs show them.
 func Names() []string {
 	return []string{"aliyun", "tencent", "huawei", "onenet", "azure", "aws", "thingsboard"}

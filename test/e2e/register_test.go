@@ -18,7 +18,11 @@ const (
 	regPK   = "a1X2bEnP82z"
 	regPS   = "7jluWm1zql7bt8qK"
 	regHost = regPK + ".iot-as-mqtt.cn-shanghai.aliyuncs.com"
-	imei2   = "866123456789029" // a second module
+	// regInst is an Enterprise instance (the reference's iot-06z00… form); its host is in the
+	// bench's certificate too.
+	regInst     = "iot-06z00ax1o4qyfb8"
+	regInstHost = regInst + ".mqtt.iothub.aliyuncs.com"
+	imei2       = "866123456789029" // a second module
 )
 
 // regBench is a bench whose TLS broker plays Alibaba Cloud with dynamic registration for the
@@ -33,7 +37,7 @@ type regBench struct {
 func newRegBench(t *testing.T, delay time.Duration, productSecret string, tune ...func(*sim.RegistrationOptions)) *regBench {
 	t.Helper()
 	rb := &regBench{cloudBench: &cloudBench{}}
-	pki := testutil.NewPKI(t, "gw", regHost)
+	pki := testutil.NewPKI(t, "gw", regHost, regInstHost)
 	ro := sim.RegistrationOptions{Delay: delay, Report: func(r sim.AliyunRegistration) {
 		rb.mu.Lock()
 		rb.regs = append(rb.regs, r)
@@ -44,7 +48,7 @@ func newRegBench(t *testing.T, delay time.Duration, productSecret string, tune .
 	}
 	b, err := sim.NewBroker("127.0.0.1:0", sim.WithTLS(pki.ServerTLS(t, false)), sim.WithPlatform(sim.PlatformAliyun),
 		sim.WithEvents(rb.record),
-		sim.WithAliyunRegistration(ro, sim.AliyunProduct{Key: regPK, Secret: regPS, Devices: []string{sim.DefaultIdentity.IMEI, imei2}}))
+		sim.WithAliyunRegistration(ro, sim.AliyunProduct{Key: regPK, Secret: regPS, Devices: []string{sim.DefaultIdentity.IMEI, imei2}, RegNWL: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,14 +102,14 @@ level = "debug"
 `, rb.mod.Path(), regPK, filepath.Join(rb.dir, "product.secret"), rb.state, extra, controlSocket(rb.mod.Path()))
 }
 
-// secretFile checks the stored secret of device name dn: mode 0600 and the content the broker
-// handed out, and returns it.
-func (rb *regBench) secretFile(t *testing.T, dn string) string {
+// stored reads the state file of device name dn with extension ext (.secret, .connwl) and checks
+// its mode is 0600.
+func (rb *regBench) stored(t *testing.T, dn, ext string) []byte {
 	t.Helper()
-	p := filepath.Join(rb.state, "aliyun-"+regPK+"-"+dn+".secret")
+	p := filepath.Join(rb.state, "aliyun-"+regPK+"-"+dn+ext)
 	fi, err := os.Stat(p)
 	if err != nil {
-		t.Fatalf("no stored secret: %v", err)
+		t.Fatalf("no stored credential: %v", err)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s has mode %04o, want 0600", p, fi.Mode().Perm())
@@ -114,6 +118,14 @@ func (rb *regBench) secretFile(t *testing.T, dn string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// secretFile checks the stored secret of device name dn: mode 0600 and the content the broker
+// handed out, and returns it.
+func (rb *regBench) secretFile(t *testing.T, dn string) string {
+	t.Helper()
+	b := rb.stored(t, dn, ".secret")
 	var issued string
 	for _, r := range rb.registrations() {
 		if r.DeviceName == dn {
@@ -375,4 +387,279 @@ func TestSelfRegistrationHotSwap(t *testing.T) {
 		t.Errorf("subscribed to %q after the swap, want %q", sub.Str("topic"), want)
 	}
 	rb.secretFile(t, imei2)
+}
+
+// nwl is the [mqtt.aliyun] addition for registration without pre-registration.
+const nwl = `registration = "regnwl"`
+
+// tokenFile checks the stored regnwl credential of device name dn: mode 0600 and exactly
+// <clientId>|<deviceToken> as the platform issued them; it returns the issued client id and token.
+func (rb *regBench) tokenFile(t *testing.T, dn string) (clientID, token string) {
+	t.Helper()
+	b := rb.stored(t, dn, ".connwl")
+	for _, r := range rb.registrations() {
+		if r.DeviceName == dn && r.AuthType == "regnwl" {
+			clientID, token = r.IssuedClientID, r.DeviceToken
+		}
+	}
+	if token == "" || string(b) != clientID+"|"+token {
+		t.Errorf("stored credential (%d bytes) is not the client id and token the platform issued to %s", len(b), dn)
+	}
+	return clientID, token
+}
+
+// TestSelfRegistrationRegNWL: without pre-registration (authType=regnwl, securemode=-2) a fresh
+// image registers, stores the client id and device token it is answered with (one file, 0600)
+// and logs in with them (authType=connwl, the token as the password); a restart logs in with
+// the stored ones and does not register again.
+func TestSelfRegistrationRegNWL(t *testing.T) {
+	t.Parallel()
+	rb := newRegBench(t, 0, regPS)
+	d := rb.start(rb.config(nwl))
+	reg, i := d.wait(t, 0, "registering")
+	if !strings.Contains(reg.Str("client_id"), "|securemode=-2,authType=regnwl,random=") {
+		t.Errorf("registration client id %q", reg.Str("client_id"))
+	}
+	_, i = d.wait(t, i, "registered")
+	conn, i := d.wait(t, i, "mqtt_connected")
+	d.wait(t, i, "session_up")
+	dn := sim.DefaultIdentity.IMEI
+	cid, token := rb.tokenFile(t, dn)
+	if want := cid + "|securemode=-2,authType=connwl|"; conn.Str("client_id") != want {
+		t.Errorf("logged in as %q, want %q", conn.Str("client_id"), want)
+	}
+	if n := d.log.Count("mqtt_connect_failed"); n != 0 {
+		t.Errorf("%d MQTT failures on the way", n)
+	}
+	ev := rb.seen()
+	if len(ev) < 2 || !strings.Contains(ev[0].ClientID, "authType=regnwl") || ev[len(ev)-1].Kind != "connect" ||
+		!strings.Contains(ev[len(ev)-1].ClientID, "authType=connwl") {
+		t.Errorf("broker saw %+v, want the regnwl registration, then a connwl login", ev)
+	}
+	if st, _ := statusJSON(t, controlSocket(rb.mod.Path())); st.Device != dn {
+		t.Errorf("status shows device %q, want %q", st.Device, dn)
+	}
+	if _, err := d.stop(t); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	noSecretsLogged(t, d, token)
+
+	d = rb.start(rb.config(nwl))
+	_, i = d.wait(t, 0, "device_secret")
+	d.wait(t, i, "session_up")
+	if n := len(rb.registrations()); n != 1 || d.log.Count("registering") != 0 {
+		t.Errorf("after a restart: %d registrations, want still 1", n)
+	}
+	noSecretsLogged(t, d, token)
+}
+
+// TestSelfRegistrationRegNWLInstance: an Enterprise instance's id goes into the regnwl client
+// id (the emulated instance refuses it otherwise), and the answer on /ext/register — what the
+// documentation's text says, while the SDK listens on /ext/regnwl — is taken too.
+func TestSelfRegistrationRegNWLInstance(t *testing.T) {
+	t.Parallel()
+	rb := newRegBench(t, 0, regPS, func(o *sim.RegistrationOptions) { o.InstanceID, o.ReplyTopic = regInst, "/ext/register" })
+	cfg := strings.Replace(rb.config(nwl), `region = "cn-shanghai"`, `instance_id = "`+regInst+`"`, 1)
+	d := rb.start(cfg)
+	reg, i := d.wait(t, 0, "registering")
+	if !strings.HasSuffix(reg.Str("client_id"), ",instanceId="+regInst+"|") {
+		t.Errorf("registration client id %q lacks the instance id", reg.Str("client_id"))
+	}
+	got, i := d.wait(t, i, "registered")
+	if got.Str("topic") != "/ext/register" {
+		t.Errorf("answer taken on %q", got.Str("topic"))
+	}
+	d.wait(t, i, "session_up")
+	rb.tokenFile(t, sim.DefaultIdentity.IMEI)
+}
+
+// TestSelfRegistrationRegNWLKilled: SIGKILL between the regnwl CONNECT and the answer leaves no
+// credential file; the restart registers again and gets the same client id and token (not
+// activated yet); SIGKILL right after they were stored: the restart logs in with them.
+func TestSelfRegistrationRegNWLKilled(t *testing.T) {
+	t.Parallel()
+	rb := newRegBench(t, 2*time.Second, regPS)
+	d := rb.start(rb.config(nwl))
+	d.wait(t, 0, "registering")
+	time.Sleep(500 * time.Millisecond) // the CONNECT goes out; the answer is 2 s away
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	ents, _ := os.ReadDir(rb.state)
+	for _, e := range ents {
+		t.Errorf("after a kill before the answer the state directory holds %s", e.Name())
+	}
+	d = rb.start(rb.config(nwl))
+	d.wait(t, 0, "registered")
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	_, token := rb.tokenFile(t, sim.DefaultIdentity.IMEI)
+	d = rb.start(rb.config(nwl))
+	_, i := d.wait(t, 0, "device_secret")
+	d.wait(t, i, "session_up")
+	if n := d.log.Count("registering"); n != 0 {
+		t.Errorf("registered again with a stored token (%d)", n)
+	}
+	for _, r := range rb.registrations() {
+		if r.DeviceToken != token {
+			t.Error("the platform issued different tokens: the repeat was not the same")
+		}
+	}
+	if ents, _ = os.ReadDir(rb.state); len(ents) != 1 {
+		t.Errorf("state directory holds %d files, want the credential only", len(ents))
+	}
+}
+
+// TestSelfRegistrationRegNWLNasty: a server error (CONNACK 3) is retried; an answer never
+// published, or published on a topic that is neither /ext/regnwl nor /ext/register, ends the
+// registration within its bound, in words, with nothing stored, and it is retried; a stored
+// token the platform does not know (reset in the console) is refused with what to do.
+func TestSelfRegistrationRegNWLNasty(t *testing.T) {
+	t.Parallel()
+	t.Run("server error", func(t *testing.T) {
+		t.Parallel()
+		rb := newRegBench(t, 0, regPS, func(o *sim.RegistrationOptions) { o.ServerErrors = 1 })
+		d := rb.start(rb.config(nwl))
+		f, i := d.wait(t, 0, "mqtt_connect_failed")
+		if f.Int("code") != 3 || f.Str("step") != "register" || f.Str("retry_in") == "" {
+			t.Errorf("failure %v: want code 3 at step register and a retry", f)
+		}
+		d.wait(t, i, "session_up")
+		rb.tokenFile(t, sim.DefaultIdentity.IMEI)
+	})
+	for _, tc := range []struct {
+		name string
+		tune func(*sim.RegistrationOptions)
+	}{
+		{"no answer", func(o *sim.RegistrationOptions) { o.Silent = true }},
+		{"answer on another topic", func(o *sim.RegistrationOptions) { o.ReplyTopic = "/ext/other" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rb := newRegBench(t, 0, regPS, tc.tune)
+			d := rb.start(rb.config(nwl))
+			_, i := d.wait(t, 0, "registering")
+			f, i := d.wait(t, i, "mqtt_connect_failed")
+			t.Logf("failure as logged: %s", d.log.Raw()[i])
+			if f.Str("step") != "register" || f.Str("retry_in") == "" || !strings.Contains(f.Str("hint"), "/ext/regnwl or /ext/register") {
+				t.Errorf("failure %v: want step register, a hint naming both topics and retry_in", f)
+			}
+			d.wait(t, i+1, "registering")
+			if ents, _ := os.ReadDir(rb.state); len(ents) != 0 {
+				t.Errorf("stored %d files without an answer", len(ents))
+			}
+			for _, r := range rb.registrations() { // the answer on the wrong topic holds a token
+				noSecretsLogged(t, d, r.DeviceToken)
+			}
+		})
+	}
+	t.Run("unknown token", func(t *testing.T) {
+		t.Parallel()
+		rb := newRegBench(t, 0, regPS)
+		d := rb.start(rb.config(nwl))
+		d.wait(t, 0, "session_up")
+		if _, err := d.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		cid, token := rb.tokenFile(t, sim.DefaultIdentity.IMEI)
+		p := filepath.Join(rb.state, "aliyun-"+regPK+"-"+sim.DefaultIdentity.IMEI+".connwl")
+		if err := os.WriteFile(p, []byte(cid+"|"+token+"x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d = rb.start(rb.config(nwl))
+		f, _ := d.wait(t, 0, "mqtt_connect_failed")
+		if f.Int("code") != 4 || f.Str("step") != "connect" || !strings.Contains(f.Str("hint"), "device token") ||
+			!strings.Contains(f.Str("hint"), "remove the file") {
+			t.Errorf("failure %v: want code 4 at connect and a hint to remove the stored token", f)
+		}
+		noSecretsLogged(t, d, token)
+	})
+}
+
+// TestSelfRegistrationRegNWLCheck: with an Enterprise instance id a long device name does not fit
+// the module's 128-byte client id (clouds.md 5); gatewayd check refuses it with the numbers.
+func TestSelfRegistrationRegNWLCheck(t *testing.T) {
+	t.Parallel()
+	rb := newRegBench(t, 0, regPS)
+	cfg := strings.Replace(rb.config(nwl+"\ndevice_name = \"gateway-{imei}\""), `region = "cn-shanghai"`, `instance_id = "`+regInst+`"`, 1)
+	path := filepath.Join(rb.dir, "long.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := cli(t, "check", "-config", path)
+	if code == 0 || !strings.Contains(errs, "mqtt.aliyun.device_name: 23 bytes") || !strings.Contains(errs, "instanceId="+regInst) ||
+		!strings.Contains(errs, "keep it to 16 bytes") {
+		t.Errorf("check exit %d, stderr %q: want the overflow in words", code, errs)
+	}
+}
+
+// TestSelfRegistrationThing: the thing model with dynamic registration (both variants): its
+// topics are the registered device's (/sys/<pk>/<imei>/…), filled in once the module tells the
+// name — the report at connect goes there, a set there switches the LED and is answered there,
+// and nothing is ever published on a topic with the template still in it.
+func TestSelfRegistrationThing(t *testing.T) {
+	t.Parallel()
+	for _, variant := range []string{"", nwl} {
+		t.Run("registration="+map[string]string{"": "register", nwl: "regnwl"}[variant], func(t *testing.T) {
+			t.Parallel()
+			rb := newRegBench(t, 0, regPS)
+			dev := "/sys/" + regPK + "/" + sim.DefaultIdentity.IMEI + "/thing/"
+			var mu sync.Mutex
+			var topics []string
+			got := map[string][]string{}
+			arrived := make(chan struct{}, 100)
+			if err := rb.b.Subscribe("#", func(topic string, payload []byte) {
+				mu.Lock()
+				topics = append(topics, topic)
+				got[topic] = append(got[topic], string(payload))
+				mu.Unlock()
+				arrived <- struct{}{}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor := func(topic string, n int) []string {
+				t.Helper()
+				deadline := time.After(45 * time.Second)
+				for {
+					mu.Lock()
+					m := append([]string(nil), got[topic]...)
+					mu.Unlock()
+					if len(m) >= n {
+						return m
+					}
+					select {
+					case <-arrived:
+					case <-deadline:
+						t.Fatalf("%d messages on %s, want %d", len(m), topic, n)
+					}
+				}
+			}
+			d := rb.start(rb.config(variant) + "\n[thing]\nled_property = \"LEDSwitch\"\n[thing.telemetry]\nimei = \"IMEI\"\n")
+			_, i := d.wait(t, 0, "registered")
+			d.wait(t, i, "session_up")
+			if p := parsePost(t, waitFor(dev+"event/property/post", 1)[0]); p.Params["IMEI"] != sim.DefaultIdentity.IMEI {
+				t.Errorf("report at connect %v", p.Params)
+			}
+			set := `{"method":"thing.service.property.set","id":"77","params":{"LEDSwitch":1},"version":"1.0"}`
+			if err := rb.b.Publish(dev+"service/property/set", []byte(set), false, 1); err != nil {
+				t.Fatal(err)
+			}
+			if r := parseAlink(t, waitFor(dev+"service/property/set_reply", 1)[0]); r.ID != "77" || r.Code != 200 {
+				t.Errorf("reply %+v, want id 77 code 200", r)
+			}
+			if on, why := ledEvents(d, i); len(on) == 0 || !on[len(on)-1] || !strings.Contains(why[len(why)-1], "LEDSwitch") {
+				t.Errorf("LED %v %v, want on by the property", on, why)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tp := range topics {
+				if strings.ContainsAny(tp, "{}") {
+					t.Errorf("published on %q: the template was not filled in", tp)
+				}
+			}
+		})
+	}
 }
