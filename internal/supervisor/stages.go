@@ -246,9 +246,16 @@ func (k *link) escalate(ctx context.Context, s *Supervisor, cause error) {
 	}
 }
 
-// handleEvent acts on one URC. It returns the stage to fall back to when the event means the
-// session must be rebuilt from there.
-func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why string, fallBack bool) {
+// rebuild is an event's verdict that the session must be rebuilt from stage to: why in words
+// (for the log and STATUS=), and what the loss of a connected session counts as.
+type rebuild struct {
+	to   stage
+	why  string
+	loss loss
+}
+
+// handleEvent acts on one URC. ok says the event means the session must be rebuilt (r).
+func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (r rebuild, ok bool) {
 	switch e := ev.(type) {
 	case qmt.Received:
 		l.downlink(e.Topic, e.Payload, e.MsgID)
@@ -261,15 +268,15 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 				why += "; " + h
 			}
 		}
-		return stageMQTT, why, true
+		return rebuild{stageMQTT, why, lossLinkClosed}, true
 	case qmt.PingFailed:
-		return stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), true
+		return rebuild{stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), lossPing}, true
 	case qmt.PDPDeactivated:
 		if l.resetting(time.Now()) {
 			l.log.Info().Int("context", e.ContextID).Msg("stale pdpdeact printed by the reset gatewayd ordered; ignored")
-			return 0, "", false
+			return rebuild{}, false
 		}
-		return stageRegister, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), true
+		return rebuild{stageRegister, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), lossPDP}, true
 	case qmt.ModuleReady:
 		now := time.Now()
 		ordered := l.resetting(now)
@@ -277,13 +284,13 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 		switch {
 		case ordered:
 			l.log.Info().Msg("module finished resetting (RDY)")
-			return 0, "", false
+			return rebuild{}, false
 		case !l.link.prepared.Load():
 			l.log.Info().Msg("module finished booting (RDY)")
-			return 0, "", false
+			return rebuild{}, false
 		}
 		l.log.Warn().Msg("module rebooted (RDY): bringing it up again")
-		return stageModule, "module rebooted (RDY)", true
+		return rebuild{stageModule, "module rebooted (RDY)", lossReboot}, true
 	case qmt.AppReady:
 		// The second ready URC of some families follows RDY, seconds later on some. It is news
 		// only when no RDY came lately and the module was already brought up on this port: a
@@ -291,20 +298,20 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 		now := time.Now()
 		if !l.link.prepared.Load() || now.Sub(l.readyAt) < appReadyAfter || now.Sub(l.link.opened) < appReadyAfter {
 			l.log.Info().Msg("module applications ready (APP RDY)")
-			return 0, "", false
+			return rebuild{}, false
 		}
 		l.log.Warn().Msg("module rebooted (APP RDY without a RDY lately): bringing it up again")
-		return stageModule, "module rebooted (APP RDY)", true
+		return rebuild{stageModule, "module rebooted (APP RDY)", lossReboot}, true
 	case qmt.PoweredDown:
 		if l.resetting(time.Now()) {
 			l.log.Info().Msg("module powering down for the reset gatewayd ordered (POWERED DOWN)")
-			return 0, "", false
+			return rebuild{}, false
 		}
 		l.log.Warn().Msg("module powered down")
-		return stageModule, "module powered down", true
+		return rebuild{stageModule, "module powered down", lossReboot}, true
 	case qmt.SIMStatus:
 		if e.State != "READY" {
-			return stageSIM, "SIM state changed to " + e.State, true
+			return rebuild{stageSIM, "SIM state changed to " + e.State, lossSIM}, true
 		}
 	case qmt.Unknown:
 		l.log.Debug().Str("line", e.Line).Msg("unsolicited line not understood")
@@ -313,7 +320,7 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 	default:
 		l.log.Debug().Str("urc", fmt.Sprintf("%+v", ev)).Msg("URC")
 	}
-	return 0, "", false
+	return rebuild{}, false
 }
 
 // maxLoggedPayload is the largest payload a downlink log line shows.

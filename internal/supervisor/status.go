@@ -105,25 +105,40 @@ const (
 	LossOther        = "other"
 )
 
-// LossReason gives the Reconnects key of a session loss from the machine's words for it.
-func LossReason(why string) string {
-	switch {
-	case strings.HasPrefix(why, "+QMTSTAT"):
-		return LossLinkClosed
-	case strings.HasPrefix(why, "keep-alive ping"):
-		return LossPing
-	case strings.Contains(why, "PDP"):
-		return LossPDP
-	case strings.Contains(why, "RDY"), strings.Contains(why, "powered down"), strings.Contains(why, "restarted"):
-		return LossReboot
-	case strings.HasPrefix(why, "SIM"):
-		return LossSIM
-	case strings.Contains(why, "port"):
-		return LossPort
-	case strings.Contains(why, "health"), strings.Contains(why, "unresponsive"):
-		return LossUnresponsive
+// loss is why a connected session was lost, as the machine carries it from the event that
+// ended the session to the count in Status.Reconnects. The zero value is lossOther.
+type loss int
+
+const (
+	lossOther loss = iota
+	lossLinkClosed
+	lossPing
+	lossPDP
+	lossReboot
+	lossSIM
+	lossPort
+	lossUnresponsive
+	numLosses
+)
+
+// lossKeys are the Status.Reconnects keys of the losses, by loss.
+var lossKeys = [numLosses]string{
+	lossOther:        LossOther,
+	lossLinkClosed:   LossLinkClosed,
+	lossPing:         LossPing,
+	lossPDP:          LossPDP,
+	lossReboot:       LossReboot,
+	lossSIM:          LossSIM,
+	lossPort:         LossPort,
+	lossUnresponsive: LossUnresponsive,
+}
+
+// String is the loss's key in Status.Reconnects.
+func (r loss) String() string {
+	if r < 0 || r >= numLosses {
+		return LossOther
 	}
-	return LossOther
+	return lossKeys[r]
 }
 
 // statusBook holds the Status the loop and the stages keep up to date.

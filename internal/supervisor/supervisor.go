@@ -443,8 +443,8 @@ func (l *loop) applySettings() {
 
 // event acts on one event of the link's client and gives the machine what it means.
 func (l *loop) event(ctx context.Context, ev qmt.Event) {
-	if to, why, ok := l.handleEvent(ctx, ev); ok {
-		l.feed(ctx, input{kind: inFallBack, stage: to, why: why})
+	if r, ok := l.handleEvent(ctx, ev); ok {
+		l.feed(ctx, input{kind: inFallBack, stage: r.to, why: r.why, loss: r.loss})
 	}
 }
 
@@ -523,7 +523,7 @@ func (l *loop) healthChecked(ctx context.Context, err error) {
 	}
 	l.feed(ctx, input{kind: inHealthDone, err: err})
 	if err == nil && l.link != nil && l.link.restartedWithEcho() {
-		l.feed(ctx, input{kind: inFallBack, stage: stageModule, why: "echo is back on: the module restarted"})
+		l.feed(ctx, input{kind: inFallBack, stage: stageModule, why: "echo is back on: the module restarted", loss: lossReboot})
 	}
 }
 
@@ -604,7 +604,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 			if st.Reconnects == nil {
 				st.Reconnects = map[string]uint64{}
 			}
-			st.Reconnects[LossReason(e.text)]++
+			st.Reconnects[e.loss.String()]++
 		})
 		ev := l.log.Warn().Str("event", logging.EventMQTTDisconnected).Str("reason", e.text).
 			Str("connected_for", e.dur.Round(time.Millisecond).String())
