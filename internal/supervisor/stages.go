@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,25 +25,27 @@ type link struct {
 	conn   *at.Conn
 	client *qmt.Client
 	mod    *modem.Module
-	// dead is set by the loop once it has reported the port's loss (loop only).
-	dead bool
-
-	// id is the module's identity, set by the module and SIM stages; the loop reads it after
-	// those stages reported back.
-	id modem.Identity
-	// echoes is the AT engine's echo count once ATE0 took effect; more echoes later mean the
-	// module restarted with echo on, even if its RDY was missed.
-	echoes atomic.Uint64
-	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
-	prepared atomic.Bool
-	// opened is when the port was opened.
+	// opened is when the port was opened (set before the link reaches the loop).
 	opened time.Time
-	// filters are the topic filters subscribed (with {imei}/{iccid} expanded); loop only.
+
+	// The rest is the loop's: only the loop goroutine writes it. A stage goroutine reads id and
+	// deviceName, which the loop set from earlier stages' findings before starting it.
+
+	// dead is set once the loop has reported the port's loss.
+	dead bool
+	// id is the module's identity, from the module and SIM stages' findings.
+	id modem.Identity
+	// prepared is set once ATE0 and AT+CMEE=1 took effect (the module stage's progress note); a
+	// reboot after that undoes them. echoes is the AT engine's echo count then: more echoes
+	// later mean the module restarted with echo on, even if its RDY was missed.
+	prepared bool
+	echoes   uint64
+	// filters are the topic filters subscribed (with {imei}/{iccid} expanded).
 	filters []string
-	// deviceName is the device name of a dynamically registering platform, set by the SIM
-	// stage (it may depend on the IMEI and ICCID); "" otherwise.
+	// deviceName is the device name of a dynamically registering platform, from the SIM
+	// stage's findings (it may depend on the IMEI and ICCID); "" otherwise.
 	deviceName string
-	// heldBack and heldFor are the reader's hold-back counters last reported (loop only).
+	// heldBack and heldFor are the reader's hold-back counters last reported.
 	heldBack uint64
 	heldFor  time.Duration
 }
@@ -93,7 +94,7 @@ func (k *link) subscribed(t string) bool {
 
 // restartedWithEcho reports whether the module echoes again after ATE0 took effect.
 func (k *link) restartedWithEcho() bool {
-	return k.prepared.Load() && k.conn.Stats().Echoes > k.echoes.Load()
+	return k.prepared && k.conn.Stats().Echoes > k.echoes
 }
 
 // reportHeldBack logs how often, since the last look, the module's output came faster than the
@@ -143,7 +144,9 @@ func (k *link) renewDisconnect(ctx context.Context, log zerolog.Logger) {
 // all, with a warning. A system clock before ClockFloor (the build's date) is reported as
 // wrong: signatures made with a wrong time fail in confusing ways (expired tokens, a wrong
 // Huawei hour).
-func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
+//
+// note is what was last said about that clock (see noteClock); signingClock updates it.
+func (s *Supervisor) signingClock(ctx context.Context, k *link, note *string) time.Duration {
 	now := time.Now()
 	floor, floorWhat := s.set.ClockFloor, "this build"
 	if floor.IsZero() {
@@ -160,7 +163,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 		}
 	}
 	if !wrong && synced {
-		s.noteClock("system", "", nil)
+		s.noteClock(note, "system", "", nil)
 		return 0
 	}
 	why := "the system clock is not synchronised"
@@ -170,7 +173,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	}
 	nt, err := k.mod.NetworkTime(ctx, floor)
 	if err != nil {
-		s.noteClock("system: "+why, "signing with the system clock although it is not synchronised: the module knows no network time either", func(warn bool) *zerolog.Event {
+		s.noteClock(note, "system: "+why, "signing with the system clock although it is not synchronised: the module knows no network time either", func(warn bool) *zerolog.Event {
 			ev := s.log.Debug()
 			if warn {
 				ev = s.log.Warn()
@@ -186,12 +189,12 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	skew := time.Until(nt.Add(500 * time.Millisecond))
 	if skew > -trustSkew && skew < trustSkew {
 		// Not synchronised, but it agrees with the network: the system clock is finer.
-		s.noteClock("system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
+		s.noteClock(note, "system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
 			return s.log.Debug().Str("why", why).Time("network_time", nt)
 		})
 		return 0
 	}
-	s.noteClock("network: "+why, "signing with the module's network clock", func(warn bool) *zerolog.Event {
+	s.noteClock(note, "network: "+why, "signing with the module's network clock", func(warn bool) *zerolog.Event {
 		ev := s.log.Debug()
 		if warn {
 			ev = s.log.Warn()
@@ -215,10 +218,11 @@ const trustSkew = 2 * time.Second
 var plausibleFloor = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // noteClock logs msg about the clock that signs CONNECTs (what, in short): at warn when that
-// changed since the last connect, at debug when not. ev builds the entry (nil: nothing to say).
-func (s *Supervisor) noteClock(what, msg string, ev func(warn bool) *zerolog.Event) {
-	changed := what != s.clockNote
-	s.clockNote = what
+// changed since the last connect (*last), at debug when not. ev builds the entry (nil: nothing
+// to say).
+func (s *Supervisor) noteClock(last *string, what, msg string, ev func(warn bool) *zerolog.Event) {
+	changed := what != *last
+	*last = what
 	if ev != nil {
 		ev(changed).Msg(msg)
 	}
@@ -260,7 +264,7 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (r rebuild, ok boo
 	case qmt.Received:
 		l.downlink(e.Topic, e.Payload, e.MsgID)
 	case qmt.Stored:
-		go l.readStored(ctx, l.link, e.Slot)
+		go l.readStored(ctx, l.link, e.Slot, l.stored)
 	case qmt.LinkStatus:
 		why := fmt.Sprintf("+QMTSTAT %d: %s", e.Code, e.Reason())
 		if !l.connectedAt.IsZero() {
@@ -285,7 +289,7 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (r rebuild, ok boo
 		case ordered:
 			l.log.Info().Msg("module finished resetting (RDY)")
 			return rebuild{}, false
-		case !l.link.prepared.Load():
+		case !l.link.prepared:
 			l.log.Info().Msg("module finished booting (RDY)")
 			return rebuild{}, false
 		}
@@ -296,7 +300,7 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (r rebuild, ok boo
 		// only when no RDY came lately and the module was already brought up on this port: a
 		// reboot whose RDY was missed.
 		now := time.Now()
-		if !l.link.prepared.Load() || now.Sub(l.readyAt) < appReadyAfter || now.Sub(l.link.opened) < appReadyAfter {
+		if !l.link.prepared || now.Sub(l.readyAt) < appReadyAfter || now.Sub(l.link.opened) < appReadyAfter {
 			l.log.Info().Msg("module applications ready (APP RDY)")
 			return rebuild{}, false
 		}
@@ -345,7 +349,7 @@ func (l *loop) downlink(topic string, payload []byte, msgID int) {
 	}
 	// Counted before it is logged: whoever reads the log line and then the status (a test, an
 	// operator) sees it counted.
-	l.book.update(func(st *Status) {
+	l.setStatus(func(st *Status) {
 		st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload))
 	})
 	ev.Msg("downlink")
@@ -358,17 +362,17 @@ func (l *loop) downlink(topic string, payload []byte, msgID int) {
 }
 
 // readStored reads a buffer-mode message out of its slot (the module frees the slot on reading)
-// in a goroutine of its own, and hands what it read to the loop.
-func (l *loop) readStored(ctx context.Context, k *link, slot int) {
+// in a goroutine of its own, and hands what it read to the loop (out).
+func (s *Supervisor) readStored(ctx context.Context, k *link, slot int, out chan<- []qmt.Received) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	msgs, err := k.client.ReadStored(rctx, slot)
 	if err != nil {
-		l.log.Error().Err(err).Int("slot", slot).Msg("cannot read a stored downlink")
+		s.log.Error().Err(err).Int("slot", slot).Msg("cannot read a stored downlink")
 		return
 	}
 	select {
-	case l.stored <- msgs:
+	case out <- msgs:
 	case <-ctx.Done():
 	}
 }
@@ -382,12 +386,54 @@ type stageOut struct {
 	// this host's clock, it was signed (for the renewal).
 	validFor time.Duration
 	signedAt time.Time
+	// found is what the stage learned, also when it then failed.
+	found findings
+	// clockNote: stageMQTT, what was last said about the clock that signs CONNECTs (noteClock).
+	clockNote string
+}
+
+// findings is what a stage or a health check learned about the module, the SIM, the network
+// and the session. It travels back to the loop with the result, and the loop alone puts it in
+// the status and on the link. A nil field (a false flag) was not learned.
+type findings struct {
+	module     *modem.Identity // the module stage: model, revision and IMEI (no ICCID)
+	sim        *string         // the SIM state AT+CPIN? gave, or what its error means
+	iccid      *string
+	deviceName *string // a dynamically registering platform's device name for this module
+	reg        *modem.Registration
+	pdp        []string // the PDP context's addresses, when pdpKnown
+	pdpKnown   bool
+	signal     *Signal
+	signalAt   time.Time
+	operator   *string
+	// networkReady: the PDP stage found the network ready (the LED goes off, or shows its
+	// property).
+	networkReady bool
+	clientID     *string
+	subscribed   []Subscribed // the session's subscriptions, when subsKnown
+	subsKnown    bool
+	published    uint64 // publishes on connect the module reported done
+}
+
+// ptr is a pointer to a copy of v, for findings.
+func ptr[T any](v T) *T { return &v }
+
+// stageIn is what the loop gives a stage besides the port: state the loop owns that the stage
+// carries on, and where it reports progress.
+type stageIn struct {
+	// clockNote: what was last said about the clock that signs CONNECTs (stageMQTT).
+	clockNote string
+	// prepared reports, from the module stage, that ATE0 and AT+CMEE=1 took effect, with the
+	// AT engine's echo count then; the loop takes it at once (a RDY after it is a reboot). It
+	// never waits.
+	prepared func(echoes uint64)
 }
 
 // runStage runs one bring-up stage on the open port k (nil for stagePort, which returns the
 // link it opened). Stages never sleep and never retry: they do their step once and return a
-// classified error (see classify); the machine decides what comes next.
-func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (stageOut, error) {
+// classified error (see classify); the machine decides what comes next. They write nothing
+// the loop owns: what they learn comes back in stageOut.
+func (s *Supervisor) runStage(ctx context.Context, st stage, k *link, in stageIn) (out stageOut, err error) {
 	switch st {
 	case stagePort:
 		port, err := s.set.OpenPort(ctx)
@@ -397,21 +443,23 @@ func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (stageOut,
 		}
 		return stageOut{link: newLink(port, s)}, nil
 	case stageModule:
-		return stageOut{}, s.bringUpModule(ctx, k)
+		err = s.bringUpModule(ctx, k, in, &out.found)
 	case stageSIM:
-		return stageOut{}, s.checkSIM(ctx, k)
+		err = s.checkSIM(ctx, k, &out.found)
 	case stageRegister:
-		return stageOut{}, s.checkRegistration(ctx, k)
+		err = s.checkRegistration(ctx, k, &out.found)
 	case stagePDP:
-		return stageOut{}, s.activatePDP(ctx, k)
+		err = s.activatePDP(ctx, k, &out.found)
 	case stageMQTT:
-		return s.bringUpMQTT(ctx, k)
+		out.clockNote = in.clockNote
+		err = s.connectMQTT(ctx, k, &out)
+	default:
+		err = fmt.Errorf("no such stage %s", st)
 	}
-	return stageOut{}, fmt.Errorf("no such stage %s", st)
+	return out, err
 }
 
-func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
-	k.prepared.Store(false)
+func (s *Supervisor) bringUpModule(ctx context.Context, k *link, in stageIn, f *findings) error {
 	s.log.Info().Str("step", "sync").Str("port", s.set.PortName).Msg("waiting for the module to answer AT")
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := k.mod.Sync(syncCtx, 500*time.Millisecond)
@@ -426,8 +474,7 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 	if err := k.mod.Prepare(ctx); err != nil {
 		return failedStep("prepare", err)
 	}
-	k.echoes.Store(k.conn.Stats().Echoes)
-	k.prepared.Store(true)
+	in.prepared(k.conn.Stats().Echoes)
 	if err := s.checkURCPort(ctx, k); err != nil {
 		return err
 	}
@@ -435,18 +482,9 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 	if err != nil {
 		return failedStep("identify", err)
 	}
-	k.id = id
-	s.book.update(func(st *Status) { st.Module = id })
+	f.module = &id
 	s.log.Info().Str("event", logging.EventModule).Str("model", id.Model).Str("revision", id.Revision).
 		Str("imei", id.IMEI).Msg("module identified")
-	if s.lastIMEI != "" && s.lastIMEI != id.IMEI {
-		s.log.Warn().Str("event", logging.EventModuleReplaced).Str("old_imei", s.lastIMEI).
-			Str("new_imei", id.IMEI).Msg("a different module is attached; setting it up from the host's configuration")
-		if s.set.Outbox != nil {
-			s.set.Outbox.Reset()
-		}
-	}
-	s.lastIMEI = id.IMEI
 	return nil
 }
 
@@ -486,17 +524,17 @@ func stopped(ctx context.Context, err error) bool {
 const simPoll = time.Second
 
 // checkSIM asks for the SIM state once; a SIM that is not ready is polled by the machine.
-func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
+func (s *Supervisor) checkSIM(ctx context.Context, k *link, f *findings) error {
 	state, err := k.mod.SIMState(ctx)
 	var cme *at.CMEError
 	switch {
 	case err != nil && errors.As(err, &cme):
-		s.book.update(func(st *Status) { st.SIM = at.CMEMeaning(cme.Code) })
+		f.sim = ptr(at.CMEMeaning(cme.Code))
 		return &notYetError{state: at.CMEMeaning(cme.Code), poll: simPoll, err: err}
 	case err != nil:
 		return failedStep("sim", err)
 	}
-	s.book.update(func(st *Status) { st.SIM = state })
+	f.sim = &state
 	if state != "READY" {
 		return &notYetError{state: state, poll: simPoll}
 	}
@@ -509,19 +547,19 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 	case err != nil:
 		return &stepError{step: "iccid", err: err, hint: "the SIM's number (AT+QCCID) is needed for {iccid} in topics; check the SIM"}
 	}
-	k.id.ICCID = iccid
-	s.book.update(func(st *Status) { st.Module.ICCID = iccid })
-	if err := modem.ValidateTopicIdentity(k.id); err != nil {
+	f.iccid = &iccid
+	id := k.id
+	id.ICCID = iccid
+	if err := modem.ValidateTopicIdentity(id); err != nil {
 		return &stepError{step: "identity", err: err, hint: "the module's IMEI or the SIM's ICCID cannot go into a topic; nothing is subscribed with it"}
 	}
-	s.log.Info().Str("event", logging.EventSIMReady).Str("iccid", iccid).Str("imei", k.id.IMEI).Msg("SIM ready")
+	s.log.Info().Str("event", logging.EventSIMReady).Str("iccid", iccid).Str("imei", id.IMEI).Msg("SIM ready")
 	if reg, ok := cloud.RegisteringOf(s.set.Platform); ok {
-		dn, err := s.resolveDeviceName(reg, k.id)
+		dn, err := s.resolveDeviceName(reg, id)
 		if err != nil {
 			return &stepError{step: "device name", err: err, hint: "the pinned device name in mqtt.aliyun.state_dir cannot be read; fix or remove it"}
 		}
-		k.deviceName = dn
-		s.book.update(func(st *Status) { st.DeviceName = dn })
+		f.deviceName = &dn
 	}
 	if s.set.APN != "" {
 		if err := k.mod.SetAPNAuth(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword, s.set.APNAuth); err != nil {
@@ -538,21 +576,19 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 // registerPoll is how often registration is asked again while the module is not registered.
 const registerPoll = 2 * time.Second
 
-func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
+func (s *Supervisor) checkRegistration(ctx context.Context, k *link, f *findings) error {
 	reg, err := k.mod.Registration(ctx)
 	if err != nil {
 		return failedStep("register", err)
 	}
-	s.book.update(func(st *Status) {
-		st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg)
-	})
+	f.reg = &reg
 	if !reg.Registered() {
 		return &notYetError{state: reg.String(), poll: registerPoll}
 	}
 	return nil
 }
 
-func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
+func (s *Supervisor) activatePDP(ctx context.Context, k *link, f *findings) error {
 	cid := s.set.PDPContext
 	s.log.Info().Str("step", "pdp").Int("context", cid).Msg("checking the PDP context")
 	active, addrs, err := k.mod.PDPAddresses(ctx, cid)
@@ -577,35 +613,25 @@ func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 	if len(addrs) > 1 {
 		ev = ev.Strs("addresses", addrs)
 	}
-	s.book.update(func(st *Status) { st.PDPAddress, st.PDPAddresses = addr, addrs })
+	f.pdp, f.pdpKnown = addrs, true
 	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil {
-		s.book.update(func(st *Status) { st.Signal, st.SignalAt = Signal{RSSI: dbm, HasRSSI: ok}, time.Now() })
+		f.signal, f.signalAt = &Signal{RSSI: dbm, HasRSSI: ok}, time.Now()
 		if ok {
 			ev = ev.Int("rssi_dbm", dbm)
 		}
 	}
 	if op, err := k.mod.Operator(ctx); err == nil && op != "" {
-		s.book.update(func(st *Status) { st.Operator = op })
+		f.operator = &op
 		ev = ev.Str("operator", op)
 	}
 	ev.Msg("network ready")
-	if s.set.LEDBound != nil {
-		s.setLED(s.set.LEDBound(), "network ready; the LED shows its property")
-	} else {
-		s.setLED(false, "network ready")
-	}
+	f.networkReady = true
 	return nil
 }
 
-// bringUpMQTT configures the module's MQTT client, opens the link, connects with the identity
-// the platform gives for now, subscribes and publishes what is configured. It returns when the
-// identity expires (zero: never), and its lifetime.
-func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) (out stageOut, err error) {
-	err = s.connectMQTT(ctx, k, &out)
-	return out, err
-}
-
-// connectMQTT is bringUpMQTT; it sets out's expiry once connected.
+// connectMQTT configures the module's MQTT client, opens the link, connects with the identity
+// the platform gives for now, subscribes and publishes what is configured. It sets in out when
+// the identity expires (zero: never) and its lifetime, and what it learned on the way.
 func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) error {
 	c := k.client
 	// Whatever state an earlier attempt or another program left our client in, start clean.
@@ -627,7 +653,7 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 	}
 	// The clock to sign with is settled before the link opens: some brokers close a link that
 	// stays idle between QMTOPEN and QMTCONN.
-	skew := s.signingClock(ctx, k)
+	skew := s.signingClock(ctx, k, &out.clockNote)
 	s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).Msg("opening the link to the broker")
 	err = c.Open(ctx, s.set.Host, s.set.Port)
 	if errors.Is(err, qmt.ErrInUse) {
@@ -662,7 +688,7 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 	if !id.Expires.IsZero() {
 		out.validFor, out.signedAt = id.Expires.Sub(signNow), signedAt
 	}
-	s.book.update(func(st *Status) { st.ClientID = id.ClientID })
+	out.found.clientID = &id.ClientID
 	ev := s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
 		Str("client_id", id.ClientID).Str("username", user)
 	if !id.Expires.IsZero() {
@@ -693,23 +719,20 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 			}
 		}
 	}
-	s.book.update(func(st *Status) {
-		st.Subscriptions, st.Subscribed = st.Subscriptions[:0], st.Subscribed[:0]
-		for i, sub := range subs {
-			st.Subscriptions = append(st.Subscriptions, sub.Topic)
-			g := -1
-			if i < len(granted) {
-				g = granted[i]
-			}
-			st.Subscribed = append(st.Subscribed, Subscribed{Topic: sub.Topic, QoS: sub.QoS, Granted: g})
+	out.found.subscribed, out.found.subsKnown = make([]Subscribed, 0, len(subs)), true
+	for i, sub := range subs {
+		g := -1
+		if i < len(granted) {
+			g = granted[i]
 		}
-	})
+		out.found.subscribed = append(out.found.subscribed, Subscribed{Topic: sub.Topic, QoS: sub.QoS, Granted: g})
+	}
 	for _, m := range s.set.PublishOnConnect {
 		m.Topic = ids.Replace(m.Topic)
 		if err := c.Publish(ctx, m); err != nil {
 			return s.mqttFailed(ctx, k, "publish", err)
 		}
-		s.book.update(func(st *Status) { st.Published++ })
+		out.found.published++
 		s.log.Info().Str("event", logging.EventPublished).Str("topic", m.Topic).Int("bytes", len(m.Payload)).
 			Int("qos", m.QoS).Msg("published")
 	}
