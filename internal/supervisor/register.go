@@ -129,14 +129,15 @@ func (s *Supervisor) register(ctx context.Context, k *link, reg cloud.Registerin
 }
 
 // registrationAnswer hands a message on the registration topic to a registration in progress
-// and reports whether it did; the payload (a secret) is never logged.
-func (l *loop) registrationAnswer(topic string, payload []byte) bool {
+// and reports whether it did; the payload (a secret) is never logged. The downlink consumer
+// calls it.
+func (s *Supervisor) registrationAnswer(topic string, payload []byte) bool {
 	if topic != cloud.AliyunRegisterTopic {
 		return false
 	}
-	ch := l.regWait.Load()
+	ch := s.regWait.Load()
 	if ch == nil {
-		l.log.Warn().Str("topic", topic).Int("bytes", len(payload)).
+		s.log.Warn().Str("topic", topic).Int("bytes", len(payload)).
 			Msg("a registration answer arrived with no registration in progress; ignored (not logged: it holds a secret)")
 		return true
 	}
@@ -144,6 +145,6 @@ func (l *loop) registrationAnswer(topic string, payload []byte) bool {
 	case *ch <- qmt.Received{Topic: topic, Payload: payload}:
 	default:
 	}
-	l.log.Info().Str("topic", topic).Int("bytes", len(payload)).Msg("registration answer received")
+	s.log.Info().Str("topic", topic).Int("bytes", len(payload)).Msg("registration answer received")
 	return true
 }

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
@@ -28,11 +29,24 @@ type link struct {
 	// opened is when the port was opened (set before the link reaches the loop).
 	opened time.Time
 
+	// session carries the client's session events (sessionEvent) from the link's downlink
+	// consumer to the loop, in order; closed when the client's events end. closed is closed by
+	// close, so that the consumer stops waiting for the loop; consumed once the consumer ended.
+	session   chan qmt.Event
+	closed    chan struct{}
+	consumed  chan struct{}
+	closeOnce sync.Once
+	// filters are the topic filters subscribed (with {imei}/{iccid} expanded): the loop stores
+	// a fresh slice, the downlink consumer reads it.
+	filters atomic.Pointer[[]string]
+
 	// The rest is the loop's: only the loop goroutine writes it. A stage goroutine reads id and
 	// deviceName, which the loop set from earlier stages' findings before starting it.
 
 	// dead is set once the loop has reported the port's loss.
 	dead bool
+	// consuming is set once the loop started the link's downlink consumer.
+	consuming bool
 	// id is the module's identity, from the module and SIM stages' findings.
 	id modem.Identity
 	// prepared is set once ATE0 and AT+CMEE=1 took effect (the module stage's progress note); a
@@ -40,8 +54,6 @@ type link struct {
 	// later mean the module restarted with echo on, even if its RDY was missed.
 	prepared bool
 	echoes   uint64
-	// filters are the topic filters subscribed (with {imei}/{iccid} expanded).
-	filters []string
 	// deviceName is the device name of a dynamically registering platform, from the SIM
 	// stage's findings (it may depend on the IMEI and ICCID); "" otherwise.
 	deviceName string
@@ -52,7 +64,8 @@ type link struct {
 
 func newLink(port io.ReadWriteCloser, s *Supervisor) *link {
 	conn := at.New(port, at.Options{Logger: s.log, Trace: s.set.Trace, URCs: qmt.URCs()})
-	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn), opened: time.Now()}
+	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn), opened: time.Now(),
+		session: make(chan qmt.Event, sessionQueue), closed: make(chan struct{}), consumed: make(chan struct{})}
 }
 
 // resetSequence bounds how long after gatewayd ordered AT+CFUN=1,1 the lines the reset prints —
@@ -70,21 +83,33 @@ func (l *loop) resetting(now time.Time) bool {
 	return !l.resetAt.IsZero() && now.Sub(l.resetAt) < resetSequence
 }
 
+// close closes the port and waits for the link's downlink consumer, if it was started, to end:
+// no downlink is handed on after it returns. Loop only.
 func (k *link) close() {
+	k.closeOnce.Do(func() { close(k.closed) })
 	k.client.Close()
 	k.conn.Close()
+	if k.consuming {
+		<-k.consumed
+	}
 }
 
+// setFilters gives the downlink consumer the session's topic filters. Loop only.
 func (k *link) setFilters(subs []qmt.Subscription) {
-	k.filters = k.filters[:0]
+	filters := make([]string, 0, len(subs))
 	for _, sub := range subs {
-		k.filters = append(k.filters, sub.Topic)
+		filters = append(filters, sub.Topic)
 	}
+	k.filters.Store(&filters)
 }
 
 // subscribed reports whether topic matches one of the session's subscriptions.
 func (k *link) subscribed(t string) bool {
-	for _, f := range k.filters {
+	fs := k.filters.Load()
+	if fs == nil {
+		return false
+	}
+	for _, f := range *fs {
 		if topic.Match(f, t) {
 			return true
 		}
@@ -258,13 +283,10 @@ type rebuild struct {
 	loss loss
 }
 
-// handleEvent acts on one URC. ok says the event means the session must be rebuilt (r).
-func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (r rebuild, ok bool) {
+// handleEvent acts on one session event (see sessionEvent). ok says the event means the session
+// must be rebuilt (r).
+func (l *loop) handleEvent(ev qmt.Event) (r rebuild, ok bool) {
 	switch e := ev.(type) {
-	case qmt.Received:
-		l.downlink(e.Topic, e.Payload, e.MsgID)
-	case qmt.Stored:
-		go l.readStored(ctx, l.link, e.Slot, l.stored)
 	case qmt.LinkStatus:
 		why := fmt.Sprintf("+QMTSTAT %d: %s", e.Code, e.Reason())
 		if !l.connectedAt.IsZero() {
@@ -317,64 +339,8 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (r rebuild, ok boo
 		if e.State != "READY" {
 			return rebuild{stageSIM, "SIM state changed to " + e.State, lossSIM}, true
 		}
-	case qmt.Unknown:
-		l.log.Debug().Str("line", e.Line).Msg("unsolicited line not understood")
-	case qmt.Malformed:
-		l.log.Warn().Str("line", e.Line).Err(e.Err).Msg("malformed line from the module ignored")
-	default:
-		l.log.Debug().Str("urc", fmt.Sprintf("%+v", ev)).Msg("URC")
 	}
 	return rebuild{}, false
-}
-
-// maxLoggedPayload is the largest payload a downlink log line shows.
-const maxLoggedPayload = 256
-
-func (l *loop) downlink(topic string, payload []byte, msgID int) {
-	if l.registrationAnswer(topic, payload) {
-		return
-	}
-	if !l.link.subscribed(topic) {
-		l.log.Warn().Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID).
-			Msg("message on a topic gatewayd did not subscribe to; ignored")
-		return
-	}
-	ev := l.log.Info().Str("event", logging.EventDownlink).Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID)
-	switch {
-	case len(payload) > maxLoggedPayload:
-	case utf8.Valid(payload):
-		ev = ev.Str("payload", string(payload))
-	default:
-		ev = ev.Hex("payload_hex", payload)
-	}
-	// Counted before it is logged: whoever reads the log line and then the status (a test, an
-	// operator) sees it counted.
-	l.setStatus(func(st *Status) {
-		st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload))
-	})
-	ev.Msg("downlink")
-	if l.set.LEDBound == nil {
-		l.toggleLED("downlink")
-	}
-	if l.set.Downlinks != nil {
-		l.set.Downlinks(topic, payload)
-	}
-}
-
-// readStored reads a buffer-mode message out of its slot (the module frees the slot on reading)
-// in a goroutine of its own, and hands what it read to the loop (out).
-func (s *Supervisor) readStored(ctx context.Context, k *link, slot int, out chan<- []qmt.Received) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	msgs, err := k.client.ReadStored(rctx, slot)
-	if err != nil {
-		s.log.Error().Err(err).Int("slot", slot).Msg("cannot read a stored downlink")
-		return
-	}
-	select {
-	case out <- msgs:
-	case <-ctx.Done():
-	}
 }
 
 // stageOut is what a stage hands back besides its error.

@@ -141,7 +141,8 @@ func (r loss) String() string {
 	return lossKeys[r]
 }
 
-// statusBook holds the Status the loop keeps up to date (all of it but the LED, see ledState).
+// statusBook holds the Status the loop keeps up to date (all of it but the LED, see ledState,
+// and the downlinks counted, see downlinkCount).
 // Its lock is for Status's readers; the one way to change it is the loop's setStatus, so that
 // only the loop goroutine writes it.
 type statusBook struct {
@@ -167,6 +168,9 @@ func (s *Supervisor) Status() Status {
 	st.PDPAddresses = slices.Clone(st.PDPAddresses)
 	st.Reconnects = maps.Clone(st.Reconnects)
 	st.LEDOn, st.LEDKnown = s.LEDState()
+	s.downlinks.mu.Lock()
+	st.Downlinks, st.DownlinkBytes = s.downlinks.n, s.downlinks.bytes
+	s.downlinks.mu.Unlock()
 	return st
 }
 

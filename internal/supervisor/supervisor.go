@@ -193,7 +193,9 @@ type Supervisor struct {
 
 	book     statusBook // what Status returns; written by the loop only
 	ledState ledState   // the LED as last set (Status.LEDOn)
-	atTotals atTotals   // what ATStats returns
+	// downlinks counts what the downlink consumers handed on (Status.Downlinks).
+	downlinks downlinkCount
+	atTotals  atTotals // what ATStats returns
 }
 
 // New returns a supervisor. notify may be nil.
@@ -287,7 +289,6 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		resetDone:    make(chan struct{}, 1),
 		drainDone:    make(chan error, 1),
 		preparedNote: make(chan preparedNote, 1),
-		stored:       make(chan []qmt.Received),
 		timer:        time.NewTimer(time.Hour),
 		renewTimer:   time.NewTimer(time.Hour),
 	}
@@ -322,8 +323,6 @@ type loop struct {
 	timer       *time.Timer
 	renewTimer  *time.Timer // the machine's renewal of an expiring password
 	renewed     bool        // effRenewed was performed; the next effConnected continues the session
-	// stored carries buffer-mode messages read out of their slots (readStored) to the loop.
-	stored chan []qmt.Received
 	// preparedNote carries the module stage's progress note (stageIn.prepared); it holds one,
 	// and a module stage sends at most one.
 	preparedNote chan preparedNote
@@ -403,7 +402,7 @@ func (l *loop) run(ctx context.Context) error {
 		var events <-chan qmt.Event
 		var portDone <-chan struct{}
 		if l.link != nil && !l.link.dead {
-			events, portDone = l.link.client.Events(), l.link.conn.Done()
+			events, portDone = l.link.session, l.link.conn.Done()
 		}
 		select {
 		case <-ctx.Done():
@@ -431,6 +430,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.applySettings()
 			if r.link != nil {
 				l.link = r.link
+				l.startConsumer(ctx, r.link)
 				l.reader.Store(r.link.conn)
 				l.setStatus(func(st *Status) { st.PortOpen = true })
 			}
@@ -465,8 +465,6 @@ func (l *loop) run(ctx context.Context) error {
 				}
 				l.healthChecked(ctx, r.err)
 			}
-		case msgs := <-l.stored:
-			l.storedDownlinks(msgs)
 		case <-l.resetDone:
 			l.feed(ctx, input{kind: inResetDone})
 		case <-l.probe:
@@ -508,61 +506,48 @@ func (l *loop) applySettings() {
 
 // event acts on one event of the link's client and gives the machine what it means.
 func (l *loop) event(ctx context.Context, ev qmt.Event) {
-	if r, ok := l.handleEvent(ctx, ev); ok {
+	if r, ok := l.handleEvent(ev); ok {
 		l.feed(ctx, input{kind: inFallBack, stage: r.to, why: r.why, loss: r.loss})
 	}
 }
 
-func (l *loop) storedDownlinks(msgs []qmt.Received) {
-	for _, m := range msgs {
-		l.downlink(m.Topic, m.Payload, m.MsgID)
-	}
-}
-
-// pendingEvent is an event while kept, with the link it came from.
+// pendingEvent is a session event while kept, with the link it came from.
 type pendingEvent struct {
 	k  *link
 	ev qmt.Event
 }
 
-// maxPending bounds the events while keeps for the loop; beyond it the rest wait in the
-// client's queue.
+// maxPending bounds the events while keeps for the loop; beyond it the rest wait in the link's
+// session queue.
 const maxPending = 64
 
 // while runs fn, which waits for something that may need the module's output (a disconnect's
-// result, the drain's last publish, a stage's last command), and meanwhile goes on reading the
-// link's events: a full event queue holds the AT reader back, so a loop that stopped reading
-// would keep fn's answer unread behind the downlinks. Downlinks are handled at once (logged,
-// the LED, local delivery); every other event is kept, in order, for the loop to act on
-// afterwards, since acting on it means feeding the machine, which is performing an effect now.
-func (l *loop) while(ctx context.Context, fn func()) {
+// result, the drain's last publish, a stage's last command), and meanwhile goes on taking the
+// link's session events: a full session queue holds the downlink consumer back, and with it
+// the AT reader, which would leave fn's answer unread. The events are kept, in order, for the
+// loop to act on afterwards, since acting on one means feeding the machine, which is
+// performing an effect now. Downlinks do not come here: their consumer hands them on meanwhile.
+func (l *loop) while(fn func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		fn()
 	}()
-	ended := false // the client's events ended; the loop will notice
+	ended := false // the session events ended; the loop will notice
 	for {
 		var events <-chan qmt.Event
 		if l.link != nil && !l.link.dead && !ended && len(l.pending) < maxPending {
-			events = l.link.client.Events()
+			events = l.link.session
 		}
 		select {
 		case <-done:
 			return
 		case ev, ok := <-events:
-			switch e := ev.(type) {
-			case nil:
-				ended = !ok
-			case qmt.Received:
-				l.downlink(e.Topic, e.Payload, e.MsgID)
-			case qmt.Stored:
-				l.handleEvent(ctx, e)
-			default:
-				l.pending = append(l.pending, pendingEvent{l.link, ev})
+			if !ok {
+				ended = true
+				continue
 			}
-		case msgs := <-l.stored:
-			l.storedDownlinks(msgs)
+			l.pending = append(l.pending, pendingEvent{l.link, ev})
 		}
 	}
 }
@@ -804,7 +789,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 			l.setStatus(func(st *Status) { st.Connected, st.ConnectedAt = false, time.Time{} })
 		}
 		if k := l.link; k != nil {
-			l.while(ctx, func() { k.shutdown(l.log, e.text) })
+			l.while(func() { k.shutdown(l.log, e.text) })
 		}
 	case effArmRenew:
 		if !l.renewTimer.Stop() {
@@ -822,7 +807,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.log.Info().Time("expires", e.at).Str("expires_in", e.at.Sub(now).Round(time.Millisecond).String()).
 			Msg("the session's password expires soon: disconnecting cleanly to connect with a fresh one")
 		if k := l.link; k != nil {
-			l.while(ctx, func() { k.renewDisconnect(ctx, l.log) })
+			l.while(func() { k.renewDisconnect(ctx, l.log) })
 		}
 	case effRenewed:
 		l.renewed = true // the effConnected that follows is the same session's
@@ -914,7 +899,7 @@ func (l *loop) stopDrain() {
 	}
 	l.drainCancel()
 	var err error
-	l.while(context.Background(), func() { err = <-l.drainDone })
+	l.while(func() { err = <-l.drainDone })
 	if err != nil {
 		l.log.Error().Err(err).Msg("outbox drain stopped with an error")
 	}
@@ -938,7 +923,7 @@ func (l *loop) cleanUp() {
 	if l.stageLive {
 		l.stageCancel()
 		var r stageResult
-		l.while(context.Background(), func() { r = <-l.stageDone })
+		l.while(func() { r = <-l.stageDone })
 		if r.link != nil {
 			r.link.close()
 		}
