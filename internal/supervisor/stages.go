@@ -123,7 +123,7 @@ func (k *link) restartedWithEcho() bool {
 }
 
 // reportHeldBack logs how often, since the last look, the module's output came faster than the
-// loop handled it, so that the AT reader waited (and stopped reading the port) until there was
+// downlink consumer took it, so that the AT reader waited (and stopped reading the port) until there was
 // room. Nothing is lost that way; a burst of downlinks shows here.
 func (k *link) reportHeldBack(log zerolog.Logger) {
 	st := k.conn.Stats()

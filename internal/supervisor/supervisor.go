@@ -4,41 +4,44 @@
 //
 // The decisions are a pure state machine (machine.go) fed by one loop (Run) that performs its
 // effects and owns every timer; the bring-up stages (stages.go) never sleep, and one classifier
-// (classify.go) says what each of their errors means.
+// (classify.go) says what each of their errors means. Downlinks do not pass through the loop:
+// each link has a downlink consumer (downlinks.go) that hands them on in order.
 //
 // # Who owns what
 //
 // The loop goroutine (Run) owns everything the machine decides about, and is the only
-// goroutine that writes it: the machine, the open link (its identity, filters, the module
-// stage's "prepared"), the Status book (through loop.setStatus, the one way to change it),
-// the session and AT engine pointers that Publish, Command and ATStats read, the timers, and
-// what it remembers between links (the last IMEI, the signing clock's last note, the last
-// signal poll).
+// goroutine that writes it: the machine, the open link (its identity, device name, topic
+// filters, the module stage's "prepared"), the Status book (through loop.setStatus, the one
+// way to change it), the session and AT engine pointers that Publish, Command and ATStats
+// read, the timers, and what it remembers between links (the last IMEI, the signing clock's
+// last note, the last signal poll).
 //
-// Everything else runs in goroutines the loop starts, which write none of that: they get what
-// they need when started and hand back what they learned as an input to the loop —
+// The goroutines it starts write none of that. They get what they need when started and hand
+// back what they learned as an input to the loop:
 //   - a stage gets the link and a stageIn, and returns a stageOut whose findings (identity,
 //     ICCID, SIM state, registration, PDP addresses, signal, operator, client id, the
-//     subscriptions granted, publishes done) the loop puts in the status; the module stage's
-//     one progress note (ATE0 took effect) comes on a channel of its own;
+//     subscriptions granted, publishes done) the loop puts in the status and on the link; the
+//     module stage's one progress note (ATE0 took effect) comes on a channel of its own;
 //   - a health check returns its error, then the signal, registration and operator it read;
-//   - a stored-message read returns the messages; a reset and the outbox's drain return when
-//     they are done.
+//   - a link's downlink consumer forwards the session events (sessionEvent: +QMTSTAT, a failed
+//     ping, pdpdeact, RDY, POWERED DOWN, +CPIN) in order; everything else it handles itself;
+//   - a reset and the outbox's drain only report that they are done.
 //
-// Two things are shared on purpose and say so where they are declared: the LED (ledState),
-// which SetLED (the thing model) drives too, under its own lock; and the registration
-// answer's hand-off (regWait), a channel the MQTT stage offers and the loop fills. Session
+// What the downlink consumer writes is its own: the downlink counts (downlinkCount) and the LED,
+// which SetLED (the thing model) drives too, under the LED's lock (ledState). The registration
+// answer's hand-off (regWait) is a channel the MQTT stage offers and the consumer fills. Session
 // losses carry a typed reason (loss) from the event that ended the session to the count in
-// Status.Reconnects.
+// Status.Reconnects. go test -race checks the rules where tests drive the goroutines together:
+// the link's loop-owned fields are plain fields, with no lock to hide behind.
 //
-// Nothing the module sends is dropped: the AT reader, the MQTT client's event loop and this loop
-// are joined by bounded queues that push back (a full one stops the reader reading the port).
-// That cannot deadlock because of one rule: the loop, which is the only reader of the client's
-// events, never waits for an AT command with the events unread. Stages, health checks, resets
-// and stored-message reads run in goroutines of their own; where the loop itself must wait for a
+// Nothing the module sends is dropped: the AT reader, the MQTT client's event loop, the
+// downlink consumer and this loop are joined by bounded queues that push back (a full one
+// stops the reader reading the port). That cannot deadlock because of two rules: the consumer
+// never waits for anything but the log, the LED and the loop's session queue; and the loop
+// never waits for an AT command with that queue unread. Stages, health checks, resets and
+// stored-message reads run in goroutines of their own; where the loop itself must wait for a
 // call (the disconnect at shutdown, the drain's last publish, a stage stopping), it does so in
-// while, which goes on handling downlinks meanwhile. Handing a downlink on (the log, the LED,
-// the local endpoint's queue) never waits on anything but the log.
+// while, which keeps the session events that come meanwhile for afterwards.
 package supervisor
 
 import (
