@@ -28,17 +28,18 @@ func TestSigningClock(t *testing.T) {
 	s := New(Settings{ClockSynced: func() (bool, error) { return synced, nil }}, zerolog.New(&log), nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var note string // what was last said about the clock
 	near := func(got, want time.Duration) bool { return got > want-2*time.Second && got < want+2*time.Second }
 
 	if err := m.SetNetworkClock(time.Hour, 32, true); err != nil {
 		t.Fatal(err)
 	}
 	before := conn.Stats().BytesOut
-	if skew := s.signingClock(ctx, k); skew != 0 || conn.Stats().BytesOut != before {
+	if skew := s.signingClock(ctx, k, &note); skew != 0 || conn.Stats().BytesOut != before {
 		t.Fatalf("synchronised clock: skew %s, %d bytes sent to the module; want 0 and none", skew, conn.Stats().BytesOut-before)
 	}
 	synced = false
-	if skew := s.signingClock(ctx, k); !near(skew, time.Hour) {
+	if skew := s.signingClock(ctx, k, &note); !near(skew, time.Hour) {
 		t.Fatalf("unsynchronised clock, network an hour ahead: skew %s", skew)
 	}
 	if !strings.Contains(log.String(), `"event":"clock_network"`) || !strings.Contains(log.String(), `"level":"warn"`) {
@@ -47,7 +48,7 @@ func TestSigningClock(t *testing.T) {
 	if err := m.SetNetworkClock(300*time.Millisecond, 32, true); err != nil {
 		t.Fatal(err)
 	}
-	if skew := s.signingClock(ctx, k); skew != 0 {
+	if skew := s.signingClock(ctx, k, &note); skew != 0 {
 		t.Errorf("unsynchronised clock that agrees with the network: skew %s, want 0", skew)
 	}
 	// A system clock before the build: wrong even if "synchronised"; the network's time is used.
@@ -56,7 +57,7 @@ func TestSigningClock(t *testing.T) {
 	if err := m.SetNetworkClock(48*time.Hour, 32, true); err != nil {
 		t.Fatal(err)
 	}
-	if skew := s.signingClock(ctx, k); !near(skew, 48*time.Hour) {
+	if skew := s.signingClock(ctx, k, &note); !near(skew, 48*time.Hour) {
 		t.Errorf("clock before the build: skew %s, want the network's 48h", skew)
 	}
 	if !strings.Contains(log.String(), `"event":"clock_wrong"`) {
@@ -67,7 +68,7 @@ func TestSigningClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := strings.Count(log.String(), "\n")
-	if skew := s.signingClock(ctx, k); skew != 0 {
+	if skew := s.signingClock(ctx, k, &note); skew != 0 {
 		t.Errorf("no network time: skew %s, want 0", skew)
 	}
 	last := strings.Split(strings.TrimSpace(log.String()), "\n")[n]

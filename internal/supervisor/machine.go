@@ -134,6 +134,7 @@ type input struct {
 	stage stage  // inStageDone: the stage that finished; inFallBack: where to go back to
 	err   error  // inStageDone, inHealthDone, inPortLost
 	why   string // inFallBack, inReconnect
+	loss  loss   // inFallBack: what the loss of a connected session counts as
 	// inStageDone of stageMQTT: the password's lifetime (0: it does not expire) and when, on
 	// this clock, it was signed.
 	validFor time.Duration
@@ -177,6 +178,7 @@ type effect struct {
 	spread  bool          // effRetry: the first reconnect after the broker closed a lasting session
 	err     error         // effRetry, effPoll, effReset, effExit, effLost
 	text    string        // effStatus; effLost: why
+	loss    loss          // effLost: what the loss counts as (Status.Reconnects)
 	dur     time.Duration // effLost: how long the session was up; effRenewed: how long renewing took
 }
 
@@ -268,7 +270,7 @@ func (m *machine) step(in input) []effect {
 	case inStageDone:
 		m.stageDone(in)
 	case inFallBack:
-		m.fallBack(in.now, in.stage, in.why)
+		m.fallBack(in.now, in.stage, in.why, in.loss)
 	case inReconnect:
 		m.reconnect(in.now, in.why)
 	case inTimer:
@@ -291,7 +293,7 @@ func (m *machine) step(in input) []effect {
 		m.pollStage = -1
 		m.fail(in.now, stagePort, errors.New("module reset; reopening the port"))
 	case inStop:
-		m.leaveConnected(in.now, "shutting down", false)
+		m.leaveConnected(in.now, "shutting down", lossOther, false)
 		if m.running && !m.cancelled {
 			m.emit(effect{kind: effCancelStage})
 		}
@@ -484,8 +486,8 @@ func (m *machine) push(t time.Time) {
 }
 
 // leaveConnected ends a connected session; it reports whether the session had been up long
-// enough to reset the back-off.
-func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bool) {
+// enough to reset the back-off. With log, the session was lost (why, counted as r).
+func (m *machine) leaveConnected(now time.Time, why string, r loss, log bool) (stable bool) {
 	if !m.connected {
 		return false
 	}
@@ -494,7 +496,7 @@ func (m *machine) leaveConnected(now time.Time, why string, log bool) (stable bo
 	m.emit(effect{kind: effStopDrain})
 	up := now.Sub(m.upSince)
 	if log {
-		m.emit(effect{kind: effLost, text: why, dur: up})
+		m.emit(effect{kind: effLost, text: why, loss: r, dur: up})
 	} else {
 		m.emit(effect{kind: effShutdown})
 	}
@@ -522,7 +524,7 @@ func (m *machine) reconnect(now time.Time, why string) {
 			m.setStatus("reconnecting: " + why)
 			return
 		}
-		m.fallBack(now, stageMQTT, why)
+		m.fallBack(now, stageMQTT, why, lossOther)
 		return
 	}
 	m.connected = false
@@ -532,14 +534,14 @@ func (m *machine) reconnect(now time.Time, why string) {
 	m.setStatus("reconnecting: " + why)
 }
 
-func (m *machine) fallBack(now time.Time, to stage, why string) {
+func (m *machine) fallBack(now time.Time, to stage, why string, r loss) {
 	if !m.portOpen || m.resetting || to < stageModule {
 		return
 	}
 	switch {
 	case m.connected:
 		m.next = to
-		if m.leaveConnected(now, why, true) {
+		if m.leaveConnected(now, why, r, true) {
 			if kindOf(to) != kindMQTT {
 				m.setStatus("reconnecting: " + why)
 				return // the module or network, local to this device: try again at once
@@ -593,7 +595,7 @@ func (m *machine) portLost(now time.Time, err error) {
 	m.portOpen = false
 	m.healthRunning = false
 	m.interrupted = "" // the port's loss is this attempt's failure
-	stable := m.leaveConnected(now, "port lost: "+err.Error(), true)
+	stable := m.leaveConnected(now, "port lost: "+err.Error(), lossPort, true)
 	if m.running && !m.cancelled {
 		m.cancelled = true
 		m.emit(effect{kind: effCancelStage})
@@ -615,7 +617,7 @@ func (m *machine) startReset(now time.Time, cause error) {
 	if m.resetting {
 		return
 	}
-	m.leaveConnected(now, "module unresponsive", true)
+	m.leaveConnected(now, "module unresponsive", lossUnresponsive, true)
 	m.interrupted = "" // the reset is counted when it is done
 	if m.running && !m.cancelled {
 		m.cancelled = true

@@ -890,3 +890,42 @@ func TestReconnectDuringTheMQTTStage(t *testing.T) {
 		t.Fatalf("after the cancelled stage: live %t %s, retries %d -> %d, effects %v", h.live, h.liveStage, retries, len(h.retries), effs)
 	}
 }
+
+// TestLossReasonIsCarried: the reason a connected session was lost reaches effLost as the
+// typed value the event gave (a URC's), or the machine's own (the port, an unresponsive
+// module), whatever the words say.
+func TestLossReasonIsCarried(t *testing.T) {
+	lost := func(h *harness) effect {
+		t.Helper()
+		for _, e := range h.last {
+			if e.kind == effLost {
+				return e
+			}
+		}
+		t.Fatalf("no effLost in %v", h.last)
+		return effect{}
+	}
+	h := newHarness(t, testConfig(11))
+	h.connect()
+	h.feed(input{kind: inFallBack, stage: stageMQTT, why: "port words in a PDP sentence", loss: lossPing})
+	if e := lost(h); e.loss != lossPing || e.loss.String() != LossPing || e.text != "port words in a PDP sentence" {
+		t.Errorf("fall-back: loss %v (%q), want %s", e.loss, e.text, LossPing)
+	}
+	h.connect()
+	h.feed(input{kind: inPortLost, err: at.ErrPortGone})
+	if e := lost(h); e.loss != lossPort {
+		t.Errorf("port lost: loss %v, want %s", e.loss, LossPort)
+	}
+	h.connect()
+	for i := 0; i < maxHealthFailures; i++ {
+		h.elapse(15 * time.Second)
+		h.feed(input{kind: inHealthTick})
+		h.feed(input{kind: inHealthDone, err: fmt.Errorf("AT: %w", at.ErrTimeout)})
+	}
+	if e := lost(h); e.loss != lossUnresponsive {
+		t.Errorf("unresponsive: loss %v, want %s", e.loss, LossUnresponsive)
+	}
+	if got := loss(99).String(); got != LossOther {
+		t.Errorf("an unknown loss is %q, want %q", got, LossOther)
+	}
+}

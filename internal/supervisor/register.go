@@ -152,15 +152,16 @@ func (s *Supervisor) register(ctx context.Context, k *link, reg cloud.Registerin
 }
 
 // registrationAnswer hands a message on the registration topic to a registration in progress
-// and reports whether it did; the payload (a secret) is never logged.
-func (l *loop) registrationAnswer(topic string, payload []byte) bool {
-	reg, ok := cloud.RegisteringOf(l.set.Platform)
-	if !ok || !slices.Contains(reg.Dynamic().AnswerTopics(), topic) {
+// (one of answers, the platform's answer topics, none for a platform that does not register)
+// and reports whether it did; the payload (a secret) is never logged. The downlink consumer
+// calls it.
+func (s *Supervisor) registrationAnswer(answers []string, topic string, payload []byte) bool {
+	if !slices.Contains(answers, topic) {
 		return false
 	}
-	ch := l.regWait.Load()
+	ch := s.regWait.Load()
 	if ch == nil {
-		l.log.Warn().Str("topic", topic).Int("bytes", len(payload)).
+		s.log.Warn().Str("topic", topic).Int("bytes", len(payload)).
 			Msg("a registration answer arrived with no registration in progress; ignored (not logged: it holds a secret)")
 		return true
 	}
@@ -168,6 +169,6 @@ func (l *loop) registrationAnswer(topic string, payload []byte) bool {
 	case *ch <- qmt.Received{Topic: topic, Payload: payload}:
 	default:
 	}
-	l.log.Info().Str("topic", topic).Int("bytes", len(payload)).Msg("registration answer received")
+	s.log.Info().Str("topic", topic).Int("bytes", len(payload)).Msg("registration answer received")
 	return true
 }

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
@@ -26,32 +26,46 @@ type link struct {
 	conn   *at.Conn
 	client *qmt.Client
 	mod    *modem.Module
-	// dead is set by the loop once it has reported the port's loss (loop only).
-	dead bool
-
-	// id is the module's identity, set by the module and SIM stages; the loop reads it after
-	// those stages reported back.
-	id modem.Identity
-	// echoes is the AT engine's echo count once ATE0 took effect; more echoes later mean the
-	// module restarted with echo on, even if its RDY was missed.
-	echoes atomic.Uint64
-	// prepared is set once ATE0 and AT+CMEE=1 took effect; a reboot after that undoes them.
-	prepared atomic.Bool
-	// opened is when the port was opened.
+	// opened is when the port was opened (set before the link reaches the loop).
 	opened time.Time
-	// filters are the topic filters subscribed (with {imei}/{iccid} expanded); loop only.
-	filters []string
-	// deviceName is the device name of a dynamically registering platform, set by the SIM
-	// stage (it may depend on the IMEI and ICCID); "" otherwise.
+
+	// session carries the client's session events (sessionEvent) from the link's downlink
+	// consumer to the loop, in order; closed when the client's events end. closed is closed by
+	// close, so that the consumer stops waiting for the loop; consumed once the consumer ended.
+	session   chan qmt.Event
+	closed    chan struct{}
+	consumed  chan struct{}
+	closeOnce sync.Once
+	// filters are the topic filters subscribed (with {imei}/{iccid} expanded): the loop stores
+	// a fresh slice, the downlink consumer reads it.
+	filters atomic.Pointer[[]string]
+
+	// The rest is the loop's: only the loop goroutine writes it. A stage goroutine reads id and
+	// deviceName, which the loop set from earlier stages' findings before starting it.
+
+	// dead is set once the loop has reported the port's loss.
+	dead bool
+	// consuming is set once the loop started the link's downlink consumer.
+	consuming bool
+	// id is the module's identity, from the module and SIM stages' findings.
+	id modem.Identity
+	// prepared is set once ATE0 and AT+CMEE=1 took effect (the module stage's progress note); a
+	// reboot after that undoes them. echoes is the AT engine's echo count then: more echoes
+	// later mean the module restarted with echo on, even if its RDY was missed.
+	prepared bool
+	echoes   uint64
+	// deviceName is the device name of a dynamically registering platform, from the SIM
+	// stage's findings (it may depend on the IMEI and ICCID); "" otherwise.
 	deviceName string
-	// heldBack and heldFor are the reader's hold-back counters last reported (loop only).
+	// heldBack and heldFor are the reader's hold-back counters last reported.
 	heldBack uint64
 	heldFor  time.Duration
 }
 
 func newLink(port io.ReadWriteCloser, s *Supervisor) *link {
 	conn := at.New(port, at.Options{Logger: s.log, Trace: s.set.Trace, URCs: qmt.URCs()})
-	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn), opened: time.Now()}
+	return &link{conn: conn, client: qmt.NewClient(conn, s.set.ClientIndex), mod: modem.New(conn), opened: time.Now(),
+		session: make(chan qmt.Event, sessionQueue), closed: make(chan struct{}), consumed: make(chan struct{})}
 }
 
 // resetSequence bounds how long after gatewayd ordered AT+CFUN=1,1 the lines the reset prints —
@@ -69,21 +83,33 @@ func (l *loop) resetting(now time.Time) bool {
 	return !l.resetAt.IsZero() && now.Sub(l.resetAt) < resetSequence
 }
 
+// close closes the port and waits for the link's downlink consumer, if it was started, to end:
+// no downlink is handed on after it returns. Loop only.
 func (k *link) close() {
+	k.closeOnce.Do(func() { close(k.closed) })
 	k.client.Close()
 	k.conn.Close()
+	if k.consuming {
+		<-k.consumed
+	}
 }
 
+// setFilters gives the downlink consumer the session's topic filters. Loop only.
 func (k *link) setFilters(subs []qmt.Subscription) {
-	k.filters = k.filters[:0]
+	filters := make([]string, 0, len(subs))
 	for _, sub := range subs {
-		k.filters = append(k.filters, sub.Topic)
+		filters = append(filters, sub.Topic)
 	}
+	k.filters.Store(&filters)
 }
 
 // subscribed reports whether topic matches one of the session's subscriptions.
 func (k *link) subscribed(t string) bool {
-	for _, f := range k.filters {
+	fs := k.filters.Load()
+	if fs == nil {
+		return false
+	}
+	for _, f := range *fs {
 		if topic.Match(f, t) {
 			return true
 		}
@@ -93,11 +119,11 @@ func (k *link) subscribed(t string) bool {
 
 // restartedWithEcho reports whether the module echoes again after ATE0 took effect.
 func (k *link) restartedWithEcho() bool {
-	return k.prepared.Load() && k.conn.Stats().Echoes > k.echoes.Load()
+	return k.prepared && k.conn.Stats().Echoes > k.echoes
 }
 
 // reportHeldBack logs how often, since the last look, the module's output came faster than the
-// loop handled it, so that the AT reader waited (and stopped reading the port) until there was
+// downlink consumer took it, so that the AT reader waited (and stopped reading the port) until there was
 // room. Nothing is lost that way; a burst of downlinks shows here.
 func (k *link) reportHeldBack(log zerolog.Logger) {
 	st := k.conn.Stats()
@@ -143,7 +169,9 @@ func (k *link) renewDisconnect(ctx context.Context, log zerolog.Logger) {
 // all, with a warning. A system clock before ClockFloor (the build's date) is reported as
 // wrong: signatures made with a wrong time fail in confusing ways (expired tokens, a wrong
 // Huawei hour).
-func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
+//
+// note is what was last said about that clock (see noteClock); signingClock updates it.
+func (s *Supervisor) signingClock(ctx context.Context, k *link, note *string) time.Duration {
 	now := time.Now()
 	floor, floorWhat := s.set.ClockFloor, "this build"
 	if floor.IsZero() {
@@ -160,7 +188,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 		}
 	}
 	if !wrong && synced {
-		s.noteClock("system", "", nil)
+		s.noteClock(note, "system", "", nil)
 		return 0
 	}
 	why := "the system clock is not synchronised"
@@ -170,7 +198,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	}
 	nt, err := k.mod.NetworkTime(ctx, floor)
 	if err != nil {
-		s.noteClock("system: "+why, "signing with the system clock although it is not synchronised: the module knows no network time either", func(warn bool) *zerolog.Event {
+		s.noteClock(note, "system: "+why, "signing with the system clock although it is not synchronised: the module knows no network time either", func(warn bool) *zerolog.Event {
 			ev := s.log.Debug()
 			if warn {
 				ev = s.log.Warn()
@@ -186,12 +214,12 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link) time.Duration {
 	skew := time.Until(nt.Add(500 * time.Millisecond))
 	if skew > -trustSkew && skew < trustSkew {
 		// Not synchronised, but it agrees with the network: the system clock is finer.
-		s.noteClock("system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
+		s.noteClock(note, "system: agrees with the network", "signing with the system clock: not synchronised, but it agrees with the module's network clock", func(bool) *zerolog.Event {
 			return s.log.Debug().Str("why", why).Time("network_time", nt)
 		})
 		return 0
 	}
-	s.noteClock("network: "+why, "signing with the module's network clock", func(warn bool) *zerolog.Event {
+	s.noteClock(note, "network: "+why, "signing with the module's network clock", func(warn bool) *zerolog.Event {
 		ev := s.log.Debug()
 		if warn {
 			ev = s.log.Warn()
@@ -215,10 +243,11 @@ const trustSkew = 2 * time.Second
 var plausibleFloor = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // noteClock logs msg about the clock that signs CONNECTs (what, in short): at warn when that
-// changed since the last connect, at debug when not. ev builds the entry (nil: nothing to say).
-func (s *Supervisor) noteClock(what, msg string, ev func(warn bool) *zerolog.Event) {
-	changed := what != s.clockNote
-	s.clockNote = what
+// changed since the last connect (*last), at debug when not. ev builds the entry (nil: nothing
+// to say).
+func (s *Supervisor) noteClock(last *string, what, msg string, ev func(warn bool) *zerolog.Event) {
+	changed := what != *last
+	*last = what
 	if ev != nil {
 		ev(changed).Msg(msg)
 	}
@@ -246,14 +275,18 @@ func (k *link) escalate(ctx context.Context, s *Supervisor, cause error) {
 	}
 }
 
-// handleEvent acts on one URC. It returns the stage to fall back to when the event means the
-// session must be rebuilt from there.
-func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why string, fallBack bool) {
+// rebuild is an event's verdict that the session must be rebuilt from stage to: why in words
+// (for the log and STATUS=), and what the loss of a connected session counts as.
+type rebuild struct {
+	to   stage
+	why  string
+	loss loss
+}
+
+// handleEvent acts on one session event (see sessionEvent). ok says the event means the session
+// must be rebuilt (r).
+func (l *loop) handleEvent(ev qmt.Event) (r rebuild, ok bool) {
 	switch e := ev.(type) {
-	case qmt.Received:
-		l.downlink(e.Topic, e.Payload, e.MsgID)
-	case qmt.Stored:
-		go l.readStored(ctx, l.link, e.Slot)
 	case qmt.LinkStatus:
 		why := fmt.Sprintf("+QMTSTAT %d: %s", e.Code, e.Reason())
 		if !l.connectedAt.IsZero() {
@@ -261,15 +294,15 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 				why += "; " + h
 			}
 		}
-		return stageMQTT, why, true
+		return rebuild{stageMQTT, why, lossLinkClosed}, true
 	case qmt.PingFailed:
-		return stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), true
+		return rebuild{stageMQTT, fmt.Sprintf("keep-alive ping failed (+QMTPING result %d)", e.Result), lossPing}, true
 	case qmt.PDPDeactivated:
 		if l.resetting(time.Now()) {
 			l.log.Info().Int("context", e.ContextID).Msg("stale pdpdeact printed by the reset gatewayd ordered; ignored")
-			return 0, "", false
+			return rebuild{}, false
 		}
-		return stageRegister, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), true
+		return rebuild{stageRegister, fmt.Sprintf("the network deactivated PDP context %d", e.ContextID), lossPDP}, true
 	case qmt.ModuleReady:
 		now := time.Now()
 		ordered := l.resetting(now)
@@ -277,93 +310,37 @@ func (l *loop) handleEvent(ctx context.Context, ev qmt.Event) (to stage, why str
 		switch {
 		case ordered:
 			l.log.Info().Msg("module finished resetting (RDY)")
-			return 0, "", false
-		case !l.link.prepared.Load():
+			return rebuild{}, false
+		case !l.link.prepared:
 			l.log.Info().Msg("module finished booting (RDY)")
-			return 0, "", false
+			return rebuild{}, false
 		}
 		l.log.Warn().Msg("module rebooted (RDY): bringing it up again")
-		return stageModule, "module rebooted (RDY)", true
+		return rebuild{stageModule, "module rebooted (RDY)", lossReboot}, true
 	case qmt.AppReady:
 		// The second ready URC of some families follows RDY, seconds later on some. It is news
 		// only when no RDY came lately and the module was already brought up on this port: a
 		// reboot whose RDY was missed.
 		now := time.Now()
-		if !l.link.prepared.Load() || now.Sub(l.readyAt) < appReadyAfter || now.Sub(l.link.opened) < appReadyAfter {
+		if !l.link.prepared || now.Sub(l.readyAt) < appReadyAfter || now.Sub(l.link.opened) < appReadyAfter {
 			l.log.Info().Msg("module applications ready (APP RDY)")
-			return 0, "", false
+			return rebuild{}, false
 		}
 		l.log.Warn().Msg("module rebooted (APP RDY without a RDY lately): bringing it up again")
-		return stageModule, "module rebooted (APP RDY)", true
+		return rebuild{stageModule, "module rebooted (APP RDY)", lossReboot}, true
 	case qmt.PoweredDown:
 		if l.resetting(time.Now()) {
 			l.log.Info().Msg("module powering down for the reset gatewayd ordered (POWERED DOWN)")
-			return 0, "", false
+			return rebuild{}, false
 		}
 		l.log.Warn().Msg("module powered down")
-		return stageModule, "module powered down", true
+		return rebuild{stageModule, "module powered down", lossReboot}, true
 	case qmt.SIMStatus:
 		if e.State != "READY" {
-			return stageSIM, "SIM state changed to " + e.State, true
+			return rebuild{stageSIM, "SIM state changed to " + e.State, lossSIM}, true
 		}
-	case qmt.Unknown:
-		l.log.Debug().Str("line", e.Line).Msg("unsolicited line not understood")
-	case qmt.Malformed:
-		l.log.Warn().Str("line", e.Line).Err(e.Err).Msg("malformed line from the module ignored")
-	default:
-		l.log.Debug().Str("urc", fmt.Sprintf("%+v", ev)).Msg("URC")
 	}
-	return 0, "", false
-}
-
-// maxLoggedPayload is the largest payload a downlink log line shows.
-const maxLoggedPayload = 256
-
-func (l *loop) downlink(topic string, payload []byte, msgID int) {
-	if l.registrationAnswer(topic, payload) {
-		return
-	}
-	if !l.link.subscribed(topic) {
-		l.log.Warn().Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID).
-			Msg("message on a topic gatewayd did not subscribe to; ignored")
-		return
-	}
-	ev := l.log.Info().Str("event", logging.EventDownlink).Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID)
-	switch {
-	case len(payload) > maxLoggedPayload:
-	case utf8.Valid(payload):
-		ev = ev.Str("payload", string(payload))
-	default:
-		ev = ev.Hex("payload_hex", payload)
-	}
-	// Counted before it is logged: whoever reads the log line and then the status (a test, an
-	// operator) sees it counted.
-	l.book.update(func(st *Status) {
-		st.Downlinks, st.DownlinkBytes = st.Downlinks+1, st.DownlinkBytes+uint64(len(payload))
-	})
-	ev.Msg("downlink")
-	if l.set.LEDBound == nil {
-		l.toggleLED("downlink")
-	}
-	if l.set.Downlinks != nil {
-		l.set.Downlinks(topic, payload)
-	}
-}
-
-// readStored reads a buffer-mode message out of its slot (the module frees the slot on reading)
-// in a goroutine of its own, and hands what it read to the loop.
-func (l *loop) readStored(ctx context.Context, k *link, slot int) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	msgs, err := k.client.ReadStored(rctx, slot)
-	if err != nil {
-		l.log.Error().Err(err).Int("slot", slot).Msg("cannot read a stored downlink")
-		return
-	}
-	select {
-	case l.stored <- msgs:
-	case <-ctx.Done():
-	}
+	return rebuild{}, false
 }
 
 // stageOut is what a stage hands back besides its error.
@@ -375,12 +352,54 @@ type stageOut struct {
 	// this host's clock, it was signed (for the renewal).
 	validFor time.Duration
 	signedAt time.Time
+	// found is what the stage learned, also when it then failed.
+	found findings
+	// clockNote: stageMQTT, what was last said about the clock that signs CONNECTs (noteClock).
+	clockNote string
+}
+
+// findings is what a stage or a health check learned about the module, the SIM, the network
+// and the session. It travels back to the loop with the result, and the loop alone puts it in
+// the status and on the link. A nil field (a false flag) was not learned.
+type findings struct {
+	module     *modem.Identity // the module stage: model, revision and IMEI (no ICCID)
+	sim        *string         // the SIM state AT+CPIN? gave, or what its error means
+	iccid      *string
+	deviceName *string // a dynamically registering platform's device name for this module
+	reg        *modem.Registration
+	pdp        []string // the PDP context's addresses, when pdpKnown
+	pdpKnown   bool
+	signal     *Signal
+	signalAt   time.Time
+	operator   *string
+	// networkReady: the PDP stage found the network ready (the LED goes off, or shows its
+	// property).
+	networkReady bool
+	clientID     *string
+	subscribed   []Subscribed // the session's subscriptions, when subsKnown
+	subsKnown    bool
+	published    uint64 // publishes on connect the module reported done
+}
+
+// ptr is a pointer to a copy of v, for findings.
+func ptr[T any](v T) *T { return &v }
+
+// stageIn is what the loop gives a stage besides the port: state the loop owns that the stage
+// carries on, and where it reports progress.
+type stageIn struct {
+	// clockNote: what was last said about the clock that signs CONNECTs (stageMQTT).
+	clockNote string
+	// prepared reports, from the module stage, that ATE0 and AT+CMEE=1 took effect, with the
+	// AT engine's echo count then; the loop takes it at once (a RDY after it is a reboot). It
+	// never waits.
+	prepared func(echoes uint64)
 }
 
 // runStage runs one bring-up stage on the open port k (nil for stagePort, which returns the
 // link it opened). Stages never sleep and never retry: they do their step once and return a
-// classified error (see classify); the machine decides what comes next.
-func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (stageOut, error) {
+// classified error (see classify); the machine decides what comes next. They write nothing
+// the loop owns: what they learn comes back in stageOut.
+func (s *Supervisor) runStage(ctx context.Context, st stage, k *link, in stageIn) (out stageOut, err error) {
 	switch st {
 	case stagePort:
 		port, err := s.set.OpenPort(ctx)
@@ -390,21 +409,23 @@ func (s *Supervisor) runStage(ctx context.Context, st stage, k *link) (stageOut,
 		}
 		return stageOut{link: newLink(port, s)}, nil
 	case stageModule:
-		return stageOut{}, s.bringUpModule(ctx, k)
+		err = s.bringUpModule(ctx, k, in, &out.found)
 	case stageSIM:
-		return stageOut{}, s.checkSIM(ctx, k)
+		err = s.checkSIM(ctx, k, &out.found)
 	case stageRegister:
-		return stageOut{}, s.checkRegistration(ctx, k)
+		err = s.checkRegistration(ctx, k, &out.found)
 	case stagePDP:
-		return stageOut{}, s.activatePDP(ctx, k)
+		err = s.activatePDP(ctx, k, &out.found)
 	case stageMQTT:
-		return s.bringUpMQTT(ctx, k)
+		out.clockNote = in.clockNote
+		err = s.connectMQTT(ctx, k, &out)
+	default:
+		err = fmt.Errorf("no such stage %s", st)
 	}
-	return stageOut{}, fmt.Errorf("no such stage %s", st)
+	return out, err
 }
 
-func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
-	k.prepared.Store(false)
+func (s *Supervisor) bringUpModule(ctx context.Context, k *link, in stageIn, f *findings) error {
 	s.log.Info().Str("step", "sync").Str("port", s.set.PortName).Msg("waiting for the module to answer AT")
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := k.mod.Sync(syncCtx, 500*time.Millisecond)
@@ -419,8 +440,7 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 	if err := k.mod.Prepare(ctx); err != nil {
 		return failedStep("prepare", err)
 	}
-	k.echoes.Store(k.conn.Stats().Echoes)
-	k.prepared.Store(true)
+	in.prepared(k.conn.Stats().Echoes)
 	if err := s.checkURCPort(ctx, k); err != nil {
 		return err
 	}
@@ -428,18 +448,9 @@ func (s *Supervisor) bringUpModule(ctx context.Context, k *link) error {
 	if err != nil {
 		return failedStep("identify", err)
 	}
-	k.id = id
-	s.book.update(func(st *Status) { st.Module = id })
+	f.module = &id
 	s.log.Info().Str("event", logging.EventModule).Str("model", id.Model).Str("revision", id.Revision).
 		Str("imei", id.IMEI).Msg("module identified")
-	if s.lastIMEI != "" && s.lastIMEI != id.IMEI {
-		s.log.Warn().Str("event", logging.EventModuleReplaced).Str("old_imei", s.lastIMEI).
-			Str("new_imei", id.IMEI).Msg("a different module is attached; setting it up from the host's configuration")
-		if s.set.Outbox != nil {
-			s.set.Outbox.Reset()
-		}
-	}
-	s.lastIMEI = id.IMEI
 	return nil
 }
 
@@ -479,17 +490,17 @@ func stopped(ctx context.Context, err error) bool {
 const simPoll = time.Second
 
 // checkSIM asks for the SIM state once; a SIM that is not ready is polled by the machine.
-func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
+func (s *Supervisor) checkSIM(ctx context.Context, k *link, f *findings) error {
 	state, err := k.mod.SIMState(ctx)
 	var cme *at.CMEError
 	switch {
 	case err != nil && errors.As(err, &cme):
-		s.book.update(func(st *Status) { st.SIM = at.CMEMeaning(cme.Code) })
+		f.sim = ptr(at.CMEMeaning(cme.Code))
 		return &notYetError{state: at.CMEMeaning(cme.Code), poll: simPoll, err: err}
 	case err != nil:
 		return failedStep("sim", err)
 	}
-	s.book.update(func(st *Status) { st.SIM = state })
+	f.sim = &state
 	if state != "READY" {
 		return &notYetError{state: state, poll: simPoll}
 	}
@@ -502,22 +513,19 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 	case err != nil:
 		return &stepError{step: "iccid", err: err, hint: "the SIM's number (AT+QCCID) is needed for {iccid} in topics; check the SIM"}
 	}
-	k.id.ICCID = iccid
-	s.book.update(func(st *Status) { st.Module.ICCID = iccid })
-	if err := modem.ValidateTopicIdentity(k.id); err != nil {
+	f.iccid = &iccid
+	id := k.id
+	id.ICCID = iccid
+	if err := modem.ValidateTopicIdentity(id); err != nil {
 		return &stepError{step: "identity", err: err, hint: "the module's IMEI or the SIM's ICCID cannot go into a topic; nothing is subscribed with it"}
 	}
-	s.log.Info().Str("event", logging.EventSIMReady).Str("iccid", iccid).Str("imei", k.id.IMEI).Msg("SIM ready")
+	s.log.Info().Str("event", logging.EventSIMReady).Str("iccid", iccid).Str("imei", id.IMEI).Msg("SIM ready")
 	if reg, ok := cloud.RegisteringOf(s.set.Platform); ok {
-		dn, err := s.resolveDeviceName(reg, k.id)
+		dn, err := s.resolveDeviceName(reg, id)
 		if err != nil {
 			return &stepError{step: "device name", err: err, hint: "the pinned device name in mqtt.aliyun.state_dir cannot be read; fix or remove it"}
 		}
-		k.deviceName = dn
-		s.book.update(func(st *Status) { st.DeviceName = dn })
-		if s.set.OnDeviceName != nil {
-			s.set.OnDeviceName(dn)
-		}
+		f.deviceName = &dn
 	}
 	if s.set.APN != "" {
 		if err := k.mod.SetAPNAuth(ctx, s.set.PDPContext, s.set.APN, s.set.APNUser, s.set.APNPassword, s.set.APNAuth); err != nil {
@@ -534,21 +542,19 @@ func (s *Supervisor) checkSIM(ctx context.Context, k *link) error {
 // registerPoll is how often registration is asked again while the module is not registered.
 const registerPoll = 2 * time.Second
 
-func (s *Supervisor) checkRegistration(ctx context.Context, k *link) error {
+func (s *Supervisor) checkRegistration(ctx context.Context, k *link, f *findings) error {
 	reg, err := k.mod.Registration(ctx)
 	if err != nil {
 		return failedStep("register", err)
 	}
-	s.book.update(func(st *Status) {
-		st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg)
-	})
+	f.reg = &reg
 	if !reg.Registered() {
 		return &notYetError{state: reg.String(), poll: registerPoll}
 	}
 	return nil
 }
 
-func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
+func (s *Supervisor) activatePDP(ctx context.Context, k *link, f *findings) error {
 	cid := s.set.PDPContext
 	s.log.Info().Str("step", "pdp").Int("context", cid).Msg("checking the PDP context")
 	active, addrs, err := k.mod.PDPAddresses(ctx, cid)
@@ -573,35 +579,25 @@ func (s *Supervisor) activatePDP(ctx context.Context, k *link) error {
 	if len(addrs) > 1 {
 		ev = ev.Strs("addresses", addrs)
 	}
-	s.book.update(func(st *Status) { st.PDPAddress, st.PDPAddresses = addr, addrs })
+	f.pdp, f.pdpKnown = addrs, true
 	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil {
-		s.book.update(func(st *Status) { st.Signal, st.SignalAt = Signal{RSSI: dbm, HasRSSI: ok}, time.Now() })
+		f.signal, f.signalAt = &Signal{RSSI: dbm, HasRSSI: ok}, time.Now()
 		if ok {
 			ev = ev.Int("rssi_dbm", dbm)
 		}
 	}
 	if op, err := k.mod.Operator(ctx); err == nil && op != "" {
-		s.book.update(func(st *Status) { st.Operator = op })
+		f.operator = &op
 		ev = ev.Str("operator", op)
 	}
 	ev.Msg("network ready")
-	if s.set.LEDBound != nil {
-		s.setLED(s.set.LEDBound(), "network ready; the LED shows its property")
-	} else {
-		s.setLED(false, "network ready")
-	}
+	f.networkReady = true
 	return nil
 }
 
-// bringUpMQTT configures the module's MQTT client, opens the link, connects with the identity
-// the platform gives for now, subscribes and publishes what is configured. It returns when the
-// identity expires (zero: never), and its lifetime.
-func (s *Supervisor) bringUpMQTT(ctx context.Context, k *link) (out stageOut, err error) {
-	err = s.connectMQTT(ctx, k, &out)
-	return out, err
-}
-
-// connectMQTT is bringUpMQTT; it sets out's expiry once connected.
+// connectMQTT configures the module's MQTT client, opens the link, connects with the identity
+// the platform gives for now, subscribes and publishes what is configured. It sets in out when
+// the identity expires (zero: never) and its lifetime, and what it learned on the way.
 func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) error {
 	c := k.client
 	// Whatever state an earlier attempt or another program left our client in, start clean.
@@ -623,7 +619,7 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 	}
 	// The clock to sign with is settled before the link opens: some brokers close a link that
 	// stays idle between QMTOPEN and QMTCONN.
-	skew := s.signingClock(ctx, k)
+	skew := s.signingClock(ctx, k, &out.clockNote)
 	s.log.Info().Str("step", "open").Str("host", s.set.Host).Int("port", s.set.Port).Msg("opening the link to the broker")
 	err = c.Open(ctx, s.set.Host, s.set.Port)
 	if errors.Is(err, qmt.ErrInUse) {
@@ -658,7 +654,7 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 	if !id.Expires.IsZero() {
 		out.validFor, out.signedAt = id.Expires.Sub(signNow), signedAt
 	}
-	s.book.update(func(st *Status) { st.ClientID = id.ClientID })
+	out.found.clientID = &id.ClientID
 	ev := s.log.Info().Str("event", logging.EventMQTTConnected).Str("host", s.set.Host).Int("port", s.set.Port).
 		Str("client_id", id.ClientID).Str("username", user)
 	if !id.Expires.IsZero() {
@@ -689,23 +685,20 @@ func (s *Supervisor) connectMQTT(ctx context.Context, k *link, out *stageOut) er
 			}
 		}
 	}
-	s.book.update(func(st *Status) {
-		st.Subscriptions, st.Subscribed = st.Subscriptions[:0], st.Subscribed[:0]
-		for i, sub := range subs {
-			st.Subscriptions = append(st.Subscriptions, sub.Topic)
-			g := -1
-			if i < len(granted) {
-				g = granted[i]
-			}
-			st.Subscribed = append(st.Subscribed, Subscribed{Topic: sub.Topic, QoS: sub.QoS, Granted: g})
+	out.found.subscribed, out.found.subsKnown = make([]Subscribed, 0, len(subs)), true
+	for i, sub := range subs {
+		g := -1
+		if i < len(granted) {
+			g = granted[i]
 		}
-	})
+		out.found.subscribed = append(out.found.subscribed, Subscribed{Topic: sub.Topic, QoS: sub.QoS, Granted: g})
+	}
 	for _, m := range s.set.PublishOnConnect {
 		m.Topic = ids.Replace(m.Topic)
 		if err := c.Publish(ctx, m); err != nil {
 			return s.mqttFailed(ctx, k, "publish", err)
 		}
-		s.book.update(func(st *Status) { st.Published++ })
+		out.found.published++
 		s.log.Info().Str("event", logging.EventPublished).Str("topic", m.Topic).Int("bytes", len(m.Payload)).
 			Int("qos", m.QoS).Msg("published")
 	}

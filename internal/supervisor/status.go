@@ -105,38 +105,56 @@ const (
 	LossOther        = "other"
 )
 
-// LossReason gives the Reconnects key of a session loss from the machine's words for it.
-func LossReason(why string) string {
-	switch {
-	case strings.HasPrefix(why, "+QMTSTAT"):
-		return LossLinkClosed
-	case strings.HasPrefix(why, "keep-alive ping"):
-		return LossPing
-	case strings.Contains(why, "PDP"):
-		return LossPDP
-	case strings.Contains(why, "RDY"), strings.Contains(why, "powered down"), strings.Contains(why, "restarted"):
-		return LossReboot
-	case strings.HasPrefix(why, "SIM"):
-		return LossSIM
-	case strings.Contains(why, "port"):
-		return LossPort
-	case strings.Contains(why, "health"), strings.Contains(why, "unresponsive"):
-		return LossUnresponsive
-	}
-	return LossOther
+// loss is why a connected session was lost, as the machine carries it from the event that
+// ended the session to the count in Status.Reconnects. The zero value is lossOther.
+type loss int
+
+const (
+	lossOther loss = iota
+	lossLinkClosed
+	lossPing
+	lossPDP
+	lossReboot
+	lossSIM
+	lossPort
+	lossUnresponsive
+	numLosses
+)
+
+// lossKeys are the Status.Reconnects keys of the losses, by loss.
+var lossKeys = [numLosses]string{
+	lossOther:        LossOther,
+	lossLinkClosed:   LossLinkClosed,
+	lossPing:         LossPing,
+	lossPDP:          LossPDP,
+	lossReboot:       LossReboot,
+	lossSIM:          LossSIM,
+	lossPort:         LossPort,
+	lossUnresponsive: LossUnresponsive,
 }
 
-// statusBook holds the Status the loop and the stages keep up to date.
+// String is the loss's key in Status.Reconnects.
+func (r loss) String() string {
+	if r < 0 || r >= numLosses {
+		return LossOther
+	}
+	return lossKeys[r]
+}
+
+// statusBook holds the Status the loop keeps up to date (all of it but the LED, see ledState,
+// and the downlinks counted, see downlinkCount).
+// Its lock is for Status's readers; the one way to change it is the loop's setStatus, so that
+// only the loop goroutine writes it.
 type statusBook struct {
 	mu sync.Mutex
 	st Status
 }
 
-// update changes the status under its lock.
-func (b *statusBook) update(f func(*Status)) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	f(&b.st)
+// setStatus changes the status under its lock. Loop goroutine only.
+func (l *loop) setStatus(f func(*Status)) {
+	l.book.mu.Lock()
+	defer l.book.mu.Unlock()
+	f(&l.book.st)
 }
 
 // Status returns a snapshot of what the supervisor knows now. It is safe to call at any time from
@@ -149,6 +167,10 @@ func (s *Supervisor) Status() Status {
 	st.Subscribed = slices.Clone(st.Subscribed)
 	st.PDPAddresses = slices.Clone(st.PDPAddresses)
 	st.Reconnects = maps.Clone(st.Reconnects)
+	st.LEDOn, st.LEDKnown = s.LEDState()
+	s.downlinks.mu.Lock()
+	st.Downlinks, st.DownlinkBytes = s.downlinks.n, s.downlinks.bytes
+	s.downlinks.mu.Unlock()
 	return st
 }
 
@@ -156,24 +178,20 @@ func (s *Supervisor) Status() Status {
 // the operator for Status.
 const pollInterval = time.Minute
 
-// poll reads the signal, the registration and the operator for Status; each reading that fails is
-// left as it was. It runs in the health check's goroutine.
-func (s *Supervisor) poll(ctx context.Context, k *link) {
-	dbm, ok, err := k.mod.SignalDBm(ctx)
-	if err == nil {
-		s.book.update(func(st *Status) {
-			st.Signal = Signal{RSSI: dbm, HasRSSI: ok}
-			st.SignalAt = time.Now()
-		})
+// poll reads the signal, the registration and the operator for Status; a reading that fails is
+// not in what it returns. It runs in the health check's goroutine.
+func (s *Supervisor) poll(ctx context.Context, k *link) findings {
+	var f findings
+	if dbm, ok, err := k.mod.SignalDBm(ctx); err == nil {
+		f.signal, f.signalAt = &Signal{RSSI: dbm, HasRSSI: ok}, time.Now()
 	}
 	if reg, err := k.mod.Registration(ctx); err == nil {
-		s.book.update(func(st *Status) {
-			st.Registered, st.Registration, st.NetworkType = reg.Registered(), reg.String(), networkType(reg)
-		})
+		f.reg = &reg
 	}
 	if op, err := k.mod.Operator(ctx); err == nil {
-		s.book.update(func(st *Status) { st.Operator = op })
+		f.operator = &op
 	}
+	return f
 }
 
 // networkType names the network a registration is on (see Status.NetworkType).

@@ -4,16 +4,44 @@
 //
 // The decisions are a pure state machine (machine.go) fed by one loop (Run) that performs its
 // effects and owns every timer; the bring-up stages (stages.go) never sleep, and one classifier
-// (classify.go) says what each of their errors means.
+// (classify.go) says what each of their errors means. Downlinks do not pass through the loop:
+// each link has a downlink consumer (downlinks.go) that hands them on in order.
 //
-// Nothing the module sends is dropped: the AT reader, the MQTT client's event loop and this loop
-// are joined by bounded queues that push back (a full one stops the reader reading the port).
-// That cannot deadlock because of one rule: the loop, which is the only reader of the client's
-// events, never waits for an AT command with the events unread. Stages, health checks, resets
-// and stored-message reads run in goroutines of their own; where the loop itself must wait for a
+// # Who owns what
+//
+// The loop goroutine (Run) owns everything the machine decides about, and is the only
+// goroutine that writes it: the machine, the open link (its identity, device name, topic
+// filters, the module stage's "prepared"), the Status book (through loop.setStatus, the one
+// way to change it), the session and AT engine pointers that Publish, Command and ATStats
+// read, the timers, and what it remembers between links (the last IMEI, the signing clock's
+// last note, the last signal poll).
+//
+// The goroutines it starts write none of that. They get what they need when started and hand
+// back what they learned as an input to the loop:
+//   - a stage gets the link and a stageIn, and returns a stageOut whose findings (identity,
+//     ICCID, SIM state, registration, PDP addresses, signal, operator, client id, the
+//     subscriptions granted, publishes done) the loop puts in the status and on the link; the
+//     module stage's one progress note (ATE0 took effect) comes on a channel of its own;
+//   - a health check returns its error, then the signal, registration and operator it read;
+//   - a link's downlink consumer forwards the session events (sessionEvent: +QMTSTAT, a failed
+//     ping, pdpdeact, RDY, POWERED DOWN, +CPIN) in order; everything else it handles itself;
+//   - a reset and the outbox's drain only report that they are done.
+//
+// What the downlink consumer writes is its own: the downlink counts (downlinkCount) and the LED,
+// which SetLED (the thing model) drives too, under the LED's lock (ledState). The registration
+// answer's hand-off (regWait) is a channel the MQTT stage offers and the consumer fills. Session
+// losses carry a typed reason (loss) from the event that ended the session to the count in
+// Status.Reconnects. go test -race checks the rules where tests drive the goroutines together:
+// the link's loop-owned fields are plain fields, with no lock to hide behind.
+//
+// Nothing the module sends is dropped: the AT reader, the MQTT client's event loop, the
+// downlink consumer and this loop are joined by bounded queues that push back (a full one
+// stops the reader reading the port). That cannot deadlock because of two rules: the consumer
+// never waits for anything but the log, the LED and the loop's session queue; and the loop
+// never waits for an AT command with that queue unread. Stages, health checks, resets and
+// stored-message reads run in goroutines of their own; where the loop itself must wait for a
 // call (the disconnect at shutdown, the drain's last publish, a stage stopping), it does so in
-// while, which goes on handling downlinks meanwhile. Handing a downlink on (the log, the LED,
-// the local endpoint's queue) never waits on anything but the log.
+// while, which keeps the session events that come meanwhile for afterwards.
 package supervisor
 
 import (
@@ -21,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -153,13 +182,6 @@ type Supervisor struct {
 	led    LED
 	notify Notifier
 
-	// lastIMEI is the IMEI of the module last identified (only stage goroutines touch it, one
-	// at a time).
-	lastIMEI string
-	// clockNote is what was last said about the clock used for signing (stage goroutines only),
-	// so that it is logged at warn/info when it changes and at debug otherwise.
-	clockNote string
-
 	// cfunWait is how long an unresponsive module gets to answer AT+CFUN=1,1 before the reset
 	// line (if any) is pulsed.
 	cfunWait time.Duration
@@ -176,9 +198,11 @@ type Supervisor struct {
 	// reconf carries new session settings from Reconfigure to the loop.
 	reconf chan reconfig
 
-	book       statusBook   // what Status returns
-	atTotals   atTotals     // what ATStats returns
-	signalPoll atomic.Int64 // UnixNano of the last signal/registration poll
+	book     statusBook // what Status returns; written by the loop only
+	ledState ledState   // the LED as last set (Status.LEDOn)
+	// downlinks counts what the downlink consumers handed on (Status.Downlinks).
+	downlinks downlinkCount
+	atTotals  atTotals // what ATStats returns
 }
 
 // New returns a supervisor. notify may be nil.
@@ -264,7 +288,20 @@ func (s *Supervisor) machineConfig() machineConfig {
 // Run keeps the gateway going until ctx ends, then disconnects cleanly and returns nil. It returns
 // an error only for a fault no retry can mend.
 func (s *Supervisor) Run(ctx context.Context) error {
-	s.book.update(func(st *Status) {
+	l := &loop{
+		Supervisor:   s,
+		m:            newMachine(s.machineConfig()),
+		stageDone:    make(chan stageResult, 1),
+		healthDone:   make(chan healthResult, 2),
+		resetDone:    make(chan struct{}, 1),
+		drainDone:    make(chan error, 1),
+		preparedNote: make(chan preparedNote, 1),
+		timer:        time.NewTimer(time.Hour),
+		renewTimer:   time.NewTimer(time.Hour),
+	}
+	l.timer.Stop()
+	l.renewTimer.Stop()
+	l.setStatus(func(st *Status) {
 		st.Started, st.Port, st.Host, st.BrokerPort = time.Now(), s.set.PortName, s.set.Host, s.set.Port
 		st.Stage = stagePort.String()
 	})
@@ -272,19 +309,6 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if s.set.WatchdogInterval > 0 {
 		go s.watchdog(ctx)
 	}
-	l := &loop{
-		Supervisor: s,
-		m:          newMachine(s.machineConfig()),
-		stageDone:  make(chan stageResult, 1),
-		healthDone: make(chan healthResult, 2),
-		resetDone:  make(chan struct{}, 1),
-		drainDone:  make(chan error, 1),
-		stored:     make(chan []qmt.Received),
-		timer:      time.NewTimer(time.Hour),
-		renewTimer: time.NewTimer(time.Hour),
-	}
-	l.timer.Stop()
-	l.renewTimer.Stop()
 	return l.run(ctx)
 }
 
@@ -306,8 +330,9 @@ type loop struct {
 	timer       *time.Timer
 	renewTimer  *time.Timer // the machine's renewal of an expiring password
 	renewed     bool        // effRenewed was performed; the next effConnected continues the session
-	// stored carries buffer-mode messages read out of their slots (readStored) to the loop.
-	stored chan []qmt.Received
+	// preparedNote carries the module stage's progress note (stageIn.prepared); it holds one,
+	// and a module stage sends at most one.
+	preparedNote chan preparedNote
 	// pending holds, in order, the events while took and left for the loop.
 	pending []pendingEvent
 	// newSet holds session settings from Reconfigure until no stage goroutine reads l.set.
@@ -318,6 +343,14 @@ type loop struct {
 	resetAt, readyAt time.Time
 
 	lastPoll string // the last "not yet" logged at info, so polls do not flood the log
+	// polledAt is when a health check last went on to read the signal, the registration and
+	// the operator (pollInterval).
+	polledAt time.Time
+	// lastIMEI is the IMEI of the module last identified, to notice another one.
+	lastIMEI string
+	// clockNote is what was last said about the clock used for signing, so that it is logged at
+	// warn/info when it changes and at debug otherwise (the MQTT stage carries it on).
+	clockNote string
 	// connectedAt is when the MQTT stage last connected, for the platform's hint on a lost link.
 	connectedAt time.Time
 	// expires is when the identity of the current session stops being accepted (zero: never),
@@ -327,14 +360,25 @@ type loop struct {
 	exitErr error
 }
 
-// healthResult is a health check's answer on the port k.
+// healthResult is a health check's answer on the port k: err, and whether the check goes on to
+// read the signal, the registration and the operator (polling). Those readings come in a second
+// healthResult, with found set.
 type healthResult struct {
-	k   *link
-	err error
+	k       *link
+	err     error
+	polling bool
+	found   *findings
+}
+
+// preparedNote is the module stage's note that ATE0 took effect on the port k.
+type preparedNote struct {
+	k      *link
+	echoes uint64
 }
 
 type stageResult struct {
 	st   stage
+	ran  *link // the port the stage ran on (nil for stagePort)
 	link *link // stagePort: the port it opened
 	// expires: stageMQTT, when the identity it connected with stops being accepted (zero:
 	// never). The session must be renewed (re-signed and reconnected) before then.
@@ -343,7 +387,10 @@ type stageResult struct {
 	// this host's clock) it was signed.
 	validFor time.Duration
 	signedAt time.Time
-	err      error
+	// found is what the stage learned; clockNote, what the MQTT stage last said about the clock.
+	found     findings
+	clockNote string
+	err       error
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -362,7 +409,7 @@ func (l *loop) run(ctx context.Context) error {
 		var events <-chan qmt.Event
 		var portDone <-chan struct{}
 		if l.link != nil && !l.link.dead {
-			events, portDone = l.link.client.Events(), l.link.conn.Done()
+			events, portDone = l.link.session, l.link.conn.Done()
 		}
 		select {
 		case <-ctx.Done():
@@ -377,21 +424,35 @@ func (l *loop) run(ctx context.Context) error {
 			l.event(ctx, ev)
 		case r := <-l.reconf:
 			l.reconfigure(ctx, r)
+		case n := <-l.preparedNote:
+			l.prepared(n)
 		case r := <-l.stageDone:
 			l.stageLive = false
 			l.stageCancel()
+			select {
+			case n := <-l.preparedNote: // sent before the result: taken first
+				l.prepared(n)
+			default:
+			}
 			l.applySettings()
 			if r.link != nil {
 				l.link = r.link
+				l.startConsumer(ctx, r.link)
 				l.reader.Store(r.link.conn)
-				l.book.update(func(st *Status) { st.PortOpen = true })
+				l.setStatus(func(st *Status) { st.PortOpen = true })
+			}
+			if r.st == stageMQTT {
+				l.clockNote = r.clockNote
+			}
+			if r.ran != nil && r.ran == l.link {
+				l.learn(r.found)
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
 				l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
 			}
 			if r.err == nil && r.st == stageMQTT {
 				l.connectedAt, l.expires = time.Now(), r.expires
-				l.book.update(func(st *Status) { st.IdentityExpires = r.expires })
+				l.setStatus(func(st *Status) { st.IdentityExpires = r.expires })
 			}
 			l.feed(ctx, input{kind: inStageDone, stage: r.st, err: r.err, validFor: r.validFor, signedAt: r.signedAt})
 		case <-l.timer.C:
@@ -401,11 +462,16 @@ func (l *loop) run(ctx context.Context) error {
 		case <-health.C:
 			l.feed(ctx, input{kind: inHealthTick})
 		case r := <-l.healthDone:
-			if r.k == l.link { // not a late answer from a port closed since
+			switch {
+			case r.k != l.link: // a late answer from a port closed since
+			case r.found != nil:
+				l.learn(*r.found)
+			default:
+				if r.polling {
+					l.polledAt = time.Now()
+				}
 				l.healthChecked(ctx, r.err)
 			}
-		case msgs := <-l.stored:
-			l.storedDownlinks(msgs)
 		case <-l.resetDone:
 			l.feed(ctx, input{kind: inResetDone})
 		case <-l.probe:
@@ -442,66 +508,143 @@ func (l *loop) applySettings() {
 	if l.link != nil {
 		l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
 	}
-	l.book.update(func(st *Status) { st.Host, st.BrokerPort = n.Host, n.Port })
+	l.setStatus(func(st *Status) { st.Host, st.BrokerPort = n.Host, n.Port })
 }
 
 // event acts on one event of the link's client and gives the machine what it means.
 func (l *loop) event(ctx context.Context, ev qmt.Event) {
-	if to, why, ok := l.handleEvent(ctx, ev); ok {
-		l.feed(ctx, input{kind: inFallBack, stage: to, why: why})
+	if r, ok := l.handleEvent(ev); ok {
+		l.feed(ctx, input{kind: inFallBack, stage: r.to, why: r.why, loss: r.loss})
 	}
 }
 
-func (l *loop) storedDownlinks(msgs []qmt.Received) {
-	for _, m := range msgs {
-		l.downlink(m.Topic, m.Payload, m.MsgID)
-	}
-}
-
-// pendingEvent is an event while kept, with the link it came from.
+// pendingEvent is a session event while kept, with the link it came from.
 type pendingEvent struct {
 	k  *link
 	ev qmt.Event
 }
 
-// maxPending bounds the events while keeps for the loop; beyond it the rest wait in the
-// client's queue.
+// maxPending bounds the events while keeps for the loop; beyond it the rest wait in the link's
+// session queue.
 const maxPending = 64
 
 // while runs fn, which waits for something that may need the module's output (a disconnect's
-// result, the drain's last publish, a stage's last command), and meanwhile goes on reading the
-// link's events: a full event queue holds the AT reader back, so a loop that stopped reading
-// would keep fn's answer unread behind the downlinks. Downlinks are handled at once (logged,
-// the LED, local delivery); every other event is kept, in order, for the loop to act on
-// afterwards, since acting on it means feeding the machine, which is performing an effect now.
-func (l *loop) while(ctx context.Context, fn func()) {
+// result, the drain's last publish, a stage's last command), and meanwhile goes on taking the
+// link's session events: a full session queue holds the downlink consumer back, and with it
+// the AT reader, which would leave fn's answer unread. The events are kept, in order, for the
+// loop to act on afterwards, since acting on one means feeding the machine, which is
+// performing an effect now. Downlinks do not come here: their consumer hands them on meanwhile.
+func (l *loop) while(fn func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		fn()
 	}()
-	ended := false // the client's events ended; the loop will notice
+	ended := false // the session events ended; the loop will notice
 	for {
 		var events <-chan qmt.Event
 		if l.link != nil && !l.link.dead && !ended && len(l.pending) < maxPending {
-			events = l.link.client.Events()
+			events = l.link.session
 		}
 		select {
 		case <-done:
 			return
 		case ev, ok := <-events:
-			switch e := ev.(type) {
-			case nil:
-				ended = !ok
-			case qmt.Received:
-				l.downlink(e.Topic, e.Payload, e.MsgID)
-			case qmt.Stored:
-				l.handleEvent(ctx, e)
-			default:
-				l.pending = append(l.pending, pendingEvent{l.link, ev})
+			if !ok {
+				ended = true
+				continue
 			}
-		case msgs := <-l.stored:
-			l.storedDownlinks(msgs)
+			l.pending = append(l.pending, pendingEvent{l.link, ev})
+		}
+	}
+}
+
+// health hands a health check's result to the loop; once ctx ends the loop may be gone.
+func (l *loop) health(ctx context.Context, r healthResult) {
+	select {
+	case l.healthDone <- r:
+	case <-ctx.Done():
+	}
+}
+
+// prepared takes the module stage's note that ATE0 took effect on its port.
+func (l *loop) prepared(n preparedNote) {
+	if n.k == l.link {
+		n.k.prepared, n.k.echoes = true, n.echoes
+	}
+}
+
+// learn puts what a stage or a health check on the open port found in the status and on the
+// link. A module with another IMEI than the last one is a replaced module: the outbox forgets
+// what it learnt about the old one.
+func (l *loop) learn(f findings) {
+	k := l.link
+	if f.module != nil {
+		id := *f.module
+		k.id = id
+		if l.lastIMEI != "" && l.lastIMEI != id.IMEI {
+			l.log.Warn().Str("event", logging.EventModuleReplaced).Str("old_imei", l.lastIMEI).
+				Str("new_imei", id.IMEI).Msg("a different module is attached; setting it up from the host's configuration")
+			if l.set.Outbox != nil {
+				l.set.Outbox.Reset()
+			}
+		}
+		l.lastIMEI = id.IMEI
+	}
+	if f.iccid != nil {
+		k.id.ICCID = *f.iccid
+	}
+	if f.deviceName != nil {
+		k.deviceName = *f.deviceName
+		if l.set.OnDeviceName != nil {
+			l.set.OnDeviceName(k.deviceName)
+		}
+	}
+	l.setStatus(func(st *Status) {
+		if f.module != nil {
+			st.Module = *f.module
+		}
+		if f.sim != nil {
+			st.SIM = *f.sim
+		}
+		if f.iccid != nil {
+			st.Module.ICCID = *f.iccid
+		}
+		if f.deviceName != nil {
+			st.DeviceName = *f.deviceName
+		}
+		if r := f.reg; r != nil {
+			st.Registered, st.Registration, st.NetworkType = r.Registered(), r.String(), networkType(*r)
+		}
+		if f.pdpKnown {
+			st.PDPAddresses = f.pdp
+			st.PDPAddress = ""
+			if len(f.pdp) > 0 {
+				st.PDPAddress = f.pdp[0]
+			}
+		}
+		if f.signal != nil {
+			st.Signal, st.SignalAt = *f.signal, f.signalAt
+		}
+		if f.operator != nil {
+			st.Operator = *f.operator
+		}
+		if f.clientID != nil {
+			st.ClientID = *f.clientID
+		}
+		if f.subsKnown {
+			st.Subscriptions, st.Subscribed = st.Subscriptions[:0], f.subscribed
+			for _, sub := range f.subscribed {
+				st.Subscriptions = append(st.Subscriptions, sub.Topic)
+			}
+		}
+		st.Published += f.published
+	})
+	if f.networkReady {
+		if l.set.LEDBound != nil {
+			l.setLED(l.set.LEDBound(), "network ready; the LED shows its property")
+		} else {
+			l.setLED(false, "network ready")
 		}
 	}
 }
@@ -527,7 +670,7 @@ func (l *loop) healthChecked(ctx context.Context, err error) {
 	}
 	l.feed(ctx, input{kind: inHealthDone, err: err})
 	if err == nil && l.link != nil && l.link.restartedWithEcho() {
-		l.feed(ctx, input{kind: inFallBack, stage: stageModule, why: "echo is back on: the module restarted"})
+		l.feed(ctx, input{kind: inFallBack, stage: stageModule, why: "echo is back on: the module restarted", loss: lossReboot})
 	}
 }
 
@@ -545,16 +688,26 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.notify.Ready()
 	case effStatus:
 		l.notify.Status(e.text)
-		l.book.update(func(st *Status) { st.Doing = e.text })
+		l.setStatus(func(st *Status) { st.Doing = e.text })
 	case effRunStage:
-		l.book.update(func(st *Status) { st.Stage = e.stage.String() })
+		l.setStatus(func(st *Status) { st.Stage = e.stage.String() })
 		var sctx context.Context
 		sctx, l.stageCancel = context.WithCancel(ctx)
 		l.stageLive = true
 		lk := l.link
+		if e.stage == stageModule && lk != nil {
+			lk.prepared = false // until the stage's note says ATE0 took effect again
+		}
+		in := stageIn{clockNote: l.clockNote, prepared: func(echoes uint64) {
+			select {
+			case l.preparedNote <- preparedNote{lk, echoes}:
+			case <-sctx.Done():
+			}
+		}}
 		go func() {
-			out, err := l.runStage(sctx, e.stage, lk)
-			l.stageDone <- stageResult{st: e.stage, link: out.link, expires: out.expires, validFor: out.validFor, signedAt: out.signedAt, err: err}
+			out, err := l.runStage(sctx, e.stage, lk, in)
+			l.stageDone <- stageResult{st: e.stage, ran: lk, link: out.link, expires: out.expires, validFor: out.validFor,
+				signedAt: out.signedAt, found: out.found, clockNote: out.clockNote, err: err}
 		}()
 	case effCancelStage:
 		l.stageCancel()
@@ -567,7 +720,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		}
 		l.timer.Reset(e.at.Sub(now))
 	case effRetry:
-		l.book.update(func(st *Status) {
+		l.setStatus(func(st *Status) {
 			st.LastError, st.LastErrorAt = e.err.Error(), now
 			st.NextAttempt, st.Attempt = now.Add(e.delay), e.attempt
 		})
@@ -578,7 +731,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.lastPoll = ""
 		renewed := l.renewed
 		l.renewed = false
-		l.book.update(func(st *Status) {
+		l.setStatus(func(st *Status) {
 			st.Connected, st.Stage = true, stageConnected.String()
 			if !renewed || st.ConnectedAt.IsZero() {
 				st.ConnectedAt = now // a renewed session goes on: connected since it first came up
@@ -603,12 +756,12 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.stopDrain()
 	case effLost:
 		l.session.Store(nil)
-		l.book.update(func(st *Status) {
+		l.setStatus(func(st *Status) {
 			st.Connected, st.ConnectedAt = false, time.Time{}
 			if st.Reconnects == nil {
 				st.Reconnects = map[string]uint64{}
 			}
-			st.Reconnects[LossReason(e.text)]++
+			st.Reconnects[e.loss.String()]++
 		})
 		ev := l.log.Warn().Str("event", logging.EventMQTTDisconnected).Str("reason", e.text).
 			Str("connected_for", e.dur.Round(time.Millisecond).String())
@@ -618,14 +771,16 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		ev.Msg("MQTT session lost")
 	case effHealth:
 		k := l.link
+		poll := now.Sub(l.polledAt) >= pollInterval
 		go func() {
 			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
 			_, err := k.conn.Run(hctx, "AT")
-			l.healthDone <- healthResult{k, err}
-			if err == nil && time.Since(time.Unix(0, l.signalPoll.Load())) >= pollInterval {
-				l.signalPoll.Store(time.Now().UnixNano())
-				l.poll(hctx, k)
+			poll := poll && err == nil
+			l.health(ctx, healthResult{k: k, err: err, polling: poll})
+			if poll {
+				f := l.poll(hctx, k)
+				l.health(ctx, healthResult{k: k, found: &f})
 			}
 		}()
 	case effReset:
@@ -641,10 +796,10 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.closeLink()
 	case effShutdown:
 		if e.text != "" { // a reconnect, not the daemon stopping
-			l.book.update(func(st *Status) { st.Connected, st.ConnectedAt = false, time.Time{} })
+			l.setStatus(func(st *Status) { st.Connected, st.ConnectedAt = false, time.Time{} })
 		}
 		if k := l.link; k != nil {
-			l.while(ctx, func() { k.shutdown(l.log, e.text) })
+			l.while(func() { k.shutdown(l.log, e.text) })
 		}
 	case effArmRenew:
 		if !l.renewTimer.Stop() {
@@ -662,11 +817,11 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		l.log.Info().Time("expires", e.at).Str("expires_in", e.at.Sub(now).Round(time.Millisecond).String()).
 			Msg("the session's password expires soon: disconnecting cleanly to connect with a fresh one")
 		if k := l.link; k != nil {
-			l.while(ctx, func() { k.renewDisconnect(ctx, l.log) })
+			l.while(func() { k.renewDisconnect(ctx, l.log) })
 		}
 	case effRenewed:
 		l.renewed = true // the effConnected that follows is the same session's
-		l.book.update(func(st *Status) { st.Renewals++ })
+		l.setStatus(func(st *Status) { st.Renewals++ })
 		ev := l.log.Info().Str("event", logging.EventTokenRenewed).Str("took", e.dur.Round(time.Millisecond).String())
 		if !l.expires.IsZero() {
 			ev = ev.Time("expires", l.expires)
@@ -754,7 +909,7 @@ func (l *loop) stopDrain() {
 	}
 	l.drainCancel()
 	var err error
-	l.while(context.Background(), func() { err = <-l.drainDone })
+	l.while(func() { err = <-l.drainDone })
 	if err != nil {
 		l.log.Error().Err(err).Msg("outbox drain stopped with an error")
 	}
@@ -769,7 +924,7 @@ func (l *loop) closeLink() {
 	l.link.close()
 	l.retireReader()
 	l.link = nil
-	l.book.update(func(st *Status) { st.PortOpen, st.PDPAddress, st.PDPAddresses = false, "", nil })
+	l.setStatus(func(st *Status) { st.PortOpen, st.PDPAddress, st.PDPAddresses = false, "", nil })
 }
 
 // cleanUp stops what still runs when Run returns.
@@ -778,7 +933,7 @@ func (l *loop) cleanUp() {
 	if l.stageLive {
 		l.stageCancel()
 		var r stageResult
-		l.while(context.Background(), func() { r = <-l.stageDone })
+		l.while(func() { r = <-l.stageDone })
 		if r.link != nil {
 			r.link.close()
 		}
@@ -836,16 +991,20 @@ func (s *Supervisor) watchdog(ctx context.Context) {
 	}
 }
 
+// ledState is the LED as last set. The LED is a device several goroutines drive — the loop
+// (power-up, network ready), the downlinks (a toggle) and SetLED (the thing model) — so it is
+// not the loop's state: its lock orders them, and is held from the change to its record, so
+// that the record is the device's state.
+type ledState struct {
+	mu        sync.Mutex
+	on, known bool
+}
+
+// setLED switches the LED for why, logged; a failure is logged too.
 func (s *Supervisor) setLED(on bool, why string) {
-	if s.led == nil {
-		return
-	}
-	if err := s.led.Set(on); err != nil {
+	if err := s.SetLED(on, why); err != nil {
 		s.log.Error().Err(err).Msg("cannot set the LED")
-		return
 	}
-	s.book.update(func(st *Status) { st.LEDKnown, st.LEDOn = true, on })
-	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
 }
 
 // SetLED switches the LED (for the thing model: a property set, a blink), logged with why.
@@ -853,19 +1012,21 @@ func (s *Supervisor) SetLED(on bool, why string) error {
 	if s.led == nil {
 		return nil
 	}
+	s.ledState.mu.Lock()
+	defer s.ledState.mu.Unlock()
 	if err := s.led.Set(on); err != nil {
 		return err
 	}
-	s.book.update(func(st *Status) { st.LEDKnown, st.LEDOn = true, on })
+	s.ledState.on, s.ledState.known = on, true
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
 	return nil
 }
 
 // LEDState is the LED's state as last set; known is false before the first.
 func (s *Supervisor) LEDState() (on, known bool) {
-	s.book.mu.Lock()
-	defer s.book.mu.Unlock()
-	return s.book.st.LEDOn, s.book.st.LEDKnown
+	s.ledState.mu.Lock()
+	defer s.ledState.mu.Unlock()
+	return s.ledState.on, s.ledState.known
 }
 
 // ErrNotConnected is returned by Publish while there is no MQTT session.
@@ -882,15 +1043,18 @@ func (s *Supervisor) Publish(ctx context.Context, m qmt.Message) error {
 	return c.Publish(ctx, m)
 }
 
+// toggleLED toggles the LED for why, logged; a failure is logged too.
 func (s *Supervisor) toggleLED(why string) {
 	if s.led == nil {
 		return
 	}
+	s.ledState.mu.Lock()
+	defer s.ledState.mu.Unlock()
 	on, err := s.led.Toggle()
 	if err != nil {
 		s.log.Error().Err(err).Msg("cannot toggle the LED")
 		return
 	}
-	s.book.update(func(st *Status) { st.LEDKnown, st.LEDOn = true, on })
+	s.ledState.on, s.ledState.known = on, true
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
 }

@@ -108,6 +108,13 @@ func TestWatchdogWithheldWhileTheReaderIsSilent(t *testing.T) {
 // settings that reach it over go.bug.st/serial, as the daemon would; tests add what they need.
 func emulatedSettings(t *testing.T, clientID string) (*sim.Module, Settings) {
 	t.Helper()
+	mod, _, set := emulatedWithBroker(t, clientID)
+	return mod, set
+}
+
+// emulatedWithBroker is emulatedSettings, with the embedded broker.
+func emulatedWithBroker(t *testing.T, clientID string) (*sim.Module, *sim.Broker, Settings) {
+	t.Helper()
 	b, err := sim.NewBroker("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +128,7 @@ func emulatedSettings(t *testing.T, clientID string) (*sim.Module, Settings) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mod.Close() })
-	return mod, Settings{
+	return mod, b, Settings{
 		OpenPort: func(ctx context.Context) (io.ReadWriteCloser, error) { return port.Open(ctx, mod.Path(), 115200) },
 		PortName: mod.Path(),
 		Host:     "broker.example.com",
