@@ -148,9 +148,13 @@ func (f field) str(maxLen int) (string, bool) {
 	return f.text, true
 }
 
-// argsBetween splits c's arguments as splitArgs does and reports whether they parsed and number
-// from lo to hi: the check every set command makes before it reads its fields.
+// argsBetween splits c's arguments as splitArgs does and reports whether c is a set command
+// whose arguments parsed and number from lo to hi: the check every command makes before it reads
+// its fields (its test and read forms answered before).
 func (c cmdLine) argsBetween(lo, hi int) ([]field, bool) {
+	if c.kind != kindSet {
+		return nil, false
+	}
 	f, err := splitArgs(c.args)
 	return f, err == nil && len(f) >= lo && len(f) <= hi
 }

@@ -1057,9 +1057,6 @@ func (e *engine) cmdQIDNSGIP(c cmdLine) reply {
 	switch c.kind {
 	case kindTest:
 		return ok(`+QIDNSGIP: (1-15),"hostname"`)
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(2, 2)
 	if !fits {
@@ -1132,9 +1129,6 @@ func (e *engine) cmdCFUN(c cmdLine) reply {
 		return ok(fmt.Sprintf("+CFUN: %d", e.cfun))
 	case kindTest:
 		return ok("+CFUN: (0,1,4),(0,1)")
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(1, 2)
 	if !fits {
@@ -1170,9 +1164,6 @@ func (e *engine) cmdQURCCFG(c cmdLine) reply {
 	switch c.kind {
 	case kindTest:
 		return ok(`+QURCCFG: "urcport",("usbat","usbmodem","uart1","uart2","all")`)
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(1, 2)
 	if !fits || !f[0].quoted || !strings.EqualFold(f[0].text, "urcport") {

@@ -281,9 +281,6 @@ func (e *engine) cmdQMTOPEN(c cmdLine) reply {
 			}
 		}
 		return ok(lines...)
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(3, 3)
 	if !fits {
@@ -394,9 +391,6 @@ func (e *engine) cmdQMTCONN(c cmdLine) reply {
 			lines = append(lines, fmt.Sprintf("+QMTCONN: %d,%d", cl.idx, s))
 		}
 		return ok(lines...)
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(2, 4)
 	if !fits {
@@ -551,9 +545,6 @@ func (e *engine) cmdQMTPUBEX(c cmdLine) reply {
 	switch c.kind {
 	case kindTest:
 		return test(`+QMTPUBEX: (0-5), <msgid>,(0-2),(0,1),"topic","length"`)
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(6, 6)
 	if !fits {
@@ -577,9 +568,6 @@ func (e *engine) cmdQMTPUB(c cmdLine) reply {
 	switch c.kind {
 	case kindTest:
 		return test(`+QMTPUB: (0-5),(0-65535),(0-2),(0,1),<topic>,(1-4096)`)
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(5, 6)
 	if !fits {
@@ -676,9 +664,6 @@ func (e *engine) cmdQMTRECV(c cmdLine) reply {
 			}
 		}
 		return ok(lines...)
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(1, 2)
 	if !fits {

@@ -66,9 +66,6 @@ func (e *engine) cmdQFUPL(c cmdLine) reply {
 	switch c.kind {
 	case kindTest:
 		return ok(fmt.Sprintf("+QFUPL: <filename>[,(1-%d)[,(1-65535)[,(0,1)]]]", ufsTotal-e.fsUsed()))
-	case kindSet:
-	default:
-		return errReply()
 	}
 	f, fits := c.argsBetween(2, 4)
 	if !fits {
