@@ -376,21 +376,13 @@ type preparedNote struct {
 	echoes uint64
 }
 
+// stageResult is a stage's end as the loop takes it: which stage, on which port, what it
+// handed back and its error.
 type stageResult struct {
-	st   stage
-	ran  *link // the port the stage ran on (nil for stagePort)
-	link *link // stagePort: the port it opened
-	// expires: stageMQTT, when the identity it connected with stops being accepted (zero:
-	// never). The session must be renewed (re-signed and reconnected) before then.
-	expires time.Time
-	// validFor and signedAt: stageMQTT, the password's lifetime from its signing, and when (on
-	// this host's clock) it was signed.
-	validFor time.Duration
-	signedAt time.Time
-	// found is what the stage learned; clockNote, what the MQTT stage last said about the clock.
-	found     findings
-	clockNote string
-	err       error
+	st  stage
+	ran *link // the port the stage ran on (nil for stagePort)
+	stageOut
+	err error
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -706,8 +698,7 @@ func (l *loop) perform(ctx context.Context, now time.Time, e effect) {
 		}}
 		go func() {
 			out, err := l.runStage(sctx, e.stage, lk, in)
-			l.stageDone <- stageResult{st: e.stage, ran: lk, link: out.link, expires: out.expires, validFor: out.validFor,
-				signedAt: out.signedAt, found: out.found, clockNote: out.clockNote, err: err}
+			l.stageDone <- stageResult{st: e.stage, ran: lk, stageOut: out, err: err}
 		}()
 	case effCancelStage:
 		l.stageCancel()
