@@ -86,12 +86,7 @@ func (e *ResultError) Error() string {
 	b.WriteString(e.Op)
 	b.WriteString(": ")
 	b.WriteString(e.Words())
-	if e.Line != "" {
-		b.WriteString(" (")
-		b.WriteString(e.Line)
-		b.WriteString(")")
-	}
-	return b.String()
+	return withLine(&b, e.Line)
 }
 
 // Words is the outcome in words, without the operation and the URC.
@@ -190,12 +185,7 @@ func (e *LinkError) Error() string {
 		b.WriteString("link lost: ")
 		b.WriteString(LinkStatusText(e.Code))
 	}
-	if e.Line != "" {
-		b.WriteString(" (")
-		b.WriteString(e.Line)
-		b.WriteString(")")
-	}
-	return b.String()
+	return withLine(&b, e.Line)
 }
 
 // Unwrap gives ErrLinkLost, or ErrModuleReset for a restart.
@@ -300,4 +290,14 @@ func checkLen(field, v string, nonEmpty bool, max int, secret bool) error {
 		return fmt.Errorf("mqtt: %s is %d bytes, longer than %d: %w", field, len(v), max, ErrInvalidArgument)
 	}
 	return checkQuoted(field, v, secret)
+}
+
+// withLine is b's text followed by the module's line in parentheses, when there is one.
+func withLine(b *strings.Builder, line string) string {
+	if line != "" {
+		b.WriteString(" (")
+		b.WriteString(line)
+		b.WriteString(")")
+	}
+	return b.String()
 }
