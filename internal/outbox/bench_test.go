@@ -20,7 +20,11 @@ import (
 func BenchmarkPut(b *testing.B) {
 	for _, size := range []int{100, 1024} {
 		b.Run(fmt.Sprintf("payload=%dB", size), func(b *testing.B) {
-			s, err := Open(Config{Dir: b.TempDir(), MaxBytes: 1 << 30}, zerolog.Nop())
+			cfg, err := BenchConfig(Config{Dir: b.TempDir(), MaxBytes: 1 << 30})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := Open(cfg, zerolog.Nop())
 			if err != nil {
 				b.Fatal(err)
 			}
