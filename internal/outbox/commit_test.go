@@ -194,9 +194,9 @@ type fakeLog struct {
 	closed bool
 }
 
-func (l *fakeLog) stopped() error                           { return nil }
-func (l *fakeLog) closing() bool                            { return l.closed }
-func (l *fakeLog) page() int                                { return 0 }
+func (l *fakeLog) stopped() error                          { return nil }
+func (l *fakeLog) closing() bool                           { return l.closed }
+func (l *fakeLog) page() int                               { return 0 }
 func (l *fakeLog) commitPoint() (*os.File, uint64, uint64) { return l.f, l.end, 0 }
 func (l *fakeLog) committed(end, _ uint64, err error) {
 	l.syncs++

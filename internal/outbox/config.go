@@ -15,7 +15,7 @@ const (
 	DefaultCommitWait  = 10 * time.Millisecond
 	DefaultStateDir    = "/var/lib/gatewayd"
 	// FileName is the store inside Config.Dir: a directory of segment files. Before issue 16 it
-	// was one bbolt file of the same name; Open migrates such a file.
+	// was one bbolt file of the same name; Open copies such a file with Config.Migrate.
 	FileName = "outbox.db"
 	// lockName is the file in Config.Dir that one process at a time holds (flock).
 	lockName = "outbox.lock"
@@ -49,7 +49,7 @@ type Config struct {
 	LockTimeout time.Duration
 	// CommitWait is how long a commit may wait for more Puts to share its fdatasync while
 	// several clients publish at once, and (up to streamWaits × CommitWait) for a stream to
-	// fill its page (see Store.gather). A lone publisher never waits. 0 = DefaultCommitWait;
+	// fill its page (see adaptive). A lone publisher never waits. 0 = DefaultCommitWait;
 	// negative = never wait.
 	CommitWait time.Duration
 	// Now is the clock; nil = time.Now. Tests inject one to drive expiry.

@@ -366,3 +366,24 @@ func TestEmptyFileIsANewStore(t *testing.T) {
 	}
 	mustPut(t, s, "t", "x")
 }
+
+// TestAnOldStoreWithoutAMigratorIsSetAside: a file where the store belongs (the store of an
+// earlier gatewayd) with no Config.Migrate — once the migration is removed — is set aside,
+// whole, and an empty store started.
+func TestAnOldStoreWithoutAMigratorIsSetAside(t *testing.T) {
+	dir := t.TempDir()
+	old := []byte("the bbolt file of an earlier gatewayd")
+	if err := os.WriteFile(filepath.Join(dir, FileName), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, lb := open(t, Config{Dir: dir})
+	st := s.Stats()
+	kept, err := os.ReadFile(st.SetAside)
+	if err != nil || !bytes.Equal(kept, old) || st.Messages != 0 {
+		t.Fatalf("stats %+v, set aside %q (%v)", st, kept, err)
+	}
+	if !strings.Contains(lb.String(), `"event":"outbox_set_aside"`) {
+		t.Fatalf("no set-aside line:\n%s", lb)
+	}
+	mustPut(t, s, "t", "x")
+}
