@@ -179,7 +179,7 @@ func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Dr
 		commitWait = -1 // commit_wait = "0s": never wait (outbox.Config's 0 is its default)
 	}
 	store, err := outbox.Open(outbox.Config{Dir: o.Dir, MaxBytes: o.MaxBytes, MaxAge: o.MaxAge, Overflow: outbox.Overflow(o.Overflow),
-		CommitWait: commitWait, Migrate: migrate.Bolt{Log: log}}, log)
+		CommitWait: commitWait, Migrate: migrate.Bolt{Log: log.With().Str("component", "outbox").Logger()}}, log)
 	var d *drain.Drainer
 	switch {
 	case errors.Is(err, outbox.ErrLocked):

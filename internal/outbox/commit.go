@@ -76,6 +76,15 @@ func (c *committer) wake() {
 	c.arrivals.Broadcast()
 }
 
+// quiesce ends a leader's wait for company and waits for the running fdatasync, if any: the
+// store is closing.
+func (c *committer) quiesce() {
+	c.wake()
+	for c.syncing {
+		c.synced.Wait()
+	}
+}
+
 // await returns once every byte of l before pos is on disk, leading or sharing fdatasyncs; put
 // says a put waits, whose leader may wait for company.
 func (c *committer) await(l commitLog, pos uint64, put bool) error {

@@ -71,10 +71,11 @@ type Stats struct {
 // fdatasync before Put returns (Append and Wait: the same in two steps, for a client with
 // several messages in flight); Puts that arrive while one fdatasync runs share the next one
 // (group commit), and a Put that finds none running starts its own at once, unless it waits
-// for company (see committer and adaptive). Other records (acknowledgements, rejections, expiry, sends the store
-// may record without waiting) are written at once and made durable by the next fdatasync, whoever starts it: losing them in a
-// power cut only brings a message back, to be sent again and counted as a possible duplicate.
-// Segments whose messages have all gone are deleted or kept as the spare for reuse.
+// for company (see committer and adaptive). Other records (acknowledgements, rejections,
+// expiry, sends the store may record without waiting) are written at once and made durable by
+// the next fdatasync, whoever starts it: losing them in a power cut only brings a message
+// back, to be sent again and counted as a possible duplicate. Segments whose messages have all
+// gone are deleted or kept as the spare for reuse.
 type Store struct {
 	cfg      Config
 	log      zerolog.Logger
@@ -491,10 +492,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.commit.wake() // a commit waiting for company stops waiting
-	for s.commit.syncing {
-		s.commit.synced.Wait()
-	}
+	s.commit.quiesce()
 	var err error
 	if s.broken == nil {
 		var end uint64
@@ -502,7 +500,7 @@ func (s *Store) Close() error {
 			err = s.commit.await(s, end, false)
 		}
 	}
-	s.commit.synced.Broadcast()
+	s.commit.wake()
 	s.closeFiles()
 	if cerr := s.lock.Close(); err == nil {
 		err = cerr

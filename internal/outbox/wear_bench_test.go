@@ -1,9 +1,9 @@
 package outbox_test
 
 // BenchmarkWear and BenchmarkLocalPUBACK measure what the outbox costs the card under a steady
-// load, with the real drainer emptying it as it fills. They use only the outbox's exported API,
-// the drainer and the local endpoint, so that the same file measures an older outbox too (see
-// docs/benchmarks.md, "Outbox wear").
+// load, with the real drainer emptying it as it fills, through the outbox's exported API, the
+// drainer and the local endpoint (see docs/benchmarks.md, "Outbox wear"). -outbox.batch
+// measures another group-commit policy (export_test.go).
 
 import (
 	"bytes"
