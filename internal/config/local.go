@@ -6,20 +6,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/drain"
+	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/internal/topic"
 )
 
-// Defaults of [local] and [outbox].
+// Defaults of [local]. Those of [outbox] are the outbox's own (outbox.DefaultMaxBytes,
+// DefaultMaxAge, DefaultCommitWait, OverflowRefuse) and the drainer's (drain.DefaultWindow).
 const (
-	DefaultLocalListen    = "127.0.0.1:1883"
-	DefaultOutboxMaxBytes = 64 << 20
-	DefaultOutboxMaxAge   = 7 * 24 * time.Hour
-	DefaultOutboxWindow   = 8
-	CredLocalPassword     = "local-password" // local.password, when local.username is set
-
-	// DefaultOutboxCommitWait is how long a commit may wait for other local publishers to
-	// share its fdatasync (internal/outbox has the same default).
-	DefaultOutboxCommitWait = 10 * time.Millisecond
+	DefaultLocalListen = "127.0.0.1:1883"
+	CredLocalPassword  = "local-password" // local.password, when local.username is set
 
 	// What local clients may cost (internal/local has the same defaults).
 	DefaultLocalMaxClients       = 32
@@ -134,14 +130,14 @@ func (b *builder) outbox(t *table) {
 	if o.Dir != "" && !filepath.IsAbs(o.Dir) {
 		t.fail("dir", "%q is not an absolute path", o.Dir)
 	}
-	o.MaxBytes = int64(t.integer("max_bytes", DefaultOutboxMaxBytes, 64<<10, 1<<30))
+	o.MaxBytes = int64(t.integer("max_bytes", outbox.DefaultMaxBytes, 64<<10, 1<<30))
 	// The lower bound is for tests and experiments; a real outbox keeps messages for days.
-	o.MaxAge = t.duration("max_age", DefaultOutboxMaxAge, time.Second, 365*24*time.Hour, false)
-	o.Overflow = t.str("overflow", "refuse")
-	if o.Overflow != "refuse" && o.Overflow != "drop_oldest" {
-		t.fail("overflow", "%q: want \"refuse\" or \"drop_oldest\"", o.Overflow)
+	o.MaxAge = t.duration("max_age", outbox.DefaultMaxAge, time.Second, 365*24*time.Hour, false)
+	o.Overflow = t.str("overflow", string(outbox.OverflowRefuse))
+	if o := outbox.Overflow(o.Overflow); o != outbox.OverflowRefuse && o != outbox.OverflowDropOldest {
+		t.fail("overflow", "%q: want %q or %q", o, outbox.OverflowRefuse, outbox.OverflowDropOldest)
 	}
-	o.Window = t.integer("window", DefaultOutboxWindow, 1, 32)
-	o.CommitWait = t.duration("commit_wait", DefaultOutboxCommitWait, 0, time.Second, false)
+	o.Window = t.integer("window", drain.DefaultWindow, 1, 32)
+	o.CommitWait = t.duration("commit_wait", outbox.DefaultCommitWait, 0, time.Second, false)
 	t.done()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/internal/metrics"
 	"github.com/gatewayd/gatewayd/internal/outbox"
+	"github.com/gatewayd/gatewayd/internal/outbox/migrate"
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
 	"github.com/gatewayd/gatewayd/internal/thing"
@@ -181,7 +182,7 @@ func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Dr
 		commitWait = -1 // commit_wait = "0s": never wait (outbox.Config's 0 is its default)
 	}
 	store, err := outbox.Open(outbox.Config{Dir: o.Dir, MaxBytes: o.MaxBytes, MaxAge: o.MaxAge, Overflow: outbox.Overflow(o.Overflow),
-		CommitWait: commitWait}, log)
+		CommitWait: commitWait, Migrate: migrate.Bolt{Log: log.With().Str("component", "outbox").Logger()}}, log)
 	var d *drain.Drainer
 	switch {
 	case errors.Is(err, outbox.ErrLocked):
@@ -219,7 +220,7 @@ func openLocal(cfg *config.Config, log zerolog.Logger) (*outbox.Store, *drain.Dr
 type noOutbox struct{ err error }
 
 // Append refuses the message, saying why.
-func (n noOutbox) Append(string, []byte, int, bool, int) (outbox.Ticket, error) {
+func (n noOutbox) Append(*outbox.Source, string, []byte, int, bool) (outbox.Ticket, error) {
 	return outbox.Ticket{}, fmt.Errorf("the outbox is unavailable (%w): %w", n.err, errNoOutbox)
 }
 

@@ -158,17 +158,18 @@ type conn struct {
 	evicting  atomic.Bool                 // an evict is on its way
 
 	mu       sync.Mutex
-	wake     sync.Cond    // signalled when queue, closing or err change
-	room     sync.Cond    // broadcast when held falls or err is set
-	queue    []segment    // written by nobody yet
-	held     int          // holds in queue, or being waited for by the writer
-	queued   int          // bytes in queue and in the batch being written
-	counted  atomic.Int64 // queued - backlog: what counts against WriteBudget (see accountLocked)
-	closing  bool         // Close was called: write what is queued (until closeBy), then close
-	closeBy  time.Time    // when a closing connection stops writing
-	aborted  bool         // closed by the endpoint without waiting (shutdown)
-	err      error        // once set, writes fail and the writer closes the connection
-	slow     string       // why the client was found stuck; "" if it was not
+	wake     sync.Cond     // signalled when queue, closing or err change
+	room     sync.Cond     // broadcast when held falls or err is set
+	queue    []segment     // written by nobody yet
+	held     int           // holds in queue, or being waited for by the writer
+	src      outbox.Source // the client as a source of the outbox's messages
+	queued   int           // bytes in queue and in the batch being written
+	counted  atomic.Int64  // queued - backlog: what counts against WriteBudget (see accountLocked)
+	closing  bool          // Close was called: write what is queued (until closeBy), then close
+	closeBy  time.Time     // when a closing connection stops writing
+	aborted  bool          // closed by the endpoint without waiting (shutdown)
+	err      error         // once set, writes fail and the writer closes the connection
+	slow     string        // why the client was found stuck; "" if it was not
 	clientID string
 	// A session taken up again (clean session false) gets its unacknowledged messages resent at
 	// once (up to mochi's 8192 of them): that backlog, which mochi holds anyway, does not count
@@ -258,20 +259,20 @@ func evictReason(total int64, budget int) string {
 	return fmt.Sprintf("the most bytes waiting when local clients' buffers reached %d bytes in all (%d)", budget, total)
 }
 
-// inFlight is how many of the client's forwarded publishes are held now (0 for a nil conn):
-// more than 0 when a publish comes, and the client streams, sending on before its PUBACKs.
-// It waits while maxHeld are held already, until the writer gets past the first: so the
-// client's publishes are not read on while as many wait.
-func (c *conn) inFlight() int {
+// source is the client as the outbox's source of its forwarded publishes (nil for a nil conn):
+// from it the outbox tells a client that streams, sending on before its PUBACKs. It waits while
+// maxHeld are held already, until the writer gets past the first: so the client's publishes are
+// not read on while as many wait.
+func (c *conn) source() *outbox.Source {
 	if c == nil {
-		return 0
+		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.held >= maxHeld && c.err == nil && !c.closing {
 		c.room.Wait()
 	}
-	return c.held
+	return &c.src
 }
 
 // hold queues t: what mochi writes after it — the publish's PUBACK, and anything else for this

@@ -137,10 +137,10 @@ func (c *Config) setDefaults() {
 }
 
 // Outbox stores forwarded messages durably; *outbox.Store is one. Append writes a message and
-// returns at once (inFlight: how many of the same client's are still waiting for Wait); Wait
-// returns once it is durable, or why it cannot be (see outbox.Store).
+// returns at once (src: the client, one outbox.Source each); Wait returns once it is durable,
+// or why it cannot be (see outbox.Store).
 type Outbox interface {
-	Append(topic string, payload []byte, qos int, retain bool, inFlight int) (outbox.Ticket, error)
+	Append(src *outbox.Source, topic string, payload []byte, qos int, retain bool) (outbox.Ticket, error)
 	Wait(outbox.Ticket) error
 }
 
@@ -942,7 +942,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil
 	}
 	c, _ := cl.Net.Conn.(*conn)
-	t, err := e.box.Append(pk.TopicName, pk.Payload, qos, retain, c.inFlight())
+	t, err := e.box.Append(c.source(), pk.TopicName, pk.Payload, qos, retain)
 	if err == nil {
 		if c.hold(t) {
 			return pk, nil

@@ -106,8 +106,8 @@ type eventBox struct {
 	events []string
 }
 
-func (b *eventBox) Append(topic string, payload []byte, qos int, retain bool, inFlight int) (outbox.Ticket, error) {
-	return b.box.Append(topic, payload, qos, retain, inFlight)
+func (b *eventBox) Append(src *outbox.Source, topic string, payload []byte, qos int, retain bool) (outbox.Ticket, error) {
+	return b.box.Append(src, topic, payload, qos, retain)
 }
 
 func (b *eventBox) Wait(t outbox.Ticket) error {

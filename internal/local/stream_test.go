@@ -32,8 +32,8 @@ type gateBox struct {
 
 func newGateBox(s *outbox.Store) *gateBox { return &gateBox{box: s, gate: make(chan struct{})} }
 
-func (b *gateBox) Append(topic string, payload []byte, qos int, retain bool, inFlight int) (outbox.Ticket, error) {
-	return b.box.Append(topic, payload, qos, retain, inFlight)
+func (b *gateBox) Append(src *outbox.Source, topic string, payload []byte, qos int, retain bool) (outbox.Ticket, error) {
+	return b.box.Append(src, topic, payload, qos, retain)
 }
 
 func (b *gateBox) Wait(t outbox.Ticket) error {

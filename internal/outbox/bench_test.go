@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkPut measures Put → written and fdatasynced on this machine's disk, reporting the
@@ -21,7 +20,11 @@ import (
 func BenchmarkPut(b *testing.B) {
 	for _, size := range []int{100, 1024} {
 		b.Run(fmt.Sprintf("payload=%dB", size), func(b *testing.B) {
-			s, err := Open(Config{Dir: b.TempDir(), MaxBytes: 1 << 30}, zerolog.Nop())
+			cfg, err := BenchConfig(Config{Dir: b.TempDir(), MaxBytes: 1 << 30})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := Open(cfg, zerolog.Nop())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -175,63 +178,6 @@ func BenchmarkOpenFullStore(b *testing.B) {
 	n := fullStore(b, dir)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s, err := Open(Config{Dir: dir}, zerolog.Nop())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if st := s.Stats(); st.Messages != n || st.SetAside != "" {
-			b.Fatalf("stats %+v", st)
-		}
-		s.Close()
-	}
-	b.ReportMetric(float64(n), "messages")
-}
-
-// BenchmarkMigrateFullStore measures the first Open after an upgrade: a bbolt store of the
-// earlier outbox holding DefaultMaxBytes of 100-byte messages checked, copied into the log and
-// deleted, and the log read.
-func BenchmarkMigrateFullStore(b *testing.B) {
-	src := b.TempDir()
-	n := int(DefaultMaxBytes / recordSize(len("site/sensor/temperature"), 100))
-	db, err := bolt.Open(filepath.Join(src, FileName), 0o600, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	payload := bytes.Repeat([]byte("x"), 100)
-	err = db.Update(func(tx *bolt.Tx) error {
-		m, err := tx.CreateBucket(bucketMsgs)
-		if err != nil {
-			return err
-		}
-		m.FillPercent = 1.0
-		if _, err := tx.CreateBucket(bucketAttempts); err != nil {
-			return err
-		}
-		now := time.Now()
-		for i := 1; i <= n; i++ {
-			k := seqKey(uint64(i))
-			if err := m.Put(k, encodeRecord(k, "site/sensor/temperature", payload, 1, false, now)); err != nil {
-				return err
-			}
-		}
-		return m.SetSequence(uint64(n))
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	db.Close()
-	old, err := os.ReadFile(filepath.Join(src, FileName))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		dir := b.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, FileName), old, 0o600); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
 		s, err := Open(Config{Dir: dir}, zerolog.Nop())
 		if err != nil {
 			b.Fatal(err)

@@ -27,6 +27,11 @@ func makePos(gen uint64, off int) uint64 { return gen<<32 | uint64(uint32(off)) 
 // holds as many messages as before.
 func (e *entry) counted() int64 { return countedSize(int(e.size)) }
 
+// recordSize is what one message counts against Config.MaxBytes: topic, payload and 24 bytes —
+// the key (8), value header (12) and checksum (4) of the bbolt store the log replaced, kept so
+// that a bound holds as many messages as it did.
+func recordSize(topicLen, payloadLen int) int64 { return int64(24 + topicLen + payloadLen) }
+
 func countedSize(putLen int) int64 {
 	return int64(putLen) - int64(putRecordLen(0, 0)) + recordSize(0, 0)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -828,8 +829,9 @@ func TestAFailedSegmentSwitchLosesNothing(t *testing.T) {
 func TestAnAppendIsGivenToTheDrainerOnlyOnceDurable(t *testing.T) {
 	s, _ := open(t, Config{})
 	var ts []Ticket
+	var src Source
 	for i := 0; i < 3; i++ {
-		tk, err := s.Append("t", []byte(fmt.Sprint(i)), 1, false, i)
+		tk, err := s.Append(&src, "t", []byte(fmt.Sprint(i)), 1, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -856,15 +858,13 @@ func TestAnAppendIsGivenToTheDrainerOnlyOnceDurable(t *testing.T) {
 	}
 }
 
-// stream appends n messages of 100 bytes, one every pace, each with the count of its earlier
-// ones not yet durable (as the local endpoint does for a client with publishes in flight), and
-// waits for them in order in a goroutine of its own, which starts once two are in flight. It
-// returns once all are durable.
+// stream appends n messages of 100 bytes from one Source, one every pace (as the local endpoint
+// does for a client with publishes in flight), and waits for them in order in a goroutine of
+// its own, which starts once two are in flight. It returns once all are durable.
 func stream(t *testing.T, s *Store, n int, pace time.Duration) {
 	t.Helper()
 	var inFlight sync.WaitGroup
-	var mu sync.Mutex
-	held := 0
+	var src Source
 	q := make(chan Ticket, n)
 	twoIn := make(chan struct{})
 	inFlight.Add(1)
@@ -875,9 +875,6 @@ func stream(t *testing.T, s *Store, n int, pace time.Duration) {
 			if err := s.Wait(tk); err != nil {
 				t.Error(err)
 			}
-			mu.Lock()
-			held--
-			mu.Unlock()
 		}
 	}()
 	payload := bytes.Repeat([]byte("x"), 100)
@@ -885,11 +882,7 @@ func stream(t *testing.T, s *Store, n int, pace time.Duration) {
 	for i := 0; i < n; i++ {
 		time.Sleep(time.Until(next))
 		next = next.Add(pace)
-		mu.Lock()
-		h := held
-		held++
-		mu.Unlock()
-		tk, err := s.Append("t", payload, 1, false, h)
+		tk, err := s.Append(&src, "t", payload, 1, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -935,4 +928,14 @@ func TestAStreamThatStopsIsCommittedAtOnce(t *testing.T) {
 	case <-time.After(time.Minute): // not a speed measurement: a wrong wait takes hours
 		t.Fatal("a stream's last messages waited for more that never came")
 	}
+}
+
+// randomBytes is n bytes of a fixed pseudo-random sequence.
+func randomBytes(n int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
 }

@@ -16,19 +16,19 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// clock is an injectable clock.
-type clock struct {
+// wallClock is an injectable Config.Now.
+type wallClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time {
+func (c *wallClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *clock) Set(t time.Time) {
+func (c *wallClock) Set(t time.Time) {
 	c.mu.Lock()
 	c.t = t
 	c.mu.Unlock()
@@ -218,7 +218,7 @@ func TestDropOldestMakesRoomAndCounts(t *testing.T) {
 }
 
 func TestMessagesPastMaxAgeExpire(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := &wallClock{t: t0}
 	s, lb := open(t, Config{MaxAge: 24 * time.Hour, Now: clk.Now})
 	mustPut(t, s, "old", "1")
 	clk.Set(t0.Add(12 * time.Hour))
@@ -246,7 +246,7 @@ func TestMessagesPastMaxAgeExpire(t *testing.T) {
 }
 
 func TestExpiryKeepsMessagesStoredBeforeTheClockWasSet(t *testing.T) {
-	clk := &clock{t: time.Unix(120, 0)} // a Pi without RTC just after boot
+	clk := &wallClock{t: time.Unix(120, 0)} // a Pi without RTC just after boot
 	s, _ := open(t, Config{MaxAge: time.Hour, Now: clk.Now})
 	mustPut(t, s, "boot", "1")
 	clk.Set(t0) // NTP sets the clock
@@ -351,4 +351,39 @@ func TestStateDir(t *testing.T) {
 	if d := StateDir(getenv); d != "/var/lib/gatewayd-a" {
 		t.Fatalf("StateDir() = %q", d)
 	}
+}
+
+// TestEmptyFileIsANewStore: an empty file where the store belongs is what a crash leaves while
+// an old gatewayd created its bbolt file: nothing was ever stored in it.
+func TestEmptyFileIsANewStore(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := open(t, Config{Dir: dir})
+	if st := s.Stats(); st.SetAside != "" {
+		t.Fatalf("an empty file (crash during creation) was set aside: %+v", st)
+	}
+	mustPut(t, s, "t", "x")
+}
+
+// TestAnOldStoreWithoutAMigratorIsSetAside: a file where the store belongs (the store of an
+// earlier gatewayd) with no Config.Migrate — once the migration is removed — is set aside,
+// whole, and an empty store started.
+func TestAnOldStoreWithoutAMigratorIsSetAside(t *testing.T) {
+	dir := t.TempDir()
+	old := []byte("the bbolt file of an earlier gatewayd")
+	if err := os.WriteFile(filepath.Join(dir, FileName), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, lb := open(t, Config{Dir: dir})
+	st := s.Stats()
+	kept, err := os.ReadFile(st.SetAside)
+	if err != nil || !bytes.Equal(kept, old) || st.Messages != 0 {
+		t.Fatalf("stats %+v, set aside %q (%v)", st, kept, err)
+	}
+	if !strings.Contains(lb.String(), `"event":"outbox_set_aside"`) {
+		t.Fatalf("no set-aside line:\n%s", lb)
+	}
+	mustPut(t, s, "t", "x")
 }

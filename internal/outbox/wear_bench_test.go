@@ -1,9 +1,9 @@
 package outbox_test
 
 // BenchmarkWear and BenchmarkLocalPUBACK measure what the outbox costs the card under a steady
-// load, with the real drainer emptying it as it fills. They use only the outbox's exported API,
-// the drainer and the local endpoint, so that the same file measures an older outbox too (see
-// docs/benchmarks.md, "Outbox wear").
+// load, with the real drainer emptying it as it fills, through the outbox's exported API, the
+// drainer and the local endpoint (see docs/benchmarks.md, "Outbox wear"). -outbox.batch
+// measures another group-commit policy (export_test.go).
 
 import (
 	"bytes"
@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,9 +63,6 @@ func BenchmarkWear(b *testing.B) {
 	for _, rate := range []int{100, 1000} {
 		for _, clients := range []int{1, 8} {
 			b.Run(fmt.Sprintf("rate=%d/clients=%d/pipelined", rate, clients), func(b *testing.B) {
-				if _, ok := reflect.TypeOf(&outbox.Store{}).MethodByName("Append"); !ok {
-					b.Skip("this outbox has no Append")
-				}
 				for i := 0; i < b.N; i++ {
 					wear(b, rate, clients, appendClient)
 				}
@@ -118,35 +114,31 @@ func putClient(b *testing.B, s *outbox.Store, notify func(), n int) []publishFun
 	return fs
 }
 
-// appendClient is a pipelined client of the store: Append, and Wait in a goroutine of the
-// client's own, in order, as the local endpoint's connection writer does. Through reflection,
-// so that this file still builds against an outbox without Append.
+// appendClient is a pipelined client of the store: Append from a Source of its own, and Wait
+// in a goroutine of the client's own, in order, as the local endpoint's connection writer does.
 func appendClient(b *testing.B, s *outbox.Store, notify func(), n int) []publishFunc {
-	appendM, waitM := reflect.ValueOf(s).MethodByName("Append"), reflect.ValueOf(s).MethodByName("Wait")
 	fs := make([]publishFunc, n)
 	for i := range fs {
 		type held struct {
-			t     reflect.Value
+			t     outbox.Ticket
 			acked func(error)
 		}
 		q := make(chan held, 1024)
-		var inFlight atomic.Int64
+		src := &outbox.Source{}
 		b.Cleanup(func() { close(q) })
 		go func() {
 			for h := range q {
-				err, _ := waitM.Call([]reflect.Value{h.t})[0].Interface().(error)
-				inFlight.Add(-1)
+				err := s.Wait(h.t)
 				notify()
 				h.acked(err)
 			}
 		}()
 		fs[i] = func(p []byte, acked func(error)) error {
-			out := appendM.Call([]reflect.Value{reflect.ValueOf(wearTopic), reflect.ValueOf(p), reflect.ValueOf(1), reflect.ValueOf(false),
-				reflect.ValueOf(int(inFlight.Add(1) - 1))})
-			if err, _ := out[1].Interface().(error); err != nil {
+			t, err := s.Append(src, wearTopic, p, 1, false)
+			if err != nil {
 				return err
 			}
-			q <- held{out[0], acked}
+			q <- held{t, acked}
 			return nil
 		}
 	}
@@ -209,9 +201,9 @@ func wear(b *testing.B, rate, clients int, kind clientKind) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	cfg := outbox.Config{Dir: dir}
-	if f := reflect.ValueOf(&cfg).Elem().FieldByName("CommitWait"); f.IsValid() {
-		f.SetInt(int64(*wearWait))
+	cfg, err := outbox.BenchConfig(outbox.Config{Dir: dir, CommitWait: *wearWait})
+	if err != nil {
+		b.Fatal(err)
 	}
 	s, err := outbox.Open(cfg, zerolog.Nop())
 	if err != nil {

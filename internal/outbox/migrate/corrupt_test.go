@@ -1,4 +1,4 @@
-package outbox
+package migrate
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/test/testutil"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
@@ -21,12 +22,12 @@ import (
 // aside when it cannot be read (or drops the damaged records when only they are damaged).
 
 // legacyStore writes what the bbolt outbox wrote (one transaction per Put, NextSequence keys,
-// leaves filled to 100 %, an attempts bucket, deletions by Ack) into dir/FileName: n messages
+// leaves filled to 100 %, an attempts bucket, deletions by Ack) into dir/outbox.FileName: n messages
 // of size bytes, every third acknowledged so that holes and a freelist are left behind as in
 // a store in use, and the two after each of those sent once.
 func legacyStore(t testing.TB, dir string, n, size int) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bolt.Open(filepath.Join(dir, outbox.FileName), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +78,55 @@ func legacyStore(t testing.TB, dir string, n, size int) {
 	}
 }
 
+// openMigrating opens the store in cfg.Dir as the daemon does: with Bolt to migrate an old store.
+func openMigrating(cfg outbox.Config, log zerolog.Logger) (*outbox.Store, error) {
+	cfg.Migrate = Bolt{Log: log, LockTimeout: cfg.LockTimeout}
+	return outbox.Open(cfg, log)
+}
+
+func open(t *testing.T, cfg outbox.Config) (*outbox.Store, *testutil.SyncBuffer) {
+	t.Helper()
+	lb := &testutil.SyncBuffer{}
+	s, err := openMigrating(cfg, zerolog.New(lb))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, lb
+}
+
+func mustPut(t *testing.T, s *outbox.Store, topic, payload string) uint64 {
+	t.Helper()
+	seq, err := s.Put(topic, []byte(payload), 1, false)
+	if err != nil {
+		t.Fatalf("Put(%q): %v", topic, err)
+	}
+	return seq
+}
+
+func seqs(ms []outbox.Message) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+func pending(t *testing.T, s *outbox.Store) []outbox.Message {
+	t.Helper()
+	ms, err := s.Pending(1000)
+	if err != nil {
+		t.Fatalf("Pending: %v", err)
+	}
+	return ms
+}
+
 // assertFreshAndWorking checks that Open set the damaged file aside and that the new store
 // takes and returns messages.
 func assertFreshAndWorking(t *testing.T, dir string, damaged []byte) {
 	t.Helper()
 	lb := &testutil.SyncBuffer{}
-	s, err := Open(Config{Dir: dir}, zerolog.New(lb))
+	s, err := openMigrating(outbox.Config{Dir: dir}, zerolog.New(lb))
 	if err != nil {
 		t.Fatalf("Open of a damaged store failed: %v", err)
 	}
@@ -125,7 +169,7 @@ func TestGarbageFileIsSetAside(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, FileName), data, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, outbox.FileName), data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			assertFreshAndWorking(t, dir, data)
@@ -145,7 +189,7 @@ func randomBytes(n int) []byte {
 func TestTruncatedOldStoreIsSetAside(t *testing.T) {
 	src := t.TempDir()
 	legacyStore(t, src, 600, 2000) // ~1.2 MB: overflow-free leaves, branch pages, a freelist
-	orig, err := os.ReadFile(filepath.Join(src, FileName))
+	orig, err := os.ReadFile(filepath.Join(src, outbox.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,10 +200,10 @@ func TestTruncatedOldStoreIsSetAside(t *testing.T) {
 	used := int(c.m.pgid) * int(c.pageSize) // bbolt preallocates: the file is longer than its pages
 	t.Run("unused tail cut", func(t *testing.T) {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, FileName), orig[:used], 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, outbox.FileName), orig[:used], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, _ := open(t, Config{Dir: dir})
+		s, _ := open(t, outbox.Config{Dir: dir})
 		if st := s.Stats(); st.SetAside != "" || st.Messages != 400 {
 			t.Fatalf("a file cut after its last page lost messages in the migration: %+v", st)
 		}
@@ -167,7 +211,7 @@ func TestTruncatedOldStoreIsSetAside(t *testing.T) {
 	for _, keep := range []int{used / 2, used - 4096, 4096 + 100, 3000} {
 		t.Run(fmt.Sprintf("%d of %d bytes", keep, len(orig)), func(t *testing.T) {
 			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, FileName), orig[:keep], 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, outbox.FileName), orig[:keep], 0o600); err != nil {
 				t.Fatal(err)
 			}
 			assertFreshAndWorking(t, dir, orig[:keep])
@@ -181,7 +225,7 @@ func TestTruncatedOldStoreIsSetAside(t *testing.T) {
 func TestDamagedOldPagesNeverStopTheStore(t *testing.T) {
 	src := t.TempDir()
 	legacyStore(t, src, 300, 300)
-	orig, err := os.ReadFile(filepath.Join(src, FileName))
+	orig, err := os.ReadFile(filepath.Join(src, outbox.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,10 +240,10 @@ func TestDamagedOldPagesNeverStopTheStore(t *testing.T) {
 				data[i] = byte(r.Uint32())
 			}
 			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, FileName), data, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, outbox.FileName), data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s, err := Open(Config{Dir: dir}, zerolog.Nop())
+			s, err := openMigrating(outbox.Config{Dir: dir}, zerolog.Nop())
 			if err != nil {
 				t.Fatalf("page %d offset %d: Open: %v", page, off, err)
 			}
@@ -228,7 +272,7 @@ func TestDamagedOldPagesNeverStopTheStore(t *testing.T) {
 
 func TestDamagedOldMessageIsDroppedAndCounted(t *testing.T) {
 	dir := t.TempDir()
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	db, err := bolt.Open(filepath.Join(dir, outbox.FileName), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +290,7 @@ func TestDamagedOldMessageIsDroppedAndCounted(t *testing.T) {
 		}
 	}
 	db.Close()
-	path := filepath.Join(dir, FileName)
+	path := filepath.Join(dir, outbox.FileName)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +309,7 @@ func TestDamagedOldMessageIsDroppedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb := &testutil.SyncBuffer{}
-	s2, err := Open(Config{Dir: dir}, zerolog.New(lb))
+	s2, err := openMigrating(outbox.Config{Dir: dir}, zerolog.New(lb))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,25 +327,13 @@ func TestDamagedOldMessageIsDroppedAndCounted(t *testing.T) {
 	}
 }
 
-func TestEmptyFileIsANewStore(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, FileName), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, _ := open(t, Config{Dir: dir})
-	if st := s.Stats(); st.SetAside != "" {
-		t.Fatalf("an empty file (crash during creation) was set aside: %+v", st)
-	}
-	mustPut(t, s, "t", "x")
-}
-
 // FuzzOpenDamagedStore opens arbitrary bytes, and an old (bbolt) store with fuzzed bytes
 // written over it, as the store file to migrate. Open must never crash the process, and the
 // store must work afterwards.
 func FuzzOpenDamagedStore(f *testing.F) {
 	src := f.TempDir()
 	legacyStore(f, src, 40, 200)
-	orig, err := os.ReadFile(filepath.Join(src, FileName))
+	orig, err := os.ReadFile(filepath.Join(src, outbox.FileName))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -319,10 +351,10 @@ func FuzzOpenDamagedStore(f *testing.F) {
 			copy(data[off:], patch)
 		}
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, FileName), data, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, outbox.FileName), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := Open(Config{Dir: dir}, zerolog.Nop())
+		s, err := openMigrating(outbox.Config{Dir: dir}, zerolog.Nop())
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

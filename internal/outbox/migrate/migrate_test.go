@@ -1,4 +1,4 @@
-package outbox
+package migrate
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/outbox"
 	"github.com/gatewayd/gatewayd/test/testutil"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
@@ -49,7 +50,7 @@ func placeFixture(t testing.TB, dir, name string) {
 }
 
 // checkFixtureMigrated checks that s holds every message of the fixture as it was stored.
-func checkFixtureMigrated(t *testing.T, s *Store) {
+func checkFixtureMigrated(t *testing.T, s *outbox.Store) {
 	t.Helper()
 	ms := pending(t, s)
 	var want []uint64
@@ -85,25 +86,25 @@ func plausible2025() time.Time { return time.Date(2025, 1, 1, 0, 0, 0, 0, time.U
 // deleted, and sequence numbers go on where they were.
 func TestMigratesTheStoreOfTheReleaseBefore(t *testing.T) {
 	dir := t.TempDir()
-	placeFixture(t, dir, FileName)
-	s, lb := open(t, Config{Dir: dir})
+	placeFixture(t, dir, outbox.FileName)
+	s, lb := open(t, outbox.Config{Dir: dir})
 	checkFixtureMigrated(t, s)
 	if !strings.Contains(lb.String(), `"event":"outbox_migrated"`) || !strings.Contains(lb.String(), `"messages":57`) {
 		t.Fatalf("no migration line:\n%s", lb)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, FileName)); err != nil || !fi.IsDir() {
-		t.Fatalf("%s is not the new store: %v", FileName, err)
+	if fi, err := os.Stat(filepath.Join(dir, outbox.FileName)); err != nil || !fi.IsDir() {
+		t.Fatalf("%s is not the new store: %v", outbox.FileName, err)
 	}
-	for _, left := range []string{newSuffix, migratedSuffix} {
-		if _, err := os.Stat(filepath.Join(dir, FileName+left)); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("%s%s left behind: %v", FileName, left, err)
+	for _, left := range []string{".new", ".migrated"} {
+		if _, err := os.Stat(filepath.Join(dir, outbox.FileName+left)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s%s left behind: %v", outbox.FileName, left, err)
 		}
 	}
 	if seq := mustPut(t, s, "site/sensor/61", "new"); seq != 61 {
 		t.Fatalf("the first new message got seq %d, want 61", seq)
 	}
 	s.Close()
-	again, lb2 := open(t, Config{Dir: dir})
+	again, lb2 := open(t, outbox.Config{Dir: dir})
 	if strings.Contains(lb2.String(), "outbox_migrated") || again.Stats().Messages != 58 {
 		t.Fatalf("reopened: %+v\n%s", again.Stats(), lb2)
 	}
@@ -114,8 +115,8 @@ func TestMigratesTheStoreOfTheReleaseBefore(t *testing.T) {
 func TestMigrationSurvivesACrash(t *testing.T) {
 	// A finished copy, as the migration writes it before the swap.
 	done := t.TempDir()
-	placeFixture(t, done, FileName)
-	s, _ := open(t, Config{Dir: done})
+	placeFixture(t, done, outbox.FileName)
+	s, _ := open(t, outbox.Config{Dir: done})
 	s.Close()
 	copyDir := func(t *testing.T, from, to string) {
 		t.Helper()
@@ -135,33 +136,33 @@ func TestMigrationSurvivesACrash(t *testing.T) {
 		setup func(t *testing.T, dir string)
 	}{
 		{"copy half written", func(t *testing.T, dir string) {
-			placeFixture(t, dir, FileName)
-			os.Mkdir(filepath.Join(dir, FileName+newSuffix), 0o700)
-			os.WriteFile(filepath.Join(dir, FileName+newSuffix, segName(1)), []byte("GWOBXLOG half"), 0o600)
+			placeFixture(t, dir, outbox.FileName)
+			os.Mkdir(filepath.Join(dir, outbox.FileName+".new"), 0o700)
+			os.WriteFile(filepath.Join(dir, outbox.FileName+".new", "0000000000000001.seg"), []byte("GWOBXLOG half"), 0o600)
 		}},
 		{"old store moved away, copy not yet in place", func(t *testing.T, dir string) {
-			placeFixture(t, dir, FileName+migratedSuffix)
-			copyDir(t, filepath.Join(done, FileName), filepath.Join(dir, FileName+newSuffix))
+			placeFixture(t, dir, outbox.FileName+".migrated")
+			copyDir(t, filepath.Join(done, outbox.FileName), filepath.Join(dir, outbox.FileName+".new"))
 		}},
 		{"copy in place, old store not yet deleted", func(t *testing.T, dir string) {
-			placeFixture(t, dir, FileName+migratedSuffix)
-			copyDir(t, filepath.Join(done, FileName), filepath.Join(dir, FileName))
+			placeFixture(t, dir, outbox.FileName+".migrated")
+			copyDir(t, filepath.Join(done, outbox.FileName), filepath.Join(dir, outbox.FileName))
 		}},
 		{"old store moved away and no copy", func(t *testing.T, dir string) {
-			placeFixture(t, dir, FileName+migratedSuffix)
+			placeFixture(t, dir, outbox.FileName+".migrated")
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			c.setup(t, dir)
-			s, _ := open(t, Config{Dir: dir})
+			s, _ := open(t, outbox.Config{Dir: dir})
 			checkFixtureMigrated(t, s)
 			des, _ := os.ReadDir(dir)
 			var names []string
 			for _, de := range des {
 				names = append(names, de.Name())
 			}
-			if got := strings.Join(names, " "); got != FileName+" "+lockName {
+			if got := strings.Join(names, " "); got != outbox.FileName+" outbox.lock" {
 				t.Fatalf("left in the state directory: %s", got)
 			}
 		})
@@ -172,23 +173,23 @@ func TestMigrationSurvivesACrash(t *testing.T) {
 // locked; a new one must not copy (and delete) it from under it.
 func TestAStoreHeldByAnOldGatewaydIsLeftAlone(t *testing.T) {
 	dir := t.TempDir()
-	placeFixture(t, dir, FileName)
-	before, _ := os.ReadFile(filepath.Join(dir, FileName))
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
+	placeFixture(t, dir, outbox.FileName)
+	before, _ := os.ReadFile(filepath.Join(dir, outbox.FileName))
+	db, err := bolt.Open(filepath.Join(dir, outbox.FileName), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	lb := &testutil.SyncBuffer{}
-	_, err = Open(Config{Dir: dir, LockTimeout: 200 * time.Millisecond}, zerolog.New(lb))
-	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "another gatewayd") {
-		t.Fatalf("Open: %v, want ErrLocked", err)
+	_, err = openMigrating(outbox.Config{Dir: dir, LockTimeout: 200 * time.Millisecond}, zerolog.New(lb))
+	if !errors.Is(err, outbox.ErrLocked) || !strings.Contains(err.Error(), "another gatewayd") {
+		t.Fatalf("Open: %v, want outbox.ErrLocked", err)
 	}
-	after, _ := os.ReadFile(filepath.Join(dir, FileName))
+	after, _ := os.ReadFile(filepath.Join(dir, outbox.FileName))
 	if !bytes.Equal(before, after) {
 		t.Fatal("the old store changed")
 	}
-	if _, err := os.Stat(filepath.Join(dir, FileName+newSuffix)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, outbox.FileName+".new")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a copy was left: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package outbox_test
+package migrate_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/drain"
 	"github.com/gatewayd/gatewayd/internal/outbox"
+	"github.com/gatewayd/gatewayd/internal/outbox/migrate"
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
@@ -48,7 +49,7 @@ func TestAnUpgradedStoreDrainsCompletely(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, outbox.FileName), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := outbox.Open(outbox.Config{Dir: dir}, zerolog.Nop())
+	s, err := outbox.Open(outbox.Config{Dir: dir, Migrate: migrate.Bolt{Log: zerolog.Nop()}}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
