@@ -10,11 +10,15 @@ var daemonEnv = flag.String("benchd.env", "", "comma-separated NAME=value pairs 
 
 var daemonBinary = flag.String("benchd.bin", "", "gatewayd binary the benchmarks of the real binary run (default: built from this tree), e.g. an earlier build to compare with")
 
+// unitTimerSlack is the unit's TimerSlackNSec=.
+const unitTimerSlack = 10 * time.Millisecond
+
 // BenchmarkIdle: the real gatewayd binary, connected (emulator and broker in this process, the
 // daemon a child), doing nothing for -benchd.idle per op (60s for the issue's figure), with and
 // without [metrics] and the local endpoint. wakeups/s: its threads' context switches (voluntary
 // and not, summed over /proc/<pid>/task/*/status) per second; %core: its CPU time (schedstat) over
-// the window. AT-cmds: what the module was asked meanwhile (the health checks).
+// the window. AT-cmds: what the module was asked meanwhile (the health checks). The unit/ cases
+// run the daemon with the unit's timer slack, as systemd starts it.
 func BenchmarkIdle(b *testing.B) {
 	bin := buildDaemon(b)
 	for _, v := range []struct {
@@ -27,6 +31,11 @@ func BenchmarkIdle(b *testing.B) {
 		{"watchdog", Options{Env: []string{"WATCHDOG_USEC=90000000"}}},
 		{"metrics", Options{Metrics: true}},
 		{"local+metrics", Options{Local: true, Metrics: true}},
+		// The same with the unit's TimerSlackNSec=10ms (see deploy/systemd/gatewayd.service).
+		{"unit/plain", Options{TimerSlack: unitTimerSlack}},
+		{"unit/watchdog", Options{TimerSlack: unitTimerSlack, Env: []string{"WATCHDOG_USEC=90000000"}}},
+		{"unit/metrics", Options{TimerSlack: unitTimerSlack, Metrics: true}},
+		{"unit/local+metrics", Options{TimerSlack: unitTimerSlack, Local: true, Metrics: true}},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			o := v.o
