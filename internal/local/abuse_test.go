@@ -526,6 +526,29 @@ func TestUnsendableFloodIsThrottledInTheLog(t *testing.T) {
 	}
 }
 
+// The lines a flood did not get are counted in one line of their own about logEvery later, from
+// a timer the flood armed (an endpoint with nothing throttled runs none).
+func TestThrottledLinesAreCountedLater(t *testing.T) {
+	lb := &testutil.SyncBuffer{}
+	e, url := start(t, Config{Forward: []Forward{{Topic: "up/#", QoS: 0}}}, newStore(t, outbox.Config{}), lb)
+	c := dial(t, url, "pub", nil)
+	for range 50 {
+		c.Publish("up/empty", 0, false, "")
+	}
+	publish(t, c, "sync", 1, "x")
+	if st := e.Stats(); st.NotForwarded != 50 {
+		t.Fatalf("stats %+v", st)
+	}
+	want := fmt.Sprintf(`"event":"local_not_forwarded","total":50,"suppressed":%d`, 50-logBurst)
+	deadline := time.Now().Add(logEvery + 5*time.Second)
+	for !strings.Contains(lb.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line with %s within %v; log:\n%s", want, logEvery+5*time.Second, lb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestSubscriberThatAcceptsNothingIsDisconnectedAfterTheWriteTimeout(t *testing.T) {
 	lb := &testutil.SyncBuffer{}
 	e, url := start(t, Config{writeTimeout: 500 * time.Millisecond, writeBudget: 4 << 20, queueLen: 4096}, newStore(t, outbox.Config{}), lb)

@@ -217,6 +217,16 @@ type Endpoint struct {
 
 	runOnce sync.Once
 
+	// mochi's Serve runs at the first connection (serve), not in Run: it starts mochi's
+	// housekeeping loop, five one-second tickers (session, in-flight, retained and will expiry,
+	// $SYS topics) that would wake an idle daemon five times a second with nothing to expire.
+	serveOnce sync.Once
+	serveErr  error
+
+	// flushWanted is signalled when a throttled line was not logged: deliverLoop then arms a
+	// timer to log how many (an idle endpoint has no timer at all).
+	flushWanted chan struct{}
+
 	// The connections open now (see conn.go).
 	connMu   sync.Mutex
 	conns    map[*conn]struct{}
@@ -269,6 +279,10 @@ func (e *Endpoint) note(c *counter) *zerolog.Event {
 	total := c.n.Add(1)
 	ok, skipped := c.th.allow(time.Now())
 	if !ok {
+		select {
+		case e.flushWanted <- struct{}{}:
+		default: // already signalled
+		}
 		return nil
 	}
 	ev := e.log.Warn().Str("event", c.event).Uint64("total", total)
@@ -279,14 +293,16 @@ func (e *Endpoint) note(c *counter) *zerolog.Event {
 }
 
 // flushThrottled logs, for every kind of occurrence whose lines were throttled, how many were
-// not logged.
-func (e *Endpoint) flushThrottled(now time.Time) {
+// not logged; it reports whether some are still waiting for their line.
+func (e *Endpoint) flushThrottled(now time.Time) (waiting bool) {
 	for _, c := range e.counters() {
 		if n := c.th.pending(now); n > 0 {
 			e.log.Warn().Str("event", c.event).Uint64("total", c.load()).Uint64("suppressed", n).
 				Msg("more of the same, not logged one by one")
 		}
+		waiting = waiting || c.th.waiting()
 	}
+	return waiting
 }
 
 func (e *Endpoint) counters() []*counter {
@@ -307,6 +323,7 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 		conns:          map[*conn]struct{}{},
 		queue:          make(chan downlink, cfg.queueLen),
 		retained:       newRetained(),
+		flushWanted:    make(chan struct{}, 1),
 		connectTimeout: cfg.connectTimeout, writeTimeout: cfg.writeTimeout, writeBudget: cfg.writeBudget,
 	}
 	e.live.Store(&Live{Forward: cfg.Forward, MaxRetained: cfg.MaxRetained, MaxRetainedBytes: cfg.MaxRetainedBytes})
@@ -358,12 +375,9 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 		return nil, fmt.Errorf("local: %w", err)
 	}
 	for i, l := range lns {
-		ml := newListener(fmt.Sprintf("%s-%d", l.Addr().Network(), i), l, e)
-		if err := e.srv.AddListener(ml); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("local: %w", err)
-		}
-		e.lns = append(e.lns, ml)
+		// The listeners are the endpoint's, not registered with mochi: Run serves them and hands
+		// each connection to mochi (see serve).
+		e.lns = append(e.lns, newListener(fmt.Sprintf("%s-%d", l.Addr().Network(), i), l, e))
 		e.addrs = append(e.addrs, l.Addr())
 	}
 	return e, nil
@@ -433,24 +447,17 @@ func (e *Endpoint) Addrs() []net.Addr { return e.addrs }
 
 // Run serves local clients and publishes what Deliver queued until ctx ends, then disconnects
 // the clients and closes the listeners, and returns nil. It returns within 3 s of ctx ending
-// (well under a second unless clients misbehave), whatever the clients do. It returns an error
-// only when the MQTT server cannot start, at once and with the listeners closed. Call it once.
+// (well under a second unless clients misbehave), whatever the clients do. mochi starts at the
+// first connection (serve); should it fail to, each connection is refused with that error, in
+// the log. Call it once: a second call returns an error at once.
 func (e *Endpoint) Run(ctx context.Context) error {
 	started := false
 	e.runOnce.Do(func() { started = true })
 	if !started {
 		return errors.New("local: Run called twice")
 	}
-	if err := e.srv.Serve(); err != nil {
-		// Nothing will accept on the listeners: close them, so that clients are refused at once
-		// rather than left waiting in the backlog.
-		for _, l := range e.lns {
-			l.stopAccepting()
-		}
-		if e.cfg.Socket != "" {
-			_ = os.Remove(e.cfg.Socket)
-		}
-		return fmt.Errorf("local: the MQTT server did not start: %w", err)
+	for _, l := range e.lns {
+		go l.Serve(e.serve)
 	}
 	for _, a := range e.addrs {
 		e.log.Info().Str("address", a.String()).Str("network", a.Network()).Int("forward_rules", len(e.live.Load().Forward)).
@@ -466,12 +473,27 @@ func (e *Endpoint) Run(ctx context.Context) error {
 	return nil
 }
 
+// serve hands an accepted connection to mochi, starting mochi first if this is the first one.
+// Until a client has connected mochi holds nothing that could expire (sessions, in-flight
+// messages, retained messages, delayed wills), so its housekeeping loop is not needed before;
+// after, it runs until the endpoint stops (mochi v2.7.9 cannot stop it otherwise).
+func (e *Endpoint) serve(id string, c net.Conn) error {
+	e.serveOnce.Do(func() { e.serveErr = e.srv.Serve() })
+	if e.serveErr != nil {
+		return fmt.Errorf("local: starting the broker: %w", e.serveErr)
+	}
+	return e.srv.EstablishConnection(id, c)
+}
+
 // deliverLoop publishes the queued downlinks, in order, until ctx ends; then it counts those
 // left in the queue as dropped. mochi's Publish never waits on a client here: publishing to a
 // subscriber only queues the packet for its connection (see conn.go).
 func (e *Endpoint) deliverLoop(ctx context.Context) {
-	tick := time.NewTicker(logEvery)
-	defer tick.Stop()
+	// flush runs only while some throttled lines wait to be counted in a line of their own.
+	flush := time.NewTimer(logEvery)
+	flush.Stop()
+	defer flush.Stop()
+	var flushC <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -499,8 +521,17 @@ func (e *Endpoint) deliverLoop(ctx context.Context) {
 				e.delivered.Add(^uint64(0))
 				e.log.Warn().Err(err).Str("topic", d.topic).Msg("downlink not published to local clients")
 			}
-		case now := <-tick.C:
-			e.flushThrottled(now)
+		case <-e.flushWanted:
+			if flushC == nil {
+				flush.Reset(logEvery)
+				flushC = flush.C
+			}
+		case now := <-flushC:
+			flushC = nil
+			if e.flushThrottled(now) {
+				flush.Reset(logEvery)
+				flushC = flush.C
+			}
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gatewayd/gatewayd/test/testutil"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 
@@ -481,5 +482,48 @@ func TestBadConfigIsRefused(t *testing.T) {
 		if _, err := New(c, s, nil, zerolog.Nop()); err == nil {
 			t.Errorf("New(%+v) succeeded", c)
 		}
+	}
+}
+
+// startedHook records mochi's OnStarted, which its Serve calls once its housekeeping loop runs.
+type startedHook struct {
+	mqtt.HookBase
+	started chan struct{}
+}
+
+func (h *startedHook) ID() string            { return "test-started" }
+func (h *startedHook) Provides(b byte) bool  { return b == mqtt.OnStarted }
+func (h *startedHook) OnStarted()            { close(h.started) }
+func (h *startedHook) Init(config any) error { return nil }
+
+// mochi (and with it its five one-second tickers) starts at the first connection, not before.
+func TestBrokerStartsAtTheFirstConnection(t *testing.T) {
+	e, err := New(Config{Listen: "127.0.0.1:0"}, newStore(t, outbox.Config{}), nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &startedHook{started: make(chan struct{})}
+	if err := e.srv.AddHook(h, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case <-h.started:
+		t.Fatal("mochi started with no client")
+	case <-time.After(300 * time.Millisecond):
+	}
+	dial(t, "tcp://"+e.Addrs()[0].String(), "first", nil)
+	select {
+	case <-h.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("mochi not started by the first connection")
 	}
 }

@@ -57,6 +57,13 @@ func (t *throttle) pending(now time.Time) uint64 {
 	return n
 }
 
+// waiting reports whether occurrences have not been logged yet.
+func (t *throttle) waiting() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.skipped > 0
+}
+
 func (t *throttle) refill(now time.Time) {
 	if t.last.IsZero() {
 		t.last = now

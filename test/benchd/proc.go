@@ -27,6 +27,10 @@ type ProcSample struct {
 	Switches int64
 	RSS      int64 // VmRSS, bytes
 	HWM      int64 // VmHWM (peak RSS), bytes
+	// RSS = Anon + File (+ shared memory, which the daemon has none of): Anon is the heap, the
+	// stacks and the runtime's own; File the pages of files it maps (its executable) that its
+	// page tables point at, shared with the page cache.
+	Anon, File int64 // RssAnon, RssFile, bytes
 }
 
 // ReadProc samples process pid ("self" works too). Threads that end between two samples take
@@ -100,7 +104,18 @@ func ReadProc(pid string) (ProcSample, error) {
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst = &s.RSS
+		case "VmHWM":
+			dst = &s.HWM
+		case "RssAnon":
+			dst = &s.Anon
+		case "RssFile":
+			dst = &s.File
+		}
+		if !ok || dst == nil {
 			continue
 		}
 		fs := strings.Fields(v)
@@ -111,11 +126,7 @@ func ReadProc(pid string) (ProcSample, error) {
 		if err != nil {
 			return s, fmt.Errorf("%s/status: %s: %w", dir, k, err)
 		}
-		if k == "VmRSS" {
-			s.RSS = kb << 10
-		} else {
-			s.HWM = kb << 10
-		}
+		*dst = kb << 10
 	}
 	if s.HWM == 0 {
 		return s, fmt.Errorf("%s/status: no VmHWM line", dir)

@@ -10,10 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/daemon"
@@ -77,6 +80,9 @@ type Options struct {
 	Metrics bool
 	// Env is added to a child daemon's environment (e.g. WATCHDOG_USEC, as systemd sets it).
 	Env []string
+	// TimerSlack is a child daemon's timer slack (prctl PR_SET_TIMERSLACK, inherited by all its
+	// threads), as the unit's TimerSlackNSec= sets it; 0 leaves the default (50 µs).
+	TimerSlack time.Duration
 }
 
 // Rig is the daemon connected through a Relay to the EC600 emulator and an embedded broker.
@@ -160,7 +166,7 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 	if o.Binary == "" {
 		err = r.startInProcess(dctx, text, o)
 	} else {
-		err = r.startProcess(o.Binary, text, o.Env)
+		err = r.startProcess(o.Binary, text, o.Env, o.TimerSlack)
 	}
 	if err != nil {
 		return r, err
@@ -232,7 +238,7 @@ func (r *Rig) startInProcess(ctx context.Context, text string, o Options) error 
 	return nil
 }
 
-func (r *Rig) startProcess(bin, text string, env []string) error {
+func (r *Rig) startProcess(bin, text string, env []string, slack time.Duration) error {
 	path := filepath.Join(r.dir, "gatewayd.toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		return err
@@ -246,7 +252,7 @@ func (r *Rig) startProcess(bin, text string, env []string) error {
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := withTimerSlack(slack, cmd.Start); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	r.cmd = cmd
@@ -256,6 +262,21 @@ func (r *Rig) startProcess(bin, text string, env []string) error {
 		r.done <- cmd.Wait() // after every line is read, as os/exec asks
 	}()
 	return nil
+}
+
+// withTimerSlack runs start (which forks) on a thread whose timer slack is slack, so that the
+// child inherits it as it would from systemd's TimerSlackNSec=; slack 0 runs start as it is.
+func withTimerSlack(slack time.Duration, start func() error) error {
+	if slack <= 0 {
+		return start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(slack.Nanoseconds()), 0, 0, 0); err != nil {
+		return fmt.Errorf("timer slack: %w", err)
+	}
+	defer unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0) // 0: back to the thread's default
+	return start()
 }
 
 // scanLog feeds the log lines read from rd to Sink until EOF.
