@@ -360,6 +360,19 @@ run_vm() {
 	local cpu=max accel=tcg,thread=single
 	[ "$1" = kvm ] && cpu=host accel=kvm
 	note "booting $kv (-accel $accel -cpu $cpu, timeout ${timeout_s}s)"
+	: >"$log"
+	# A guest that nested KVM cannot run ("KVM internal error", seen on Linux 7.3 hosts) leaves qemu
+	# paused, not exited: end it at once rather than after the timeout, so the tcg retry starts.
+	local watch=""
+	if [ "$1" = kvm ]; then
+		(while sleep 1; do
+			if grep -q 'KVM internal error' "$log" 2>/dev/null; then
+				pkill -f -- "-initrd $initrd" || true
+				break
+			fi
+		done) &
+		watch=$!
+	fi
 	set +e
 	timeout -k 5 "$timeout_s" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2 -m 512M -nic none \
 		-nographic -no-reboot -kernel "$kdir/vmlinuz" -initrd "$initrd" ${drive[@]+"${drive[@]}"} \
@@ -367,6 +380,10 @@ run_vm() {
 		sed -u 's/\r$//; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$log" # CRs and the BIOS's escapes
 	vm_status=${PIPESTATUS[0]}
 	set -e
+	if [ -n "$watch" ]; then
+		kill "$watch" 2>/dev/null || true
+		wait "$watch" 2>/dev/null || true
+	fi
 }
 t=$(now)
 case "${GPIOSIM_ACCEL:-}" in
