@@ -18,9 +18,10 @@ import (
 //   - the supervisor (the cellular session) is what the daemon is for: when it returns — its
 //     context ended, or a fault no retry mends — every other task is told to stop and RunWith
 //     returns its error;
-//   - the local endpoint is not restarted and does not end the daemon: its Run fails only when
-//     mochi cannot start (its listeners are bound by local.New, before RunWith goes on, and a
-//     failing accept is retried inside), which a new try would repeat; and the session's work —
+//   - the local endpoint is not restarted and does not end the daemon: its listeners are bound
+//     by local.New, before RunWith goes on, a failing accept is retried inside, and mochi starts
+//     at the first connection (a failure to start refuses that connection, in the log), so Run
+//     fails only on a second call, which a new try would repeat; and the session's work —
 //     downlinks to the LED, the log and the thing model, the draining of what the outbox holds —
 //     goes on without it. The failure is logged (EventLocalUnavailable) with what it costs: local
 //     clients can neither publish nor receive downlinks until gatewayd restarts;
