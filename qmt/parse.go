@@ -16,7 +16,7 @@ func num(s string) (int, bool) { return decimal(strings.TrimSpace(s)) }
 func numBytes(b []byte) (int, bool) { return decimal(bytes.TrimSpace(b)) }
 
 // decimal parses s, a decimal integer of at most maxDigits digits with an optional minus sign.
-func decimal[T string | []byte](s T) (int, bool) {
+func decimal[T string | []byte](s T) (n int, ok bool) {
 	neg := len(s) > 0 && s[0] == '-'
 	if neg {
 		s = s[1:]
@@ -24,13 +24,12 @@ func decimal[T string | []byte](s T) (int, bool) {
 	if len(s) == 0 || len(s) > maxDigits {
 		return 0, false
 	}
-	n := 0
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
+		d := s[i] - '0' // a byte: anything below '0' wraps past 9
+		if d > 9 {
 			return 0, false
 		}
-		n = n*10 + int(c-'0')
+		n = n*10 + int(d)
 	}
 	if neg {
 		n = -n
