@@ -42,7 +42,17 @@ func (s *Store) removeEntry(e *entry) {
 	s.idx.remove(e)
 }
 
-// logRemoval writes the remove record of sp (it need not be durable: see Store).
+// removeSpan takes sp's messages, all still in the index, out of the store and writes their
+// remove record.
+func (s *Store) removeSpan(reason byte, sp *span) error {
+	for _, seq := range sp.seqs {
+		s.removeEntry(s.idx.find(seq))
+	}
+	return s.logRemoval(reason, sp)
+}
+
+// logRemoval writes the remove record of sp, whose messages are out of the index (it need not
+// be durable: see Store).
 func (s *Store) logRemoval(reason byte, sp *span) error {
 	if sp.n == 0 {
 		return nil
@@ -78,10 +88,7 @@ func (s *Store) expireHead(now time.Time) int {
 	if sp.n == 0 {
 		return 0
 	}
-	for _, seq := range sp.seqs {
-		s.removeEntry(s.idx.find(seq))
-	}
-	err := s.logRemoval(removeExpired, &sp)
+	err := s.removeSpan(removeExpired, &sp)
 	total := s.expired.Add(uint64(sp.n))
 	s.log.Warn().Str(logging.EventKey, logging.EventOutboxExpired).Int("messages", sp.n).Int64("bytes", sp.bytes).
 		Uint64("first_seq", sp.first).Uint64("last_seq", sp.last).Dur("max_age", s.cfg.MaxAge).
@@ -119,10 +126,7 @@ func (s *Store) dropOldest(need int64) {
 		sp.add(e)
 		return true
 	})
-	for _, seq := range sp.seqs {
-		s.removeEntry(s.idx.find(seq))
-	}
-	err := s.logRemoval(removeDropped, &sp)
+	err := s.removeSpan(removeDropped, &sp)
 	total := s.droppedOldest.Add(uint64(sp.n))
 	s.log.Warn().Str(logging.EventKey, logging.EventOutboxDroppedOldest).Int("messages", sp.n).Int64("bytes", sp.bytes).
 		Uint64("first_seq", sp.first).Uint64("last_seq", sp.last).Int64("max_bytes", s.cfg.MaxBytes).

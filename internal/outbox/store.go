@@ -306,10 +306,9 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 		for _, seq := range bad {
 			if e := s.idx.find(seq); e != nil {
 				sp.add(e)
-				s.removeEntry(e)
 			}
 		}
-		err := s.logRemoval(removeRejected, &sp)
+		err := s.removeSpan(removeRejected, &sp)
 		s.damagedN.Add(uint64(sp.n))
 		s.log.Error().Str(logging.EventKey, logging.EventOutboxDamaged).Err(errors.Join(problems...)).Int("dropped", sp.n).
 			AnErr("write_error", err).Msg("damaged messages found while reading the outbox; dropped")
@@ -446,7 +445,7 @@ func (s *Store) removeSeqs(seqs []uint64, reason byte, counter *atomic.Uint64) (
 			}
 		}
 		sp.add(e)
-		s.removeEntry(e)
+		s.removeEntry(e) // at once: a seq given twice is found once
 	}
 	counter.Add(uint64(sp.n))
 	return sp.n, topic, s.logRemoval(reason, &sp)
