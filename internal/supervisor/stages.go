@@ -196,17 +196,24 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link, note *string) ti
 		why = fmt.Sprintf("the system clock says %s, before %s (%s): it is wrong",
 			now.UTC().Format(time.RFC3339), floorWhat, floor.UTC().Format(time.RFC3339))
 	}
+	// A note is a warning when it changed, debug after; a wrong clock is always EventClockWrong.
+	level := func(warn bool, event string) *zerolog.Event {
+		ev := s.log.Debug()
+		if warn {
+			ev = s.log.Warn()
+		}
+		if wrong {
+			event = logging.EventClockWrong
+		}
+		if event != "" {
+			ev = ev.Str("event", event)
+		}
+		return ev.Str("why", why)
+	}
 	nt, err := k.mod.NetworkTime(ctx, floor)
 	if err != nil {
 		s.noteClock(note, "system: "+why, "signing with the system clock although it is not synchronised: the module knows no network time either", func(warn bool) *zerolog.Event {
-			ev := s.log.Debug()
-			if warn {
-				ev = s.log.Warn()
-			}
-			if wrong {
-				ev = ev.Str("event", logging.EventClockWrong)
-			}
-			return ev.Str("why", why).Err(err)
+			return level(warn, "").Err(err)
 		})
 		return 0
 	}
@@ -220,16 +227,7 @@ func (s *Supervisor) signingClock(ctx context.Context, k *link, note *string) ti
 		return 0
 	}
 	s.noteClock(note, "network: "+why, "signing with the module's network clock", func(warn bool) *zerolog.Event {
-		ev := s.log.Debug()
-		if warn {
-			ev = s.log.Warn()
-		}
-		if wrong {
-			ev = ev.Str("event", logging.EventClockWrong)
-		} else {
-			ev = ev.Str("event", logging.EventClockNetwork)
-		}
-		return ev.Str("why", why).Time("network_time", nt).Str("system_clock_off_by", skew.Round(time.Second).String())
+		return level(warn, logging.EventClockNetwork).Time("network_time", nt).Str("system_clock_off_by", skew.Round(time.Second).String())
 	})
 	return skew
 }
