@@ -172,7 +172,7 @@ type conn struct {
 	slow     string        // why the client was found stuck; "" if it was not
 	clientID string
 	// A session taken up again (clean session false) gets its unacknowledged messages resent at
-	// once (up to mochi's 8192 of them): that backlog, which mochi holds anyway, does not count
+	// once (up to MaxInflight of them): that backlog, which mochi holds anyway, does not count
 	// against WriteBudget. resending is set while mochi resends them; backlog is what remains of
 	// them queued (the first bytes of the queue).
 	resending bool

@@ -46,12 +46,29 @@ const (
 	// it is disconnected.
 	WriteTimeout = 5 * time.Second
 	// WriteBudget bounds the bytes waiting for all local clients together; when a write would
-	// go past it, the client with the most waiting is disconnected.
-	WriteBudget = 16 << 20
+	// go past it, the client with the most waiting is disconnected. Downlinks come at a
+	// module's pace (at most LTE Cat 1's 10 Mbit/s) and loopback clients read at memory speed:
+	// 1 MiB is about a second of the fastest downlink traffic waiting for clients that read
+	// nothing. (It was 16 MiB: a subscriber that stopped reading during a burst took the daemon
+	// to 70 MiB; docs/benchmarks.md.)
+	WriteBudget = 1 << 20
 	// QueueLen and QueueBytes bound the downlinks waiting for Deliver's goroutine; each counts
-	// its topic, its payload and queueOverhead bytes.
-	QueueLen      = 16384
-	QueueBytes    = 4 << 20
+	// its topic, its payload and queueOverhead bytes. The queue's slots are allocated at start
+	// (about 40 bytes each).
+	QueueLen      = 4096
+	QueueBytes    = 1 << 20
+	// MaxInflight is how many unacknowledged QoS 1 copies mochi keeps for one subscriber; a copy
+	// past it is not sent to that client, and is counted in Stats.Lost. mochi's default is
+	// 8,192, but it keeps each copy as a whole packet (about 1 KiB) and copies all of them once
+	// a second to look for expired ones: for one subscriber that stopped reading that was 8 MiB
+	// held and 8 MiB of garbage a second. 1,024 is a fifth of a second of the fastest downlinks
+	// a Cat 1 module can receive, while a loopback client acknowledges in microseconds.
+	MaxInflight = 1024
+	// maxWritesPending is the length of mochi's channel of packets to write to one client
+	// (default 8,192 slots, allocated when it connects). conn.Write never blocks, so the
+	// channel empties as fast as it fills; a packet finding it full would be dropped and
+	// counted (Stats.Lost).
+	maxWritesPending = 1024
 	queueOverhead = 64
 	// stopWait is how long Run lets mochi close before it closes every connection itself, and
 	// then again before it gives up waiting.
@@ -199,9 +216,8 @@ type Stats struct {
 // No local client can make another wait: each connection's writes are buffered and written by
 // a goroutine of its own, and a client that stops reading is disconnected (see conn.go). Its
 // losses are counted in Lost: the PUBLISH packets that were never written to its connection,
-// and the copies mochi dropped for it (its store of unacknowledged QoS 1 copies full: mochi's
-// default of 8192, kept so that a burst of downlinks never outruns a healthy subscriber's
-// PUBACKs). A QoS 1 copy to a session with clean session false is sent again when the client
+// and the copies mochi dropped for it (its store of unacknowledged QoS 1 copies full:
+// MaxInflight). A QoS 1 copy to a session with clean session false is sent again when the client
 // comes back.
 type Endpoint struct {
 	cfg Config
@@ -365,6 +381,8 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClients = int64(cfg.MaxClients)
 	caps.MaximumPacketSize = uint32(cfg.MaxPacket())
+	caps.MaximumInflight = MaxInflight
+	caps.MaximumClientWritesPending = maxWritesPending
 	e.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,

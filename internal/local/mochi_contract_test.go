@@ -477,18 +477,16 @@ func TestMochiContractWholePacketWrites(t *testing.T) {
 	t.Logf("%d writes, %d packets, %d writes of several packets", len(writes), packetsSeen, multi)
 }
 
-// The in-flight limit: a subscriber holds at most 8,192 unacknowledged QoS 1 copies; each
-// further copy is dropped and counted in Info.InflightDropped.
+// The in-flight limit: a subscriber holds at most Capabilities.MaximumInflight (MaxInflight, as
+// New sets it) unacknowledged QoS 1 copies; each further copy is dropped and counted in
+// Info.InflightDropped.
 func TestMochiContractInflightLimit(t *testing.T) {
-	const reliedOn = "Endpoint.lostUnacked (Stats.Lost) and the Endpoint doc; conn.resending (a resumed session's backlog is at most this)"
-	if got := mqtt.NewDefaultServerCapabilities().MaximumInflight; got != 8192 {
-		broken(t, "the default MaximumInflight is 8,192", reliedOn, "%d", got)
-	}
-	b := newContractBroker(t, nil, nil)
+	const reliedOn = "MaxInflight, Endpoint.lostUnacked (Stats.Lost) and the Endpoint doc; conn.resending (a resumed session's backlog is at most this)"
+	const limit = MaxInflight
+	b := newContractBroker(t, func(c *mqtt.Capabilities) { c.MaximumInflight = limit }, nil)
 	sub := b.connect(t, "sub", 4, true, 0)
 	sub.expect(packets.Connack)
 	sub.subscribe("d")
-	const limit = 8192
 	count := make(chan int, 1)
 	var got atomic.Int32
 	go func() {
@@ -516,7 +514,7 @@ func TestMochiContractInflightLimit(t *testing.T) {
 		t.Fatalf("the subscriber got %d of %d publishes", n, limit)
 	}
 	if d := atomic.LoadInt64(&b.srv.Info.InflightDropped); d != 0 {
-		broken(t, "8,192 unacknowledged copies fit", reliedOn, "InflightDropped %d after %d", d, limit)
+		broken(t, "MaximumInflight unacknowledged copies fit", reliedOn, "InflightDropped %d after %d", d, limit)
 	}
 	for range 3 {
 		if err := b.srv.Publish("d", []byte("x"), false, 1); err != nil {
@@ -524,11 +522,11 @@ func TestMochiContractInflightLimit(t *testing.T) {
 		}
 	}
 	if d := atomic.LoadInt64(&b.srv.Info.InflightDropped); d != 3 {
-		broken(t, "copies past 8,192 unacknowledged are dropped and counted in Info.InflightDropped", reliedOn, "InflightDropped %d after 3 more", d)
+		broken(t, "copies past MaximumInflight unacknowledged are dropped and counted in Info.InflightDropped", reliedOn, "InflightDropped %d after 3 more", d)
 	}
 	time.Sleep(100 * time.Millisecond)
 	if n := got.Load(); n != limit {
-		broken(t, "copies past 8,192 unacknowledged are not sent", reliedOn, "the subscriber got %d", n)
+		broken(t, "copies past MaximumInflight unacknowledged are not sent", reliedOn, "the subscriber got %d", n)
 	}
 }
 

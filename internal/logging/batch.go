@@ -7,7 +7,7 @@ import (
 
 // DefaultBatchLimit is how many bytes of log lines a BatchWriter holds before Write waits for
 // them to be written.
-const DefaultBatchLimit = 1 << 20
+const DefaultBatchLimit = 64 << 10
 
 // BatchWriter writes log lines to an underlying writer (the journal's stream) from one goroutine,
 // coalescing the lines that arrive while a write is in progress into one write(2). An idle daemon
