@@ -31,6 +31,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/config"
 	"github.com/gatewayd/gatewayd/internal/daemon"
 	"github.com/gatewayd/gatewayd/internal/logging"
+	"github.com/gatewayd/gatewayd/internal/memlimit"
 	"github.com/gatewayd/gatewayd/internal/sdnotify"
 )
 
@@ -143,6 +144,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	notify := sdnotify.New(log)
 	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("gatewayd starting")
+	applyMemoryLimit(log)
 	reloads := make(chan daemon.Reload)
 	go reloadOnHUP(ctx, hup, *path, reloads, notify, log)
 	err = daemon.RunWith(ctx, cfg, log, daemon.Options{Notify: notify, Watchdog: notify.WatchdogInterval(),
@@ -153,6 +155,21 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info().Msg("gatewayd stopped")
 	return 0
+}
+
+// applyMemoryLimit gives the Go runtime a soft memory limit below the unit's MemoryHigh= (see
+// internal/memlimit) and logs what it did.
+func applyMemoryLimit(log zerolog.Logger) {
+	l, ok, reason, err := memlimit.Apply()
+	switch {
+	case err != nil:
+		log.Warn().Err(err).Msg("the Go runtime has no memory limit: the cgroup's could not be read")
+	case ok:
+		log.Info().Int64("limit_bytes", l.Bytes).Int64("cgroup_limit_bytes", l.Of).Str("from", l.File).
+			Msg("memory limit set for the Go runtime")
+	default:
+		log.Debug().Str("reason", reason).Msg("no memory limit set for the Go runtime")
+	}
 }
 
 // EventConfigReloadRefused is the log event of a reload whose configuration is invalid.
