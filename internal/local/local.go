@@ -55,8 +55,8 @@ const (
 	// QueueLen and QueueBytes bound the downlinks waiting for Deliver's goroutine; each counts
 	// its topic, its payload and queueOverhead bytes. The queue's slots are allocated at start
 	// (about 40 bytes each).
-	QueueLen      = 4096
-	QueueBytes    = 1 << 20
+	QueueLen   = 4096
+	QueueBytes = 1 << 20
 	// MaxInflight is how many unacknowledged QoS 1 copies mochi keeps for one subscriber; a copy
 	// past it is not sent to that client, and is counted in Stats.Lost. mochi's default is
 	// 8,192, but it keeps each copy as a whole packet (about 1 KiB) and copies all of them once
@@ -69,7 +69,7 @@ const (
 	// channel empties as fast as it fills; a packet finding it full would be dropped and
 	// counted (Stats.Lost).
 	maxWritesPending = 1024
-	queueOverhead = 64
+	queueOverhead    = 64
 	// stopWait is how long Run lets mochi close before it closes every connection itself, and
 	// then again before it gives up waiting.
 	stopWait = time.Second
