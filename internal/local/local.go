@@ -386,6 +386,9 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 	e.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
+		// $SYS topics (the broker's counters) once an hour, not every second: each time mochi
+		// builds and publishes some 20 messages.
+		SysTopicResendInterval: 3600,
 		Logger:       slog.New(newThrottledHandler(zerolog.NewSlogHandler(mlog))),
 	})
 	if err := e.srv.AddHook(&hook{e: e}, nil); err != nil {
