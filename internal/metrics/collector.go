@@ -84,15 +84,15 @@ func (u *Uplinks) Published(n int, took time.Duration) {
 	u.latency.Update(took.Seconds())
 }
 
-// appendText appends the histogram of u to t (the Collector writes the counters of u).
+// appendText appends the histogram of u to t (the collector writes the counters of u).
 func (u *Uplinks) appendText(t *text) {
 	var raw bytes.Buffer
 	u.set.WritePrometheus(&raw)
 	annotate(t, raw.Bytes(), func(string) *desc { return &publishDuration })
 }
 
-// Collector writes the daemon's own metrics (gatewayd_*) from Sources, read at every scrape.
-type Collector struct {
+// collector writes the daemon's own metrics (gatewayd_*) from Sources, read at every scrape.
+type collector struct {
 	src Sources
 
 	info, buildInfo, moduleInfo, portOpen, stage, registered, signal, signalAt desc
@@ -107,10 +107,10 @@ type Collector struct {
 	thingQueued                                                                desc
 }
 
-// NewCollector returns a Collector over src.
-func NewCollector(src Sources) *Collector {
+// newCollector returns a collector over src.
+func newCollector(src Sources) *collector {
 	g, c := gauge, counter
-	return &Collector{
+	return &collector{
 		thingRequests:      newDesc("gatewayd_thing_requests_total", "Property sets and service calls from the platform's console, by kind (set, call) and result (applied, refused: answered with the platform's error code).", c, "kind", "result"),
 		thingSent:          newDesc("gatewayd_thing_messages_total", "Replies and property reports the publish path took (the outbox stored them, or the broker acknowledged them), by kind (reply, report).", c, "kind"),
 		thingDropped:       newDesc("gatewayd_thing_dropped_total", "Replies and reports never sent: the bounded queue was full or the outbox refused them (each logged).", c),
@@ -173,15 +173,8 @@ func NewCollector(src Sources) *Collector {
 	}
 }
 
-// AppendText takes one snapshot of each source and appends what it holds to b, in the
-// Prometheus text format.
-func (c *Collector) AppendText(b []byte) []byte {
-	t := text{b: b}
-	c.appendText(&t)
-	return t.b
-}
-
-func (c *Collector) appendText(t *text) {
+// appendText takes one snapshot of each source and appends what it holds to t.
+func (c *collector) appendText(t *text) {
 	emit := func(d desc, v float64, labels ...string) { t.series(&d, "", v, labels...) }
 	emit(c.buildInfo, 1, c.src.Version)
 	if c.src.Status != nil {
@@ -218,7 +211,7 @@ func (c *Collector) appendText(t *text) {
 
 type emitFunc func(d desc, v float64, labels ...string)
 
-func (c *Collector) collectStatus(emit emitFunc) {
+func (c *collector) collectStatus(emit emitFunc) {
 	st := c.src.Status()
 	id := st.Module
 	device := c.src.Device
@@ -259,7 +252,7 @@ func (c *Collector) collectStatus(emit emitFunc) {
 	emit(c.connectPublishes, float64(st.Published))
 }
 
-func (c *Collector) collectAT(t *text, emit emitFunc) {
+func (c *collector) collectAT(t *text, emit emitFunc) {
 	s := c.src.AT()
 	t.series(&c.atCommand, "_sum", s.CommandTime.Seconds())
 	t.series(&c.atCommand, "_count", float64(s.Commands))
@@ -275,7 +268,7 @@ func (c *Collector) collectAT(t *text, emit emitFunc) {
 	emit(c.droppedLines, float64(s.StaleLines), "stale")
 }
 
-func (c *Collector) collectOutbox(emit emitFunc) {
+func (c *collector) collectOutbox(emit emitFunc) {
 	if c.src.LocalOn {
 		emit(c.outboxAvailable, bool01(c.src.Outbox != nil))
 	}
@@ -304,7 +297,7 @@ func (c *Collector) collectOutbox(emit emitFunc) {
 	}
 }
 
-func (c *Collector) collectLocal(emit emitFunc, l local.Stats) {
+func (c *collector) collectLocal(emit emitFunc, l local.Stats) {
 	emit(c.localClients, float64(l.Clients))
 	emit(c.localForwarded, float64(l.Forwarded))
 	emit(c.localRefused, float64(l.Refused))

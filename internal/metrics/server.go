@@ -23,16 +23,16 @@ const (
 // contentType is that of the Prometheus text format, version 0.0.4.
 const contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-// Registry is everything a scrape serves: the Collector over its Sources, the publish histogram
-// of their Uplinks and the Go runtime and process metrics.
+// Registry is everything a scrape serves: the daemon's own metrics from its Sources, the publish
+// histogram of their Uplinks and the Go runtime and process metrics.
 type Registry struct {
-	collector *Collector
+	collector *collector
 	uplinks   *Uplinks
 }
 
 // NewRegistry returns the Registry over src.
 func NewRegistry(src Sources) *Registry {
-	return &Registry{collector: NewCollector(src), uplinks: src.Uplinks}
+	return &Registry{collector: newCollector(src), uplinks: src.Uplinks}
 }
 
 // AppendText appends the whole exposition, in the Prometheus text format, to b.
