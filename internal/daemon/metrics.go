@@ -64,10 +64,7 @@ func metricsPart(cfg *config.Config, p metricSources, log zerolog.Logger) (part,
 		hint:       "another program may hold the port (ss -ltnp); pick a free one in [metrics] listen",
 		cannotOpen: "the metrics listener cannot be opened: running without it",
 		open: func() (func(context.Context) error, error) {
-			reg, err := metrics.NewRegistry(src)
-			if err != nil {
-				return nil, err
-			}
+			reg := metrics.NewRegistry(src)
 			ln, err := metrics.Listen(addr)
 			if err != nil {
 				return nil, err

@@ -1,12 +1,13 @@
 package metrics
 
 import (
+	"bytes"
+	"maps"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	vm "github.com/VictoriaMetrics/metrics"
 
 	"github.com/gatewayd/gatewayd/at"
 	"github.com/gatewayd/gatewayd/internal/drain"
@@ -52,9 +53,14 @@ var lossReasons = []string{
 // histogram of how long each publish took. Its methods are safe for concurrent use, and a nil
 // *Uplinks does nothing.
 type Uplinks struct {
-	latency         prometheus.Histogram
+	set             *vm.Set // holds latency alone, and writes it
+	latency         *vm.PrometheusHistogram
 	messages, bytes atomic.Uint64
 }
+
+// publishDuration describes gatewayd_publish_duration_seconds, whose series Uplinks.set writes.
+var publishDuration = newDesc("gatewayd_publish_duration_seconds",
+	"How long a publish from the outbox took, from handing it to the module to its completion (the broker's PUBACK at QoS 1).", histogram)
 
 // publishBuckets are the bounds, in seconds, of gatewayd_publish_duration_seconds: a publish
 // through an LTE module takes from tens of milliseconds to the module's packet timeout times its
@@ -63,11 +69,8 @@ var publishBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // NewUplinks returns an empty Uplinks.
 func NewUplinks() *Uplinks {
-	return &Uplinks{latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "gatewayd_publish_duration_seconds",
-		Help:    "How long a publish from the outbox took, from handing it to the module to its completion (the broker's PUBACK at QoS 1).",
-		Buckets: publishBuckets,
-	})}
+	set := vm.NewSet()
+	return &Uplinks{set: set, latency: set.NewPrometheusHistogramExt(publishDuration.name, publishBuckets)}
 }
 
 // Published records a message of n payload bytes that the broker acknowledged, took after it
@@ -78,21 +81,18 @@ func (u *Uplinks) Published(n int, took time.Duration) {
 	}
 	u.messages.Add(1)
 	u.bytes.Add(uint64(max(n, 0)))
-	u.latency.Observe(took.Seconds())
+	u.latency.Update(took.Seconds())
 }
 
-// desc is a metric's description with the type of its constant metrics (unused for the summary).
-type desc struct {
-	*prometheus.Desc
-	kind prometheus.ValueType
+// appendText appends the histogram of u to t (the collector writes the counters of u).
+func (u *Uplinks) appendText(t *text) {
+	var raw bytes.Buffer
+	u.set.WritePrometheus(&raw)
+	annotate(t, raw.Bytes(), func(string) *desc { return &publishDuration })
 }
 
-func newDesc(name, help string, kind prometheus.ValueType, labels ...string) desc {
-	return desc{prometheus.NewDesc(name, help, labels, nil), kind}
-}
-
-// Collector is a prometheus.Collector over Sources, read at every scrape.
-type Collector struct {
+// collector writes the daemon's own metrics (gatewayd_*) from Sources, read at every scrape.
+type collector struct {
 	src Sources
 
 	info, buildInfo, moduleInfo, portOpen, stage, registered, signal, signalAt desc
@@ -107,10 +107,10 @@ type Collector struct {
 	thingQueued                                                                desc
 }
 
-// NewCollector returns a Collector over src.
-func NewCollector(src Sources) *Collector {
-	g, c := prometheus.GaugeValue, prometheus.CounterValue
-	return &Collector{
+// newCollector returns a collector over src.
+func newCollector(src Sources) *collector {
+	g, c := gauge, counter
+	return &collector{
 		thingRequests:      newDesc("gatewayd_thing_requests_total", "Property sets and service calls from the platform's console, by kind (set, call) and result (applied, refused: answered with the platform's error code).", c, "kind", "result"),
 		thingSent:          newDesc("gatewayd_thing_messages_total", "Replies and property reports the publish path took (the outbox stored them, or the broker acknowledged them), by kind (reply, report).", c, "kind"),
 		thingDropped:       newDesc("gatewayd_thing_dropped_total", "Replies and reports never sent: the bounded queue was full or the outbox refused them (each logged).", c),
@@ -141,7 +141,7 @@ func NewCollector(src Sources) *Collector {
 		uplinks:     newDesc("gatewayd_uplink_messages_total", "Messages from the outbox (local clients' publishes on forwarded topics) that the broker acknowledged.", c),
 		uplinkBytes: newDesc("gatewayd_uplink_bytes_total", "Payload bytes of those messages.", c),
 		atCommand: newDesc("gatewayd_at_command_duration_seconds",
-			"AT commands sent to the module (count) and the time they took, from being sent to their result or timeout (sum).", prometheus.UntypedValue),
+			"AT commands sent to the module (count) and the time they took, from being sent to their result or timeout (sum).", summary),
 		atTimeouts:   newDesc("gatewayd_at_timeouts_total", "AT commands that got no final result in time.", c),
 		atResyncs:    newDesc("gatewayd_at_resyncs_total", "Resynchronisations of the AT port after a timeout.", c),
 		urcs:         newDesc("gatewayd_urcs_total", "Unsolicited result codes read from the module.", c),
@@ -173,41 +173,9 @@ func NewCollector(src Sources) *Collector {
 	}
 }
 
-// all lists every description, for Describe.
-func (c *Collector) all() []desc {
-	return []desc{
-		c.info, c.buildInfo, c.moduleInfo, c.portOpen, c.stage, c.registered, c.signal, c.signalAt,
-		c.connected, c.sessionStart, c.failures, c.reconnects, c.downlinks, c.downlinkBytes,
-		c.connectPublishes, c.uplinks, c.uplinkBytes,
-		c.atCommand, c.atTimeouts, c.atResyncs, c.urcs, c.heldBack, c.heldFor, c.droppedLines,
-		c.outboxAvailable, c.outboxMessages, c.outboxBytes, c.outboxMaxBytes, c.outboxOld,
-		c.outboxStored, c.outboxDelivered, c.outboxDropped, c.outboxResends, c.outboxFails,
-		c.outboxInFlight, c.localClients, c.localForwarded, c.localRefused, c.localNotFwd,
-		c.localDelivered, c.localDeliverDropped, c.localDisconnects, c.localConnRefused,
-		c.thingRequests, c.thingSent, c.thingDropped, c.thingRetries, c.thingReportReplies, c.thingQueued,
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.all() {
-		ch <- d.Desc
-	}
-}
-
-// Collect implements prometheus.Collector: it takes one snapshot of each source and sends what
-// it holds.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	emit := func(d desc, v float64, labels ...string) {
-		for i, l := range labels {
-			labels[i] = strings.ToValidUTF8(l, "\uFFFD") // a module's garbage must not fail the scrape
-		}
-		m, err := prometheus.NewConstMetric(d.Desc, d.kind, v, labels...)
-		if err != nil {
-			m = prometheus.NewInvalidMetric(d.Desc, err)
-		}
-		ch <- m
-	}
+// appendText takes one snapshot of each source and appends what it holds to t.
+func (c *collector) appendText(t *text) {
+	emit := func(d desc, v float64, labels ...string) { t.series(&d, "", v, labels...) }
 	emit(c.buildInfo, 1, c.src.Version)
 	if c.src.Status != nil {
 		c.collectStatus(emit)
@@ -215,7 +183,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.info, 1, c.src.Device, "", "", "", "", "", c.src.ConfigRevision, c.src.Version)
 	}
 	if c.src.AT != nil {
-		c.collectAT(ch, emit)
+		c.collectAT(t, emit)
 	}
 	if u := c.src.Uplinks; u != nil {
 		emit(c.uplinks, float64(u.messages.Load()))
@@ -243,7 +211,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 type emitFunc func(d desc, v float64, labels ...string)
 
-func (c *Collector) collectStatus(emit emitFunc) {
+func (c *collector) collectStatus(emit emitFunc) {
 	st := c.src.Status()
 	id := st.Module
 	device := c.src.Device
@@ -274,9 +242,9 @@ func (c *Collector) collectStatus(emit emitFunc) {
 	for _, r := range lossReasons {
 		emit(c.reconnects, float64(st.Reconnects[r]), r)
 	}
-	for r, n := range st.Reconnects {
+	for _, r := range slices.Sorted(maps.Keys(st.Reconnects)) {
 		if !slices.Contains(lossReasons, r) {
-			emit(c.reconnects, float64(n), r)
+			emit(c.reconnects, float64(st.Reconnects[r]), r)
 		}
 	}
 	emit(c.downlinks, float64(st.Downlinks))
@@ -284,13 +252,10 @@ func (c *Collector) collectStatus(emit emitFunc) {
 	emit(c.connectPublishes, float64(st.Published))
 }
 
-func (c *Collector) collectAT(ch chan<- prometheus.Metric, emit emitFunc) {
+func (c *collector) collectAT(t *text, emit emitFunc) {
 	s := c.src.AT()
-	m, err := prometheus.NewConstSummary(c.atCommand.Desc, s.Commands, s.CommandTime.Seconds(), nil)
-	if err != nil {
-		m = prometheus.NewInvalidMetric(c.atCommand.Desc, err)
-	}
-	ch <- m
+	t.series(&c.atCommand, "_sum", s.CommandTime.Seconds())
+	t.series(&c.atCommand, "_count", float64(s.Commands))
 	emit(c.atTimeouts, float64(s.Timeouts))
 	emit(c.atResyncs, float64(s.Resyncs))
 	emit(c.urcs, float64(s.URCs))
@@ -303,7 +268,7 @@ func (c *Collector) collectAT(ch chan<- prometheus.Metric, emit emitFunc) {
 	emit(c.droppedLines, float64(s.StaleLines), "stale")
 }
 
-func (c *Collector) collectOutbox(emit emitFunc) {
+func (c *collector) collectOutbox(emit emitFunc) {
 	if c.src.LocalOn {
 		emit(c.outboxAvailable, bool01(c.src.Outbox != nil))
 	}
@@ -332,7 +297,7 @@ func (c *Collector) collectOutbox(emit emitFunc) {
 	}
 }
 
-func (c *Collector) collectLocal(emit emitFunc, l local.Stats) {
+func (c *collector) collectLocal(emit emitFunc, l local.Stats) {
 	emit(c.localClients, float64(l.Clients))
 	emit(c.localForwarded, float64(l.Forwarded))
 	emit(c.localRefused, float64(l.Refused))

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 )
 
@@ -22,39 +20,78 @@ const (
 	IOTimeout     = 10 * time.Second // to send a request, and to take the answer
 )
 
-// NewRegistry returns a registry with the Collector over src, the publish histogram of
-// src.Uplinks and the standard process and Go runtime metrics.
-func NewRegistry(src Sources) (*prometheus.Registry, error) {
-	reg := prometheus.NewRegistry()
-	cs := []prometheus.Collector{
-		NewCollector(src),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector(),
-	}
-	if src.Uplinks != nil {
-		cs = append(cs, src.Uplinks.latency)
-	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
-		}
-	}
-	return reg, nil
+// contentType is that of the Prometheus text format, version 0.0.4.
+const contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// Registry is everything a scrape serves: the daemon's own metrics from its Sources, the publish
+// histogram of their Uplinks and the Go runtime and process metrics.
+type Registry struct {
+	collector *collector
+	uplinks   *Uplinks
 }
 
-// Handler serves the metrics of g at /metrics (and a pointer to it at /).
-func Handler(g prometheus.Gatherer) http.Handler {
+// NewRegistry returns the Registry over src.
+func NewRegistry(src Sources) *Registry {
+	return &Registry{collector: newCollector(src), uplinks: src.Uplinks}
+}
+
+// AppendText appends the whole exposition, in the Prometheus text format, to b.
+func (r *Registry) AppendText(b []byte) []byte {
+	t := text{b: b}
+	r.collector.appendText(&t)
+	if r.uplinks != nil {
+		r.uplinks.appendText(&t)
+	}
+	appendRuntime(&t)
+	return t.b
+}
+
+// Handler serves the metrics of r at /metrics (and a pointer to it at /).
+func Handler(r *Registry) http.Handler { return handler(r, ScrapeTimeout) }
+
+// handler is Handler with the given scrape timeout.
+func handler(r *Registry, timeout time.Duration) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: MaxInFlight,
-		Timeout:             ScrapeTimeout,
-	}))
+	mux.Handle("GET /metrics", &scrapes{reg: r, slots: make(chan struct{}, MaxInFlight), timeout: timeout})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "gatewayd: the metrics are at /metrics")
 	})
 	return mux
+}
+
+// scrapes serves /metrics: at most MaxInFlight expositions are built at once (more get 503), and
+// one not built within timeout gets 503. The exposition is built whole before a byte is sent, so
+// a slow client holds nothing but its own buffer.
+type scrapes struct {
+	reg     *Registry
+	slots   chan struct{}
+	timeout time.Duration
+}
+
+func (s *scrapes) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		http.Error(w, "too many scrapes at once", http.StatusServiceUnavailable)
+		return
+	}
+	built := make(chan []byte, 1)
+	go func() {
+		defer func() { <-s.slots }() // held until built, even when the scraper gave up: a stuck source takes its slot
+		built <- s.reg.AppendText(nil)
+	}()
+	timeout := time.NewTimer(s.timeout)
+	defer timeout.Stop()
+	select {
+	case body := <-built:
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body) // an error is the scraper gone: nothing to do
+	case <-timeout.C:
+		http.Error(w, "the metrics took too long to gather", http.StatusServiceUnavailable)
+	case <-req.Context().Done():
+	}
 }
 
 // Listen opens the TCP listener for Serve.
