@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -144,6 +145,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	notify := sdnotify.New(log)
 	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("gatewayd starting")
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(logging.StdlibWriter(log))
 	applyMemoryLimit(log)
 	reloads := make(chan daemon.Reload)
 	go reloadOnHUP(ctx, hup, *path, reloads, notify, log)

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -112,6 +113,8 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gatewayd sim: %v\n", err)
 		return 2
 	}
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(logging.StdlibWriter(log))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := simulate(ctx, simOptions{listen: *listen, local: *local, every: *every, level: *level, format: *format, trace: *trace}, log, stdout); err != nil {

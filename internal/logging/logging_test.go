@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	stdlog "log"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -263,3 +264,13 @@ func BenchmarkJSONLine(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestStdlibWriterLogsAWarning(t *testing.T) {
+	var buf bytes.Buffer
+	std := stdlog.New(StdlibWriter(zerolog.New(&buf)), "", 0)
+	std.Printf("ERROR: metrics: cannot open %s: %s", "/proc/self/io", "permission denied")
+	want := `{"level":"warn","component":"stdlib","message":"ERROR: metrics: cannot open /proc/self/io: permission denied"}` + "\n"
+	if buf.String() != want {
+		t.Fatalf("got %s want %s", buf.String(), want)
+	}
+}
