@@ -389,7 +389,7 @@ func New(cfg Config, box Outbox, notify func(), log zerolog.Logger) (*Endpoint, 
 		// $SYS topics (the broker's counters) once an hour, not every second: each time mochi
 		// builds and publishes some 20 messages.
 		SysTopicResendInterval: 3600,
-		Logger:       slog.New(newThrottledHandler(zerolog.NewSlogHandler(mlog))),
+		Logger:                 slog.New(newThrottledHandler(zerolog.NewSlogHandler(mlog))),
 	})
 	if err := e.srv.AddHook(&hook{e: e}, nil); err != nil {
 		closeAll()
