@@ -37,10 +37,11 @@ type Limit struct {
 // Find reads the limits of the cgroup named in procCgroup (the content of /proc/self/cgroup)
 // under fsys (the cgroup2 mount, /sys/fs/cgroup, as an fs.FS) and returns the lowest memory.high
 // or memory.max of the group and of its ancestors. ok is false when none is set ("max"
-// everywhere, or no memory controller). mount is the directory fsys stands for, for Limit.File.
+// everywhere, no memory controller, or no cgroup v2 at all: a system on cgroup v1 alone).
+// mount is the directory fsys stands for, for Limit.File.
 func Find(fsys fs.FS, mount string, procCgroup []byte) (l Limit, ok bool, err error) {
-	group, err := unifiedGroup(procCgroup)
-	if err != nil {
+	group, found, err := unifiedGroup(procCgroup)
+	if err != nil || !found {
 		return Limit{}, false, err
 	}
 	for dir := group; ; dir = path.Dir(dir) {
@@ -65,21 +66,22 @@ func Find(fsys fs.FS, mount string, procCgroup []byte) (l Limit, ok bool, err er
 }
 
 // unifiedGroup returns the cgroup v2 path of /proc/self/cgroup's "0::/path" line, relative
-// (as fs.FS wants it): "system.slice/gatewayd.service", or "." for the root.
-func unifiedGroup(procCgroup []byte) (string, error) {
+// (as fs.FS wants it): "system.slice/gatewayd.service", or "." for the root. found is false when
+// there is no such line (cgroup v1 alone).
+func unifiedGroup(procCgroup []byte) (group string, found bool, err error) {
 	for line := range strings.SplitSeq(string(procCgroup), "\n") {
-		if p, found := strings.CutPrefix(line, "0::"); found {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
 			if !strings.HasPrefix(p, "/") {
-				return "", fmt.Errorf("memlimit: /proc/self/cgroup: cgroup v2 path %q is not absolute", p)
+				return "", false, fmt.Errorf("memlimit: /proc/self/cgroup: cgroup v2 path %q is not absolute", p)
 			}
 			p = strings.TrimPrefix(path.Clean(p), "/")
 			if p == "" {
 				p = "."
 			}
-			return p, nil
+			return p, true, nil
 		}
 	}
-	return "", errors.New("memlimit: /proc/self/cgroup has no cgroup v2 line (0::/...)")
+	return "", false, nil
 }
 
 // readLimit reads a memory.high or memory.max file: a number of bytes, or "max" (none). A file
@@ -110,13 +112,16 @@ func Apply() (l Limit, ok bool, reason string, err error) {
 		return Limit{}, false, "GOMEMLIMIT=" + v + " is set", nil
 	}
 	procCgroup, err := os.ReadFile("/proc/self/cgroup")
+	if errors.Is(err, fs.ErrNotExist) {
+		return Limit{}, false, "the kernel has no cgroups", nil
+	}
 	if err != nil {
 		return Limit{}, false, "", fmt.Errorf("memlimit: %w", err)
 	}
 	const mount = "/sys/fs/cgroup"
 	l, ok, err = Find(os.DirFS(mount), mount, procCgroup)
 	if err != nil || !ok {
-		return Limit{}, false, "the cgroup sets no memory limit", err
+		return Limit{}, false, "no cgroup v2 memory limit (memory.high, memory.max) is set", err
 	}
 	debug.SetMemoryLimit(l.Bytes)
 	return l, true, "", nil
