@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/port"
 	"github.com/gatewayd/gatewayd/internal/supervisor"
 	"github.com/gatewayd/gatewayd/sim"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // Topic is the topic the rig's daemon subscribes to and its downlinks arrive on: the Alibaba Cloud
@@ -149,13 +149,13 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 	}
 	text := fmt.Sprintf(rigConfig, r.Relay.Path(), Topic, filepath.Join(dir, "control.sock"))
 	if o.Local {
-		if r.LocalAddr, err = freeAddr(); err != nil {
+		if r.LocalAddr, err = testutil.FreeLoopback(); err != nil {
 			return r, err
 		}
 		text += fmt.Sprintf("\n[local]\nlisten = %q\n\n[outbox]\ndir = %q\n", r.LocalAddr, filepath.Join(dir, "outbox"))
 	}
 	if o.Metrics {
-		if r.MetricsAddr, err = freeAddr(); err != nil {
+		if r.MetricsAddr, err = testutil.FreeLoopback(); err != nil {
 			return r, err
 		}
 		text += fmt.Sprintf("\n[metrics]\nlisten = %q\n", r.MetricsAddr)
@@ -180,15 +180,6 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 }
 
 // freeAddr is a loopback address no one listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func (r *Rig) startInProcess(ctx context.Context, text string, o Options) error {
 	cfg, err := config.Parse([]byte(text), "bench.toml")
 	if err != nil {

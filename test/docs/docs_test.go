@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -98,14 +99,6 @@ func slug(s string) string {
 	return b.String()
 }
 
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
-}
-
 // TestRelativeLinksResolve: every relative link in every *.md file names a file or directory that
 // exists, and a #fragment names a heading of the Markdown file it points into.
 func TestRelativeLinksResolve(t *testing.T) {
@@ -119,7 +112,7 @@ func TestRelativeLinksResolve(t *testing.T) {
 					continue
 				}
 				checked++
-				where := md + ":" + itoa(n+1)
+				where := md + ":" + strconv.Itoa(n+1)
 				path, frag, _ := strings.Cut(target, "#")
 				file := md
 				if path != "" {
@@ -166,7 +159,7 @@ func headingAnchors(t *testing.T, path string) map[string]bool {
 			s := slug(heading.FindStringSubmatch(raw[i])[1])
 			a := s
 			if k := seen[s]; k > 0 {
-				a = s + "-" + itoa(k)
+				a = s + "-" + strconv.Itoa(k)
 			}
 			seen[s]++
 			out[a] = true

@@ -27,6 +27,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/sim"
 	"github.com/gatewayd/gatewayd/test/logwatch"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // Config says what fleet to run and how to restart its broker.
@@ -379,15 +380,6 @@ level = "info"
 `, filepath.Join(dir, "ec600-at"), i, i, stable.String(), listen, filepath.Join(dir, "outbox"), filepath.Join(dir, "control.sock"))
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func (g *gateway) startPublisher() error {
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("unix://" + g.listen).
 		SetClientID(fmt.Sprintf("app%04d", g.i)).SetProtocolVersion(4).SetAutoReconnect(false).
@@ -598,7 +590,7 @@ func (b *broker) perSecond(t0 time.Time) ([]int, int) {
 // Mosquitto: a configuration with persistence, so that the cloud-side subscriber's session and
 // the messages queued for it survive the restart; the log (debug) shows every CONNECT and CONNACK.
 func (b *broker) startMosquitto() error {
-	addr, err := freeAddr()
+	addr, err := testutil.FreeLoopback()
 	if err != nil {
 		return err
 	}

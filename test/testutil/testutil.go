@@ -33,10 +33,19 @@ func (s *SyncBuffer) String() string {
 // starts in another process (or one that must be told its address before it starts).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreeLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr
+}
+
+// FreeLoopback is FreeAddr for code without a testing.TB (the benchmark rig, the fleet).
+func FreeLoopback() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
