@@ -205,44 +205,51 @@ func TestSelfRegistration(t *testing.T) {
 func TestSelfRegistrationKilled(t *testing.T) {
 	t.Parallel()
 	rb := newRegBench(t, 2*time.Second, regPS)
-	d := rb.start(rb.config(""))
+	rb.killedAndRestarted(t, "", "secret", func() string { return rb.secretFile(t, sim.DefaultIdentity.IMEI) },
+		func(r sim.AliyunRegistration) string { return r.DeviceSecret })
+}
+
+// killedAndRestarted runs the daemon with config extra and SIGKILLs it after its registration
+// CONNECT went out (the answer is held back), then right after the answer was stored (what stored
+// reads, a kind of credential), and restarts it: nothing is left by the first kill, the second
+// leaves the credential, which the restart logs in with, registering no more; every answer
+// carried the same credential (issued).
+func (rb *regBench) killedAndRestarted(t *testing.T, extra, kind string, stored func() string, issued func(sim.AliyunRegistration) string) {
+	t.Helper()
+	d := rb.start(rb.config(extra))
 	d.wait(t, 0, "registering")
 	time.Sleep(500 * time.Millisecond) // the CONNECT goes out; the answer is 2 s away
 	if err := d.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-d.done
-	dn := sim.DefaultIdentity.IMEI
 	ents, _ := os.ReadDir(rb.state)
 	for _, e := range ents {
 		t.Errorf("after a kill before the answer the state directory holds %s", e.Name())
 	}
-	d = rb.start(rb.config(""))
-	_, i := d.wait(t, 0, "registered")
-	if err := d.cmd.Process.Kill(); err != nil { // right after the secret was stored
+	d = rb.start(rb.config(extra))
+	d.wait(t, 0, "registered")
+	if err := d.cmd.Process.Kill(); err != nil { // right after the credential was stored
 		t.Fatal(err)
 	}
 	<-d.done
-	_ = i
-	regs := rb.registrations()
-	if len(regs) < 1 {
+	if len(rb.registrations()) < 1 {
 		t.Fatal("no registration answered")
 	}
-	secret := rb.secretFile(t, dn)
-	d = rb.start(rb.config(""))
-	_, i = d.wait(t, 0, "device_secret")
+	cred := stored()
+	d = rb.start(rb.config(extra))
+	_, i := d.wait(t, 0, "device_secret")
 	d.wait(t, i, "session_up")
 	if n := d.log.Count("registering"); n != 0 {
-		t.Errorf("registered again with a stored secret (%d)", n)
+		t.Errorf("registered again with a stored %s (%d)", kind, n)
 	}
 	for _, r := range rb.registrations() {
-		if r.DeviceSecret != secret {
-			t.Error("the platform issued different secrets: the repeat was not the same")
+		if issued(r) != cred {
+			t.Errorf("the platform issued different %ss: the repeat was not the same", kind)
 		}
 	}
-	ents, _ = os.ReadDir(rb.state)
-	if len(ents) != 1 {
-		t.Errorf("state directory holds %d files, want the secret only", len(ents))
+	if ents, _ = os.ReadDir(rb.state); len(ents) != 1 {
+		t.Errorf("state directory holds %d files, want the %s only", len(ents), kind)
 	}
 }
 
@@ -479,38 +486,10 @@ func TestSelfRegistrationRegNWLInstance(t *testing.T) {
 func TestSelfRegistrationRegNWLKilled(t *testing.T) {
 	t.Parallel()
 	rb := newRegBench(t, 2*time.Second, regPS)
-	d := rb.start(rb.config(nwl))
-	d.wait(t, 0, "registering")
-	time.Sleep(500 * time.Millisecond) // the CONNECT goes out; the answer is 2 s away
-	if err := d.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
-	ents, _ := os.ReadDir(rb.state)
-	for _, e := range ents {
-		t.Errorf("after a kill before the answer the state directory holds %s", e.Name())
-	}
-	d = rb.start(rb.config(nwl))
-	d.wait(t, 0, "registered")
-	if err := d.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
-	_, token := rb.tokenFile(t, sim.DefaultIdentity.IMEI)
-	d = rb.start(rb.config(nwl))
-	_, i := d.wait(t, 0, "device_secret")
-	d.wait(t, i, "session_up")
-	if n := d.log.Count("registering"); n != 0 {
-		t.Errorf("registered again with a stored token (%d)", n)
-	}
-	for _, r := range rb.registrations() {
-		if r.DeviceToken != token {
-			t.Error("the platform issued different tokens: the repeat was not the same")
-		}
-	}
-	if ents, _ = os.ReadDir(rb.state); len(ents) != 1 {
-		t.Errorf("state directory holds %d files, want the credential only", len(ents))
-	}
+	rb.killedAndRestarted(t, nwl, "token", func() string {
+		_, token := rb.tokenFile(t, sim.DefaultIdentity.IMEI)
+		return token
+	}, func(r sim.AliyunRegistration) string { return r.DeviceToken })
 }
 
 // TestSelfRegistrationRegNWLNasty: a server error (CONNACK 3) is retried; an answer never
