@@ -44,8 +44,8 @@ func verifyAliyun(c cloudConnect, devices map[string]string) verdict {
 	if !inRange(c.keepalive, 30, 1200) {
 		return refuse(rcIdentifierRejected, "keep-alive %ds is outside 30-1200s", c.keepalive)
 	}
-	dn, pk, ok := strings.Cut(c.username, "&")
-	if !ok || dn == "" || pk == "" || strings.Contains(pk, "&") {
+	dn, pk, ok := aliyunUser(c.username)
+	if !ok {
 		return refuse(rcBadUserPassword, "user name is not <deviceName>&<productKey>")
 	}
 	secret, known := devices[pk+"/"+dn]
@@ -70,6 +70,12 @@ func aliyunSign(method, secret, id, dn, pk, ts string, hasTS bool) []byte {
 		msg += "timestamp" + ts
 	}
 	return mac(newHash(method), []byte(secret), msg)
+}
+
+// aliyunUser splits the user name <deviceName>&<productKey>; ok is false when it is not that.
+func aliyunUser(s string) (dn, pk string, ok bool) {
+	dn, pk, ok = strings.Cut(s, "&")
+	return dn, pk, ok && dn != "" && pk != "" && !strings.Contains(pk, "&")
 }
 
 // aliyunClientID splits `<id>|k=v,k=v|`.

@@ -172,8 +172,8 @@ func (r *aliyunRegistrar) verifyRegistration(c cloudConnect) (v verdict, topic s
 	if method == "" || h == nil || !strings.HasPrefix(method, "hmac") {
 		return refuse(rcIdentifierRejected, "signmethod=%q is not hmacmd5, hmacsha1 or hmacsha256", method), "", nil
 	}
-	dn, pk, ok := strings.Cut(c.username, "&")
-	if !ok || dn == "" || pk == "" || strings.Contains(pk, "&") {
+	dn, pk, ok := aliyunUser(c.username)
+	if !ok {
 		return refuse(rcIdentifierRejected, "user name is not <deviceName>&<productKey>"), "", nil
 	}
 	prod, known := r.products[pk]
@@ -296,8 +296,8 @@ func (r *aliyunRegistrar) verifyConnWL(c cloudConnect) verdict {
 	case !inRange(c.keepalive, 30, 1200):
 		return refuse(rcIdentifierRejected, "keep-alive %ds is outside 30-1200s", c.keepalive)
 	}
-	dn, pk, ok := strings.Cut(c.username, "&")
-	if !ok || dn == "" || pk == "" || strings.Contains(pk, "&") {
+	dn, pk, ok := aliyunUser(c.username)
+	if !ok {
 		return refuse(rcBadUserPassword, "user name is not <deviceName>&<productKey>")
 	}
 	r.mu.Lock()

@@ -160,6 +160,12 @@ func (d AliyunDynamic) DeviceName(imei, iccid string) string {
 	return strings.NewReplacer("{imei}", imei, "{iccid}", iccid).Replace(d.Template)
 }
 
+// LongestDeviceName is the template filled with an {imei} and an {iccid} at their longest (15
+// and 20 digits): what the limits on the client id are checked with.
+func (d AliyunDynamic) LongestDeviceName() string {
+	return d.DeviceName(strings.Repeat("9", 15), strings.Repeat("9", 20))
+}
+
 // SecretPath is the file the credential of device name is stored in:
 // <state_dir>/aliyun-<productKey>-<deviceName>.secret (the DeviceSecret) or, after regnwl,
 // <state_dir>/aliyun-<productKey>-<deviceName>.connwl (client id and device token).
@@ -261,7 +267,7 @@ func buildAliyunDynamic(r *reader) *AliyunDynamic {
 // placeholders, bytes a name cannot hold, and a registration client id longer than the module's
 // limit with {imei} and {iccid} at their longest (15 and 20 digits).
 func (d *AliyunDynamic) check(r *reader) {
-	probe := d.DeviceName(strings.Repeat("9", 15), strings.Repeat("9", 20))
+	probe := d.LongestDeviceName()
 	if strings.ContainsAny(probe, "{}") {
 		r.fail("device_name", "%q: only {imei} and {iccid} can be filled in", d.Template)
 		return

@@ -75,14 +75,8 @@ func AliyunRegisterSign(p AliyunRegisterParams) (Identity, error) {
 	if _, err := ParseSignMethod(string(p.SignMethod)); err != nil {
 		return Identity{}, fmt.Errorf("aliyun: %w", err)
 	}
-	for _, f := range []struct{ name, v, bad string }{
-		{"product key", p.ProductKey, "&|"},
-		{"device name", p.DeviceName, "&|"},
-		{"client id", p.ClientID, "|"},
-	} {
-		if err := checkName(f.name, f.v, f.bad); err != nil {
-			return Identity{}, err
-		}
+	if err := checkIdentityNames(p.ProductKey, p.DeviceName, p.ClientID); err != nil {
+		return Identity{}, err
 	}
 	if p.ProductSecret == "" {
 		return Identity{}, errors.New("aliyun: product secret is empty")
@@ -137,14 +131,8 @@ func AliyunRegisterMaxClientID(authType, instanceID string) int {
 // AliyunConnWL is the identity to connect with after a regnwl registration: the client id and
 // device token from the platform's answer.
 func AliyunConnWL(productKey, deviceName, clientID, deviceToken string) (Identity, error) {
-	for _, f := range []struct{ name, v, bad string }{
-		{"product key", productKey, "&|"},
-		{"device name", deviceName, "&|"},
-		{"client id", clientID, "|"},
-	} {
-		if err := checkName(f.name, f.v, f.bad); err != nil {
-			return Identity{}, err
-		}
+	if err := checkIdentityNames(productKey, deviceName, clientID); err != nil {
+		return Identity{}, err
 	}
 	if checkName("device token", deviceToken, "") != nil || len(deviceToken) > ModuleMaxPassword {
 		// Not quoted: it is the password.

@@ -131,20 +131,30 @@ func (p AliyunParams) check() error {
 	if p.Timestamp < 0 {
 		return fmt.Errorf("aliyun: timestamp %d is negative", p.Timestamp)
 	}
-	for _, f := range []struct{ name, v, bad string }{
-		{"product key", p.ProductKey, "&|"},
-		{"device name", p.DeviceName, "&|"},
-		{"client id", p.ClientID, "|"},
-	} {
-		if err := checkName(f.name, f.v, f.bad); err != nil {
-			return err
-		}
+	if err := checkIdentityNames(p.ProductKey, p.DeviceName, p.ClientID); err != nil {
+		return err
 	}
 	if len(p.ClientID) > AliyunMaxClientID {
 		return fmt.Errorf("aliyun: client id is %d bytes, longer than %d", len(p.ClientID), AliyunMaxClientID)
 	}
 	if p.DeviceSecret == "" {
 		return errors.New("aliyun: device secret is empty")
+	}
+	return nil
+}
+
+// checkIdentityNames checks the product key, device name and client id of an Alibaba Cloud
+// CONNECT with checkName: the first two go into the user name <deviceName>&<productKey>, the
+// client id before the |…| parameters.
+func checkIdentityNames(productKey, deviceName, clientID string) error {
+	for _, f := range []struct{ name, v, bad string }{
+		{"product key", productKey, "&|"},
+		{"device name", deviceName, "&|"},
+		{"client id", clientID, "|"},
+	} {
+		if err := checkName(f.name, f.v, f.bad); err != nil {
+			return err
+		}
 	}
 	return nil
 }

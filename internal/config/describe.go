@@ -205,7 +205,7 @@ func (c *Config) describeIdentity(line func(k, format string, args ...any), secr
 				inst, d.Template, d.SecretPath(d.Template))
 			own := d.ClientID
 			if own == "" {
-				own = d.DeviceName(strings.Repeat("9", 15), strings.Repeat("9", 20))
+				own = d.LongestDeviceName()
 			}
 			line("", "the registration client id is at most %d bytes (the module takes %d)",
 				cloud.ModuleMaxClientID-cloud.AliyunRegisterMaxClientID(d.AuthType, d.InstanceID)+len(own), cloud.ModuleMaxClientID)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,11 @@ func TestAliyunRegNWLConfig(t *testing.T) {
 	}
 	if c.MQTT.Host != "iot-06z00ax1o4qyfb8.mqtt.iothub.aliyuncs.com" {
 		t.Errorf("host %s", c.MQTT.Host)
+	}
+	// 15 bytes of {imei}, 112 of |securemode=-2,…,random=<20 digits>,…,instanceId=iot-06z00ax1o4qyfb8|.
+	var b bytes.Buffer
+	if err := c.Describe(&b, time.UnixMilli(1700000000000)); err != nil || !strings.Contains(b.String(), "the registration client id is at most 127 bytes (the module takes 128)") {
+		t.Errorf("describe (%v):\n%s", err, b.String())
 	}
 }
 

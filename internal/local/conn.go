@@ -36,7 +36,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -65,7 +64,9 @@ var errSlowClient = errors.New("local client stopped reading: disconnected")
 // aLongTimeAgo is a deadline that has passed: setting it wakes a blocked Read or Write.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// listener is a mochi listener over a net.Listener that makes every connection a *conn.
+// listener accepts from a net.Listener, makes every connection a *conn and hands it to the
+// broker (Endpoint.serve, mochi's EstablishConnection). It is not registered with mochi: mochi
+// starts at the first connection (see Endpoint.serve), and Endpoint.stop closes it.
 type listener struct {
 	id       string
 	l        net.Listener
@@ -74,16 +75,9 @@ type listener struct {
 	stopOnce sync.Once
 }
 
-var _ listeners.Listener = (*listener)(nil)
-
 func newListener(id string, l net.Listener, e *Endpoint) *listener {
 	return &listener{id: id, l: l, e: e, stop: make(chan struct{})}
 }
-
-func (l *listener) ID() string              { return l.id }
-func (l *listener) Address() string         { return l.l.Addr().String() }
-func (l *listener) Protocol() string        { return l.l.Addr().Network() }
-func (l *listener) Init(*slog.Logger) error { return nil }
 
 // Serve accepts connections until the listener is closed. A failing Accept (out of file
 // descriptors, say) is retried with a back-off instead of ending the listener for good.
@@ -128,10 +122,6 @@ func (l *listener) stopAccepting() {
 		_ = l.l.Close()
 	})
 }
-
-// Close is mochi's Close of the listener: stop accepting. It does not call closeClients: by
-// then the endpoint has disconnected every client itself (see Endpoint.stop).
-func (l *listener) Close(listeners.CloseFn) { l.stopAccepting() }
 
 // segment is one MQTT packet (or, should mochi ever write a partial one, a run of bytes) queued
 // for a connection, or a hold: a forwarded message that nothing after it may be written before

@@ -10,6 +10,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/gatewayd/gatewayd/internal/config"
+	"github.com/gatewayd/gatewayd/internal/outbox"
 )
 
 func TestAppendPacketsSplitsWholePackets(t *testing.T) {
@@ -146,5 +147,21 @@ func TestConfigDefaultsAreTheEndpointDefaults(t *testing.T) {
 	}
 	if config.MaxLocalTopic > 65535 {
 		t.Errorf("config allows max_topic %d; the endpoint refuses over 65535", config.MaxLocalTopic)
+	}
+}
+
+// New gives mochi the bounds that keep a subscriber that stops reading cheap (MaxInflight,
+// maxWritesPending; mochi honouring MaximumInflight is TestMochiContractInflightLimit's) and
+// its $SYS topics once an hour. Without this test, New could drop any of them unnoticed: no
+// endpoint test reaches 1,024 unacknowledged copies.
+func TestNewBoundsWhatMochiHoldsPerClient(t *testing.T) {
+	e, _ := start(t, Config{}, newStore(t, outbox.Config{}), nil)
+	o := e.srv.Options
+	if c := o.Capabilities; c.MaximumInflight != MaxInflight || c.MaximumClientWritesPending != maxWritesPending {
+		t.Errorf("mochi's MaximumInflight %d, MaximumClientWritesPending %d; want %d, %d",
+			c.MaximumInflight, c.MaximumClientWritesPending, MaxInflight, maxWritesPending)
+	}
+	if o.SysTopicResendInterval != 3600 {
+		t.Errorf("mochi's $SYS interval %d s, want 3600", o.SysTopicResendInterval)
 	}
 }

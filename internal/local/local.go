@@ -563,8 +563,9 @@ func (e *Endpoint) deliverLoop(ctx context.Context) {
 // The connections are closed here rather than by mochi's Close, which waits for connections it
 // does not close (those still in their CONNECT) and lists its clients with
 // Clients.GetByListener — which takes the clients' read lock twice and deadlocks when a client
-// that disconnects at the same moment waits for the write lock in between. listener.Close does
-// not ask for that list, and mochi's Close is called only once every connection has ended.
+// that disconnects at the same moment waits for the write lock in between. The listeners are
+// not mochi's (its Close has none to close), and its Close is called only once every connection
+// has ended.
 func (e *Endpoint) stop() {
 	for _, l := range e.lns {
 		l.stopAccepting()

@@ -4,12 +4,12 @@ package local
 // documented API, each checked here against mochi alone — its Server with a listener and a hook
 // of the test's, and raw MQTT clients — so that an upgrade that changes one fails with the name
 // of the behaviour and of the code in this package that relies on it:
-//   - its listener: Init at AddListener, Serve in a goroutine of mochi's, establish returning
-//     the error that ended the connection, the keep-alive set with SetDeadline;
+//   - EstablishConnection, called from an accept loop of ours (mochi's listeners are not used):
+//     it returns the error that ended the connection, and sets the keep-alive with SetDeadline;
 //   - the order inside processPublish: OnPublish in the reading goroutine, before the PUBACK,
 //     and what its errors make mochi answer;
 //   - the bytes it writes: whole packets in every Write, which conn re-parses to hold PUBACKs;
-//   - its 8,192 unacknowledged QoS 1 copies per subscriber, the excess counted in
+//   - its Capabilities.MaximumInflight unacknowledged QoS 1 copies per subscriber, the excess counted in
 //     Info.InflightDropped, and the resending of a resumed session's between two hooks;
 //   - its Close and DisconnectClient, as Endpoint.stop uses them.
 
@@ -90,29 +90,17 @@ func (c *recConn) recorded() (writes [][]byte, deadlines []time.Time) {
 	return append([][]byte(nil), c.writes...), append([]time.Time(nil), c.deadlines...)
 }
 
-// contractListener is a mochi listener as the endpoint's listener is one: it accepts from a
-// net.Listener, calls establish in a goroutine of its own per connection, and does not call
-// mochi's CloseFn.
+// contractListener accepts as the endpoint's listener does: from a net.Listener, calling
+// mochi's EstablishConnection in a goroutine of its own per connection, without registering
+// with mochi.
 type contractListener struct {
-	l      net.Listener
-	tr     *trace
-	inited atomic.Bool
-	serve  chan struct{} // closed when Serve is called
-	closed chan struct{} // closed when Close is called
-	conns  chan *recConn
-	ended  chan error // what establish returned, per connection
-}
-
-func (l *contractListener) ID() string       { return "contract" }
-func (l *contractListener) Address() string  { return l.l.Addr().String() }
-func (l *contractListener) Protocol() string { return "tcp" }
-func (l *contractListener) Init(*slog.Logger) error {
-	l.inited.Store(true)
-	return nil
+	l     net.Listener
+	tr    *trace
+	conns chan *recConn
+	ended chan error // what establish returned, per connection
 }
 
 func (l *contractListener) Serve(establish listeners.EstablishFn) {
-	close(l.serve)
 	for {
 		raw, err := l.l.Accept()
 		if err != nil {
@@ -120,13 +108,8 @@ func (l *contractListener) Serve(establish listeners.EstablishFn) {
 		}
 		c := &recConn{Conn: raw, tr: l.tr}
 		l.conns <- c
-		go func() { l.ended <- establish(l.ID(), c) }()
+		go func() { l.ended <- establish("contract", c) }()
 	}
-}
-
-func (l *contractListener) Close(listeners.CloseFn) {
-	close(l.closed)
-	l.l.Close()
 }
 
 // contractHook records the hook calls the endpoint's hook relies on; onPublish, when set, is
@@ -188,24 +171,14 @@ func newContractBroker(t *testing.T, tune func(*mqtt.Capabilities), onPublish fu
 	}
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	b := &contractBroker{srv: srv, tr: tr, hook: &contractHook{tr: tr, onPublish: onPublish},
-		ln: &contractListener{l: nl, tr: tr, serve: make(chan struct{}), closed: make(chan struct{}), conns: make(chan *recConn, 16), ended: make(chan error, 16)}}
+		ln: &contractListener{l: nl, tr: tr, conns: make(chan *recConn, 16), ended: make(chan error, 16)}}
 	if err := srv.AddHook(b.hook, nil); err != nil {
 		t.Fatal(err)
-	}
-	if err := srv.AddListener(b.ln); err != nil {
-		t.Fatal(err)
-	}
-	if !b.ln.inited.Load() {
-		broken(t, "AddListener calls the listener's Init before it returns", "New (listener.Init binds nothing: the sockets are bound before)", "Init not called")
 	}
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-b.ln.serve:
-	case <-time.After(5 * time.Second):
-		broken(t, "Server.Serve starts every listener's Serve in a goroutine of mochi's", "Endpoint.Run (listener.Serve accepts the connections)", "Serve not called in 5 s")
-	}
+	go b.ln.Serve(srv.EstablishConnection) // as Endpoint.Run and Endpoint.serve do
 	t.Cleanup(func() {
 		nl.Close()
 		done := make(chan struct{})
@@ -231,7 +204,7 @@ type client struct {
 // connect dials b and sends a CONNECT (version 4 or 5); it reads nothing.
 func (b *contractBroker) connect(t *testing.T, id string, version byte, clean bool, keepalive uint16) *client {
 	t.Helper()
-	c, err := net.Dial("tcp", b.ln.Address())
+	c, err := net.Dial("tcp", b.ln.l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,7 +546,7 @@ func TestMochiContractResendBetweenSessionHooks(t *testing.T) {
 }
 
 // Its Close, as Endpoint.stop calls it: once DisconnectClient has ended every client (their
-// establish calls returned), Close calls each listener's Close and returns at once.
+// establish calls returned), Close returns at once. (The endpoint closes its listeners itself.)
 func TestMochiContractClose(t *testing.T) {
 	b := newContractBroker(t, nil, nil)
 	const reliedOn = "Endpoint.stop (it disconnects every client itself, then calls mochi's Close)"
@@ -598,10 +571,5 @@ func TestMochiContractClose(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		broken(t, "Close returns at once when no connection is left", reliedOn, "Close still running after 5 s")
-	}
-	select {
-	case <-b.ln.closed:
-	default:
-		broken(t, "Close calls each listener's Close", reliedOn+"; listener.Close stops accepting", "listener not closed")
 	}
 }

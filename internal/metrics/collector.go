@@ -88,7 +88,7 @@ func (u *Uplinks) Published(n int, took time.Duration) {
 func (u *Uplinks) appendText(t *text) {
 	var raw bytes.Buffer
 	u.set.WritePrometheus(&raw)
-	annotate(t, raw.Bytes(), func(string) *desc { return &publishDuration })
+	annotate(t, raw.Bytes(), func([]byte) *desc { return &publishDuration })
 }
 
 // collector writes the daemon's own metrics (gatewayd_*) from Sources, read at every scrape.
