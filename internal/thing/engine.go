@@ -230,9 +230,6 @@ func (e *Engine) Rebind(d Dialect) {
 	e.bound.Store(true)
 }
 
-// dialect is the engine's dialect now.
-func (e *Engine) dialect() Dialect { return e.d.Load().d }
-
 // Want is the LED's state as the property last set it (off before any set): what the LED
 // shows when nothing else is going on.
 func (e *Engine) Want() bool {
@@ -241,8 +238,8 @@ func (e *Engine) Want() bool {
 	return e.want
 }
 
-// Dialect is the engine's dialect.
-func (e *Engine) Dialect() Dialect { return e.dialect() }
+// Dialect is the engine's dialect now (Rebind changes it).
+func (e *Engine) Dialect() Dialect { return e.d.Load().d }
 
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
@@ -257,7 +254,7 @@ func (e *Engine) Handle(topic string, payload []byte) bool {
 	if !e.bound.Load() {
 		return false // no thing-model topic is subscribed before the device name is known
 	}
-	req, ok, err := e.dialect().Parse(topic, payload)
+	req, ok, err := e.Dialect().Parse(topic, payload)
 	if !ok {
 		return false
 	}
@@ -316,7 +313,7 @@ func (e *Engine) set(req Request, perr error) {
 		e.log.Info().Str("event", "thing_set").Str("id", req.ID).Str("property", e.cfg.Property).Bool("on", on).
 			Bool("changed", changed).Msg("property set applied")
 	}
-	if m, ok := e.dialect().Reply(req, res); ok {
+	if m, ok := e.Dialect().Reply(req, res); ok {
 		e.enqueue(outgoing{m: m, kind: "reply"})
 	}
 	if (changed || err != nil) && e.ledDue.CompareAndSwap(false, true) {
@@ -375,7 +372,7 @@ func (e *Engine) call(req Request, perr error) {
 		e.calls.Add(1)
 		e.log.Info().Str("event", "thing_call").Str("id", req.ID).Str("service", req.Service).Msg("service call answered")
 	}
-	if m, ok := e.dialect().Reply(req, res); ok {
+	if m, ok := e.Dialect().Reply(req, res); ok {
 		e.enqueue(outgoing{m: m, kind: "reply"})
 	}
 }
@@ -465,11 +462,11 @@ func (e *Engine) reportReply(req Request, err error) {
 	default:
 		e.repErr.Add(1)
 		ev := e.log.Error().Str("event", "thing_report_refused").Str("id", req.ID).Int("code", req.Code).
-			Str("meaning", e.dialect().Words(req.Code))
+			Str("meaning", e.Dialect().Words(req.Code))
 		if req.Text != "" {
 			ev = ev.Str("message", req.Text)
 		}
-		ev.Msg(fmt.Sprintf("the platform refused a property report: code %d, %s", req.Code, e.dialect().Words(req.Code)))
+		ev.Msg(fmt.Sprintf("the platform refused a property report: code %d, %s", req.Code, e.Dialect().Words(req.Code)))
 	}
 }
 
@@ -511,7 +508,7 @@ func (e *Engine) ReportAll(why string) {
 	}
 	seq := e.seq.Add(1)
 	e.log.Debug().Str("event", "thing_report").Str("why", why).Uint64("seq", seq).Int("properties", len(ps)).Msg("reporting properties")
-	e.enqueue(outgoing{m: e.dialect().Report(seq, ps), kind: "report"})
+	e.enqueue(outgoing{m: e.Dialect().Report(seq, ps), kind: "report"})
 }
 
 // enqueue hands o to Run without waiting; a full queue refuses it, counted and logged.
@@ -534,7 +531,7 @@ func (e *Engine) ledReport(seq uint64) Message {
 	e.mu.Lock()
 	form := e.form
 	e.mu.Unlock()
-	return e.dialect().Report(seq, []Prop{{e.cfg.Property, form.Value(on)}})
+	return e.Dialect().Report(seq, []Prop{{e.cfg.Property, form.Value(on)}})
 }
 
 // Run sends the queued replies and reports in order, and reports the telemetry every
