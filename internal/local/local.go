@@ -47,9 +47,9 @@ const (
 	WriteTimeout = 5 * time.Second
 	// WriteBudget bounds the bytes waiting for all local clients together; when a write would
 	// go past it, the client with the most waiting is disconnected. Downlinks come at a
-	// module's pace (at most LTE Cat 1's 10 Mbit/s) and loopback clients read at memory speed:
-	// 1 MiB is about a second of the fastest downlink traffic waiting for clients that read
-	// nothing. (It was 16 MiB: a subscriber that stopped reading during a burst took the daemon
+	// module's pace (at most LTE Cat 1's 10 Mbit/s, about 1.2 MB/s) and loopback clients read at
+	// memory speed: by that arithmetic 1 MiB is almost a second of the fastest downlink traffic
+	// waiting for clients that read nothing. (It was 16 MiB: a subscriber that stopped reading during a burst took the daemon
 	// to 70 MiB; docs/benchmarks.md.)
 	WriteBudget = 1 << 20
 	// QueueLen and QueueBytes bound the downlinks waiting for Deliver's goroutine; each counts
