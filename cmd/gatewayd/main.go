@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	stdlog "log"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -145,8 +144,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	notify := sdnotify.New(log)
 	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("gatewayd starting")
-	stdlog.SetFlags(0)
-	stdlog.SetOutput(logging.StdlibWriter(log))
+	logging.RouteStdlib(log)
 	applyMemoryLimit(log)
 	reloads := make(chan daemon.Reload)
 	go reloadOnHUP(ctx, hup, *path, reloads, notify, log)
@@ -168,7 +166,7 @@ func applyMemoryLimit(log zerolog.Logger) {
 	case err != nil:
 		log.Warn().Err(err).Msg("the Go runtime has no memory limit: the cgroup's could not be read")
 	case ok:
-		log.Info().Int64("limit_bytes", l.Bytes).Int64("cgroup_limit_bytes", l.Of).Str("from", l.File).
+		log.Info().Int64("limit_bytes", l.Soft()).Int64("cgroup_limit_bytes", l.Of).Str("from", l.File).
 			Msg("memory limit set for the Go runtime")
 	default:
 		log.Debug().Str("reason", reason).Msg("no memory limit set for the Go runtime")

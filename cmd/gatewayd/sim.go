@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	stdlog "log"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -113,8 +112,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gatewayd sim: %v\n", err)
 		return 2
 	}
-	stdlog.SetFlags(0)
-	stdlog.SetOutput(logging.StdlibWriter(log))
+	logging.RouteStdlib(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := simulate(ctx, simOptions{listen: *listen, local: *local, every: *every, level: *level, format: *format, trace: *trace}, log, stdout); err != nil {

@@ -3,9 +3,17 @@ package logging
 import (
 	"bytes"
 	"io"
+	stdlog "log"
 
 	"github.com/rs/zerolog"
 )
+
+// RouteStdlib sends what is printed through the standard library's log package to log (see
+// StdlibWriter). The process's entry point calls it once: the standard logger is the process's.
+func RouteStdlib(log zerolog.Logger) {
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(StdlibWriter(log))
+}
 
 // StdlibWriter returns a writer for the standard library's log package (log.SetOutput, with
 // log.SetFlags(0)): each line a library prints there, such as a metrics library's complaint that

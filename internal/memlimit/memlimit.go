@@ -29,10 +29,12 @@ const Share = 0.75
 
 // Limit is a limit found in a cgroup.
 type Limit struct {
-	Bytes int64  // what to give debug.SetMemoryLimit: Share of the cgroup's limit
-	Of    int64  // the cgroup's limit itself
-	File  string // the file it was read from, e.g. /sys/fs/cgroup/system.slice/gatewayd.service/memory.high
+	Of   int64  // the cgroup's limit itself
+	File string // the file it was read from, e.g. /sys/fs/cgroup/system.slice/gatewayd.service/memory.high
 }
+
+// Soft is what to give debug.SetMemoryLimit: Share of the cgroup's limit.
+func (l Limit) Soft() int64 { return int64(float64(l.Of) * Share) }
 
 // Find reads the limits of the cgroup named in procCgroup (the content of /proc/self/cgroup)
 // under fsys (the cgroup2 mount, /sys/fs/cgroup, as an fs.FS) and returns the lowest memory.high
@@ -58,9 +60,6 @@ func Find(fsys fs.FS, mount string, procCgroup []byte) (l Limit, ok bool, err er
 		if dir == "." {
 			break
 		}
-	}
-	if ok {
-		l.Bytes = int64(float64(l.Of) * Share)
 	}
 	return l, ok, nil
 }
@@ -123,6 +122,6 @@ func Apply() (l Limit, ok bool, reason string, err error) {
 	if err != nil || !ok {
 		return Limit{}, false, "no cgroup v2 memory limit (memory.high, memory.max) is set", err
 	}
-	debug.SetMemoryLimit(l.Bytes)
+	debug.SetMemoryLimit(l.Soft())
 	return l, true, "", nil
 }

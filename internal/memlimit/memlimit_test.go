@@ -37,7 +37,7 @@ func TestFindTakesTheLowestLimitOfTheGroupAndItsAncestors(t *testing.T) {
 			if err != nil || !ok {
 				t.Fatalf("Find: %+v %v %v", l, ok, err)
 			}
-			if l.Of != tc.of || l.File != tc.file || l.Bytes != tc.of*3/4 {
+			if l.Of != tc.of || l.File != tc.file || l.Soft() != tc.of*3/4 {
 				t.Fatalf("got %+v, want %d from %s, 3/4 of it to the runtime", l, tc.of, tc.file)
 			}
 		})
