@@ -131,7 +131,7 @@ func (s *Store) switchSegment(need int) error {
 			return s.fail(err)
 		}
 		s.syncs.Add(1)
-		s.madeDurable(s.written, s.lastPut)
+		s.madeDurable(s.written, s.lastPut())
 		// From here nothing more may go into it, even if the next segment cannot be made now:
 		// a scan stops at END.
 		tail.ended = true
@@ -331,7 +331,11 @@ func (s *Store) stopped() error { return s.broken }
 func (s *Store) closing() bool  { return s.closed }
 func (s *Store) page() int      { return s.tailOff / pageSize }
 
-func (s *Store) commitPoint() (*os.File, uint64, uint64) { return s.tail, s.written, s.lastPut }
+func (s *Store) commitPoint() (*os.File, uint64, uint64) { return s.tail, s.written, s.lastPut() }
+
+// lastPut is the seq of the last put appended: Append takes nextSeq only once its record is
+// written. Before the first put of a run it is the last seq of the store, already visible.
+func (s *Store) lastPut() uint64 { return s.nextSeq - 1 }
 
 // committed takes the outcome of an fdatasync that began at commitPoint (end, vis).
 func (s *Store) committed(end, vis uint64, err error) {

@@ -107,7 +107,6 @@ type Store struct {
 	relocateDue, relocating bool
 
 	written uint64 // bytes appended in this run, over all segments
-	lastPut uint64 // seq of the last put appended
 
 	body, rec []byte // scratch for encoding, under mu
 
@@ -238,7 +237,6 @@ func (s *Store) Append(src *Source, topic string, payload []byte, qos int, retai
 	seg.live++
 	seg.liveBytes += int64(e.size)
 	s.bytes += size
-	s.lastPut = seq
 	streams := false
 	if src != nil {
 		streams = src.unwaited > 0
