@@ -281,7 +281,7 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 	}
 	s.expireHead(s.cfg.Now())
 	var out []Message
-	var bad []uint64
+	var bad span
 	var problems []error
 	s.idx.from(after+1, func(e *entry) bool {
 		if len(out) >= max || e.seq > s.visible {
@@ -290,7 +290,7 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 		p, err := s.readPut(e)
 		if err != nil {
 			// Checked at Open: only a card that changed under the daemon gets here.
-			bad = append(bad, e.seq)
+			bad.add(e)
 			problems = append(problems, err)
 			return true
 		}
@@ -299,16 +299,10 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 		out = append(out, m)
 		return true
 	})
-	if len(bad) > 0 {
-		var sp span
-		for _, seq := range bad {
-			if e := s.idx.find(seq); e != nil {
-				sp.add(e)
-			}
-		}
-		err := s.removeSpan(removeRejected, &sp)
-		s.damagedN.Add(uint64(sp.n))
-		s.log.Error().Str(logging.EventKey, logging.EventOutboxDamaged).Err(errors.Join(problems...)).Int("dropped", sp.n).
+	if bad.n > 0 {
+		err := s.removeSpan(removeRejected, &bad)
+		s.damagedN.Add(uint64(bad.n))
+		s.log.Error().Str(logging.EventKey, logging.EventOutboxDamaged).Err(errors.Join(problems...)).Int("dropped", bad.n).
 			AnErr("write_error", err).Msg("damaged messages found while reading the outbox; dropped")
 	}
 	return out, nil
