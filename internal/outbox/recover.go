@@ -373,20 +373,17 @@ func (s *Store) migrate() error {
 	if s.cfg.Migrate == nil {
 		return formatErr("%s is a file: the store of an earlier gatewayd, and no migration from it is built in", s.path)
 	}
-	tmp := s.path + newSuffix
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("outbox: %w", err)
+	b, err := s.newBuilder(0)
+	if err != nil {
+		return err
 	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	im := &Import{b: &builder{dir: tmp, segSize: s.cfg.segSize, chunk: s.cfg.chunk}}
+	im := &Import{b: b}
 	bad, err := s.cfg.Migrate.Migrate(s.path, im)
 	if err == nil {
-		err = im.b.finish()
+		err = b.finish()
 	}
 	if err != nil {
-		os.RemoveAll(tmp)
+		os.RemoveAll(b.dir)
 		return err
 	}
 	// The new store is durable: swap. A crash from here on is finished by finishReplace.
