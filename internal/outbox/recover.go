@@ -356,12 +356,8 @@ func (im *Import) SetNextSeq(seq uint64) { im.b.nextSeq = max(im.b.nextSeq, seq)
 // Put copies a message: its Seq (above the last one's), Topic, Payload, QoS, Retain, Stored
 // and Attempts.
 func (im *Import) Put(m Message) error {
-	flags := byte(m.QoS)
-	if m.Retain {
-		flags |= putRetain
-	}
 	im.n++
-	return im.b.put(putBody{seq: m.Seq, stored: m.Stored.UnixNano(), flags: flags, attempts: uint32(max(m.Attempts, 0)),
+	return im.b.put(putBody{seq: m.Seq, stored: m.Stored.UnixNano(), flags: putFlags(m.QoS, m.Retain), attempts: uint32(max(m.Attempts, 0)),
 		topic: m.Topic, payload: m.Payload})
 }
 

@@ -216,10 +216,7 @@ func (s *Store) Append(src *Source, topic string, payload []byte, qos int, retai
 		}
 		s.dropOldest(over)
 	}
-	flags := byte(qos)
-	if retain {
-		flags |= putRetain
-	}
+	flags := putFlags(qos, retain)
 	reserved := s.reserve()
 	if reserved {
 		flags |= putReserved
