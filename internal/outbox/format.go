@@ -214,10 +214,11 @@ func parsePutFixed(b []byte) (putBody, int, error) {
 	return p, tl, nil
 }
 
-// message is the Message a put record holds.
+// message is the Message a put record holds; its Payload aliases p's (readPut reads each
+// record into a buffer of its own, so no copy is needed).
 func (p putBody) message() Message {
 	return Message{
-		Seq: p.seq, Topic: p.topic, Payload: append([]byte(nil), p.payload...),
+		Seq: p.seq, Topic: p.topic, Payload: p.payload,
 		QoS: int(p.flags & putQoS), Retain: p.flags&putRetain != 0, Stored: time.Unix(0, p.stored),
 	}
 }

@@ -280,7 +280,8 @@ func (s *Store) file(gen uint64) (*os.File, error) {
 	return f, nil
 }
 
-// readPut reads and checks the put record of e.
+// readPut reads and checks the put record of e, into a buffer of its own that the payload
+// aliases.
 func (s *Store) readPut(e *entry) (putBody, error) {
 	f, err := s.file(e.gen())
 	if err != nil {
