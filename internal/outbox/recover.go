@@ -144,12 +144,13 @@ func (s *Store) create() error {
 // moveAside renames whatever is at s.path to outbox.db.damaged-<UTC time> and logs why; kept
 // is how many of its messages were copied to the store that replaces it, -1 for none.
 func (s *Store) moveAside(why error, kept int) error {
-	aside := s.path + ".damaged-" + s.cfg.Now().UTC().Format("20060102T150405.000Z")
+	stamp := s.path + ".damaged-" + s.cfg.Now().UTC().Format("20060102T150405.000Z")
+	aside := stamp
 	for i := 2; ; i++ {
 		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
 			break
 		}
-		aside = fmt.Sprintf("%s.damaged-%s-%d", s.path, s.cfg.Now().UTC().Format("20060102T150405.000Z"), i)
+		aside = fmt.Sprintf("%s-%d", stamp, i)
 	}
 	if err := os.Rename(s.path, aside); err != nil {
 		return fmt.Errorf("outbox %s is damaged (%v) and cannot be set aside: %w", s.path, why, err)
