@@ -50,27 +50,23 @@ func (x *index) add(e entry) {
 }
 
 // upsert adds e or, when its seq is stored, replaces it (recovery: a relocated copy of a
-// message, or a message seen again); it keeps the order when e.seq is below the last seq. It
-// reports whether the seq was new.
-func (x *index) upsert(e entry) bool {
+// message, or a message seen again); it keeps the order when e.seq is below the last seq.
+func (x *index) upsert(e entry) {
 	if n := len(x.es); n == x.head || x.es[n-1].seq < e.seq {
 		x.add(e)
-		return true
+		return
 	}
 	i := x.search(e.seq)
 	if i < len(x.es) && x.es[i].seq == e.seq {
-		if x.es[i].size == 0 {
+		if x.es[i].size == 0 { // removed, now stored again
 			x.removed--
 			x.live++
-			x.es[i] = e
-			return true
 		}
 		x.es[i] = e
-		return false
+		return
 	}
 	x.es = slices.Insert(x.es, i, e)
 	x.live++
-	return true
 }
 
 // search is the position of the first entry at or above seq.
