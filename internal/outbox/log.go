@@ -252,7 +252,8 @@ func (s *Store) retire() {
 	}
 }
 
-// keepReader keeps f open for reading segment gen, closing the oldest reader beyond maxReaders.
+// keepReader keeps f open for reading segment gen, closing another reader (any: the map's
+// order) when maxReaders are open.
 func (s *Store) keepReader(gen uint64, f *os.File) {
 	if len(s.readers) >= maxReaders {
 		for g, rf := range s.readers {
