@@ -51,13 +51,17 @@ type reloader struct {
 	ep      *local.Endpoint // nil without [local]
 }
 
-// run applies the reloads it is given until ctx ends, closing each one's Done once applied.
+// run applies the reloads it is given until ctx ends or reloads is closed, closing each one's
+// Done once applied.
 func (r *reloader) run(ctx context.Context, reloads <-chan Reload) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case rl := <-reloads:
+		case rl, ok := <-reloads:
+			if !ok {
+				return // no more reloads (a closed channel would give a nil Config at once)
+			}
 			r.cfg = r.apply(ctx, rl.Config)
 			if rl.Done != nil {
 				close(rl.Done)

@@ -171,3 +171,19 @@ func TestPartIsOpenedAgainAfterAFailureButNotAfterAFailedStart(t *testing.T) {
 		t.Errorf("the failed start is not logged: %s", lb2.String())
 	}
 }
+
+// A closed reload channel ends the reload task (it applied a nil configuration and panicked).
+func TestClosedReloadsEndTheReloadTask(t *testing.T) {
+	reloads := make(chan Reload)
+	close(reloads)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		(&reloader{log: zerolog.Nop()}).run(context.Background(), reloads)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reload task did not end when its channel was closed")
+	}
+}

@@ -76,6 +76,17 @@ const (
 	putFlagsMask = 0x1f
 )
 
+// putFlags are the flags of a put record for a message's QoS and retain; message reads them
+// back. qos is 0-2: Append checks it, and a migrated message's is two bits (3 gives a record
+// that fails its checks at Open).
+func putFlags(qos int, retain bool) byte {
+	flags := byte(qos)
+	if retain {
+		flags |= putRetain
+	}
+	return flags
+}
+
 // putFixed is the body of a put record without its topic and payload:
 // seq u64 | stored (Unix ns) i64 | flags u8 | attempts u32 | topic length u16.
 const putFixed = 8 + 8 + 1 + 4 + 2
@@ -203,10 +214,11 @@ func parsePutFixed(b []byte) (putBody, int, error) {
 	return p, tl, nil
 }
 
-// message is the Message a put record holds.
+// message is the Message a put record holds; its Payload aliases p's (readPut reads each
+// record into a buffer of its own, so no copy is needed).
 func (p putBody) message() Message {
 	return Message{
-		Seq: p.seq, Topic: p.topic, Payload: append([]byte(nil), p.payload...),
+		Seq: p.seq, Topic: p.topic, Payload: p.payload,
 		QoS: int(p.flags & putQoS), Retain: p.flags&putRetain != 0, Stored: time.Unix(0, p.stored),
 	}
 }

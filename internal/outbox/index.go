@@ -22,19 +22,16 @@ func (e *entry) off() int    { return int(uint32(e.pos)) }
 
 func makePos(gen uint64, off int) uint64 { return gen<<32 | uint64(uint32(off)) }
 
-// counted is what a message counts against MaxBytes: recordSize, the measure the store has
-// always used (key, value and checksum in the bbolt store it replaced), so a configured bound
-// holds as many messages as before.
-func (e *entry) counted() int64 { return countedSize(int(e.size)) }
+// counted is what the message counts against MaxBytes: its recordSize, from the length of its
+// put record (which holds the topic and payload beside putFixed and the record header).
+func (e *entry) counted() int64 {
+	return int64(e.size) - int64(putRecordLen(0, 0)) + recordSize(0, 0)
+}
 
 // recordSize is what one message counts against Config.MaxBytes: topic, payload and 24 bytes —
 // the key (8), value header (12) and checksum (4) of the bbolt store the log replaced, kept so
 // that a bound holds as many messages as it did.
 func recordSize(topicLen, payloadLen int) int64 { return int64(24 + topicLen + payloadLen) }
-
-func countedSize(putLen int) int64 {
-	return int64(putLen) - int64(putRecordLen(0, 0)) + recordSize(0, 0)
-}
 
 // index holds the stored messages ordered by seq. Removed entries stay (size 0) until they reach
 // the head or make up half of the slice, so removing from the head and from near it — how
@@ -53,27 +50,23 @@ func (x *index) add(e entry) {
 }
 
 // upsert adds e or, when its seq is stored, replaces it (recovery: a relocated copy of a
-// message, or a message seen again); it keeps the order when e.seq is below the last seq. It
-// reports whether the seq was new.
-func (x *index) upsert(e entry) bool {
+// message, or a message seen again); it keeps the order when e.seq is below the last seq.
+func (x *index) upsert(e entry) {
 	if n := len(x.es); n == x.head || x.es[n-1].seq < e.seq {
 		x.add(e)
-		return true
+		return
 	}
 	i := x.search(e.seq)
 	if i < len(x.es) && x.es[i].seq == e.seq {
-		if x.es[i].size == 0 {
+		if x.es[i].size == 0 { // removed, now stored again
 			x.removed--
 			x.live++
-			x.es[i] = e
-			return true
 		}
 		x.es[i] = e
-		return false
+		return
 	}
 	x.es = slices.Insert(x.es, i, e)
 	x.live++
-	return true
 }
 
 // search is the position of the first entry at or above seq.

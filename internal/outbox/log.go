@@ -131,7 +131,7 @@ func (s *Store) switchSegment(need int) error {
 			return s.fail(err)
 		}
 		s.syncs.Add(1)
-		s.madeDurable(s.written, s.lastPut)
+		s.madeDurable(s.written, s.lastPut())
 		// From here nothing more may go into it, even if the next segment cannot be made now:
 		// a scan stops at END.
 		tail.ended = true
@@ -252,7 +252,8 @@ func (s *Store) retire() {
 	}
 }
 
-// keepReader keeps f open for reading segment gen, closing the oldest reader beyond maxReaders.
+// keepReader keeps f open for reading segment gen, closing another reader (any: the map's
+// order) when maxReaders are open.
 func (s *Store) keepReader(gen uint64, f *os.File) {
 	if len(s.readers) >= maxReaders {
 		for g, rf := range s.readers {
@@ -280,7 +281,8 @@ func (s *Store) file(gen uint64) (*os.File, error) {
 	return f, nil
 }
 
-// readPut reads and checks the put record of e.
+// readPut reads and checks the put record of e, into a buffer of its own that the payload
+// aliases.
 func (s *Store) readPut(e *entry) (putBody, error) {
 	f, err := s.file(e.gen())
 	if err != nil {
@@ -331,7 +333,11 @@ func (s *Store) stopped() error { return s.broken }
 func (s *Store) closing() bool  { return s.closed }
 func (s *Store) page() int      { return s.tailOff / pageSize }
 
-func (s *Store) commitPoint() (*os.File, uint64, uint64) { return s.tail, s.written, s.lastPut }
+func (s *Store) commitPoint() (*os.File, uint64, uint64) { return s.tail, s.written, s.lastPut() }
+
+// lastPut is the seq of the last put appended: Append takes nextSeq only once its record is
+// written. Before the first put of a run it is the last seq of the store, already visible.
+func (s *Store) lastPut() uint64 { return s.nextSeq - 1 }
 
 // committed takes the outcome of an fdatasync that began at commitPoint (end, vis).
 func (s *Store) committed(end, vis uint64, err error) {

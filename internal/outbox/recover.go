@@ -144,12 +144,13 @@ func (s *Store) create() error {
 // moveAside renames whatever is at s.path to outbox.db.damaged-<UTC time> and logs why; kept
 // is how many of its messages were copied to the store that replaces it, -1 for none.
 func (s *Store) moveAside(why error, kept int) error {
-	aside := s.path + ".damaged-" + s.cfg.Now().UTC().Format("20060102T150405.000Z")
+	stamp := s.path + ".damaged-" + s.cfg.Now().UTC().Format("20060102T150405.000Z")
+	aside := stamp
 	for i := 2; ; i++ {
 		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
 			break
 		}
-		aside = fmt.Sprintf("%s.damaged-%s-%d", s.path, s.cfg.Now().UTC().Format("20060102T150405.000Z"), i)
+		aside = fmt.Sprintf("%s-%d", stamp, i)
 	}
 	if err := os.Rename(s.path, aside); err != nil {
 		return fmt.Errorf("outbox %s is damaged (%v) and cannot be set aside: %w", s.path, why, err)
@@ -356,12 +357,8 @@ func (im *Import) SetNextSeq(seq uint64) { im.b.nextSeq = max(im.b.nextSeq, seq)
 // Put copies a message: its Seq (above the last one's), Topic, Payload, QoS, Retain, Stored
 // and Attempts.
 func (im *Import) Put(m Message) error {
-	flags := byte(m.QoS)
-	if m.Retain {
-		flags |= putRetain
-	}
 	im.n++
-	return im.b.put(putBody{seq: m.Seq, stored: m.Stored.UnixNano(), flags: flags, attempts: uint32(max(m.Attempts, 0)),
+	return im.b.put(putBody{seq: m.Seq, stored: m.Stored.UnixNano(), flags: putFlags(m.QoS, m.Retain), attempts: uint32(max(m.Attempts, 0)),
 		topic: m.Topic, payload: m.Payload})
 }
 
@@ -373,20 +370,17 @@ func (s *Store) migrate() error {
 	if s.cfg.Migrate == nil {
 		return formatErr("%s is a file: the store of an earlier gatewayd, and no migration from it is built in", s.path)
 	}
-	tmp := s.path + newSuffix
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("outbox: %w", err)
+	b, err := s.newBuilder(0)
+	if err != nil {
+		return err
 	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	im := &Import{b: &builder{dir: tmp, segSize: s.cfg.segSize, chunk: s.cfg.chunk}}
+	im := &Import{b: b}
 	bad, err := s.cfg.Migrate.Migrate(s.path, im)
 	if err == nil {
-		err = im.b.finish()
+		err = b.finish()
 	}
 	if err != nil {
-		os.RemoveAll(tmp)
+		os.RemoveAll(b.dir)
 		return err
 	}
 	// The new store is durable: swap. A crash from here on is finished by finishReplace.

@@ -75,14 +75,10 @@ func (s *Store) finishReplace() error {
 // were stepped over. Every copied message counts as sent once (damage may have taken its send
 // records), so a resend is reported as a possible duplicate.
 func (s *Store) repair(rep *replayed) error {
-	tmp := s.path + newSuffix
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("outbox: %w", err)
+	b, err := s.newBuilder(s.nextSeq)
+	if err != nil {
+		return err
 	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	b := &builder{dir: tmp, nextSeq: s.nextSeq, segSize: s.cfg.segSize, chunk: s.cfg.chunk}
 	var copied, lost int
 	var werr error
 	s.idx.from(0, func(e *entry) bool {
@@ -104,7 +100,7 @@ func (s *Store) repair(rep *replayed) error {
 	}
 	s.closeFiles()
 	if werr != nil {
-		os.RemoveAll(tmp)
+		os.RemoveAll(b.dir)
 		return fmt.Errorf("outbox: repairing %s: %w", s.path, werr)
 	}
 	why := errors.Join(rep.structural, rep.problem())
@@ -126,6 +122,20 @@ func (s *Store) repair(rep *replayed) error {
 		Int("damaged_records", rep.damaged).Int("unreadable_messages", lost).Int("messages_kept", copied).Str("set_aside", s.setAside).
 		Msg("damage found in the outbox; the messages that could be read were copied to a fresh store (each counts as sent once)")
 	return nil
+}
+
+// newBuilder makes an empty directory beside the store (FileName + newSuffix: an unfinished
+// one a crash left is dropped) and returns a builder of the store that replaces it, whose next
+// seq is at least nextSeq. The caller removes b.dir when the copy fails.
+func (s *Store) newBuilder(nextSeq uint64) (*builder, error) {
+	tmp := s.path + newSuffix
+	if err := os.RemoveAll(tmp); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return &builder{dir: tmp, nextSeq: nextSeq, segSize: s.cfg.segSize, chunk: s.cfg.chunk}, nil
 }
 
 // builder writes a new store directory from scratch, one segment after another, each written

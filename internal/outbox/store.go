@@ -107,7 +107,6 @@ type Store struct {
 	relocateDue, relocating bool
 
 	written uint64 // bytes appended in this run, over all segments
-	lastPut uint64 // seq of the last put appended
 
 	body, rec []byte // scratch for encoding, under mu
 
@@ -217,10 +216,7 @@ func (s *Store) Append(src *Source, topic string, payload []byte, qos int, retai
 		}
 		s.dropOldest(over)
 	}
-	flags := byte(qos)
-	if retain {
-		flags |= putRetain
-	}
+	flags := putFlags(qos, retain)
 	reserved := s.reserve()
 	if reserved {
 		flags |= putReserved
@@ -238,7 +234,6 @@ func (s *Store) Append(src *Source, topic string, payload []byte, qos int, retai
 	seg.live++
 	seg.liveBytes += int64(e.size)
 	s.bytes += size
-	s.lastPut = seq
 	streams := false
 	if src != nil {
 		streams = src.unwaited > 0
@@ -283,7 +278,7 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 	}
 	s.expireHead(s.cfg.Now())
 	var out []Message
-	var bad []uint64
+	var bad span
 	var problems []error
 	s.idx.from(after+1, func(e *entry) bool {
 		if len(out) >= max || e.seq > s.visible {
@@ -292,7 +287,7 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 		p, err := s.readPut(e)
 		if err != nil {
 			// Checked at Open: only a card that changed under the daemon gets here.
-			bad = append(bad, e.seq)
+			bad.add(e)
 			problems = append(problems, err)
 			return true
 		}
@@ -301,16 +296,10 @@ func (s *Store) PendingAfter(after uint64, max int) ([]Message, error) {
 		out = append(out, m)
 		return true
 	})
-	if len(bad) > 0 {
-		var sp span
-		for _, seq := range bad {
-			if e := s.idx.find(seq); e != nil {
-				sp.add(e)
-			}
-		}
-		err := s.removeSpan(removeRejected, &sp)
-		s.damagedN.Add(uint64(sp.n))
-		s.log.Error().Str(logging.EventKey, logging.EventOutboxDamaged).Err(errors.Join(problems...)).Int("dropped", sp.n).
+	if bad.n > 0 {
+		err := s.removeSpan(removeRejected, &bad)
+		s.damagedN.Add(uint64(bad.n))
+		s.log.Error().Str(logging.EventKey, logging.EventOutboxDamaged).Err(errors.Join(problems...)).Int("dropped", bad.n).
 			AnErr("write_error", err).Msg("damaged messages found while reading the outbox; dropped")
 	}
 	return out, nil

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/test/testutil"
 
 	"github.com/rs/zerolog"
@@ -386,4 +388,42 @@ func TestAnOldStoreWithoutAMigratorIsSetAside(t *testing.T) {
 		t.Fatalf("no set-aside line:\n%s", lb)
 	}
 	mustPut(t, s, "t", "x")
+}
+
+func TestAMessageDamagedUnderAnOpenStoreIsDroppedByPending(t *testing.T) {
+	dir := t.TempDir()
+	s, lb := open(t, Config{Dir: dir})
+	for _, p := range []string{"one", "two-damaged-here", "three"} {
+		mustPut(t, s, "t", p)
+	}
+	// The card changes under the daemon: one byte of the second message's payload.
+	seg := segments(t, dir)[0]
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(data, []byte("two-damaged-here"))
+	if i < 0 {
+		t.Fatal("the second payload is not in the segment")
+	}
+	f, err := os.OpenFile(seg, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{data[i] ^ 0xff}, int64(i)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := payloads(pending(t, s)); !slices.Equal(got, []string{"one", "three"}) {
+		t.Fatalf("Pending = %q, want one and three", got)
+	}
+	if st := s.Stats(); st.Damaged != 1 || st.Messages != 2 {
+		t.Fatalf("Stats: %d damaged, %d messages; want 1 and 2", st.Damaged, st.Messages)
+	}
+	if got := payloads(pending(t, s)); !slices.Equal(got, []string{"one", "three"}) {
+		t.Fatalf("Pending again = %q, want one and three", got)
+	}
+	if !strings.Contains(lb.String(), logging.EventOutboxDamaged) {
+		t.Fatalf("no %s in the log:\n%s", logging.EventOutboxDamaged, lb.String())
+	}
 }

@@ -34,7 +34,7 @@ func Open() (master, slave *os.File, err error) {
 		return nil, nil, fmt.Errorf("pty master non-blocking: %w", err)
 	}
 	master = os.NewFile(uintptr(fd), "/dev/ptmx")
-	if err := MakeRaw(s); err != nil {
+	if err := makeRaw(s); err != nil {
 		master.Close()
 		s.Close()
 		return nil, nil, fmt.Errorf("raw mode on %s: %w", s.Name(), err)
@@ -42,8 +42,8 @@ func Open() (master, slave *os.File, err error) {
 	return master, s, nil
 }
 
-// MakeRaw applies cfmakeraw(3) to the tty behind f, without taking f out of the poller.
-func MakeRaw(f *os.File) error {
+// makeRaw applies cfmakeraw(3) to the tty behind f, without taking f out of the poller.
+func makeRaw(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err

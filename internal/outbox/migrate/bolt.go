@@ -41,10 +41,10 @@ var (
 	bucketAttempts = []byte("attempts")
 )
 
-// errBadRecord is a bbolt record that fails its checks; it is dropped, logged and counted.
 // crcTable is the old store's checksum: CRC-32C.
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
+// errBadRecord is a bbolt record that fails its checks; it is dropped, logged and counted.
 var errBadRecord = errors.New("damaged record")
 
 func seqKey(seq uint64) []byte {
