@@ -151,12 +151,12 @@ func (r *router) resynced(cl *call) {
 	r.needResync = false
 }
 
-// promptWanted reports whether a '>' at a token start now is the prompt of
-// the call in flight.
-func (r *router) promptWanted() bool {
+// mode is the mode the framer frames the next token by, now: a call may
+// have begun or been armed since route last returned one.
+func (r *router) mode() mode {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cur != nil && r.cur.wantsPrompt()
+	return r.modeLocked()
 }
 
 // modeLocked is the mode the framer frames the next token by. r.mu is held.

@@ -98,7 +98,7 @@ func TestRouterDataCommandMode(t *testing.T) {
 	r := &router{n: new(counters)}
 	cl := newCall(Command{Line: "AT+QMTPUB=0,0,0,0,\"t\"", Data: []byte("hi"), DataEnd: []byte{0x1A}}, phWriting)
 	r.begin(cl)
-	if !r.promptWanted() {
+	if !r.mode().prompt {
 		t.Fatal("no prompt wanted for a data command being written")
 	}
 	if _, _, m := r.route(lineTok(cl.cmd.Line)); !m.prompt || m.echo != nil {
