@@ -440,7 +440,7 @@ func (l *loop) run(ctx context.Context) error {
 				l.learn(r.found)
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
-				l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
+				l.setTopics()
 			}
 			if r.err == nil && r.st == stageMQTT {
 				l.connectedAt, l.expires = time.Now(), r.expires
@@ -498,7 +498,7 @@ func (l *loop) applySettings() {
 	l.set.Subscribe, l.set.PublishOnConnect = n.Subscribe, n.PublishOnConnect
 	l.set.MQTT, l.set.TLS = n.MQTT, n.TLS
 	if l.link != nil {
-		l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
+		l.setTopics()
 	}
 	l.setStatus(func(st *Status) { st.Host, st.BrokerPort = n.Host, n.Port })
 }
