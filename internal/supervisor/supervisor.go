@@ -1008,9 +1008,14 @@ func (s *Supervisor) SetLED(on bool, why string) error {
 	if err := s.led.Set(on); err != nil {
 		return err
 	}
+	s.ledChanged(on, why)
+	return nil
+}
+
+// ledChanged records and logs that the LED is now on (or off), for why. s.ledState.mu is held.
+func (s *Supervisor) ledChanged(on bool, why string) {
 	s.ledState.on, s.ledState.known = on, true
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
-	return nil
 }
 
 // LEDState is the LED's state as last set; known is false before the first.
@@ -1046,6 +1051,5 @@ func (s *Supervisor) toggleLED(why string) {
 		s.log.Error().Err(err).Msg("cannot toggle the LED")
 		return
 	}
-	s.ledState.on, s.ledState.known = on, true
-	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
+	s.ledChanged(on, why)
 }
