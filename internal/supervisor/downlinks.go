@@ -18,9 +18,9 @@ import (
 // through the loop, and the loop, while it waits for a call, only has those few to keep.
 //
 // The consumer writes nothing the loop owns: it reads the link's topic filters and the
-// platform's registration answer topics (which the loop stores whole, downTopics), counts downlinks in a record of its own (downlinkCount), drives the LED under
-// the LED's lock, and sends buffer-mode messages' slots to be read in goroutines that hand the
-// messages back to it.
+// platform's registration answer topics (downTopics, which the loop stores whole), counts
+// downlinks in a record of its own (downlinkCount), drives the LED under the LED's lock, and
+// sends buffer-mode messages' slots to be read in goroutines that hand the messages back to it.
 
 // sessionQueue bounds the session events the consumer has forwarded and the loop not yet taken;
 // beyond it the consumer waits (and the client's queue and the AT reader behind it fill).
