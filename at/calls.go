@@ -69,7 +69,7 @@ func (c *Conn) exec(ctx context.Context, cmd Command) (Response, error) {
 
 	if cmd.Data != nil {
 		c.wait(ctx, cl.prompt, cl.done)
-		switch finished, prompted := c.calls.progress(cl); {
+		switch finished, prompted, _ := c.calls.progress(cl); {
 		case finished: // e.g. ERROR instead of the prompt
 			return c.result(cl)
 		case !prompted:
@@ -166,7 +166,7 @@ func (c *Conn) resync(ctx context.Context) error {
 		}
 		cancel()
 		var answer error
-		if ok, answer = c.calls.answer(cl); ok && answer != nil {
+		if ok, _, answer = c.calls.progress(cl); ok && answer != nil {
 			c.log.Debug().Err(answer).Msg("at: the resync AT was answered with an error: the module is alive")
 		}
 	}

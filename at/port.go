@@ -38,7 +38,7 @@ func (c *Conn) readLoop() {
 			if c.trace != nil {
 				c.trace.in(p[:n])
 			}
-			m.prompt = c.calls.promptWanted() // a command may have been sent since the last token
+			m = c.calls.mode() // a command may have been sent since the last token
 			for {
 				t, ok := c.f.next(m)
 				if !ok {

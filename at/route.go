@@ -98,19 +98,12 @@ func (r *router) arm(cl *call) {
 	cl.held = nil
 }
 
-// progress reports whether cl has its final result, and whether its data
-// prompt came.
-func (r *router) progress(cl *call) (finished, prompted bool) {
+// progress reports whether cl has its final result (err), and whether its
+// data prompt came.
+func (r *router) progress(cl *call) (finished, prompted bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return cl.finished, cl.prompted
-}
-
-// answer reports whether cl has its final result, and which.
-func (r *router) answer(cl *call) (finished bool, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return cl.finished, cl.err
+	return cl.finished, cl.prompted, cl.err
 }
 
 // abandon gives up cl unless it has finished: its late lines are dropped and
@@ -151,12 +144,12 @@ func (r *router) resynced(cl *call) {
 	r.needResync = false
 }
 
-// promptWanted reports whether a '>' at a token start now is the prompt of
-// the call in flight.
-func (r *router) promptWanted() bool {
+// mode is the mode the framer frames the next token by, now: a call may
+// have begun or been armed since route last returned one.
+func (r *router) mode() mode {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cur != nil && r.cur.wantsPrompt()
+	return r.modeLocked()
 }
 
 // modeLocked is the mode the framer frames the next token by. r.mu is held.

@@ -63,7 +63,7 @@ func TestRouterHoldsTheReplyWhileWriting(t *testing.T) {
 		t.Fatal("finished before it was armed")
 	}
 	r.arm(cl)
-	if fin, err := r.answer(cl); !fin || err != nil {
+	if fin, _, err := r.progress(cl); !fin || err != nil {
 		t.Fatalf("after arm: finished %v, err %v", fin, err)
 	}
 	if got := texts(cl.lines); !slices.Equal(got, []string{"+CSQ: 31,99"}) {
@@ -86,7 +86,7 @@ func TestRouterAnswersClaimsURCPrefixes(t *testing.T) {
 		t.Error("unclaimed line did not go out as a URC")
 	}
 	r.route(token{text: []byte("+CME ERROR: 10")})
-	fin, err := r.answer(cl)
+	fin, _, err := r.progress(cl)
 	if !fin || err == nil || !slices.Equal(texts(cl.lines), []string{"+QMTCONN: 0,3"}) {
 		t.Errorf("finished %v, err %v, lines %q", fin, err, texts(cl.lines))
 	}
@@ -98,7 +98,7 @@ func TestRouterDataCommandMode(t *testing.T) {
 	r := &router{n: new(counters)}
 	cl := newCall(Command{Line: "AT+QMTPUB=0,0,0,0,\"t\"", Data: []byte("hi"), DataEnd: []byte{0x1A}}, phWriting)
 	r.begin(cl)
-	if !r.promptWanted() {
+	if !r.mode().prompt {
 		t.Fatal("no prompt wanted for a data command being written")
 	}
 	if _, _, m := r.route(lineTok(cl.cmd.Line)); !m.prompt || m.echo != nil {
@@ -109,7 +109,7 @@ func TestRouterDataCommandMode(t *testing.T) {
 	if urc || m.prompt || m.echo != &cl.cmd {
 		t.Fatalf("after the prompt: urc %v, mode %+v", urc, m)
 	}
-	if fin, prompted := r.progress(cl); fin || !prompted {
+	if fin, prompted, _ := r.progress(cl); fin || !prompted {
 		t.Fatalf("finished %v, prompted %v", fin, prompted)
 	}
 	if _, _, m = r.route(urcTok("+QMTSTAT: 0,1", "+QMTSTAT:")); m.echo != &cl.cmd {
@@ -146,7 +146,7 @@ func TestRouterAbandonAndResync(t *testing.T) {
 	at := newCall(Command{Line: "AT"}, phResync)
 	r.begin(at)
 	r.route(lineTok("ERROR")) // any final result: the module is alive
-	if fin, err := r.answer(at); !fin || err == nil {
+	if fin, _, err := r.progress(at); !fin || err == nil {
 		t.Fatalf("resync answer: finished %v, err %v", fin, err)
 	}
 	r.setPhase(at, phDrain)

@@ -7,7 +7,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/internal/logging"
 	"github.com/gatewayd/gatewayd/qmt"
 )
@@ -18,10 +17,10 @@ import (
 // the rare events the session depends on (sessionEvent). So a burst of downlinks never passes
 // through the loop, and the loop, while it waits for a call, only has those few to keep.
 //
-// The consumer writes nothing the loop owns: it reads the link's topic filters (which the loop
-// stores whole), counts downlinks in a record of its own (downlinkCount), drives the LED under
-// the LED's lock, and sends buffer-mode messages' slots to be read in goroutines that hand the
-// messages back to it.
+// The consumer writes nothing the loop owns: it reads the link's topic filters and the
+// platform's registration answer topics (downTopics, which the loop stores whole), counts
+// downlinks in a record of its own (downlinkCount), drives the LED under the LED's lock, and
+// sends buffer-mode messages' slots to be read in goroutines that hand the messages back to it.
 
 // sessionQueue bounds the session events the consumer has forwarded and the loop not yet taken;
 // beyond it the consumer waits (and the client's queue and the AT reader behind it fill).
@@ -54,18 +53,12 @@ type consumer struct {
 	// deliver is Settings.Downlinks; toggle says downlinks toggle the LED (no LEDBound).
 	deliver func(topic string, payload []byte)
 	toggle  bool
-	// answers are the topics a dynamic registration's answer may come on (none when the
-	// platform does not register).
-	answers []string
 }
 
 // startConsumer starts k's downlink consumer. Loop only, once per link.
 func (l *loop) startConsumer(ctx context.Context, k *link) {
 	k.consuming = true
 	c := consumer{Supervisor: l.Supervisor, k: k, deliver: l.set.Downlinks, toggle: l.set.LEDBound == nil}
-	if reg, ok := cloud.RegisteringOf(l.set.Platform); ok {
-		c.answers = reg.Dynamic().AnswerTopics()
-	}
 	go c.run(ctx)
 }
 
@@ -124,10 +117,11 @@ const maxLoggedPayload = 256
 // downlink hands one message on: a registration's answer to the registration, any other on a
 // subscribed topic to the log, the LED and Settings.Downlinks.
 func (c consumer) downlink(topic string, payload []byte, msgID int) {
-	if c.registrationAnswer(c.answers, topic, payload) {
+	t := c.k.topics.Load()
+	if t != nil && c.registrationAnswer(t.answers, topic, payload) {
 		return
 	}
-	if !c.k.subscribed(topic) {
+	if !t.subscribed(topic) {
 		c.log.Warn().Str("topic", topic).Int("bytes", len(payload)).Int("msgid", msgID).
 			Msg("message on a topic gatewayd did not subscribe to; ignored")
 		return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gatewayd/gatewayd/internal/cloud"
 	"github.com/gatewayd/gatewayd/qmt"
 )
 
@@ -101,5 +102,48 @@ func TestDownlinksHaveTheirOwnConsumer(t *testing.T) {
 	}
 	if l := late.Load(); l != 0 {
 		t.Errorf("%d downlinks handed on after Run returned", l)
+	}
+}
+
+// registeringPlatform is a platform that registers dynamically with dyn; only Dynamic is used.
+type registeringPlatform struct {
+	cloud.Platform
+	dyn *cloud.AliyunDynamic
+}
+
+func (p registeringPlatform) Dynamic() *cloud.AliyunDynamic                  { return p.dyn }
+func (p registeringPlatform) SetDevice(string, cloud.AliyunCredential) error { return nil }
+func (p registeringPlatform) RegisterHint(int) string                        { return "" }
+
+// TestReloadChangesTheAnswerTopics: a reload that makes the platform register (or changes its
+// authType) reaches the running link's downlink consumer, which hands the answer on the new
+// topic to the registration instead of ignoring it as a topic nobody subscribed to.
+func TestReloadChangesTheAnswerTopics(t *testing.T) {
+	s := New(Settings{Subscribe: []qmt.Subscription{{Topic: "down/#"}}}, zerolog.Nop(), nil, nil)
+	l := &loop{Supervisor: s, link: &link{}}
+	l.setTopics() // the SIM stage's end, with a platform that does not register
+	c := consumer{Supervisor: s, k: l.link}
+	ch := make(chan qmt.Received, 1)
+	s.regWait.Store(&ch)
+	c.downlink(cloud.AliyunRegNWLTopic, []byte("before"), 1)
+	if len(ch) != 0 {
+		t.Fatalf("an answer topic of a platform that does not register went to the registration: %v", <-ch)
+	}
+
+	set := s.set
+	set.Platform = registeringPlatform{dyn: &cloud.AliyunDynamic{AuthType: cloud.AliyunRegNWL}}
+	l.newSet = &set
+	l.applySettings()
+	c.downlink(cloud.AliyunRegNWLTopic, []byte("after"), 2)
+	select {
+	case m := <-ch:
+		if m.Topic != cloud.AliyunRegNWLTopic || string(m.Payload) != "after" {
+			t.Errorf("the registration got %q on %s", m.Payload, m.Topic)
+		}
+	default:
+		t.Fatal("after the reload, the answer on /ext/regnwl did not reach the registration")
+	}
+	if got := s.Status().Downlinks; got != 0 {
+		t.Errorf("%d downlinks counted; the answers are not downlinks and down/# was not matched", got)
 	}
 }

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gatewayd/gatewayd/internal/cloud"
+	"github.com/gatewayd/gatewayd/test/testutil"
 )
 
 // countingPlatform is a fake platform: cloud.Plain's identity with an expiry one hour after the
@@ -74,24 +74,6 @@ func TestEveryConnectAsksThePlatformAndReportsTheExpiry(t *testing.T) {
 	waitFor(t, "the reconnect", func() bool { _, e := p.state(); return s.Status().Connected && s.Status().IdentityExpires.Equal(e) })
 }
 
-// syncBuffer is a log sink the test reads while the supervisor writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // A link Alibaba Cloud closes soon after the CONNECT is explained with its kick-out rule: another
 // device with the same triple logged in.
 func TestAliyunLinkLostSoonAfterConnectHintsAtTheKickOut(t *testing.T) {
@@ -103,7 +85,7 @@ func TestAliyunLinkLostSoonAfterConnectHintsAtTheKickOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	set.Platform = p
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s := New(set, zerolog.New(&logs), nopLED{}, &countingNotifier{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -135,7 +117,7 @@ func TestRefusedConnectHintsInThePlatformsTerms(t *testing.T) {
 	if err := mod.RefuseConnect(4); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s := New(set, zerolog.New(&logs), nopLED{}, &countingNotifier{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

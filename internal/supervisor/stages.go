@@ -36,9 +36,10 @@ type link struct {
 	closed    chan struct{}
 	consumed  chan struct{}
 	closeOnce sync.Once
-	// filters are the topic filters subscribed (with {imei}/{iccid} expanded): the loop stores
-	// a fresh slice, the downlink consumer reads it.
-	filters atomic.Pointer[[]string]
+	// topics are what the downlink consumer routes a message by: the loop stores them whole
+	// (setTopics) whenever the settings or the identity they derive from change, the consumer
+	// reads them.
+	topics atomic.Pointer[downTopics]
 
 	// The rest is the loop's: only the loop goroutine writes it. A stage goroutine reads id and
 	// deviceName, which the loop set from earlier stages' findings before starting it.
@@ -94,23 +95,37 @@ func (k *link) close() {
 	}
 }
 
-// setFilters gives the downlink consumer the session's topic filters. Loop only.
-func (k *link) setFilters(subs []qmt.Subscription) {
-	filters := make([]string, 0, len(subs))
-	for _, sub := range subs {
-		filters = append(filters, sub.Topic)
-	}
-	k.filters.Store(&filters)
+// downTopics are the topics the downlink consumer routes a message by.
+type downTopics struct {
+	// filters are the topic filters subscribed (with {imei}/{iccid} expanded).
+	filters []string
+	// answers are the topics a dynamic registration's answer may come on (none when the
+	// platform does not register).
+	answers []string
 }
 
-// subscribed reports whether topic matches one of the session's subscriptions.
-func (k *link) subscribed(t string) bool {
-	fs := k.filters.Load()
-	if fs == nil {
+// setTopics gives the link's downlink consumer the topics it routes by, from the settings and
+// the identity now: a reload may change the platform, and with it the answer topics. Loop only.
+func (l *loop) setTopics() {
+	subs := l.subscriptions(l.link.id, l.link.deviceName)
+	t := &downTopics{filters: make([]string, 0, len(subs))}
+	for _, sub := range subs {
+		t.filters = append(t.filters, sub.Topic)
+	}
+	if reg, ok := cloud.RegisteringOf(l.set.Platform); ok {
+		t.answers = reg.Dynamic().AnswerTopics()
+	}
+	l.link.topics.Store(t)
+}
+
+// subscribed reports whether topic matches one of the session's subscriptions; t may be nil
+// (none yet).
+func (t *downTopics) subscribed(name string) bool {
+	if t == nil {
 		return false
 	}
-	for _, f := range *fs {
-		if topic.Match(f, t) {
+	for _, f := range t.filters {
+		if topic.Match(f, name) {
 			return true
 		}
 	}

@@ -440,7 +440,7 @@ func (l *loop) run(ctx context.Context) error {
 				l.learn(r.found)
 			}
 			if r.err == nil && r.st == stageSIM && l.link != nil {
-				l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
+				l.setTopics()
 			}
 			if r.err == nil && r.st == stageMQTT {
 				l.connectedAt, l.expires = time.Now(), r.expires
@@ -498,7 +498,7 @@ func (l *loop) applySettings() {
 	l.set.Subscribe, l.set.PublishOnConnect = n.Subscribe, n.PublishOnConnect
 	l.set.MQTT, l.set.TLS = n.MQTT, n.TLS
 	if l.link != nil {
-		l.link.setFilters(l.subscriptions(l.link.id, l.link.deviceName))
+		l.setTopics()
 	}
 	l.setStatus(func(st *Status) { st.Host, st.BrokerPort = n.Host, n.Port })
 }
@@ -1008,9 +1008,14 @@ func (s *Supervisor) SetLED(on bool, why string) error {
 	if err := s.led.Set(on); err != nil {
 		return err
 	}
+	s.ledChanged(on, why)
+	return nil
+}
+
+// ledChanged records and logs that the LED is now on (or off), for why. s.ledState.mu is held.
+func (s *Supervisor) ledChanged(on bool, why string) {
 	s.ledState.on, s.ledState.known = on, true
 	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
-	return nil
 }
 
 // LEDState is the LED's state as last set; known is false before the first.
@@ -1046,6 +1051,5 @@ func (s *Supervisor) toggleLED(why string) {
 		s.log.Error().Err(err).Msg("cannot toggle the LED")
 		return
 	}
-	s.ledState.on, s.ledState.known = on, true
-	s.log.Info().Str("event", logging.EventLED).Bool("on", on).Str("why", why).Msg("LED")
+	s.ledChanged(on, why)
 }
