@@ -52,44 +52,12 @@ func stuckSubscriber(t testing.TB, addr, id, filter string) net.Conn {
 	return c
 }
 
-// collect subscribes c to filter and returns a function that waits for n messages.
-func collect(t *testing.T, c paho.Client, filter string) func(n int) []string {
-	t.Helper()
-	var mu sync.Mutex
-	var got []string
-	tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
-		mu.Lock()
-		got = append(got, string(m.Payload()))
-		mu.Unlock()
-	})
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	return func(n int) []string {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			mu.Lock()
-			k := len(got)
-			mu.Unlock()
-			if k >= n {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("received %d messages, want %d", k, n)
-			}
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), got...)
-	}
-}
-
 func TestStuckSubscriberHoldsUpNeitherDeliverNorOtherSubscribers(t *testing.T) {
 	lb := &testutil.SyncBuffer{}
 	e, url := start(t, Config{writeTimeout: time.Second, queueLen: 4096, queueBytes: 64 << 20}, newStore(t, outbox.Config{}), lb)
 	addr := strings.TrimPrefix(url, "tcp://")
 	stuckSubscriber(t, addr, "stuck", "dn/#")
-	wait := collect(t, dial(t, url, "healthy", nil), "dn/#")
+	wait := testutil.Collect(t, dial(t, url, "healthy", nil), "dn/#")
 
 	// 300 × 2 KiB: far more than the stuck client's socket and its kernel buffers hold (about
 	// 130 KiB).
@@ -205,7 +173,7 @@ func TestDeliverQueueIsBoundedAndDropsAreCountedAndThrottled(t *testing.T) {
 
 func TestDeliverKeepsNoReferenceToThePayload(t *testing.T) {
 	e, url := start(t, Config{}, newStore(t, outbox.Config{}), nil)
-	wait := collect(t, dial(t, url, "sub", nil), "dn/#")
+	wait := testutil.Collect(t, dial(t, url, "sub", nil), "dn/#")
 	p := []byte("original")
 	if err := e.Deliver("dn/a", p); err != nil {
 		t.Fatal(err)
@@ -426,7 +394,7 @@ func TestRetainedMessagesAreBounded(t *testing.T) {
 	// mochi sends a PUBACK before it fans the message out, but handles a client's packets in turn:
 	// once this one is acknowledged, every message before it has been fanned out.
 	publish(t, c, "sync", 1, "x")
-	late := collect(t, dial(t, url, "late", nil), "+/+") // all the retained topics, not "sync"
+	late := testutil.Collect(t, dial(t, url, "late", nil), "+/+") // all the retained topics, not "sync"
 	late(3)
 	time.Sleep(100 * time.Millisecond)
 	all := late(3)
@@ -630,7 +598,7 @@ func TestResumedSessionBacklogMayExceedTheWriteBuffer(t *testing.T) {
 // MaxInflight, which bound what the daemon holds for clients; a module cannot deliver so fast.)
 func TestHealthySubscriberKeepsItsConnectionThroughABurst(t *testing.T) {
 	e, url := start(t, Config{}, newStore(t, outbox.Config{}), nil)
-	wait := collect(t, dial(t, url, "reader", nil), "dn/#")
+	wait := testutil.Collect(t, dial(t, url, "reader", nil), "dn/#")
 	const n, size, catOne = 2000, 1000, 10e6 / 8 // bytes a second
 	payload := bytes.Repeat([]byte("p"), size)
 	began := time.Now()

@@ -134,15 +134,7 @@ func TestLocalStuckSubscriberHoldsUpNothing(t *testing.T) {
 	}
 
 	healthy := localClient(t, d, listen, "healthy")
-	var mu sync.Mutex
-	var got []string
-	if tok := healthy.Subscribe(setTopic, 1, func(_ paho.Client, m paho.Message) {
-		mu.Lock()
-		got = append(got, string(m.Payload()[:5]))
-		mu.Unlock()
-	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
+	wait := testutil.Collect(t, healthy, setTopic)
 	from := d.log.Len()
 	const n, batch = 1000, 50
 	fill := strings.Repeat("d", 3995)
@@ -175,24 +167,11 @@ func TestLocalStuckSubscriberHoldsUpNothing(t *testing.T) {
 		}
 	}
 	logged := time.Since(start)
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		k := len(got)
-		mu.Unlock()
-		if k >= n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the healthy subscriber received %d of %d", k, n)
+	for i, p := range wait(n)[:n] {
+		if p[:5] != fmt.Sprintf("%05d", i) {
+			t.Fatalf("healthy subscriber: message %d is %s: out of order", i, p[:5])
 		}
 	}
-	mu.Lock()
-	for i, p := range got[:n] {
-		if p != fmt.Sprintf("%05d", i) {
-			t.Fatalf("healthy subscriber: message %d is %s: out of order", i, p)
-		}
-	}
-	mu.Unlock()
 	slowCtx, cancelSlow := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelSlow()
 	if _, _, err := d.log.Wait(slowCtx, 0, func(e logwatch.Entry) bool { return e.Event() == "local_slow_client" }); err != nil {

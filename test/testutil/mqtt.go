@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -51,4 +53,38 @@ func EncodeMQTT(t testing.TB, pk packets.Packet) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// Collect subscribes c to filter at QoS 1 and returns a function that waits (up to 20 s, else
+// the test fails) until n messages have arrived and returns the payloads received so far, in
+// order of arrival.
+func Collect(t testing.TB, c paho.Client, filter string) (wait func(n int) []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var got []string
+	tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
+		mu.Lock()
+		got = append(got, string(m.Payload()))
+		mu.Unlock()
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", filter, tok.Error())
+	}
+	return func(n int) []string {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			k := len(got)
+			mu.Unlock()
+			if k >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("received %d messages on %s, want %d", k, filter, n)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
 }
