@@ -15,12 +15,11 @@ const nwlInstance = "[mqtt.aliyun]\nproduct_key = \"a1X2bEnP82z\"\nproduct_secre
 
 const dynSection = "[mqtt.aliyun]\nproduct_key = \"a1X2bEnP82z\"\nproduct_secret = \"7jluWm1zql7bt8qK\"\nregion = \"cn-shanghai\"\n"
 
-// A product secret instead of a device secret turns dynamic registration on: the device name
-// defaults to {imei}, the secret's place is the state directory, topics carry {device_name}
-// for the session to fill in.
-func TestAliyunDynamicRegistrationConfig(t *testing.T) {
-	env := presetEnv(t)
-	c, err := env.Parse([]byte(dynSection+"state_dir = \"/tmp/gw-state\"\n[mqtt.tls]\n[[mqtt.subscribe]]\ntopic = \"{property_set}\"\nqos = 1\n"), name)
+// registering parses text with env and returns it with its registering platform; the test
+// fails if it does not parse or does not register.
+func registering(t *testing.T, env Options, text string) (*Config, cloud.Registering) {
+	t.Helper()
+	c, err := env.Parse([]byte(text), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +27,15 @@ func TestAliyunDynamicRegistrationConfig(t *testing.T) {
 	if !ok {
 		t.Fatal("not a registering platform")
 	}
+	return c, r
+}
+
+// A product secret instead of a device secret turns dynamic registration on: the device name
+// defaults to {imei}, the secret's place is the state directory, topics carry {device_name}
+// for the session to fill in.
+func TestAliyunDynamicRegistrationConfig(t *testing.T) {
+	env := presetEnv(t)
+	c, r := registering(t, env, dynSection+"state_dir = \"/tmp/gw-state\"\n[mqtt.tls]\n[[mqtt.subscribe]]\ntopic = \"{property_set}\"\nqos = 1\n")
 	d := r.Dynamic()
 	if d.Template != "{imei}" || d.AuthType != "register" || d.Pin || d.StateDir != "/tmp/gw-state" || d.ProductSecret != "7jluWm1zql7bt8qK" {
 		t.Errorf("dynamic config %+v", *d)
@@ -42,7 +50,7 @@ func TestAliyunDynamicRegistrationConfig(t *testing.T) {
 		t.Error("an identity before the device is registered")
 	}
 	// One device, one secret is not a registering platform.
-	c, err = env.Parse([]byte("[mqtt.aliyun]\nproduct_key = \"a1B2c3D4e5F\"\ndevice_name = \"pi\"\nregion = \"cn-shanghai\"\n"), name)
+	c, err := env.Parse([]byte("[mqtt.aliyun]\nproduct_key = \"a1B2c3D4e5F\"\ndevice_name = \"pi\"\nregion = \"cn-shanghai\"\n"), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,14 +64,7 @@ func TestAliyunDynamicRegistrationConfig(t *testing.T) {
 // even with an instance id.
 func TestAliyunRegNWLConfig(t *testing.T) {
 	env := presetEnv(t)
-	c, err := env.Parse([]byte(nwlInstance+"state_dir = \"/tmp/gw-state\"\n[mqtt.tls]\n"), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, ok := cloud.RegisteringOf(c.MQTT.Platform)
-	if !ok {
-		t.Fatal("not a registering platform")
-	}
+	c, r := registering(t, env, nwlInstance+"state_dir = \"/tmp/gw-state\"\n[mqtt.tls]\n")
 	d := r.Dynamic()
 	if d.AuthType != "regnwl" || d.InstanceID != "iot-06z00ax1o4qyfb8" {
 		t.Errorf("dynamic config %+v", *d)
